@@ -1,0 +1,128 @@
+"""Log lines in nats-server's format:
+
+    [PID] 2016/04/26 13:21:20.379640 [INF] message
+
+Levels: INF (notice), WRN, ERR, FTL always; DBG with -D; TRC with -V.
+Destinations: stdout (default), a file (-l), local syslog (-s) or a remote
+syslog over UDP (-r). Callers test `log.debug_on` / `log.trace_on` before
+formatting anything costly, so a quiet server pays nothing for logging.
+"""
+
+import os
+import socket
+import sys
+import threading
+import time
+from urllib.parse import urlparse
+
+# syslog priorities (facility user = 1 << 3)
+_SYSLOG_PRI = {"INF": 14, "WRN": 12, "ERR": 11, "FTL": 10, "DBG": 15, "TRC": 15}
+
+
+class Logger:
+    def __init__(self, debug=False, trace=False, logtime=True, log_file="",
+                 syslog=False, remote_syslog="", stream=None):
+        self.debug_on = bool(debug)
+        self.trace_on = bool(trace)
+        self.logtime = logtime
+        self.log_file = log_file
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._stream = stream or sys.stdout
+        self._file = None
+        self._syslog_sock = None
+        self._syslog_addr = None
+        if log_file:
+            self._file = open(log_file, "a", buffering=1, encoding="utf-8")
+        elif remote_syslog:
+            self._open_remote_syslog(remote_syslog)
+        elif syslog:
+            self._open_local_syslog()
+
+    # -- destinations ---------------------------------------------------
+    def _open_local_syslog(self):
+        for path in ("/dev/log", "/var/run/syslog"):
+            try:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                s.connect(path)
+                self._syslog_sock = s
+                return
+            except OSError:
+                continue
+        # No local syslog daemon: fall back to stdout rather than lose logs.
+
+    def _open_remote_syslog(self, url):
+        u = urlparse(url if "://" in url else "udp://" + url)
+        host = u.hostname or "localhost"
+        port = u.port or 514
+        kind = socket.SOCK_STREAM if u.scheme == "tcp" else socket.SOCK_DGRAM
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.connect((host, port))
+            self._syslog_sock = s
+        except OSError:
+            s.close()
+
+    def reopen(self):
+        """SIGUSR1: reopen the log file (after rotation)."""
+        if not self.log_file:
+            return
+        with self._lock:
+            old = self._file
+            self._file = open(self.log_file, "a", buffering=1, encoding="utf-8")
+            if old:
+                old.close()
+
+    def close(self):
+        with self._lock:
+            if self._file:
+                self._file.close()
+                self._file = None
+            if self._syslog_sock:
+                self._syslog_sock.close()
+                self._syslog_sock = None
+
+    # -- output ---------------------------------------------------------
+    def _write(self, level, msg):
+        if self._syslog_sock is not None:
+            data = ("<%d>gnatsd[%d]: [%s] %s" % (_SYSLOG_PRI[level], self.pid, level, msg)).encode()
+            try:
+                self._syslog_sock.send(data)
+            except OSError:
+                pass
+            return
+        if self.logtime:
+            t = time.time()
+            stamp = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(t))
+            line = "[%d] %s.%06d [%s] %s\n" % (self.pid, stamp, int((t % 1) * 1e6), level, msg)
+        else:
+            line = "[%d] [%s] %s\n" % (self.pid, level, msg)
+        with self._lock:
+            out = self._file or self._stream
+            try:
+                out.write(line)
+                out.flush()
+            except (OSError, ValueError):
+                pass
+
+    def notice(self, msg):
+        self._write("INF", msg)
+
+    info = notice
+
+    def warn(self, msg):
+        self._write("WRN", msg)
+
+    def error(self, msg):
+        self._write("ERR", msg)
+
+    def fatal(self, msg):
+        self._write("FTL", msg)
+
+    def debug(self, msg):
+        if self.debug_on:
+            self._write("DBG", msg)
+
+    def trace(self, msg):
+        if self.trace_on:
+            self._write("TRC", msg)
