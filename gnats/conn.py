@@ -1,0 +1,275 @@
+"""A nonblocking socket with an input reassembly buffer and an output buffer:
+what clients and routes share.
+
+Reads are large (growing up to MAX_READ) and handed to `process(data)`,
+which subclasses implement and which returns the unconsumed tail. Output is
+appended to `wbuf` (a bytearray) by anyone and flushed once per reactor turn:
+try `send` at once, and only when the kernel would block register for write
+and keep the rest. Pending output over `max_pending`, or no write progress
+for `write_deadline` seconds, makes a slow consumer: it is dropped so it
+never slows the server or other connections.
+"""
+
+import socket
+import ssl
+import time
+
+from .reactor import EVENT_READ, EVENT_WRITE
+
+MIN_READ = 32 * 1024
+MAX_READ = 1024 * 1024
+
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+class Connection:
+    kind = "conn"
+
+    def __init__(self, server, sock, addr):
+        self.server = server
+        self.reactor = server.reactor
+        self.log = server.log
+        self.sock = sock
+        self.ip = addr[0] if addr else ""
+        self.port = addr[1] if addr else 0
+        self.wbuf = bytearray()
+        self.pend = []              # input chunks not yet parsed
+        self.pend_len = 0
+        self.need = 0               # bytes needed before parsing can progress
+        self.rsize = MIN_READ
+        self.closed = False
+        self.write_blocked = False
+        self.last_write_progress = 0.0
+        self.start = time.time()
+        self.last_activity = self.start
+        self.in_msgs = self.in_bytes = self.out_msgs = self.out_bytes = 0
+        self.tls_handshaking = False
+        self.tls_version = ""
+        self.tls_cipher = ""
+        self.timers = []
+
+    # -- identification for logs ----------------------------------------
+    def tag(self):
+        return "%s:%d - %s" % (self.ip, self.port, self.idtag())
+
+    def idtag(self):
+        return "conn"
+
+    # -- reading ---------------------------------------------------------
+    def on_readable(self):
+        if self.tls_handshaking:
+            self._tls_step()
+            return
+        sock = self.sock
+        try:
+            data = sock.recv(self.rsize)
+        except _WOULD_BLOCK:
+            return
+        except (OSError, ssl.SSLError) as e:
+            self.close_conn(self.read_error_reason(e))
+            return
+        if not data:
+            self.close_conn(self.eof_reason())
+            return
+        if len(data) == self.rsize and self.rsize < MAX_READ:
+            self.rsize <<= 1
+        # TLS may hold already-decrypted bytes the selector cannot see.
+        if self.tls_version:
+            more = [data]
+            try:
+                while sock.pending():
+                    d = sock.recv(MAX_READ)
+                    if not d:
+                        break
+                    more.append(d)
+            except _WOULD_BLOCK:
+                pass
+            except (OSError, ssl.SSLError):
+                pass
+            if len(more) > 1:
+                data = b"".join(more)
+        self.feed(data)
+
+    def feed(self, data):
+        """Reassemble split input and hand complete data to process()."""
+        if self.pend:
+            self.pend.append(data)
+            self.pend_len += len(data)
+            if self.pend_len < self.need:
+                return
+            data = b"".join(self.pend)
+            self.pend = []
+            self.pend_len = 0
+        self.need = 0
+        rest = self.process(data)
+        if rest and not self.closed:
+            self.pend = [rest]
+            self.pend_len = len(rest)
+
+    def read_error_reason(self, e):
+        return "Read Error"
+
+    def eof_reason(self):
+        return "Client Closed"
+
+    def process(self, data):
+        raise NotImplementedError
+
+    # -- writing ---------------------------------------------------------
+    def send_now(self, data):
+        """Queue bytes and mark for flush at the end of this reactor turn."""
+        self.wbuf += data
+        self.reactor.dirty.add(self)
+
+    def flush(self):
+        wb = self.wbuf
+        if not wb or self.write_blocked or self.closed or self.tls_handshaking:
+            return
+        try:
+            n = self.sock.send(wb)
+        except _WOULD_BLOCK:
+            n = 0
+        except (OSError, ssl.SSLError):
+            self.close_conn("Write Error", flush=False)
+            return
+        if n == len(wb):
+            wb.clear()
+            return
+        if n:
+            del wb[:n]
+        if len(wb) > self.server.max_pending:
+            self.slow_consumer("max pending")
+            return
+        self.write_blocked = True
+        self.last_write_progress = time.monotonic()
+        self.reactor.modify(self.sock, EVENT_READ | EVENT_WRITE, self)
+        self.server.write_blocked.add(self)
+
+    def on_writable(self):
+        wb = self.wbuf
+        if self.tls_handshaking:
+            self._tls_step()
+            return
+        try:
+            n = self.sock.send(wb) if wb else 0
+        except _WOULD_BLOCK:
+            return
+        except (OSError, ssl.SSLError):
+            self.close_conn("Write Error", flush=False)
+            return
+        if n:
+            del wb[:n]
+            self.last_write_progress = time.monotonic()
+        if not wb:
+            self.write_blocked = False
+            self.server.write_blocked.discard(self)
+            self.reactor.modify(self.sock, EVENT_READ, self)
+            if self.closing_after_flush:
+                self.close_conn(self.closing_after_flush, flush=False)
+
+    closing_after_flush = ""
+
+    def check_slow(self, now):
+        """Called periodically for write-blocked connections."""
+        if len(self.wbuf) > self.server.max_pending:
+            self.slow_consumer("max pending")
+        elif now - self.last_write_progress > self.server.opts.write_deadline:
+            self.slow_consumer("write deadline")
+
+    def slow_consumer(self, why):
+        self.server.slow_consumers += 1
+        self.log.notice("%s - Slow Consumer Detected: %s (pending %d bytes)"
+                        % (self.tag(), why, len(self.wbuf)))
+        self.wbuf.clear()
+        self.close_conn("Slow Consumer (%s)" % why.title(), flush=False)
+
+    # -- closing ---------------------------------------------------------
+    def close_conn(self, reason, flush=True):
+        if self.closed:
+            return
+        if flush and self.wbuf and not self.tls_handshaking:
+            try:
+                n = self.sock.send(self.wbuf)
+                del self.wbuf[:n]
+            except Exception:
+                pass
+        self.closed = True
+        for t in self.timers:
+            t.cancel()
+        self.timers = []
+        self.reactor.unregister(self.sock)
+        self.server.write_blocked.discard(self)
+        self.reactor.dirty.discard(self)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.on_closed(reason)
+
+    def close_after_flush(self, reason):
+        """Close once what is queued (e.g. an -ERR) has gone out."""
+        if self.closed:
+            return
+        self.flush()
+        if self.wbuf and self.write_blocked:
+            self.closing_after_flush = reason
+            self.timers.append(self.reactor.call_later(1.0, self.close_conn, reason, False))
+        else:
+            self.close_conn(reason, flush=False)
+
+    def on_closed(self, reason):
+        pass
+
+    # -- TLS -------------------------------------------------------------
+    def start_tls(self, ctx, server_side, timeout, server_hostname=None):
+        """Wrap the socket and run the handshake inside the reactor."""
+        self.tls_handshaking = True
+        self.sock = ctx.wrap_socket(self.sock, server_side=server_side,
+                                    do_handshake_on_connect=False,
+                                    server_hostname=server_hostname)
+        self.reactor.modify(self.sock, EVENT_READ, self)
+        self.timers.append(self.reactor.call_later(timeout, self._tls_timeout))
+        self._tls_step()
+
+    def _tls_timeout(self):
+        if self.tls_handshaking and not self.closed:
+            self.log.error("%s - TLS handshake timeout" % self.tag())
+            self.close_conn("TLS Handshake Timeout", flush=False)
+
+    def _tls_step(self):
+        try:
+            self.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self.reactor.modify(self.sock, EVENT_READ, self)
+            return
+        except ssl.SSLWantWriteError:
+            self.reactor.modify(self.sock, EVENT_READ | EVENT_WRITE, self)
+            return
+        except (ssl.SSLError, OSError) as e:
+            self.log.error("%s - TLS handshake error: %s" % (self.tag(), getattr(e, "reason", None) or e))
+            self.close_conn("TLS Handshake Failure", flush=False)
+            return
+        self.tls_handshaking = False
+        self.tls_version = self.sock.version() or ""
+        c = self.sock.cipher()
+        self.tls_cipher = c[0] if c else ""
+        self.reactor.modify(self.sock, EVENT_READ | (EVENT_WRITE if self.wbuf else 0), self)
+        if self.wbuf:
+            self.write_blocked = True
+            self.last_write_progress = time.monotonic()
+            self.server.write_blocked.add(self)
+        self.on_tls_ready()
+        # data may already be decrypted and waiting
+        if not self.closed and self.sock.pending():
+            self.on_readable()
+
+    def on_tls_ready(self):
+        pass
+
+
+def set_socket_options(sock):
+    sock.setblocking(False)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass

@@ -1,0 +1,187 @@
+"""How a published message reaches its subscribers.
+
+Two ways, chosen once per distinct PUB control line (see client.py):
+
+* the fast path: when every match is a plain subscription without an
+  auto-unsubscribe limit, the publisher caches, for that exact control line,
+  the list of (receiver output buffer, ready-made `MSG <subject> <sid> ...`
+  prefix). Delivering is then two bytearray appends per receiver;
+  `build_fast_targets` builds that list.
+* the general path (`deliver`): queue groups (a random member per group,
+  across local members and routes), auto-unsubscribe limits, headers to
+  clients that do not speak them, verbose and traced publishers, routes with
+  queue lists. It costs more per message and is correct for everything.
+
+Routes receive at most one RMSG per message, whatever the number of
+matching subscriptions they registered, and never a message that itself
+came from a route (one hop only).
+"""
+
+import random
+
+_rand = random.random
+
+
+def msg_prefix(subject, sid, reply, size):
+    if reply:
+        return b"MSG %s %s %s %d\r\n" % (subject, sid, reply, size)
+    return b"MSG %s %s %d\r\n" % (subject, sid, size)
+
+
+def hmsg_prefix(subject, sid, reply, hdr, total):
+    if reply:
+        return b"HMSG %s %s %s %d %d\r\n" % (subject, sid, reply, hdr, total)
+    return b"HMSG %s %s %d %d\r\n" % (subject, sid, hdr, total)
+
+
+def rmsg_prefix(subject, reply, queues, hdr, size):
+    """RMSG/HMSG line for a route, optionally listing the queue groups the
+    receiver must serve (`+ reply q...` or `| q...`)."""
+    parts = [b"HMSG $G " if hdr >= 0 else b"RMSG $G ", subject, b" "]
+    if queues:
+        parts.append(b"+ " + reply + b" " if reply else b"| ")
+        parts.append(b" ".join(queues))
+        parts.append(b" ")
+    elif reply:
+        parts.append(reply + b" ")
+    if hdr >= 0:
+        parts.append(b"%d %d\r\n" % (hdr, size))
+    else:
+        parts.append(b"%d\r\n" % size)
+    return b"".join(parts)
+
+
+def build_fast_targets(src, subject, reply, size, result, from_route):
+    """For the fast path: ((wbuf, prefix), ...), the receivers counted once
+    per delivery (for out_msgs), and the set of receivers to flush.
+    Returns None when this match needs the general path."""
+    if result.queues:
+        return None
+    tgts = []
+    counted = []
+    seen_routes = set()
+    echo = src.echo
+    for sub in result.plain:
+        c = sub.client
+        if sub.max_msgs:
+            return None
+        if c.kind == "route":
+            if from_route or c in seen_routes:
+                continue
+            seen_routes.add(c)
+            tgts.append((c.wbuf, rmsg_prefix(subject, reply, None, -1, size)))
+        else:
+            if c is src and not echo:
+                continue
+            tgts.append((c.wbuf, msg_prefix(subject, sub.sid, reply, size)))
+        counted.append(c)
+    return tuple(tgts), tuple(counted), frozenset(counted)
+
+
+def deliver(server, src, subject, reply, hdr, payload, result, from_route, route_queues=None):
+    """Deliver one message. `payload` includes headers (when hdr >= 0) and
+    the trailing CRLF. `route_queues` (for messages from a route) lists the
+    queue groups this server must serve; None means none.
+    Returns the number of deliveries made (0: nobody was interested)."""
+    size = len(payload) - 2
+    dirty = server.reactor.dirty
+    echo = src.echo if not from_route else True
+    routes = {}     # route -> queue names it must serve for this message
+    count = 0
+    for sub in result.plain:
+        c = sub.client
+        if c.kind == "route":
+            if not from_route and c not in routes:
+                routes[c] = []
+            continue
+        if c is src and not echo:
+            continue
+        if deliver_to_sub(sub, subject, reply, hdr, payload, size, dirty):
+            count += 1
+    for group in result.queues:
+        qname = group[0].queue
+        if from_route:
+            if route_queues is None or qname.encode("latin-1") not in route_queues:
+                continue
+            members = [s for s in group if s.client.kind != "route" and not s.closed]
+        else:
+            members = [s for s in group if not s.closed and (echo or s.client is not src)]
+        count += _deliver_queue(members, subject, reply, hdr, payload, size, dirty,
+                                None if from_route else routes, qname)
+    if routes:
+        for r, queues in routes.items():
+            if r.closed:
+                continue
+            r.wbuf += rmsg_prefix(subject, reply, queues, hdr, size)
+            r.wbuf += payload
+            r.out_msgs += 1
+            r.out_bytes += size
+            dirty.add(r)
+            if r.log.trace_on:
+                r.trace_out(b"RMSG $G " + subject)
+            count += 1
+    return count
+
+
+def _deliver_queue(members, subject, reply, hdr, payload, size, dirty, routes_out, qname):
+    """Pick one member of a queue group, weighting route members by the
+    number of members they reported; try again if the pick is spent."""
+    while members:
+        total = 0
+        for s in members:
+            total += s.weight
+        pick = _rand() * total
+        chosen = members[-1]
+        for s in members:
+            pick -= s.weight
+            if pick < 0:
+                chosen = s
+                break
+        c = chosen.client
+        if c.kind == "route":
+            if routes_out is None:
+                members.remove(chosen)
+                continue
+            routes_out.setdefault(c, []).append(qname.encode("latin-1"))
+            return 0
+        if deliver_to_sub(chosen, subject, reply, hdr, payload, size, dirty):
+            return 1
+        members.remove(chosen)
+    return 0
+
+
+def deliver_to_sub(sub, subject, reply, hdr, payload, size, dirty):
+    """Append one MSG/HMSG for `sub` to its client's buffer. Returns False if
+    the subscription is spent (auto-unsubscribe limit reached)."""
+    c = sub.client
+    if sub.closed or c.closed:
+        return False
+    if sub.max_msgs:
+        sub.delivered += 1
+        if sub.delivered > sub.max_msgs:
+            return False
+        if sub.delivered == sub.max_msgs:
+            c.remove_sub(sub)
+    wb = c.wbuf
+    if hdr >= 0:
+        if c.headers:
+            line = hmsg_prefix(subject, sub.sid, reply, hdr, size)
+            wb += line
+            wb += payload
+            c.out_bytes += size
+        else:
+            # a client that did not declare headers gets the payload only
+            line = msg_prefix(subject, sub.sid, reply, size - hdr)
+            wb += line
+            wb += payload[hdr:]
+            c.out_bytes += size - hdr
+    else:
+        line = msg_prefix(subject, sub.sid, reply, size)
+        wb += line
+        wb += payload
+        c.out_bytes += size
+    c.out_msgs += 1
+    dirty.add(c)
+    if c.log.trace_on:
+        c.trace_out(line[:-2])
+    return True

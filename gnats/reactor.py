@@ -1,0 +1,177 @@
+"""The event loop: one thread, one selector, a timer heap, and the end-of-round
+flush that makes batching work.
+
+Theory of operation
+-------------------
+Each registered object (listener, client, route) is the selector key's `data`
+and has `on_readable()` / `on_writable()`. One turn of the loop:
+
+  1. select(), with the timeout of the nearest timer;
+  2. dispatch every ready object; reading and parsing only *append* to the
+     receivers' output buffers and add them to `dirty`;
+  3. flush every dirty connection once (one send per connection per turn:
+     no syscall per message);
+  4. run due timers, then calls queued from other threads (the HTTP monitor,
+     signal handlers) through a self-pipe.
+"""
+
+import heapq
+import selectors
+import socket
+import threading
+import time
+from collections import deque
+
+EVENT_READ = selectors.EVENT_READ
+EVENT_WRITE = selectors.EVENT_WRITE
+
+
+class Timer:
+    __slots__ = ("when", "fn", "args", "cancelled")
+
+    def __init__(self, when, fn, args):
+        self.when = when
+        self.fn = fn
+        self.args = args
+        self.cancelled = False
+
+    def cancel(self):
+        self.cancelled = True
+        self.fn = self.args = None   # drop references early
+
+    def __lt__(self, other):
+        return self.when < other.when
+
+
+class Reactor:
+    def __init__(self, log=None):
+        self.sel = selectors.DefaultSelector()
+        self.timers = []
+        self.dirty = set()          # connections with output to flush this turn
+        self.running = False
+        self.log = log
+        self._calls = deque()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._waker = _Waker(self._wake_r, self._calls)
+        self.sel.register(self._wake_r, EVENT_READ, self._waker)
+        self.thread_id = None
+
+    # -- registration ---------------------------------------------------
+    def register(self, sock, events, obj):
+        self.sel.register(sock, events, obj)
+
+    def modify(self, sock, events, obj):
+        self.sel.modify(sock, events, obj)
+
+    def unregister(self, sock):
+        try:
+            self.sel.unregister(sock)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    # -- timers ---------------------------------------------------------
+    def call_later(self, delay, fn, *args):
+        t = Timer(time.monotonic() + delay, fn, args)
+        heapq.heappush(self.timers, t)
+        return t
+
+    def call_soon_threadsafe(self, fn, *args):
+        self._calls.append((fn, args))
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass    # the pipe is full: the loop is already going to wake
+
+    # -- the loop -------------------------------------------------------
+    def stop(self):
+        self.running = False
+        self.call_soon_threadsafe(lambda: None)
+
+    def run(self):
+        self.running = True
+        self.thread_id = threading.get_ident()
+        sel = self.sel
+        timers = self.timers
+        monotonic = time.monotonic
+        heappop = heapq.heappop
+        while self.running:
+            if self.dirty:
+                timeout = 0
+            elif timers:
+                timeout = timers[0].when - monotonic()
+                if timeout < 0:
+                    timeout = 0
+            else:
+                timeout = None
+            events = sel.select(timeout)
+            for key, mask in events:
+                obj = key.data
+                if mask & EVENT_READ:
+                    obj.on_readable()
+                if mask & EVENT_WRITE and not obj.closed:
+                    obj.on_writable()
+            self.flush_dirty()
+            if timers:
+                now = monotonic()
+                while timers and timers[0].when <= now:
+                    t = heappop(timers)
+                    if not t.cancelled:
+                        try:
+                            t.fn(*t.args)
+                        except Exception as e:    # a timer must not kill the loop
+                            self._report(e)
+                self.flush_dirty()
+            if self._calls:
+                self._run_calls()
+                self.flush_dirty()
+
+    def flush_dirty(self):
+        dirty = self.dirty
+        while dirty:
+            self.dirty = set()
+            for c in dirty:
+                if not c.closed:
+                    c.flush()
+            dirty = self.dirty
+
+    def _run_calls(self):
+        calls = self._calls
+        while calls:
+            fn, args = calls.popleft()
+            try:
+                fn(*args)
+            except Exception as e:
+                self._report(e)
+
+    def _report(self, e):
+        if self.log is not None:
+            import traceback
+            self.log.error("internal error: %r\n%s" % (e, traceback.format_exc()))
+
+    def close(self):
+        try:
+            self.sel.unregister(self._wake_r)
+        except (KeyError, ValueError):
+            pass
+        self._wake_r.close()
+        self._wake_w.close()
+        self.sel.close()
+
+
+class _Waker:
+    closed = False
+
+    def __init__(self, sock, calls):
+        self.sock = sock
+
+    def on_readable(self):
+        try:
+            while self.sock.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def on_writable(self):
+        pass

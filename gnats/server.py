@@ -1,0 +1,593 @@
+"""The server: listeners, the connection registry, lifecycle and signals,
+and the stats snapshot the monitor reads.
+
+Everything here runs on the reactor thread except `get_snapshot`, which the
+HTTP monitor thread calls: it asks the reactor for a fresh snapshot through
+a thread-safe call and waits (bounded) for it, so monitoring never touches
+live connection state.
+"""
+
+import base64
+import json
+import os
+import platform
+import signal
+import socket
+import sys
+import threading
+import time
+
+from . import RELEASE, SERVER_NAME, VERSION
+from . import parser as P
+from .client import Client
+from .conn import set_socket_options
+from .reactor import EVENT_READ, Reactor
+from .sublist import Sublist
+
+ACCEPT_BATCH = 64           # connections accepted per readiness event
+SLOW_CHECK_INTERVAL = 0.25  # how often write-blocked connections are checked
+
+
+def new_server_id():
+    # nats-server 2.x ids: 56 upper-case base32 characters starting with 'N'
+    raw = base64.b32encode(os.urandom(35)).decode().rstrip("=")
+    return ("N" + raw)[:56]
+
+
+def _client_auth(opts):
+    try:
+        from .auth import ClientAuth
+    except ImportError:     # TEMP until auth.py lands
+        class ClientAuth:
+            required = False
+
+            def __init__(self, o):
+                pass
+    return ClientAuth(opts)
+
+
+class Listener:
+    """A listening socket that hands accepted sockets to a callback."""
+    closed = False
+
+    def __init__(self, reactor, sock, on_accept):
+        self.reactor = reactor
+        self.sock = sock
+        self.on_accept = on_accept
+        reactor.register(sock, EVENT_READ, self)
+
+    def on_readable(self):
+        for _ in range(ACCEPT_BATCH):
+            try:
+                s, addr = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return      # e.g. EMFILE: try again on the next event
+            self.on_accept(s, addr)
+
+    def on_writable(self):
+        pass
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self.reactor.unregister(self.sock)
+            self.sock.close()
+
+
+def bind_listener(host, port, backlog=1024):
+    """Bind host:port (port 0 picks a free one). IPv6 hosts work too."""
+    infos = socket.getaddrinfo(host or None, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    last = None
+    for family, stype, proto, _, addr in infos:
+        s = socket.socket(family, stype, proto)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(addr)
+            s.listen(backlog)
+            s.setblocking(False)
+            return s
+        except OSError as e:
+            s.close()
+            last = e
+    raise last or OSError("cannot bind %s:%s" % (host, port))
+
+
+class Server:
+    def __init__(self, opts, log):
+        self.opts = opts
+        self.log = log
+        self.reactor = Reactor(log)
+        self.sublist = Sublist()
+        self.server_id = new_server_id()
+        self.server_name = opts.server_name or self.server_id
+        self.clients = {}           # cid -> Client
+        self.routes = {}            # rid -> Route
+        self.next_cid = 0
+        self.write_blocked = set()
+        self.start_time = time.time()
+        self.config_load_time = self.start_time
+        self.in_msgs = self.in_bytes = 0
+        self.total_connections = 0
+        self.slow_consumers = 0
+        self.listener = None
+        self.monitor = None
+        self.cluster = None
+        self.lame_duck = False
+        self.shutting_down = False
+        self.exit_code = 0
+        self._snap_lock = threading.Lock()
+        self._snap = None
+        self._snap_event = threading.Event()
+        self.client_auth = _client_auth(opts)
+        self.apply_limits()
+
+    def apply_limits(self):
+        o = self.opts
+        self.max_payload = o.max_payload
+        self.max_control_line = o.max_control_line
+        self.max_pending = o.max_pending
+
+    # out counters of connections that are gone (live ones are summed at
+    # snapshot time: receivers count their own deliveries)
+    _closed_out_msgs = 0
+    _closed_out_bytes = 0
+
+    # -- start -------------------------------------------------------------
+    def start(self):
+        o = self.opts
+        log = self.log
+        log.notice("Starting nats-server version %s (%s release %s, Python %s)"
+                   % (VERSION, SERVER_NAME, RELEASE, platform.python_version()))
+        log.notice("  Version:  %s" % VERSION)
+        log.notice("  Name:     %s" % self.server_name)
+        log.notice("  ID:       %s" % self.server_id)
+        if o.config_file:
+            log.notice("Using configuration file: %s" % o.config_file)
+        if o.http_port or o.https_port:
+            self.start_monitor()
+        if o.cluster_port:
+            from .route import Cluster
+            self.cluster = Cluster(self)
+            self.cluster.start()
+        port = o.port
+        if port == 0:
+            port = 4222
+        elif port < 0:
+            port = 0
+        sock = bind_listener(o.host, port)
+        self.port = sock.getsockname()[1]
+        self.listener = Listener(self.reactor, sock, self.accept_client)
+        log.notice("Listening for client connections on %s" % _hostport(o.host, self.port))
+        if self.client_auth.required:
+            log.notice("Authorization required for client connections")  # nats-server logs nothing; harmless
+        if o.tls:
+            self.setup_tls()
+            log.notice("TLS required for client connections")
+        log.debug("server id is %s" % self.server_id)
+        self.write_pid_file()
+        self.write_ports_file()
+        self.reactor.call_later(SLOW_CHECK_INTERVAL, self.check_write_blocked)
+        log.notice("Server is ready")
+        if self.cluster is not None:
+            self.cluster.solicit_routes()
+
+    def setup_tls(self):
+        from .tls import server_context
+        self.tls_context = server_context(self.opts)
+
+    tls_context = None
+
+    def start_monitor(self):
+        from .monitor import Monitor
+        ctx = None
+        if self.opts.https_port:
+            from .tls import monitor_context
+            ctx = monitor_context(self.opts)
+        self.monitor = Monitor(self.opts, self.get_snapshot, self.log, ctx)
+        self.monitor.start()
+
+    def client_urls(self):
+        """This server's client URL(s) as host:port, for connect_urls."""
+        host = self.opts.client_advertise or self.opts.host
+        if host in ("", "0.0.0.0", "::"):
+            host = _local_ip()
+        if ":" in host and not host.startswith("["):
+            if host.count(":") == 1:
+                return [host]
+            host = "[%s]" % host
+        return ["%s:%d" % (host, self.port)]
+
+    def write_pid_file(self):
+        if self.opts.pid_file:
+            try:
+                with open(self.opts.pid_file, "w") as f:
+                    f.write(str(os.getpid()))
+            except OSError as e:
+                self.log.error("Could not write pid file: %s" % e)
+
+    def write_ports_file(self):
+        d = self.opts.ports_file_dir
+        if not d:
+            return
+        ports = {"nats": ["nats://%s" % u for u in self.client_urls()]}
+        if self.monitor is not None:
+            if self.monitor.http_port:
+                ports["monitoring"] = ["http://%s:%d" % (_local_ip(), self.monitor.http_port)]
+        if self.cluster is not None:
+            ports["cluster"] = ["nats://%s:%d" % (_local_ip(), self.cluster.port)]
+        path = os.path.join(d, "%s_%d.ports" % (os.path.basename(sys.argv[0] or "gnatsd").split(".")[0], os.getpid()))
+        try:
+            with open(path, "w") as f:
+                json.dump(ports, f)
+            self.ports_file = path
+        except OSError as e:
+            self.log.error("Could not write ports file: %s" % e)
+
+    ports_file = ""
+
+    # -- clients -------------------------------------------------------------
+    def accept_client(self, sock, addr):
+        set_socket_options(sock)
+        if self.lame_duck or self.shutting_down:
+            sock.close()
+            return
+        self.next_cid += 1
+        cid = self.next_cid
+        c = Client(self, sock, addr, cid)
+        if len(self.clients) >= self.opts.max_connections:
+            self.log.error("%s - maximum connections exceeded" % c.tag())
+            try:
+                sock.send(("INFO %s \r\n" % c.info_json()).encode() + P.err_line(P.ERR_MAX_CONN))
+            except OSError:
+                pass
+            sock.close()
+            return
+        self.clients[cid] = c
+        self.total_connections += 1
+        self.reactor.register(sock, EVENT_READ, c)
+        if self.log.debug_on:
+            self.log.debug("%s - Client connection created" % c.tag())
+        info = ("INFO %s \r\n" % c.info_json()).encode()
+        if self.tls_context is not None:
+            # INFO goes out in plain text, then the handshake runs in the reactor
+            try:
+                sock.send(info)
+            except OSError:
+                c.close_conn("Write Error", flush=False)
+                return
+            c.wait_tls_hello(self.tls_context, self.opts.tls_timeout)
+        else:
+            c.send_now(info)
+        if self.client_auth.required:
+            c.timers.append(self.reactor.call_later(
+                self.opts.effective_auth_timeout(), c.auth_timeout))
+        c.timers.append(self.reactor.call_later(self.opts.ping_interval, c.ping_timer))
+
+    def client_info(self, c):
+        o = self.opts
+        info = {
+            "server_id": self.server_id,
+            "server_name": self.server_name,
+            "version": VERSION,
+            "proto": 1,
+            "go": "python" + platform.python_version(),
+            "python": platform.python_version(),
+            "host": o.host,
+            "port": self.port,
+            "headers": True,
+            "auth_required": self.client_auth.required,
+            "ssl_required": bool(o.tls),
+            "tls_required": bool(o.tls),
+            "tls_verify": bool(o.tls_verify),
+            "max_payload": self.max_payload,
+            "client_id": c.cid,
+            "client_ip": c.ip,
+        }
+        if self.cluster is not None:
+            urls = self.cluster.connect_urls()
+            if urls:
+                info["connect_urls"] = urls
+            if self.cluster.name:
+                info["cluster"] = self.cluster.name
+        if self.lame_duck:
+            info["ldm"] = True
+        return info
+
+    def authorize_client(self, c, connect):
+        """CONNECT from a client that must authenticate. A bcrypt check runs
+        in a worker thread (it takes ~0.1 s by design) while the client's
+        further input waits, so the reactor stays responsive."""
+        auth = self.client_auth
+        if auth.needs_slow_check(connect):
+            c.paused = True
+
+            def work():
+                user = auth.check(connect)
+                self.reactor.call_soon_threadsafe(self._auth_result, c, user, auth)
+            threading.Thread(target=work, daemon=True).start()
+            return
+        self._auth_result(c, auth.check(connect), auth)
+
+    def _auth_result(self, c, user, auth):
+        if c.closed:
+            return
+        if user is None or auth is not self.client_auth:
+            c.paused = False
+            c.pend = []
+            c.pend_len = 0
+            self.log.error("%s - authentication error" % c.tag())
+            c.send_err(P.ERR_AUTH)
+            c.close_after_flush("Authentication Failure")
+            return
+        c.auth_done(user)
+        if c.paused:
+            c.paused = False
+            if c.pend:
+                c.feed(b"")
+        self.reactor.dirty.add(c)
+
+    def client_closed(self, c, reason):
+        self.clients.pop(c.cid, None)
+        for sub in list(c.subs.values()):
+            sub.closed = True
+            self.remove_sub(sub)
+        c.subs.clear()
+        self._closed_out_msgs += c.out_msgs
+        self._closed_out_bytes += c.out_bytes
+        if self.log.debug_on:
+            self.log.debug("%s - Client connection closed: %s" % (c.tag(), reason))
+
+    # -- interest -----------------------------------------------------------
+    def add_sub(self, sub):
+        self.sublist.insert(sub)
+        if self.cluster is not None and sub.client.kind == "client":
+            self.cluster.local_sub_added(sub)
+
+    def remove_sub(self, sub):
+        self.sublist.remove(sub)
+        if self.cluster is not None and sub.client.kind == "client":
+            self.cluster.local_sub_removed(sub)
+
+    # -- slow consumers ------------------------------------------------------
+    def check_write_blocked(self):
+        if self.write_blocked:
+            now = time.monotonic()
+            for c in list(self.write_blocked):
+                if not c.closed:
+                    c.check_slow(now)
+        if not self.shutting_down:
+            self.reactor.call_later(SLOW_CHECK_INTERVAL, self.check_write_blocked)
+
+    # -- monitoring snapshot -------------------------------------------------
+    def get_snapshot(self, fresh=True):
+        """Called from the monitor thread. Returns a snapshot built by the
+        reactor thread (waits up to 1 s for a fresh one)."""
+        if fresh and self.reactor.running:
+            ev = threading.Event()
+            self.reactor.call_soon_threadsafe(self._publish_snapshot, ev)
+            ev.wait(1.0)
+        with self._snap_lock:
+            if self._snap is None:
+                pass
+            else:
+                return self._snap
+        self._publish_snapshot(None)
+        with self._snap_lock:
+            return self._snap
+
+    def _publish_snapshot(self, ev):
+        snap = self.build_snapshot()
+        with self._snap_lock:
+            self._snap = snap
+        if ev is not None:
+            ev.set()
+
+    def build_snapshot(self):
+        o = self.opts
+        conns = []
+        out_msgs = self._closed_out_msgs
+        out_bytes = self._closed_out_bytes
+        nsubs = 0
+        for cid in sorted(self.clients):
+            c = self.clients[cid]
+            out_msgs += c.out_msgs
+            out_bytes += c.out_bytes
+            subs = [s.subject if s.queue is None else s.subject for s in c.subs.values()]
+            nsubs += len(subs)
+            conns.append({
+                "cid": c.cid, "ip": c.ip, "port": c.port, "start": c.start,
+                "last_activity": c.last_activity, "rtt": c.rtt,
+                "pending_bytes": len(c.wbuf), "in_msgs": c.in_msgs, "out_msgs": c.out_msgs,
+                "in_bytes": c.in_bytes, "out_bytes": c.out_bytes,
+                "subscriptions": len(subs), "subs": subs, "name": c.name, "lang": c.lang,
+                "version": c.version, "tls_version": c.tls_version,
+                "tls_cipher_suite": c.tls_cipher, "user": c.user,
+            })
+        routes = []
+        in_msgs = self.in_msgs
+        in_bytes = self.in_bytes
+        for rid in sorted(self.routes):
+            r = self.routes[rid]
+            out_msgs += r.out_msgs
+            out_bytes += r.out_bytes
+            routes.append(r.snapshot())
+        cluster = {"name": "", "host": o.cluster_host, "port": 0, "urls": []}
+        if self.cluster is not None:
+            cluster = {"name": self.cluster.name, "host": o.cluster_host or "0.0.0.0",
+                       "port": self.cluster.port, "urls": list(o.routes)}
+        mon = self.monitor
+        return {
+            "now": time.time(), "start": self.start_time, "config_load_time": self.config_load_time,
+            "server": {
+                "server_id": self.server_id, "server_name": self.server_name, "version": VERSION,
+                "proto": 1, "go": "python" + platform.python_version(), "host": o.host,
+                "port": getattr(self, "port", o.port), "auth_required": self.client_auth.required,
+                "tls_required": bool(o.tls), "tls_verify": bool(o.tls_verify),
+                "max_connections": o.max_connections, "ping_interval": o.ping_interval,
+                "ping_max": o.ping_max, "http_host": o.http_host or o.host,
+                "http_port": mon.http_port if mon else o.http_port,
+                "https_port": mon.https_port if mon else o.https_port,
+                "auth_timeout": o.effective_auth_timeout(), "max_control_line": self.max_control_line,
+                "max_payload": self.max_payload, "max_pending": self.max_pending,
+                "tls_timeout": o.tls_timeout, "write_deadline": o.write_deadline,
+                "max_subscriptions": o.max_subscriptions, "cluster": cluster,
+            },
+            "stats": {
+                "connections": len(self.clients), "total_connections": self.total_connections,
+                "routes": len(self.routes), "remotes": len(self.routes),
+                "in_msgs": in_msgs, "out_msgs": out_msgs, "in_bytes": in_bytes,
+                "out_bytes": out_bytes, "slow_consumers": self.slow_consumers,
+                "subscriptions": self.sublist.count,
+            },
+            "sublist": self.sublist.stats(),
+            "connections": conns,
+            "routes": routes,
+        }
+
+    # -- lifecycle -----------------------------------------------------------
+    def install_signal_handlers(self):
+        r = self.reactor
+
+        def on(signum, fn):
+            try:
+                signal.signal(signum, lambda s, f: r.call_soon_threadsafe(fn, s))
+            except (ValueError, OSError, AttributeError):
+                pass
+        on(signal.SIGINT, self._sig_stop)
+        on(signal.SIGTERM, self._sig_stop)
+        if hasattr(signal, "SIGHUP"):
+            on(signal.SIGHUP, lambda s: self.reload())
+            on(signal.SIGUSR1, lambda s: self.reopen_log())
+            on(signal.SIGUSR2, lambda s: self.enter_lame_duck())
+
+    def _sig_stop(self, signum):
+        name = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminated"}.get(signum, str(signum))
+        self.log.notice('Trapped "%s" signal' % name)
+        self.shutdown()
+
+    def reopen_log(self):
+        self.log.notice("Re-opening log file")
+        self.log.reopen()
+
+    def run(self):
+        try:
+            self.reactor.run()
+        finally:
+            self._cleanup()
+        return self.exit_code
+
+    def shutdown(self):
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        self.log.notice("Initiating Shutdown...")
+        if self.listener is not None:
+            self.listener.close()
+        if self.cluster is not None:
+            self.cluster.shutdown()
+        for c in list(self.clients.values()):
+            c.close_conn("Server Shutdown")
+        if self.monitor is not None:
+            self.monitor.stop()
+        self.log.notice("Server Exiting..")
+        self.reactor.stop()
+
+    def _cleanup(self):
+        if self.opts.pid_file:
+            try:
+                os.unlink(self.opts.pid_file)
+            except OSError:
+                pass
+        if self.ports_file:
+            try:
+                os.unlink(self.ports_file)
+            except OSError:
+                pass
+
+    # -- reload (SIGHUP) -----------------------------------------------------
+    def reload(self):
+        cmdline = getattr(self.opts, "cmdline", None)
+        if cmdline is None or not self.opts.config_file:
+            self.log.error("Failed to reload server configuration: no configuration file")
+            return
+        from .cli import build_options
+        try:
+            new = build_options(cmdline)
+            new_auth = _client_auth(new)
+        except Exception as e:   # a bad file keeps the running config
+            self.log.error("Failed to reload server configuration: %s" % e)
+            return
+        new.cmdline = cmdline
+        old = self.opts
+        self.opts = new
+        self.apply_limits()
+        self.log.debug_on = new.debug
+        self.log.trace_on = new.trace
+        self.log.logtime = new.logtime
+        self.client_auth = new_auth
+        for c in list(self.clients.values()):
+            c.pcache.clear()
+            if new_auth.required and c.connected:
+                if new_auth.check(getattr(c, "connect_obj", {}) or {}) is None:
+                    c.send_err(P.ERR_AUTH)
+                    c.close_after_flush("Authentication Failure")
+            elif not new_auth.required:
+                c.authed = True
+        self.sublist.gen += 1
+        self.config_load_time = time.time()
+        self.log.notice("Reloaded server configuration")
+        del old
+
+    # -- lame duck (SIGUSR2) -------------------------------------------------
+    def enter_lame_duck(self):
+        if self.lame_duck or self.shutting_down:
+            return
+        self.lame_duck = True
+        o = self.opts
+        self.log.notice("Entering lame duck mode, stop accepting new clients")
+        if self.listener is not None:
+            self.listener.close()
+        for c in list(self.clients.values()):
+            if c.protocol >= 1 and not c.closed:
+                c.send_now(("INFO %s \r\n" % c.info_json()).encode())
+        grace = o.lame_duck_grace_period
+        duration = max(o.lame_duck_duration - grace, 0.0)
+        self.reactor.call_later(grace, self._lame_duck_close, duration)
+
+    def _lame_duck_close(self, duration):
+        clients = list(self.clients.values())
+        if clients:
+            step = duration / len(clients) if duration > 0 else 0
+            for i, c in enumerate(clients):
+                self.reactor.call_later(step * i, c.close_conn, "Server Shutdown")
+            self.reactor.call_later(step * len(clients) + 0.05, self.shutdown)
+        else:
+            self.shutdown()
+
+
+def _hostport(host, port):
+    if ":" in host:
+        return "[%s]:%d" % (host, port)
+    return "%s:%d" % (host, port)
+
+
+_LOCAL_IP = None
+
+
+def _local_ip():
+    """A non-loopback address of this host for advertising, else 127.0.0.1."""
+    global _LOCAL_IP
+    if _LOCAL_IP is None:
+        ip = "127.0.0.1"
+        try:
+            for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+                a = info[4][0]
+                if not a.startswith("127."):
+                    ip = a
+                    break
+        except OSError:
+            pass
+        _LOCAL_IP = ip
+    return _LOCAL_IP
