@@ -295,6 +295,13 @@ class Server:
             info["ldm"] = True
         return info
 
+    def broadcast_info(self):
+        """Send an updated INFO to every protocol-1 client (cluster members
+        came or went, or lame duck mode began)."""
+        for c in list(self.clients.values()):
+            if c.protocol >= 1 and c.connected and not c.closed and c.authed:
+                c.send_now(("INFO %s \r\n" % c.info_json()).encode())
+
     def authorize_client(self, c, connect):
         """CONNECT from a client that must authenticate. A bcrypt check runs
         in a worker thread (it takes ~0.1 s by design) while the client's
@@ -549,9 +556,7 @@ class Server:
         self.log.notice("Entering lame duck mode, stop accepting new clients")
         if self.listener is not None:
             self.listener.close()
-        for c in list(self.clients.values()):
-            if c.protocol >= 1 and not c.closed:
-                c.send_now(("INFO %s \r\n" % c.info_json()).encode())
+        self.broadcast_info()
         grace = o.lame_duck_grace_period
         duration = max(o.lame_duck_duration - grace, 0.0)
         self.reactor.call_later(grace, self._lame_duck_close, duration)
