@@ -1,0 +1,340 @@
+"""Credential checks for client and route connections (plain and bcrypt).
+
+Theory of operation: the server builds a ClientAuth (and a RouteAuth for the
+cluster port) from its Options at start and on reload. When a CONNECT arrives,
+the connection asks `.check(connect_dict)`; the answer is the authenticated
+user name ("" for token or no auth) or None for "Authorization Violation".
+
+A bcrypt check costs ~0.1-0.2 s of CPU at cost 11. The reactor must not stall
+for that, so `.needs_slow_check(connect)` tells it when to run `.check` in a
+worker thread. Successful bcrypt checks are remembered in a small bounded
+cache so a client that reconnects is fast again (nats-server does not do this;
+it avoids one cheap way to pin the CPU). Only successes are cached, so guessing
+passwords still pays the full bcrypt cost per guess.
+
+Which credentials count (nats-server 2.9 precedence): a users list wins over a
+token, a token wins over a single user/password. A config file that sets two of
+them is an error; `validate_authorization` gives nats-server's messages for
+the config module to report with a file position.
+
+Everything here is safe to call from any thread.
+"""
+
+import hashlib
+import hmac
+import os
+import re
+import threading
+from collections import OrderedDict
+from typing import Any, Dict, Iterable, List, Optional
+
+try:
+    import bcrypt
+except ImportError:  # optional: only needed when a hash is configured
+    bcrypt = None
+
+from .options import AUTH_TIMEOUT
+
+BCRYPT_MISSING = "bcrypt password hashes need the bcrypt package: pip install bcrypt"
+PLAINTEXT_WARNING = "Plaintext passwords detected, use nkeys or bcrypt"
+
+# nats-server's test is ^\$2[abxy]\$\d{2}\$; "$2x$" hashes are a broken 2011
+# variant the Python bcrypt package cannot check, so they count as plain text.
+_BCRYPT_RE = re.compile(r"^\$2[aby]\$\d\d\$")
+# bcrypt only ever reads the first 72 bytes of a password. Go's
+# CompareHashAndPassword silently ignores the rest; the Python package raises
+# instead, so we truncate to behave like nats-server.
+_BCRYPT_MAX_PASSWORD = 72
+
+
+class AuthError(ValueError):
+    """An authorization configuration that cannot work."""
+
+
+def is_bcrypt(s: Any) -> bool:
+    """True when s looks like a bcrypt hash ($2a$, $2b$ or $2y$ with a cost)."""
+    return isinstance(s, str) and _BCRYPT_RE.match(s) is not None
+
+
+# --- the cache of successful bcrypt checks -------------------------------
+
+_CACHE_MAX = 1024
+# Keys are an HMAC of (hash, password) under a per-process random key, so the
+# cache never holds a password, nor a fast unsalted digest of one.
+_cache_key_secret = os.urandom(32)
+_cache: "OrderedDict[bytes, None]" = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _cache_key(hashed: bytes, given: bytes) -> bytes:
+    # A bcrypt hash never contains NUL, so the concatenation is unambiguous.
+    return hmac.new(_cache_key_secret, hashed + b"\0" + given, hashlib.sha256).digest()
+
+
+def _cache_hit(key: bytes) -> bool:
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return True
+        return False
+
+
+def _cache_add(key: bytes) -> None:
+    with _cache_lock:
+        _cache[key] = None
+        _cache.move_to_end(key)
+        while len(_cache) > _CACHE_MAX:
+            _cache.popitem(last=False)
+
+
+def clear_cache() -> None:
+    """Forget every remembered bcrypt success (tests, paranoid reloads)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _as_bytes(value: Any) -> Optional[bytes]:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates from a hostile JSON string
+            return None
+    return None
+
+
+def _bcrypt_key(configured: str, given: Any):
+    """(hash bytes, truncated password bytes) or None when given is unusable."""
+    given_b = _as_bytes(given)
+    if given_b is None:
+        return None
+    return configured.encode("ascii", "replace"), given_b[:_BCRYPT_MAX_PASSWORD]
+
+
+def is_cached(configured: str, given: Any) -> bool:
+    """True when this bcrypt (hash, password) pair already checked out."""
+    pair = _bcrypt_key(configured, given)
+    return pair is not None and _cache_hit(_cache_key(*pair))
+
+
+def check_secret(configured: str, given: Any) -> bool:
+    """Does the client's secret `given` (str or bytes) match `configured`?
+
+    A bcrypt hash is checked with bcrypt (slow unless cached); anything else is
+    compared in constant time. Never raises: junk input is simply False.
+    """
+    if not isinstance(configured, str):
+        return False
+    if is_bcrypt(configured):
+        if bcrypt is None:
+            return False
+        pair = _bcrypt_key(configured, given)
+        if pair is None:
+            return False
+        key = _cache_key(*pair)
+        if _cache_hit(key):
+            return True
+        try:
+            ok = bcrypt.checkpw(pair[1], pair[0])
+        except (ValueError, TypeError):  # malformed hash or password
+            return False
+        if ok:
+            _cache_add(key)
+        return ok
+    given_b = _as_bytes(given)
+    if given_b is None:
+        return False
+    return hmac.compare_digest(configured.encode("utf-8", "surrogatepass"), given_b)
+
+
+# --- configuration ------------------------------------------------------
+
+def _secret_str(value: Any, what: str) -> str:
+    """Config values are strings; a bare number (password: 1234) is taken as
+    written. Anything else is refused instead of crashing later."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        raise AuthError("%s must be a string" % what)
+    if isinstance(value, (int, str)):
+        return str(value)
+    raise AuthError("%s must be a string" % what)
+
+
+def validate_authorization(user: str = "", password: str = "", token: str = "",
+                           users: Optional[List[dict]] = None) -> None:
+    """Raise AuthError (nats-server 2.9's wording) for an authorization block
+    that sets more than one kind of credential or a bad users list."""
+    if users and (user or password):
+        raise AuthError("Can not have a single user/pass and a users array")
+    if users and token:
+        raise AuthError("Can not have a token and a users array")
+    if token and (user or password):
+        raise AuthError("Cannot have a user/pass and token")
+    _user_map(users or [])
+
+
+def _user_map(users: Iterable[Any]) -> Dict[str, str]:
+    """{user: password} from the Options users list, checked like nats-server."""
+    out: Dict[str, str] = {}
+    for entry in users:
+        if not isinstance(entry, dict):
+            raise AuthError("User entry must be a map, got %r" % (entry,))
+        name = entry.get("user", entry.get("username"))
+        name = _secret_str(name, "user name")
+        if not name:
+            raise AuthError("User entry requires a user")
+        if name in out:
+            raise AuthError('Duplicate user "%s" detected' % name)
+        out[name] = _secret_str(entry.get("password", entry.get("pass")),
+                                'password of user "%s"' % name)
+    return out
+
+
+def _need_bcrypt(secrets: Iterable[str]) -> None:
+    if bcrypt is None and any(is_bcrypt(s) for s in secrets):
+        raise AuthError(BCRYPT_MISSING)
+
+
+def _timeout(configured: float, tls: bool, tls_timeout: float) -> float:
+    # Same rule as Options.effective_auth_timeout: an unset auth timeout grows
+    # to the TLS timeout, since the handshake eats into it.
+    t = configured or AUTH_TIMEOUT
+    if tls and not configured and tls_timeout > t:
+        t = tls_timeout
+    return t
+
+
+class _Credentials:
+    """The shared checking logic. Subclasses set mode and the secrets.
+
+    mode: "none" (anyone), "token", "user" (one user/password), "users".
+    """
+
+    mode = "none"
+
+    def __init__(self) -> None:
+        self._token = ""
+        self._user = ""
+        self._password = ""
+        self._users: Dict[str, str] = {}
+        self.timeout = AUTH_TIMEOUT
+
+    @property
+    def required(self) -> bool:
+        """True when a CONNECT must carry credentials (INFO auth_required)."""
+        return self.mode != "none"
+
+    def _secret_for(self, connect: Any):
+        """(configured secret, given secret, user name) or None if no match."""
+        if not isinstance(connect, dict):
+            return None
+        if self.mode == "token":
+            return self._token, connect.get("auth_token", ""), ""
+        user = connect.get("user", "")
+        if not isinstance(user, str):
+            return None
+        if self.mode == "user":
+            if user != self._user:
+                return None
+            return self._password, connect.get("pass", ""), user
+        if self.mode == "users":
+            secret = self._users.get(user)
+            if secret is None:
+                return None
+            return secret, connect.get("pass", ""), user
+        return None
+
+    def check(self, connect: Any) -> Optional[str]:
+        """The authenticated user name ("" for token or no auth), or None.
+
+        May take ~0.2 s when needs_slow_check(connect) is True.
+        """
+        if self.mode == "none":
+            return ""
+        found = self._secret_for(connect)
+        if found is None:
+            return None
+        configured, given, user = found
+        if given is None:
+            given = ""
+        return user if check_secret(configured, given) else None
+
+    def needs_slow_check(self, connect: Any) -> bool:
+        """True when check(connect) would run bcrypt (matching secret is a
+        hash and this pair is not cached): run it off the reactor thread."""
+        found = self._secret_for(connect) if self.mode != "none" else None
+        if found is None or not is_bcrypt(found[0]):
+            return False
+        return not is_cached(found[0], "" if found[1] is None else found[1])
+
+
+class ClientAuth(_Credentials):
+    """Client-port credentials from Options (username/password, authorization
+    token, users list, auth_timeout). Raises AuthError for unusable config."""
+
+    def __init__(self, opts) -> None:
+        super().__init__()
+        users = _user_map(opts.users or [])
+        token = _secret_str(opts.authorization, "authorization token")
+        username = _secret_str(opts.username, "user")
+        password = _secret_str(opts.password, "password")
+        if users:
+            self.mode, self._users = "users", users
+            secrets = list(users.values())
+        elif token:
+            self.mode, self._token = "token", token
+            secrets = [token]
+        elif username:
+            self.mode, self._user, self._password = "user", username, password
+            secrets = [password]
+        else:
+            secrets = []
+        _need_bcrypt(secrets)
+        # nats-server warns about plain passwords, not about plain tokens.
+        self.plaintext_passwords = self.mode in ("user", "users") and any(
+            s and not is_bcrypt(s) for s in secrets)
+        self.timeout = _timeout(opts.auth_timeout, opts.tls, opts.tls_timeout)
+
+
+class RouteAuth(_Credentials):
+    """Cluster-port credentials (cluster_username/password/auth_timeout)."""
+
+    def __init__(self, opts) -> None:
+        super().__init__()
+        username = _secret_str(opts.cluster_username, "cluster user")
+        password = _secret_str(opts.cluster_password, "cluster password")
+        if username:
+            self.mode, self._user, self._password = "user", username, password
+            _need_bcrypt([password])
+        self.plaintext_passwords = False
+        self.timeout = _timeout(opts.cluster_auth_timeout, opts.cluster_tls,
+                                opts.cluster_tls_timeout)
+
+
+# --- hiding secrets in traces -------------------------------------------
+
+# nats-server 2.9 redacts the first "pass..." value of a CONNECT trace with
+# [REDACTED]; 2.10 adds auth_token. We redact every pass, password and
+# auth_token value (keys matched case-insensitively, as Go's JSON decoding
+# accepts "PASS" too), and handle escaped quotes inside the value. jwt, nkey
+# and sig are left alone: they are public or bound to a one-time nonce.
+_SECRET_KEYS = r"pass|password|auth_token"
+_VALUE = r'"(?:[^"\\]|\\.)*"?|[^,}\s]+'
+_MASK_STR = re.compile(r'("(?:%s)"\s*:\s*)(?:%s)' % (_SECRET_KEYS, _VALUE), re.I | re.S)
+_MASK_BYTES = re.compile(_MASK_STR.pattern.encode(), re.I | re.S)
+_REDACTED = '"[REDACTED]"'
+
+
+def mask_connect_json(text: str) -> str:
+    """The CONNECT JSON with every secret value replaced by "[REDACTED]"."""
+    return _MASK_STR.sub(lambda m: m.group(1) + _REDACTED, text)
+
+
+def mask_connect(line: bytes) -> bytes:
+    """mask_connect_json for a raw protocol line (`CONNECT {...}\\r\\n`)."""
+    low = line.lower()
+    if b"pass" not in low and b"auth_token" not in low:
+        return line
+    return _MASK_BYTES.sub(lambda m: m.group(1) + _REDACTED.encode(), line)
