@@ -14,9 +14,11 @@ verbose, tracing, no-responders) takes the general path in delivery.py.
 """
 
 import json
+import socket
 import time
 
 from . import parser as P
+from .auth import mask_connect
 from .conn import Connection
 from .delivery import build_fast_targets, deliver, deliver_to_sub
 from .parser import ProtocolError
@@ -56,6 +58,8 @@ class Client(Connection):
 
     # -- tracing ---------------------------------------------------------
     def trace_in(self, line):
+        if line[:7].upper() == b"CONNECT":
+            line = mask_connect(line)     # never log secrets
         self.log.trace("%s - <<- [%s]" % (self.tag(), _show(line)))
 
     def trace_out(self, line):
@@ -415,6 +419,46 @@ class Client(Connection):
 
     def on_closed(self, reason):
         self.server.client_closed(self, reason)
+
+    # -- TLS -------------------------------------------------------------
+    def wait_tls_hello(self, ctx, timeout):
+        """INFO went out in plain text; the client must now start TLS. A
+        client that sends plain protocol instead is told so and closed."""
+        self.tls_ctx = ctx
+        self.tls_waiting = True
+        self.timers.append(self.reactor.call_later(timeout, self._tls_timeout))
+
+    tls_waiting = False
+
+    def on_readable(self):
+        if self.tls_waiting:
+            try:
+                first = self.sock.recv(1, socket.MSG_PEEK)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.close_conn("Read Error", flush=False)
+                return
+            if not first:
+                self.close_conn(self.eof_reason(), flush=False)
+                return
+            self.tls_waiting = False
+            if first != b"\x16":       # not a TLS handshake record
+                self.log.error("%s - TLS handshake error: client sent plain text" % self.tag())
+                self.send_err(P.ERR_TLS_REQUIRED)
+                self.close_after_flush("TLS Handshake Failure")
+                return
+            if self.log.debug_on:
+                self.log.debug("%s - Starting TLS client connection handshake" % self.tag())
+            self.start_tls(self.tls_ctx, True, self.server.opts.tls_timeout)
+            return
+        Connection.on_readable(self)
+
+    def on_tls_ready(self):
+        if self.log.debug_on:
+            from .tls import describe
+            self.log.debug("%s - TLS handshake complete" % self.tag())
+            self.log.debug("%s - %s" % (self.tag(), describe(self.sock)))
 
     def info_json(self):
         return json.dumps(self.server.client_info(self), separators=(",", ":"))

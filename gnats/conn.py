@@ -232,7 +232,7 @@ class Connection:
         self._tls_step()
 
     def _tls_timeout(self):
-        if self.tls_handshaking and not self.closed:
+        if (self.tls_handshaking or getattr(self, "tls_waiting", False)) and not self.closed:
             self.log.error("%s - TLS handshake timeout" % self.tag())
             self.close_conn("TLS Handshake Timeout", flush=False)
 

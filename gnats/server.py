@@ -35,14 +35,7 @@ def new_server_id():
 
 
 def _client_auth(opts):
-    try:
-        from .auth import ClientAuth
-    except ImportError:     # TEMP until auth.py lands
-        class ClientAuth:
-            required = False
-
-            def __init__(self, o):
-                pass
+    from .auth import ClientAuth
     return ClientAuth(opts)
 
 
@@ -145,6 +138,8 @@ class Server:
         log.notice("  ID:       %s" % self.server_id)
         if o.config_file:
             log.notice("Using configuration file: %s" % o.config_file)
+        if o.tls:
+            self.setup_tls()
         if o.http_port or o.https_port:
             self.start_monitor()
         if o.cluster_port:
@@ -160,10 +155,9 @@ class Server:
         self.port = sock.getsockname()[1]
         self.listener = Listener(self.reactor, sock, self.accept_client)
         log.notice("Listening for client connections on %s" % _hostport(o.host, self.port))
-        if self.client_auth.required:
-            log.notice("Authorization required for client connections")  # nats-server logs nothing; harmless
+        if getattr(self.client_auth, "plaintext_passwords", False):
+            log.warn("Plaintext passwords detected, use nkeys or bcrypt")
         if o.tls:
-            self.setup_tls()
             log.notice("TLS required for client connections")
         log.debug("server id is %s" % self.server_id)
         self.write_pid_file()
@@ -261,8 +255,7 @@ class Server:
         else:
             c.send_now(info)
         if self.client_auth.required:
-            c.timers.append(self.reactor.call_later(
-                self.opts.effective_auth_timeout(), c.auth_timeout))
+            c.timers.append(self.reactor.call_later(self.client_auth.timeout, c.auth_timeout))
         c.timers.append(self.reactor.call_later(self.opts.ping_interval, c.ping_timer))
 
     def client_info(self, c):
@@ -436,7 +429,7 @@ class Server:
                 "ping_max": o.ping_max, "http_host": o.http_host or o.host,
                 "http_port": mon.http_port if mon else o.http_port,
                 "https_port": mon.https_port if mon else o.https_port,
-                "auth_timeout": o.effective_auth_timeout(), "max_control_line": self.max_control_line,
+                "auth_timeout": self.client_auth.timeout, "max_control_line": self.max_control_line,
                 "max_payload": self.max_payload, "max_pending": self.max_pending,
                 "tls_timeout": o.tls_timeout, "write_deadline": o.write_deadline,
                 "max_subscriptions": o.max_subscriptions, "cluster": cluster,
