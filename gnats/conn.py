@@ -123,7 +123,12 @@ class Connection:
 
     def flush(self):
         wb = self.wbuf
-        if not wb or self.write_blocked or self.closed or self.tls_handshaking:
+        if not wb or self.closed:
+            return
+        if self.write_blocked or self.tls_handshaking:
+            # the kernel is not taking bytes: bound what piles up meanwhile
+            if len(wb) > self.server.max_pending:
+                self.slow_consumer("max pending")
             return
         try:
             n = self.sock.send(wb)
