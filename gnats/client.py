@@ -14,6 +14,7 @@ verbose, tracing, no-responders) takes the general path in delivery.py.
 """
 
 import json
+import random
 import socket
 import time
 
@@ -89,6 +90,8 @@ class Client(Connection):
         size = 0
         tgts = ()
         counted = ()
+        qgroups = None
+        rand = random.random
         rep = 0             # messages sent with the current entry
         in_msgs = in_bytes = 0
         try:
@@ -106,6 +109,15 @@ class Client(Connection):
                         for wb, pre in tgts:
                             wb += pre
                             wb += pl
+                    if qgroups is not None:
+                        # one random member per queue group
+                        pl = buf[start:end + 2]
+                        for g in qgroups:
+                            wb, pre, c = g[int(rand() * len(g))]
+                            wb += pre
+                            wb += pl
+                            c.out_msgs += 1
+                            c.out_bytes += size
                     rep += 1
                     pos = end + 2
                     continue
@@ -140,7 +152,7 @@ class Client(Connection):
                             cache.clear()
                             self.pgen = sl.gen
                         continue
-                size, tgts, counted, receivers = ent
+                size, tgts, counted, receivers, qgroups = ent
                 last = line
                 lastlen = len(line)
                 if receivers:
@@ -241,9 +253,9 @@ class Client(Connection):
         result = self.server.sublist.match(subject.decode("latin-1"))
         if not general:
             fast = build_fast_targets(self, subject, reply, size, result, False)
-            if fast is not None and (fast[0] or not (reply and self.no_responders)):
-                tgts, counted, receivers = fast
-                ent = (size, tgts, counted, receivers)
+            if fast is not None and (fast[0] or fast[3] or not (reply and self.no_responders)):
+                tgts, counted, receivers, qgroups = fast
+                ent = (size, tgts, counted, receivers, qgroups)
                 cache = self.pcache
                 if len(cache) >= PCACHE_MAX:
                     cache.clear()

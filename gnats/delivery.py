@@ -52,11 +52,11 @@ def rmsg_prefix(subject, reply, queues, hdr, size):
 
 
 def build_fast_targets(src, subject, reply, size, result, from_route):
-    """For the fast path: ((wbuf, prefix), ...), the receivers counted once
-    per delivery (for out_msgs), and the set of receivers to flush.
-    Returns None when this match needs the general path."""
-    if result.queues:
-        return None
+    """For the fast path: ((wbuf, prefix), ...) for plain deliveries, the
+    receivers counted once per delivery (for out_msgs), the set of receivers
+    to flush, and the queue groups as tuples of (wbuf, prefix, client) to
+    pick from (None when there are none). Returns None when this match needs
+    the general path (limits, or queue members behind routes)."""
     tgts = []
     counted = []
     seen_routes = set()
@@ -75,7 +75,31 @@ def build_fast_targets(src, subject, reply, size, result, from_route):
                 continue
             tgts.append((c.wbuf, msg_prefix(subject, sub.sid, reply, size)))
         counted.append(c)
-    return tuple(tgts), tuple(counted), frozenset(counted)
+    receivers = set(counted)
+    qgroups = None
+    if result.queues:
+        qgroups = []
+        for group in result.queues:
+            members = []
+            for sub in group:
+                c = sub.client
+                if c.kind == "route":
+                    if from_route:
+                        continue
+                    return None
+                if sub.max_msgs:
+                    return None
+                if c is src and not echo:
+                    continue
+                members.append((c.wbuf, msg_prefix(subject, sub.sid, reply, size), c))
+                receivers.add(c)
+            if members:
+                qgroups.append(tuple(members))
+        qgroups = tuple(qgroups) or None
+        if from_route:
+            # which groups a routed message must serve is per message
+            return None
+    return tuple(tgts), tuple(counted), frozenset(receivers), qgroups
 
 
 def deliver(server, src, subject, reply, hdr, payload, result, from_route, route_queues=None):
