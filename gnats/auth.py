@@ -267,7 +267,10 @@ class _Credentials:
         found = self._secret_for(connect) if self.mode != "none" else None
         if found is None or not is_bcrypt(found[0]):
             return False
-        return not is_cached(found[0], "" if found[1] is None else found[1])
+        given = "" if found[1] is None else found[1]
+        if _as_bytes(given) is None:  # junk: check() refuses it at once
+            return False
+        return not is_cached(found[0], given)
 
 
 class ClientAuth(_Credentials):

@@ -12,7 +12,6 @@ are configured with nats-server's (IANA) names and mapped to OpenSSL's; TLS 1.3
 suites are always on and not configurable (as in Go).
 """
 
-import os
 import ssl
 from typing import Iterable, Optional, Tuple
 

@@ -16,7 +16,7 @@ import warnings
 
 from gnats import tls
 from gnats.options import Options
-from gnats.tls import (TLSConfigError, describe, looks_like_tls, make_client_context,
+from gnats.tls import (TLSConfigError, describe, looks_like_tls,
                        monitor_context, openssl_ciphers, route_contexts, server_context)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
