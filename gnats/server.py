@@ -155,8 +155,9 @@ class Server:
         self.port = sock.getsockname()[1]
         self.listener = Listener(self.reactor, sock, self.accept_client)
         log.notice("Listening for client connections on %s" % _hostport(o.host, self.port))
-        if getattr(self.client_auth, "plaintext_passwords", False):
-            log.warn("Plaintext passwords detected, use nkeys or bcrypt")
+        if self.client_auth.plaintext_passwords:
+            from .auth import PLAINTEXT_WARNING
+            log.warn(PLAINTEXT_WARNING)
         if o.tls:
             log.notice("TLS required for client connections")
         log.debug("server id is %s" % self.server_id)
@@ -306,9 +307,19 @@ class Server:
             def work():
                 user = auth.check(connect)
                 self.reactor.call_soon_threadsafe(self._auth_result, c, user, auth)
-            threading.Thread(target=work, daemon=True).start()
+            self._auth_pool().submit(work)
             return
         self._auth_result(c, auth.check(connect), auth)
+
+    _pool = None
+
+    def _auth_pool(self):
+        # Two workers: bcrypt releases the GIL, and a flood of connections
+        # then queues instead of spawning a thread each.
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth")
+        return self._pool
 
     def _auth_result(self, c, user, auth):
         if c.closed:
