@@ -50,4 +50,13 @@ def _tmp_options(argv):
             o.trace = True
         elif a == "-DV":
             o.debug = o.trace = True
+        elif a in ("--cluster", "-cluster"):       # TEMP (route tests)
+            from .route import RouteURL
+            u = RouteURL(next(it))
+            o.cluster_host, o.cluster_port = u.host, u.port
+            o.cluster_username, o.cluster_password = u.user, u.password
+        elif a in ("--routes", "-routes"):
+            o.routes = [r.strip() for r in next(it).split(",") if r.strip()]
+        elif a in ("--cluster_name", "-cluster_name"):
+            o.cluster_name = next(it)
     return o
