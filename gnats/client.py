@@ -373,7 +373,7 @@ class Client(Connection):
         self.no_responders = bool(g("no_responders", False))
         try:
             self.protocol = int(g("protocol", 0) or 0)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):     # e.g. 1e400 is inf
             raise ProtocolError(P.ERR_PARSER, "bad protocol value")
         self.name = _str(g("name"))
         self.lang = _str(g("lang"))

@@ -109,6 +109,10 @@ def parse_json_arg(line, op_len):
         obj = json.loads(raw.decode("utf-8", "strict"))
     except (ValueError, UnicodeDecodeError) as e:
         raise ProtocolError(ERR_PARSER, "invalid JSON: %s" % e)
+    except RecursionError:
+        # `CONNECT [[[[...` fits in a control line and nests deeper than
+        # the interpreter's recursion limit: bad input, not a server crash
+        raise ProtocolError(ERR_PARSER, "invalid JSON: nested too deeply")
     if not isinstance(obj, dict):
         raise ProtocolError(ERR_PARSER, "JSON is not an object")
     return obj
