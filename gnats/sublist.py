@@ -235,26 +235,37 @@ class Sublist:
         return r
 
     def _match_level(self, level, tokens, i, plain, qmap):
+        # An explicit stack, not recursion: a subject may have ~2,000 tokens
+        # (max_control_line) and a `*.*.*...` subscription would otherwise
+        # recurse once per token, past Python's recursion limit. The order
+        # of results is the recursive one: a `*` subtree before the literal.
         n = len(tokens)
-        while level is not None:
-            if level.fwc is not None:
-                self._collect(level.fwc, plain, qmap)
-            if i == n:
-                return
-            if level.pwc is not None:
-                if i == n - 1:
-                    self._collect(level.pwc, plain, qmap)
-                elif level.pwc.next is not None:
-                    self._match_level(level.pwc.next, tokens, i + 1, plain, qmap)
-            node = level.nodes.get(tokens[i])
-            if node is None:
-                return
-            i += 1
-            if i == n:
-                self._collect(node, plain, qmap)
-                # a '>' directly below needs at least one more token: none left
-                return
-            level = node.next
+        stack = [(level, i, False)]
+        while stack:
+            level, i, resume = stack.pop()
+            while level is not None:
+                if not resume:
+                    if level.fwc is not None:
+                        self._collect(level.fwc, plain, qmap)
+                    if i == n:
+                        break
+                    if level.pwc is not None:
+                        if i == n - 1:
+                            self._collect(level.pwc, plain, qmap)
+                        elif level.pwc.next is not None:
+                            stack.append((level, i, True))
+                            stack.append((level.pwc.next, i + 1, False))
+                            break
+                resume = False
+                node = level.nodes.get(tokens[i])
+                if node is None:
+                    break
+                i += 1
+                if i == n:
+                    self._collect(node, plain, qmap)
+                    # a '>' directly below needs at least one more token: none left
+                    break
+                level = node.next
 
     @staticmethod
     def _collect(node, plain, qmap):
