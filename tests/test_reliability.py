@@ -1,0 +1,78 @@
+"""Reliability campaigns, CI-sized (tools/stress.py runs the long versions),
+and regression tests for every bug the campaigns found (see RELIABILITY.md).
+"""
+
+import importlib.util
+import os
+import socket
+import time
+import unittest
+
+from tests.util import ROOT, RawClient, ServerProcess
+
+_spec = importlib.util.spec_from_file_location("stress", os.path.join(ROOT, "tools", "stress.py"))
+stress = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(stress)
+
+
+def feed(data, **opts):
+    """One client of an in-process server fed `data`: (output, closed)."""
+    bed = stress.Bed(**opts)
+    try:
+        out, closed, exc = stress.run_stream(bed, data, [data])
+        if exc:
+            raise AssertionError("the parser raised: %s" % exc)
+        return out, closed
+    finally:
+        bed.close()
+
+
+class TestRegressions(unittest.TestCase):
+    """Each input here once raised out of the parser and, over a socket,
+    killed the whole server with a traceback."""
+
+    def test_connect_deeply_nested_json(self):
+        # RecursionError in json.loads (found by fuzz-parser)
+        out, closed = feed(b"CONNECT " + b"[" * 3000 + b"\r\n")
+        self.assertTrue(out.endswith(b"-ERR 'Parser Error'\r\n"), out[-100:])
+        self.assertTrue(closed)
+
+    def test_connect_protocol_infinity(self):
+        # OverflowError from int(float('inf')) (found by fuzz-parser)
+        for v in (b"1e400", b"-1e400"):
+            out, closed = feed(b'CONNECT {"protocol":%s}\r\n' % v)
+            self.assertTrue(out.endswith(b"-ERR 'Parser Error'\r\n"), out[-100:])
+            self.assertTrue(closed)
+
+    def test_deep_wildcard_subject_match(self):
+        # RecursionError in Sublist._match_level: one `*` per token of a
+        # ~1,500-token subject (found by fuzz-parser)
+        sub = b".".join([b"*"] * 1500)
+        pub = b".".join([b"a"] * 1500)
+        out, closed = feed(b'CONNECT {"verbose":false}\r\nSUB %s 1\r\nSUB %s.> 2\r\n'
+                           b"PUB %s 1\r\nx\r\nPING\r\n" % (sub, b".".join([b"*"] * 700), pub))
+        self.assertFalse(closed)
+        self.assertEqual(out.count(b"MSG " + pub), 2)
+        self.assertTrue(out.endswith(b"PONG\r\n"))
+
+    def test_server_survives_each_regression_over_a_socket(self):
+        with ServerProcess() as srv:
+            clean = RawClient(srv.port)
+            clean.send(b"SUB clean 1\r\n")
+            clean.ping()
+            for bad in (b"CONNECT " + b"[" * 3000 + b"\r\n", b'CONNECT {"protocol":1e400}\r\n',
+                        b'CONNECT {"verbose":false}\r\nSUB %s 1\r\nPUB %s 1\r\nx\r\nPING\r\n'
+                        % (b".".join([b"*"] * 1500), b".".join([b"a"] * 1500))):
+                c = RawClient(srv.port, connect=None)
+                c.send(bad)
+                c.read_until(b"\r\n", 5)
+                c.close()
+            clean.send(b"PUB clean 2\r\nok\r\n")
+            self.assertEqual(clean.read_msg(), (b"MSG", [b"clean", b"1", b"2"], b"ok"))
+            self.assertIsNone(srv.proc.poll())
+            self.assertNotIn("Traceback", srv.output())
+            clean.close()
+
+
+if __name__ == "__main__":
+    unittest.main()

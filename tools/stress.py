@@ -1,0 +1,620 @@
+#!/usr/bin/env python3
+"""Reliability campaigns: try to knock gnatsd.py over, and count everything.
+
+Each campaign is a subcommand. The default run is short (seconds); `--long`
+is the hand-run version whose figures go into RELIABILITY.md. A campaign
+returns a `Report` (figures plus failures); the exit status is 1 when
+anything failed. tests/test_reliability.py runs CI-sized versions of the
+same functions.
+
+  fuzz-parser  seeded mutation loop through the client parser, in-process
+  fuzz-wire    mutated streams over real sockets while a clean pair counts
+  fuzz-config  random and mutated config files through `gnatsd.py -c FILE`
+  load         many concurrent subscribers and fan-out, then connect churn
+  slow         fast and stalled subscribers, max_pending from a config file
+  faults       half PUBs, RSTs, half-open TLS, monitor hammering, route kills
+  abuse        silent connection floods, huge CONNECT, subscription limits,
+               wildcard blow-up, while a PING is timed from a clean client
+  soak         mixed traffic for --minutes, RSS sampled every 10 s
+
+Servers run as real processes (`PYTHON gnatsd.py ...`, `--python` picks the
+interpreter). Nothing here mocks the network: sockets are real, on
+127.0.0.1 only, and every wait is bounded.
+"""
+
+import argparse
+import io
+import json
+import os
+import random
+import resource
+import selectors
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from tests import util  # noqa: E402  (ServerProcess, RawClient, free_port)
+from tests.util import RawClient, ServerProcess, free_port, wait_port  # noqa: E402
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+# ---------------------------------------------------------------------------
+# Reports and process figures
+# ---------------------------------------------------------------------------
+
+class Report:
+    """Figures (name -> value, in insertion order) and failures (strings)."""
+
+    def __init__(self, name):
+        self.name = name
+        self.figures = {}
+        self.failures = []
+        self.skipped = []
+        self.t0 = time.monotonic()
+
+    def fig(self, key, value):
+        self.figures[key] = value
+
+    def fail(self, msg):
+        if len(self.failures) < 50:
+            self.failures.append(msg)
+
+    def skip(self, msg):
+        self.skipped.append(msg)
+
+    def check(self, cond, msg):
+        if not cond:
+            self.fail(msg)
+        return cond
+
+    @property
+    def ok(self):
+        return not self.failures
+
+    def text(self):
+        lines = ["== %s (%.1f s)" % (self.name, time.monotonic() - self.t0)]
+        for k, v in self.figures.items():
+            lines.append("  %-34s %s" % (k, v))
+        for s in self.skipped:
+            lines.append("  SKIPPED: %s" % s)
+        for f in self.failures:
+            lines.append("  FAIL: %s" % f)
+        lines.append("  result: %s" % ("ok" if self.ok else "FAILED"))
+        return "\n".join(lines)
+
+
+def proc_mem(pid):
+    """(current RSS, peak RSS) of a process in KiB, from /proc."""
+    rss = hwm = 0
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, hwm
+
+
+def raise_nofile(want):
+    """Raise this process's open-file limit (children inherit it, so the
+    server started next gets it too). Returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def server_health(srv, rep):
+    """A server process must still be running and its log must hold no
+    traceback and no internal error."""
+    out = srv.output()
+    rep.check(srv.proc.poll() is None, "server process died (rc=%s): %s"
+              % (srv.proc.poll(), out[-1500:]))
+    for bad in ("Traceback", "internal error"):
+        i = out.find(bad)
+        rep.check(i < 0, "server log has %r: %s" % (bad, out[max(0, i - 200):i + 1500]))
+
+
+def log_errors(srv):
+    return srv.output().count("[ERR]")
+
+
+def start_server(*args, config=None, python=None):
+    """ServerProcess with a chosen interpreter (None: the test default)."""
+    if python:
+        saved, util.PYTHON = util.PYTHON, python
+        try:
+            return ServerProcess(*args, config=config)
+        finally:
+            util.PYTHON = saved
+    return ServerProcess(*args, config=config)
+
+
+def have_module(name):
+    return os.path.exists(os.path.join(ROOT, "gnats", name + ".py"))
+
+
+def config_supported():
+    """Config files need gnats/conf.py and gnats/cli.py (being written)."""
+    return have_module("conf") and have_module("cli")
+
+
+# ---------------------------------------------------------------------------
+# Campaign 1: protocol fuzzing, in-process
+# ---------------------------------------------------------------------------
+
+# Error texts that end a connection (the others leave it open).
+CLOSING_ERRORS = (b"Unknown Protocol Operation", b"Parser Error", b"Authorization Violation",
+                  b"Maximum Payload Violation", b"Maximum Control Line Exceeded",
+                  b"Message Headers Not Supported")
+NONCLOSING_ERRORS = (b"Invalid Subject", b"Invalid Publish Subject",
+                     b"Maximum Subscriptions Exceeded")
+
+SUBJECTS = [b"foo", b"foo.bar", b"a.b.c", b"*", b">", b"foo.*", b"foo.>", b"*.bar", b"a.*.c.>",
+            b"x", b"foo..bar", b".foo", b"foo.", b"f\x00o", b"\xff\xfe", b"caf\xc3\xa9",
+            b"a" * 300, b".".join([b"t"] * 200), b".".join([b"*"] * 60), b"foo*", b"fo>o",
+            b"_INBOX.abc", b"$SYS.x", b".".join([b"*"] * 1200), b".".join([b"s"] * 1200),
+            b".".join([b"*", b"s"] * 700)]
+NUMBERS = [b"0", b"1", b"5", b"-1", b"-0", b"+5", b"99999999999", b"999999999999",
+           b"9999999999999", b"18446744073709551616", b"1e3", b"0x10", b"\xd9\xa3", b"",
+           b"4294967296", b"1048576", b"1048577", b"65536", b"007", b" 5", b"5 ", b"NaN"]
+JSON_VALUES = [b"true", b"false", b"null", b"0", b"1", b"2", b"-1", b"1e400", b"-1e400", b"1.5",
+               b'"x"', b'""', b"[]", b"{}", b'"\\ud800"', b"99999999999999999999999",
+               b'{"a":[1,2,{"b":null}]}', b'"' + b"\\" * 4 + b'"']
+JSON_KEYS = [b"verbose", b"pedantic", b"echo", b"headers", b"no_responders", b"protocol",
+             b"name", b"lang", b"version", b"user", b"pass", b"auth_token", b"tls_required",
+             b"jwt", b"sig", b"nkey", b"PASS", b"Verbose"]
+
+
+def gen_connect(rnd):
+    keys = rnd.sample(JSON_KEYS, rnd.randrange(0, 6))
+    items = []
+    for k in keys:
+        if k in (b"verbose", b"pedantic") and rnd.random() < 0.6:
+            v = b"false"
+        else:
+            v = rnd.choice(JSON_VALUES)
+        items.append(b'"%s":%s' % (k, v))
+    body = b"{" + b",".join(items) + b"}"
+    r = rnd.random()
+    if r < 0.03:
+        body = b"[" * rnd.randrange(500, 3000)           # deep nesting
+    elif r < 0.05:
+        body = b'{"name":"' + b"n" * rnd.randrange(100, 6000) + b'"}'   # oversized
+    elif r < 0.07:
+        body = b"{" + b'"a":[' * rnd.randrange(200, 900) + b"1"  # unterminated, deep
+    return b"CONNECT " + body + b"\r\n"
+
+
+def gen_op(rnd, sids):
+    """One protocol operation, valid or nearly so."""
+    r = rnd.random()
+    subj = rnd.choice(SUBJECTS[:10]) if rnd.random() < 0.8 else rnd.choice(SUBJECTS)
+    if r < 0.30:
+        size = rnd.choice((0, 1, 5, 16, 100, 1000, 5000))
+        payload = bytes(rnd.randrange(256) for _ in range(min(size, 64))) + b"p" * max(0, size - 64)
+        reply = b" " + rnd.choice(SUBJECTS[:6]) if rnd.random() < 0.2 else b""
+        subj = subj.replace(b"*", b"s").replace(b">", b"g") if rnd.random() < 0.7 else subj
+        return b"PUB %s%s %d\r\n%s\r\n" % (subj, reply, size, payload)
+    if r < 0.40:
+        hdr = b"NATS/1.0\r\nK: v\r\n\r\n" if rnd.random() < 0.8 else b"NATS/1.0 503\r\n\r\n"
+        body = b"h" * rnd.choice((0, 3, 100))
+        reply = b" inbox.1" if rnd.random() < 0.3 else b""
+        subj = subj.replace(b"*", b"s").replace(b">", b"g")
+        return b"HPUB %s%s %d %d\r\n%s%s\r\n" % (subj, reply, len(hdr), len(hdr) + len(body), hdr, body)
+    if r < 0.62:
+        sid = b"%d" % rnd.randrange(1, 30)
+        sids.append(sid)
+        queue = b" q%d" % rnd.randrange(3) if rnd.random() < 0.25 else b""
+        return b"SUB %s%s %s\r\n" % (subj, queue, sid)
+    if r < 0.72:
+        sid = rnd.choice(sids) if sids else b"1"
+        mx = b" %d" % rnd.randrange(0, 4) if rnd.random() < 0.5 else b""
+        return b"UNSUB %s%s\r\n" % (sid, mx)
+    if r < 0.82:
+        return rnd.choice((b"PING\r\n", b"PONG\r\n", b"ping\r\n", b"PING\n", b"+OK\r\n",
+                           b"PINGX\r\n", b"PONGY\r\n"))
+    if r < 0.90:
+        return gen_connect(rnd)
+    if r < 0.93:
+        return rnd.choice((b"INFO {}\r\n", b"-ERR 'x'\r\n", b"MSG foo 1 1\r\nx\r\n"))
+    return b"PUB foo.bar %d\r\n%s\r\n" % (3, b"abc")
+
+
+def gen_stream(rnd, max_ops=12):
+    """A stream of operations, usually starting with a CONNECT."""
+    sids = []
+    parts = []
+    if rnd.random() < 0.9:
+        parts.append(b'CONNECT {"verbose":false,"pedantic":false}\r\n' if rnd.random() < 0.6
+                     else gen_connect(rnd))
+    for _ in range(rnd.randrange(1, max_ops)):
+        op = gen_op(rnd, sids)
+        if rnd.random() < 0.1:      # the same PUB repeated: the fast path
+            op = op * rnd.randrange(2, 20)
+        parts.append(op)
+    return b"".join(parts)
+
+
+def _replace_number(rnd, data):
+    digits = [i for i in range(len(data)) if 48 <= data[i] <= 57]
+    if not digits:
+        return data
+    i = rnd.choice(digits)
+    j = i
+    while j < len(data) and 48 <= data[j] <= 57:
+        j += 1
+    while i > 0 and 48 <= data[i - 1] <= 57:
+        i -= 1
+    return data[:i] + rnd.choice(NUMBERS) + data[j:]
+
+
+def mutate(rnd, data):
+    """Apply one to four random edits: flips, junk, cuts, splices, numbers,
+    lost CRLFs, case, separators, floods."""
+    for _ in range(rnd.randrange(1, 5)):
+        n = len(data)
+        m = rnd.randrange(14)
+        i = rnd.randrange(n + 1)
+        if m == 0 and n:
+            i = min(i, n - 1)
+            data = data[:i] + bytes([data[i] ^ (1 << rnd.randrange(8))]) + data[i + 1:]
+        elif m == 1:
+            junk = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 16)))
+            data = data[:i] + junk + data[i:]
+        elif m == 2:
+            data = data[:i] + data[i + rnd.randrange(1, 40):]
+        elif m == 3:
+            j = min(n, i + rnd.randrange(1, 60))
+            data = data[:j] + data[i:j] + data[j:]
+        elif m == 4:
+            data = data[:i]                                    # truncation
+        elif m == 5:
+            data = _replace_number(rnd, data)
+        elif m == 6:
+            k = data.find(b"\r\n", i)
+            if k >= 0:
+                data = data[:k] + rnd.choice((b"", b"\r", b"\n", b"\n\r", b"\r\r\n")) + data[k + 2:]
+        elif m == 7:
+            j = min(n, i + rnd.randrange(1, 10))
+            data = data[:i] + data[i:j].swapcase() + data[j:]
+        elif m == 8:
+            k = data.find(b" ", i)
+            if k >= 0:
+                data = data[:k] + rnd.choice((b"\t", b"  ", b" \t ", b"", b"\x0b")) + data[k + 1:]
+        elif m == 9:
+            data = data[:i] + rnd.choice((b" ", b"a", b"\x00", b".", b"*")) * rnd.randrange(100, 6000) + data[i:]
+        elif m == 10:
+            data = data[:i] + gen_op(rnd, []) + data[i:]
+        elif m == 11:
+            data = data[:i] + rnd.choice((b"\r\n", b"\n", b"\r", b"\x16\x03\x01", b"\xff" * 8)) + data[i:]
+        elif m == 12:
+            lines = data.split(b"\n")
+            if len(lines) > 2:
+                a, b = rnd.randrange(len(lines)), rnd.randrange(len(lines))
+                lines[a], lines[b] = lines[b], lines[a]
+                data = b"\n".join(lines)
+        else:
+            data = data + gen_stream(rnd, 4)
+    return data
+
+
+class _Sink(io.TextIOBase):
+    """Log stream for in-process servers: counts lines, keeps internal errors."""
+
+    def __init__(self):
+        self.lines = 0
+        self.internal = []
+
+    def write(self, s):
+        self.lines += 1
+        if "internal error" in s or "Traceback" in s:
+            self.internal.append(s)
+        return len(s)
+
+    def flush(self):
+        pass
+
+
+class Bed:
+    """A real Server object (not started) whose clients sit on socketpairs:
+    the parser, delivery and close paths run exactly as in production, but
+    synchronously, so every input is checked right away."""
+
+    def __init__(self, trace=False, **opts):
+        from gnats.log import Logger
+        from gnats.options import Options
+        from gnats.server import Server
+        o = Options()
+        for k, v in opts.items():
+            setattr(o, k, v)
+        self.sink = _Sink()
+        self.server = Server(o, Logger(stream=self.sink, trace=trace, debug=trace))
+        self.server.port = 4222     # normally set by start(); INFO needs it
+        self.peers = {}
+
+    def connect(self, connect=None):
+        """A new client; returns (client, peer socket) or (None, peer)."""
+        a, b = socket.socketpair()
+        b.setblocking(False)
+        srv = self.server
+        srv.accept_client(a, ("127.0.0.1", 1024 + srv.next_cid % 60000))
+        c = srv.clients.get(srv.next_cid)
+        self.pump(c, b)                     # the INFO line
+        if c is not None and connect:
+            c.feed(connect)
+            self.pump(c, b)
+        return c, b
+
+    @staticmethod
+    def read(peer):
+        out = bytearray()
+        for _ in range(100000):
+            try:
+                d = peer.recv(1 << 20)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            if not d:
+                break
+            out += d
+        return bytes(out)
+
+    def pump(self, c, peer):
+        """Flush what the server queued and collect what `peer` received,
+        driving write readiness by hand, until nothing moves."""
+        got = bytearray()
+        reactor = self.server.reactor
+        for _ in range(10000):
+            reactor.flush_dirty()
+            d = self.read(peer)
+            got += d
+            blocked = c is not None and c.write_blocked and not c.closed
+            if blocked:
+                c.on_writable()
+            if not d and not blocked:
+                break
+        return bytes(got)
+
+    def purge_timers(self):
+        """Cancelled timers stay in the heap until due (ping: 120 s); the
+        bed never runs the loop, so drop them by hand."""
+        r = self.server.reactor
+        r.timers = [t for t in r.timers if not t.cancelled]
+        import heapq
+        heapq.heapify(r.timers)
+
+    def close(self):
+        for c in list(self.server.clients.values()):
+            c.close_conn("bed closed", flush=False)
+        self.server.reactor.close()
+
+
+def _chunks(rnd, data, mode):
+    if mode == "whole" or len(data) < 2:
+        return [data]
+    if mode == "bytes":
+        return [data[i:i + 1] for i in range(len(data))]
+    out, i = [], 0
+    while i < len(data):
+        k = rnd.choice((1, 2, 3, 7, 16, 64, 500, 4096, 70000))
+        out.append(data[i:i + k])
+        i += k
+    return out
+
+
+def run_stream(bed, data, chunks):
+    """Feed one stream to a fresh client as `chunks`. Returns (output,
+    closed, exception repr or None)."""
+    c, peer = bed.connect()
+    if c is None:
+        peer.close()
+        return b"", True, "connection refused"
+    got = bytearray()
+    exc = None
+    try:
+        for ch in chunks:
+            if c.closed:
+                break
+            c.feed(ch)
+            got += bed.pump(c, peer)
+    except Exception as e:      # the very thing we hunt
+        exc = crash_signature(e)
+    got += bed.pump(c, peer)
+    closed = c.closed
+    if not c.closed:
+        c.close_conn("fuzz done", flush=False)
+    peer.close()
+    return bytes(got), closed, exc
+
+
+def crash_signature(e):
+    """`Type at file:line (function)` of the innermost gnats frame: one
+    line per distinct bug, however many inputs hit it."""
+    import traceback
+    where = "?"
+    for fr in traceback.extract_tb(e.__traceback__):
+        if "/gnats/" in fr.filename:
+            where = "%s:%d (%s)" % (os.path.relpath(fr.filename, ROOT), fr.lineno, fr.name)
+    return "%s at %s: %s" % (type(e).__name__, where, str(e)[:120])
+
+
+def check_error_close(out, closed):
+    """A closed connection must have been told why: its output ends with
+    a closing -ERR. An open one must not have received a closing -ERR."""
+    if closed:
+        tail = out[-120:]
+        k = tail.rfind(b"-ERR '")
+        if k < 0 or not tail.endswith(b"'\r\n"):
+            return "closed without -ERR (tail %r)" % tail[-80:]
+        text = tail[k + 6:-3]
+        if text not in CLOSING_ERRORS:
+            return "closed after a non-closing -ERR %r" % text
+        return None
+    for e in CLOSING_ERRORS:
+        if b"-ERR '" + e + b"'" in out:
+            return "got -ERR %r but the connection stayed open" % e
+    return None
+
+
+class CleanPair:
+    """A subscriber and a publisher that behave, inside a fuzzed Bed: after
+    each fuzz input one probe message must reach the subscriber exactly."""
+
+    def __init__(self, bed, rnd):
+        self.bed = bed
+        self.subject = b"clean.%08x" % rnd.getrandbits(32)
+        self.sub, self.sub_peer = bed.connect(b'CONNECT {"verbose":false}\r\nSUB %s 1\r\n' % self.subject)
+        self.pub, self.pub_peer = bed.connect(b'CONNECT {"verbose":false}\r\n')
+        self.sent = self.received = 0
+        self.buf = b""
+
+    def probe(self):
+        self.sent += 1
+        self.pub.feed(b"PUB %s %d\r\n%d\r\n" % (self.subject, len(b"%d" % self.sent), self.sent))
+        self.bed.pump(self.pub, self.pub_peer)
+        self.buf += self.bed.pump(self.sub, self.sub_peer)
+        want = b"MSG %s 1 %d\r\n%d\r\n" % (self.subject, len(b"%d" % self.sent), self.sent)
+        if self.buf.startswith(want):
+            self.buf = self.buf[len(want):]
+            self.received += 1
+            return True
+        return False
+
+    def alive(self):
+        return not self.sub.closed and not self.pub.closed
+
+
+def subs_of(server):
+    return sum(len(c.subs) for c in server.clients.values())
+
+
+BED_VARIANTS = [
+    ("default", {}),
+    ("small limits", dict(max_payload=100, max_control_line=64)),
+    ("max_subscriptions 3", dict(max_subscriptions=3)),
+    ("auth user/pass", dict(username="a", password="b")),
+    ("trace", dict(trace=True)),
+]
+
+
+def fuzz_parser(inputs=20000, seed=1, every_split=200, rep=None, progress=False):
+    """Seeded mutation loop through the client parser. Each input is fed
+    whole and in random chunks (and, for some valid streams, split at every
+    byte and byte by byte): nothing may raise, all feedings must give the
+    same output, a closed connection must have got a closing -ERR, the
+    subject index and the client table must return to the baseline, and
+    the clean pair must keep receiving."""
+    rep = rep or Report("fuzz-parser")
+    rnd = random.Random(seed)
+    raised = mismatches = bad_close = leaks = closed_n = 0
+    crashes = {}        # signature -> first stream that hit it
+    split_runs = 0
+    t0 = time.monotonic()
+    per_bed = 2000
+    done = 0
+    vi = 0
+    while done < inputs:
+        name, opts = BED_VARIANTS[vi % len(BED_VARIANTS)]
+        vi += 1
+        bed = Bed(**opts)
+        pair = CleanPair(bed, rnd) if name != "auth user/pass" else None
+        if name == "auth user/pass":
+            base_subs = 0
+        else:
+            base_subs = subs_of(bed.server)
+        base_clients = len(bed.server.clients)
+        base_count = bed.server.sublist.count
+        for _ in range(min(per_bed, inputs - done)):
+            done += 1
+            data = gen_stream(rnd)
+            valid = rnd.random() < 0.15
+            if not valid:
+                data = mutate(rnd, data)
+            if name == "auth user/pass" and rnd.random() < 0.5:
+                data = b'CONNECT {"user":"a","pass":"b","verbose":false}\r\n' + data
+            modes = ["whole", "random"]
+            if valid and split_runs < every_split and len(data) < 400:
+                modes.append("bytes")
+                split_runs += 1
+            seed_i = rnd.getrandbits(32)
+            results = []
+            for mode in modes:
+                random.seed(seed_i)         # queue-group picks repeat exactly
+                out, closed, exc = run_stream(bed, data, _chunks(rnd, data, mode))
+                results.append((mode, out, closed, exc))
+                if exc:
+                    raised += 1
+                    if exc not in crashes:
+                        crashes[exc] = data
+                        rep.fail("input %d (%s, %s) raised %s; stream %r"
+                                 % (done, name, mode, exc, data[:300]))
+            if "bytes" in modes and split_runs <= 20:
+                # a few streams also split at every single byte position
+                for i in range(1, len(data)):
+                    random.seed(seed_i)
+                    out, closed, exc = run_stream(bed, data, [data[:i], data[i:]])
+                    results.append(("split@%d" % i, out, closed, exc))
+            mode0, out0, closed0, _ = results[0]
+            closed_n += closed0
+            for mode, out, closed, exc in results[1:]:
+                if (out, closed) != (out0, closed0) and not exc:
+                    mismatches += 1
+                    rep.fail("input %d (%s): %s gave %r closed=%s, whole gave %r closed=%s; stream %r"
+                             % (done, name, mode, out[-200:], closed, out0[-200:], closed0, data[:300]))
+                    break
+            why = check_error_close(out0, closed0)
+            if why:
+                bad_close += 1
+                rep.fail("input %d (%s): %s; stream %r" % (done, name, why, data[:300]))
+            if (len(bed.server.clients) != base_clients or bed.server.sublist.count != base_count
+                    or subs_of(bed.server) != base_subs):
+                leaks += 1
+                rep.fail("input %d (%s): state leak: clients %d/%d, sublist %d/%d; stream %r"
+                         % (done, name, len(bed.server.clients), base_clients,
+                            bed.server.sublist.count, base_count, data[:300]))
+                base_clients = len(bed.server.clients)
+                base_count = bed.server.sublist.count
+            if pair is not None and not pair.probe():
+                rep.fail("input %d (%s): the clean subscriber missed probe %d (alive=%s); stream %r"
+                         % (done, name, pair.sent, pair.alive(), data[:300]))
+                pair = CleanPair(bed, rnd)
+                base_subs = subs_of(bed.server)
+                base_count = bed.server.sublist.count
+                base_clients = len(bed.server.clients)
+            if done % 500 == 0:
+                bed.purge_timers()
+            if progress and done % 50000 == 0:
+                print("  fuzz-parser: %d inputs, %.0f s" % (done, time.monotonic() - t0), flush=True)
+        if bed.sink.internal:
+            rep.fail("internal errors logged: %s" % bed.sink.internal[:3])
+        bed.close()
+    rep.fig("inputs", done)
+    rep.fig("feedings per input", "whole + random chunks (+ every byte for %d valid streams)" % split_runs)
+    rep.fig("closed with -ERR", closed_n)
+    rep.fig("raised", "%d (%d distinct)" % (raised, len(crashes)))
+    rep.fig("chunking mismatches", mismatches)
+    rep.fig("closed without -ERR", bad_close)
+    rep.fig("state leaks", leaks)
+    rep.fig("inputs/s", int(done / max(1e-9, time.monotonic() - t0)))
+    return rep
+
+
+if __name__ == "__main__":
+    r = fuzz_parser(inputs=int(sys.argv[1]) if len(sys.argv) > 1 else 3000, seed=1)
+    print(r.text()[:6000])
