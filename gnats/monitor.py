@@ -239,6 +239,7 @@ _TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _FALSE = ("0", "f", "F", "FALSE", "false", "False")
 _CALLBACK_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*(\.[A-Za-z_$][A-Za-z0-9_$]*)*\Z")
 MAX_CALLBACK_LEN = 128
+_DIGITS_RE = re.compile(r"[0-9]+\Z")       # ASCII only: str.isdigit() takes "١" too
 
 
 def parse_query(query):
@@ -268,7 +269,7 @@ def query_int(q, name, default):
     v = q.get(name, "")
     if v == "":
         return default
-    if not v.isdigit() or len(v) > 18:
+    if not _DIGITS_RE.match(v) or len(v) > 18:
         raise QueryError("invalid value for '%s': expected a non-negative integer" % name)
     return int(v)
 
@@ -697,6 +698,9 @@ class _Handler(BaseHTTPRequestHandler):
     """One HTTP connection (possibly several keep-alive requests)."""
 
     protocol_version = "HTTP/1.1"
+    # Unparseable request lines get a status line too (http.server would
+    # answer them HTTP/0.9 style: a bare body).
+    default_request_version = "HTTP/1.0"
     timeout = IO_TIMEOUT            # applied to the socket by StreamRequestHandler
     monitor = None                  # set on the per-Monitor subclass
 
@@ -732,14 +736,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True        # a body we will not read
         if time.monotonic() - self.server.conn_born(self.connection) > CONN_LIFETIME / 2:
             self.close_connection = True        # recycle long keep-alive connections
-        url = urlsplit(self.path)
-        page = self._ROUTES.get(url.path)
+        # Split by hand: urlsplit would read "//varz" as a host name.
+        path, _, query = self.path.partition("#")[0].partition("?")
+        page = self._ROUTES.get(path)
         if page is None:
             self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
             return
-        self.monitor.count_request(SUBSZ if page == "page_subsz" else url.path)
+        self.monitor.count_request(SUBSZ if page == "page_subsz" else path)
         try:
-            getattr(self, page)(parse_query(url.query))
+            getattr(self, page)(parse_query(query))
         except QueryError as e:
             self._send(400, to_json({"error": str(e)}), JSON_TYPE)
         except SnapshotUnavailable as e:
@@ -748,7 +753,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except Exception as e:                  # never a traceback to the client
             self.monitor.log.error("Monitor: error serving %s: %s: %s"
-                                   % (url.path, type(e).__name__, e))
+                                   % (path, type(e).__name__, e))
             self.close_connection = True
             self._send(500, to_json({"error": "internal error"}), JSON_TYPE)
 
@@ -816,7 +821,8 @@ class _Handler(BaseHTTPRequestHandler):
         # http.server's own errors (bad request line, 414, 431, ...): JSON too.
         self.close_connection = True
         try:
-            text = message or self.responses.get(code, ("error",))[0]
+            # http.server's messages quote the bad input; keep only the text.
+            text = (message or self.responses.get(code, ("error",))[0]).split(" (")[0][:100]
             self._send(code, to_json({"error": text}), JSON_TYPE)
         except OSError:
             pass
