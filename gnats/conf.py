@@ -184,11 +184,11 @@ class _Parser:
     def parse_top(self) -> ConfMap:
         m = ConfMap()
         self.scopes.append(m)
-        self.block_body(m, None)
+        self.block_body(m, None, 0)
         self.scopes.pop()
         return m
 
-    def block_body(self, m: ConfMap, open_at: Optional[int]):
+    def block_body(self, m: ConfMap, open_at: Optional[int], depth: int):
         """Entries until EOF (top level) or the `}` closing the block opened at
         open_at."""
         while True:
@@ -204,7 +204,7 @@ class _Parser:
                     self.error("unexpected '}' (no block is open)")
                 self.i += 1
                 return
-            self.entry(m)
+            self.entry(m, depth)
             self.end_of_entry(open_at is not None)
 
     def end_of_entry(self, in_block: bool):
@@ -218,7 +218,7 @@ class _Parser:
             self.error("expected a new line, ';' or %s after a value, got %s"
                        % ("'}'" if in_block else "end of file", _char_name(c)))
 
-    def entry(self, m: ConfMap):
+    def entry(self, m: ConfMap, depth: int):
         kpos = self.pos()
         c = self.peek()
         if c in ('"', "'"):
@@ -243,7 +243,7 @@ class _Parser:
         if c in ("", "\n", "}", "]", ",", ";"):
             self.error("expected a value for %r, got %s" % (key, _char_name(c)))
         vpos = self.pos()
-        m.put(key, self.value(1), kpos, vpos)
+        m.put(key, self.value(depth + 1), kpos, vpos)
 
     # -- values ---------------------------------------------------------------
     def value(self, depth: int):
@@ -254,7 +254,7 @@ class _Parser:
             self.i += 1
             m = ConfMap()
             self.scopes.append(m)
-            self.block_body(m, start)
+            self.block_body(m, start, depth)
             self.scopes.pop()
             return m
         if c == "[":
