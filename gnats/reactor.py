@@ -74,8 +74,24 @@ class Reactor:
     # -- timers ---------------------------------------------------------
     def call_later(self, delay, fn, *args):
         t = Timer(time.monotonic() + delay, fn, args)
-        heapq.heappush(self.timers, t)
+        timers = self.timers
+        heapq.heappush(timers, t)
+        if len(timers) > self._compact_at:
+            self._compact_timers()
         return t
+
+    _compact_at = 1024
+
+    def _compact_timers(self):
+        # A cancelled timer stays in the heap until it is due: every closed
+        # client leaves its 120 s ping timer behind, so connection churn of
+        # N/s would hold N*120 dead timers. Drop them whenever the heap has
+        # doubled since the last pass (amortized O(1) per timer). In place:
+        # run() holds a reference to the list.
+        timers = self.timers
+        timers[:] = [t for t in timers if not t.cancelled]
+        heapq.heapify(timers)
+        self._compact_at = max(1024, 2 * len(timers))
 
     def call_soon_threadsafe(self, fn, *args):
         self._calls.append((fn, args))
