@@ -55,6 +55,24 @@ class TestRegressions(unittest.TestCase):
         self.assertEqual(out.count(b"MSG " + pub), 2)
         self.assertTrue(out.endswith(b"PONG\r\n"))
 
+    def test_cancelled_timers_do_not_pile_up(self):
+        # every closed client left its 120 s ping timer in the reactor's
+        # heap until due: 100k connect/close cycles held 100k dead timers
+        # (found by the load campaign)
+        from gnats.reactor import Reactor
+        r = Reactor()
+        try:
+            live = [r.call_later(120, print) for _ in range(3000)]
+            peak = 0
+            for _ in range(100000):
+                r.call_later(120, print).cancel()
+                peak = max(peak, len(r.timers))
+            self.assertLessEqual(peak, 2 * len(live) + 4)     # was 103,000
+            self.assertTrue(all(not t.cancelled for t in live))
+            self.assertEqual(sum(1 for t in r.timers if not t.cancelled), len(live))
+        finally:
+            r.close()
+
     def test_server_survives_each_regression_over_a_socket(self):
         with ServerProcess() as srv:
             clean = RawClient(srv.port)

@@ -615,6 +615,467 @@ def fuzz_parser(inputs=20000, seed=1, every_split=200, rep=None, progress=False)
     return rep
 
 
+
+# ---------------------------------------------------------------------------
+# Campaign 1b: protocol fuzzing over real sockets
+# ---------------------------------------------------------------------------
+
+def events(out):
+    """Server output as a list of events, with MSG/HMSG sids dropped (a
+    queue group may pick either of a client's own members)."""
+    ev = []
+    pos, n = 0, len(out)
+    while pos < n:
+        eol = out.find(b"\r\n", pos)
+        if eol < 0:
+            ev.append(("partial", out[pos:]))
+            break
+        line = out[pos:eol]
+        pos = eol + 2
+        parts = line.split(b" ")
+        if parts[0] in (b"MSG", b"HMSG") and len(parts) >= 4 and parts[-1].isdigit():
+            size = int(parts[-1])
+            reply = parts[3] if (parts[0] == b"MSG" and len(parts) == 5) or len(parts) == 6 else b""
+            ev.append((parts[0], parts[1], reply, out[pos:pos + size]))
+            pos += size + 2
+        else:
+            ev.append(("line", line))
+    return ev
+
+
+class CleanTraffic:
+    """A publisher and a subscriber that behave, on their own thread each,
+    for the whole campaign: every message must arrive, in order, once."""
+
+    def __init__(self, port, rate=500, size=16, subject=None):
+        self.port = port
+        self.subject = subject or b"clean.%08x" % random.getrandbits(32)
+        self.size = size
+        self.rate = rate
+        self.sub = RawClient(port)
+        self.sub.send(b"SUB %s 1\r\n" % self.subject)
+        self.sub.ping()
+        self.pub = RawClient(port)
+        self.sent = 0
+        self.received = 0
+        self.errors = []
+        self.stop_ev = threading.Event()
+        self.pub_done = threading.Event()
+        self.t_pub = threading.Thread(target=self._publish, daemon=True)
+        self.t_sub = threading.Thread(target=self._subscribe, daemon=True)
+        self.t_sub.start()
+        self.t_pub.start()
+
+    def _publish(self):
+        try:
+            period = 1.0 / self.rate
+            nxt = time.monotonic()
+            while not self.stop_ev.is_set():
+                k = self.sent + 1
+                self.pub.send(b"PUB %s %d\r\n%s\r\n" % (self.subject, self.size, b"%016d" % k))
+                self.sent = k
+                nxt += period
+                d = nxt - time.monotonic()
+                if d > 0:
+                    time.sleep(d)
+            self.pub.ping(10)
+        except Exception as e:      # recorded and reported, never swallowed
+            self.errors.append("publisher: %r" % e)
+        self.pub_done.set()
+
+    def _subscribe(self):
+        expect = 1
+        try:
+            while True:
+                if self.pub_done.is_set() and self.received >= self.sent:
+                    return
+                try:
+                    op, args, data = self.sub.read_msg(timeout=1.0)
+                except TimeoutError:
+                    if self.pub_done.is_set() and self.received >= self.sent:
+                        return
+                    if self.pub_done.is_set():
+                        self.errors.append("subscriber: %d of %d after the publisher finished"
+                                           % (self.received, self.sent))
+                        return
+                    continue
+                if op == b"PING":
+                    self.sub.send(b"PONG\r\n")
+                    continue
+                if op != b"MSG" or int(data) != expect:
+                    self.errors.append("subscriber: got %r %r, expected message %d" % (op, data, expect))
+                    return
+                expect += 1
+                self.received += 1
+        except Exception as e:
+            self.errors.append("subscriber: %r" % e)
+
+    def finish(self, timeout=30.0):
+        self.stop_ev.set()
+        self.t_pub.join(timeout)
+        self.t_sub.join(timeout)
+        self.sub.close()
+        self.pub.close()
+        return self.sent, self.received, self.errors
+
+
+def wire_exchange(port, data, rnd, timeout=5.0):
+    """Connect, read INFO, send `data` in random pieces, half-close and
+    read until the server closes. Returns (output after INFO, reset)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    got = bytearray()
+    reset = False
+    try:
+        deadline = time.monotonic() + timeout
+        while b"\r\n" not in got:
+            d = s.recv(65536)
+            if not d or time.monotonic() > deadline:
+                raise OSError("no INFO")
+            got += d
+        got = got[got.index(b"\r\n") + 2:]
+        try:
+            for ch in _chunks(rnd, data, "random" if rnd.random() < 0.5 else "whole"):
+                s.sendall(ch)
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            reset = True        # the server closed first (a protocol error)
+        while time.monotonic() < deadline:
+            try:
+                d = s.recv(1 << 20)
+            except ConnectionResetError:
+                reset = True
+                break
+            except socket.timeout:
+                raise OSError("server neither answered nor closed within %.0f s" % timeout)
+            if not d:
+                break
+            got += d
+    finally:
+        s.close()
+    return bytes(got), reset
+
+
+def fuzz_wire(inputs=1000, seed=2, python=None, rep=None, progress=False):
+    """The fuzzer's streams sent to a real server process, compared with the
+    in-process run of the same stream, while a clean pair exchanges a steady
+    stream of messages on the same server and must receive every one."""
+    rep = rep or Report("fuzz-wire")
+    rnd = random.Random(seed)
+    bed = Bed()
+    srv = start_server(python=python)
+    rep.fig("server", " ".join(srv.cmd[:2]))
+    exact = prefix = differ = closed_n = 0
+    t0 = time.monotonic()
+    try:
+        clean = CleanTraffic(srv.port)
+        for k in range(inputs):
+            data = gen_stream(rnd)
+            if rnd.random() < 0.85:
+                data = mutate(rnd, data)
+            random.seed(k)
+            want, want_closed, exc = run_stream(bed, data, [data])
+            if exc:
+                rep.fail("in-process run raised %s; stream %r" % (exc, data[:300]))
+                continue
+            closed_n += want_closed
+            try:
+                got, reset = wire_exchange(srv.port, data, rnd)
+            except OSError as e:
+                rep.fail("input %d: %s; stream %r" % (k, e, data[:300]))
+                if srv.proc.poll() is not None:
+                    break
+                continue
+            # a fuzzed `SUB >` also receives the clean pair's traffic
+            ge = [e for e in events(got) if e[1] != clean.subject]
+            we = events(want)
+            if ge == we:
+                exact += 1
+            elif (reset or not want_closed) and we[:len(ge)] == ge:
+                prefix += 1     # cut short by our half-close or the server's RST
+            else:
+                differ += 1
+                rep.fail("input %d: wire %r, in-process %r; stream %r"
+                         % (k, got[-200:], want[-200:], data[:300]))
+            if k % 500 == 0:
+                bed.purge_timers()
+            if progress and k and k % 10000 == 0:
+                print("  fuzz-wire: %d inputs, %.0f s" % (k, time.monotonic() - t0), flush=True)
+        sent, received, errors = clean.finish()
+        for e in errors:
+            rep.fail("clean pair: %s" % e)
+        rep.check(sent == received, "clean pair: sent %d, received %d" % (sent, received))
+        rep.fig("inputs", inputs)
+        rep.fig("closed by the server with -ERR", closed_n)
+        rep.fig("same output as in-process", exact)
+        rep.fig("a prefix of it (cut short)", prefix)
+        rep.fig("different", differ)
+        rep.fig("clean messages sent/received", "%d/%d" % (sent, received))
+        rep.fig("server RSS KiB (now, peak)", proc_mem(srv.proc.pid))
+        server_health(srv, rep)
+    finally:
+        srv.stop()
+        bed.close()
+    return rep
+
+
+
+# ---------------------------------------------------------------------------
+# Campaign 3: load (many connections, fan-out, churn)
+# ---------------------------------------------------------------------------
+
+class Swarm:
+    """Many raw client connections driven by one selector. Each connection
+    sends its opening bytes right after connect; `settle` waits until every
+    one has seen a PONG (so the server has processed everything before)."""
+
+    def __init__(self, port, src_ip="127.0.0.1"):
+        self.port = port
+        self.sel = selectors.DefaultSelector()
+        self.conns = {}         # fd -> state dict
+        self.src_ip = src_ip
+
+    def open(self, opening, n, batch=500, timeout=60.0):
+        """Open n connections, `batch` at a time, each sending `opening`
+        (which must end with PING). Returns the number that got their PONG."""
+        ok = 0
+        for start in range(0, n, batch):
+            fresh = []
+            for _ in range(min(batch, n - start)):
+                s = socket.socket()
+                s.connect(("127.0.0.1", self.port))
+                s.sendall(opening)
+                s.setblocking(False)
+                st = {"sock": s, "buf": bytearray(), "ready": False, "got": 0, "bad": None}
+                self.conns[s.fileno()] = st
+                self.sel.register(s, selectors.EVENT_READ, st)
+                fresh.append(st)
+            ok += self._until(lambda: all(st["ready"] or st["bad"] for st in fresh), timeout,
+                              fresh)
+        return ok
+
+    def _until(self, cond, timeout, group):
+        deadline = time.monotonic() + timeout
+        while not cond() and time.monotonic() < deadline:
+            self.poll(0.2)
+        return sum(1 for st in group if st["ready"])
+
+    def poll(self, timeout):
+        for key, _ in self.sel.select(timeout):
+            st = key.data
+            try:
+                d = st["sock"].recv(1 << 18)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as e:
+                d = b""
+                st["bad"] = st["bad"] or repr(e)
+            if not d:
+                st["bad"] = st["bad"] or "closed by server"
+                self.sel.unregister(st["sock"])
+                continue
+            if st["ready"]:
+                self.on_data(st, d)
+            else:
+                st["buf"] += d
+                k = st["buf"].find(b"PONG\r\n")
+                if k >= 0:
+                    st["ready"] = True
+                    rest = bytes(st["buf"][k + 6:])
+                    st["buf"] = bytearray()
+                    if rest:
+                        self.on_data(st, rest)
+
+    # messages: every connection must receive exactly `expect` bytes
+    expect = b""
+
+    def on_data(self, st, d):
+        got = st["got"]
+        if self.expect[got:got + len(d)] != d:
+            st["bad"] = st["bad"] or "unexpected bytes at %d: %r" % (got, d[:60])
+        st["got"] = got + len(d)
+
+    def wait_all(self, nbytes, timeout):
+        live = [st for st in self.conns.values() if not st["bad"]]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(st["got"] >= nbytes or st["bad"] for st in live):
+                break
+            self.poll(0.2)
+        return sum(1 for st in live if st["got"] == nbytes and not st["bad"])
+
+    def close_all(self):
+        for st in self.conns.values():
+            try:
+                self.sel.unregister(st["sock"])
+            except (KeyError, ValueError):
+                pass
+            st["sock"].close()
+        self.conns.clear()
+
+    def bad(self):
+        return [st["bad"] for st in self.conns.values() if st["bad"]]
+
+
+def churn(port, cycles, inflight=64, timeout=120.0, rst_every=0):
+    """`cycles` connect / CONNECT+SUB+PING / PONG / close cycles, `inflight`
+    at a time. Every `rst_every`-th close is an RST (SO_LINGER 0).
+    Returns (completed, failures list)."""
+    sel = selectors.DefaultSelector()
+    started = done = 0
+    fails = []
+    deadline = time.monotonic() + timeout
+    live = 0
+
+    def start_one(i):
+        s = socket.socket()
+        s.connect(("127.0.0.1", port))
+        s.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB churn.%d 1\r\nPING\r\n' % i)
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, [s, bytearray(), i])
+
+    while done + len(fails) < cycles and time.monotonic() < deadline:
+        while live < inflight and started < cycles:
+            try:
+                start_one(started)
+                live += 1
+            except OSError as e:
+                fails.append("connect %d: %r" % (started, e))
+            started += 1
+        for key, _ in sel.select(0.5):
+            s, buf, i = key.data
+            try:
+                d = s.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as e:
+                d = b""
+            buf += d
+            finished = b"PONG\r\n" in buf
+            if finished or not d:
+                sel.unregister(s)
+                if rst_every and i % rst_every == 0:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+                s.close()
+                live -= 1
+                if finished:
+                    done += 1
+                else:
+                    fails.append("cycle %d: closed before PONG: %r" % (i, bytes(buf[-100:])))
+    for key in list(sel.get_map().values()):
+        key.fileobj.close()
+    if done + len(fails) < cycles:
+        fails.append("churn timed out after %d of %d cycles" % (done, cycles))
+    return done, fails
+
+
+def monitor_get(port, path, timeout=5.0):
+    """GET http://127.0.0.1:port/path -> parsed JSON (or raises OSError)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(b"GET %s HTTP/1.0\r\nHost: x\r\n\r\n" % path.encode())
+        data = bytearray()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            d = s.recv(1 << 20)
+            if not d:
+                break
+            data += d
+    finally:
+        s.close()
+    head, _, body = bytes(data).partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.") or b" 200 " not in head.split(b"\r\n")[0]:
+        raise OSError("monitor answered %r" % head[:80])
+    return json.loads(body)
+
+
+def settle_rss(pid, seconds=2.0):
+    """RSS after letting the server go idle for a moment (KiB)."""
+    time.sleep(seconds)
+    return proc_mem(pid)[0]
+
+
+def load(conns=2000, cycles=5000, msgs=20, size=64, python=None, rep=None):
+    """Hold `conns` subscribed connections and fan `msgs` messages out to all
+    of them (each must get every one, exactly), then run `cycles` connect /
+    disconnect cycles; RSS must come back to its baseline."""
+    rep = rep or Report("load")
+    limit = raise_nofile(conns + 4096)
+    rep.check(limit >= conns + 200, "open-file limit %d is too low for %d connections" % (limit, conns))
+    mport = free_port()
+    srv = start_server("-m", str(mport), python=python)
+    rep.fig("server", " ".join(srv.cmd[:2]))
+    pid = srv.proc.pid
+    swarm = Swarm(srv.port)
+    try:
+        done, fails = churn(srv.port, 300)                  # warm-up
+        rep.check(not fails, "warm-up churn: %s" % fails[:3])
+        base = settle_rss(pid, 1.0)
+        rep.fig("RSS baseline KiB", base)
+        t0 = time.monotonic()
+        ready = swarm.open(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB load.fan 1\r\nPING\r\n',
+                           conns, timeout=120)
+        rep.fig("connections held", "%d of %d (%.1f s to open)" % (ready, conns, time.monotonic() - t0))
+        rep.check(ready == conns, "only %d of %d connections became ready: %s"
+                  % (ready, conns, swarm.bad()[:3]))
+        held = settle_rss(pid, 1.0)
+        rep.fig("RSS with connections held KiB", held)
+        rep.fig("RSS per idle connection KiB", round((held - base) / max(1, conns), 2))
+        # fan-out: one publisher, every held connection must get every message
+        payload = b"%0*d" % (size, 7)
+        one = b"MSG load.fan 1 %d\r\n%s\r\n" % (size, payload)
+        swarm.expect = one * msgs
+        pub = RawClient(srv.port)
+        t0 = time.monotonic()
+        for k in range(msgs):
+            pub.send(b"PUB load.fan %d\r\n%s\r\n" % (size, payload))
+        pub.ping(60)
+        full = swarm.wait_all(len(one) * msgs, timeout=60 + conns * msgs / 20000)
+        dt = time.monotonic() - t0
+        delivered = sum(st["got"] for st in swarm.conns.values()) // len(one)
+        rep.fig("fan-out messages published", msgs)
+        rep.fig("fan-out deliveries expected/counted", "%d/%d" % (msgs * conns, delivered))
+        rep.fig("fan-out time s (deliveries/s)", "%.2f (%d)" % (dt, delivered / max(dt, 1e-9)))
+        rep.check(full == conns, "%d of %d connections got all %d messages: %s"
+                  % (full, conns, msgs, swarm.bad()[:3]))
+        try:
+            v = monitor_get(mport, "/varz")
+            rep.check(v["connections"] >= conns, "varz connections %s < %d" % (v["connections"], conns))
+        except (OSError, ValueError, KeyError) as e:
+            rep.fail("monitor /varz during load: %r" % e)
+        rep.fig("RSS peak KiB", proc_mem(pid)[1])
+        pub.close()
+        swarm.close_all()
+        after_hold = settle_rss(pid, 2.0)
+        rep.fig("RSS after closing them KiB", after_hold)
+        # churn
+        t0 = time.monotonic()
+        done, fails = churn(srv.port, cycles, timeout=60 + cycles / 200)
+        dt = time.monotonic() - t0
+        rep.fig("churn cycles completed", "%d of %d (%.1f s, %d/s)" % (done, cycles, dt, done / max(dt, 1e-9)))
+        for f in fails[:5]:
+            rep.fail("churn: %s" % f)
+        after = settle_rss(pid, 3.0)
+        rep.fig("RSS after churn KiB", after)
+        rep.check(after <= after_hold * 1.10,
+                  "RSS after churn %d KiB is more than 10%% over its baseline %d KiB" % (after, after_hold))
+        try:
+            v = monitor_get(mport, "/varz")
+            rep.check(v["connections"] == 0 and v["subscriptions"] == 0,
+                      "after churn: varz connections %s, subscriptions %s (expected 0, 0)"
+                      % (v["connections"], v["subscriptions"]))
+            rep.fig("varz total_connections", v["total_connections"])
+        except (OSError, ValueError, KeyError) as e:
+            rep.fail("monitor /varz after churn: %r" % e)
+        c = RawClient(srv.port)
+        c.ping(5)
+        c.close()
+        server_health(srv, rep)
+    finally:
+        swarm.close_all()
+        srv.stop()
+    return rep
+
+
 if __name__ == "__main__":
-    r = fuzz_parser(inputs=int(sys.argv[1]) if len(sys.argv) > 1 else 3000, seed=1)
+    r = load(conns=int(sys.argv[1]), cycles=int(sys.argv[2]), python=sys.argv[3] if len(sys.argv) > 3 else None)
     print(r.text()[:6000])
