@@ -47,8 +47,13 @@ main { padding: 0 12px 24px; }
 .fact b { display: block; font-size: 16px; }
 .fact span { color: var(--muted); font-size: 12px; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(250px, 1fr)); gap: 10px; padding: 0 6px; }
+@media (max-width: 560px) {
+  .grid { grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 8px; }
+  .facts { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); }
+  .fact span { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; display: block; }
+}
 figure.chart { margin: 0; background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 8px 10px 6px; }
-figure.chart figcaption { display: flex; justify-content: space-between; align-items: baseline; gap: 8px; }
+figure.chart figcaption { display: flex; flex-wrap: wrap; justify-content: space-between; align-items: baseline; gap: 0 8px; }
 figure.chart .label { color: var(--muted); font-size: 13px; }
 figure.chart .value { font-size: 18px; font-weight: 600; font-variant-numeric: tabular-nums; }
 figure.chart svg { display: block; width: 100%; height: 70px; }
@@ -67,7 +72,8 @@ tbody tr:last-child td { border-bottom: 0; }
 @media (max-width: 520px) {
   body { font-size: 14px; }
   .hide-s { display: none; }
-  figure.chart svg { height: 56px; }
+  figure.chart svg { height: 48px; }
+  figure.chart .value { font-size: 16px; }
 }
 </style>
 </head>
@@ -90,9 +96,9 @@ tbody tr:last-child td { border-bottom: 0; }
     <div class="fact"><b id="f-uptime">-</b><span>uptime</span></div>
     <div class="fact"><b id="f-cpu">-</b><span>cpu</span></div>
     <div class="fact"><b id="f-mem">-</b><span>memory</span></div>
-    <div class="fact"><b id="f-in">-</b><span>messages in (total)</span></div>
-    <div class="fact"><b id="f-out">-</b><span>messages out (total)</span></div>
-    <div class="fact"><b id="f-total">-</b><span>connections (total)</span></div>
+    <div class="fact"><b id="f-in">-</b><span>msgs in, total</span></div>
+    <div class="fact"><b id="f-out">-</b><span>msgs out, total</span></div>
+    <div class="fact"><b id="f-total">-</b><span>conns, total</span></div>
   </div>
   <div class="grid" id="charts"></div>
   <h2>Connections <small id="conns-count" style="color:var(--muted);font-weight:400"></small></h2>
@@ -151,6 +157,9 @@ tbody tr:last-child td { border-bottom: 0; }
     if (a >= 1e4) return (n / 1e3).toFixed(1) + "k";
     return a % 1 ? n.toFixed(1) : String(n);
   }
+  function fmtRate(n) {
+    return n >= 100 ? fmtNum(Math.round(n)) : fmtNum(Math.round(n * 10) / 10);
+  }
   function fmtBytes(n) {
     n = Number(n) || 0;
     var u = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0;
@@ -193,16 +202,18 @@ tbody tr:last-child td { border-bottom: 0; }
     var c = charts[name], s = series[name];
     s.push(v);
     if (s.length > POINTS) s.shift();
-    var top = Math.max.apply(null, s.concat([1]));
-    var off = POINTS - s.length, pts = [];
+    var peak = Math.max.apply(null, s), top = Math.max(peak, 1);
+    // Until the window is full the series is stretched over the width.
+    var step = (POINTS - 1) / Math.max(s.length - 1, 1), pts = [];
     for (var i = 0; i < s.length; i++)
-      pts.push((off + i) + "," + (100 - 96 * s[i] / top).toFixed(2));
+      pts.push((i * step).toFixed(2) + "," + (100 - 96 * s[i] / top).toFixed(2));
     c.line.setAttribute("points", pts.join(" "));
-    c.area.setAttribute("points", pts.length
-      ? off + ",100 " + pts.join(" ") + " " + (POINTS - 1) + ",100" : "");
-    var text = c.kind === "bytes_rate" ? fmtBytes(v) + "/s" : fmtNum(v);
-    c.val.textContent = text;
-    c.max.textContent = "max " + (c.kind === "bytes_rate" ? fmtBytes(top) + "/s" : fmtNum(top));
+    c.area.setAttribute("points", pts.length > 1
+      ? "0,100 " + pts.join(" ") + " " + (POINTS - 1) + ",100" : "");
+    var fmt = c.kind === "bytes_rate" ? function (x) { return fmtBytes(x) + "/s"; }
+      : c.kind === "rate" ? fmtRate : fmtNum;
+    c.val.textContent = fmt(v);
+    c.max.textContent = "max " + fmt(peak);
     c.fig.setAttribute("data-last", String(Math.round(v * 100) / 100));
   }
 
