@@ -124,10 +124,16 @@ class Reactor:
             events = sel.select(timeout)
             for key, mask in events:
                 obj = key.data
-                if mask & EVENT_READ:
-                    obj.on_readable()
-                if mask & EVENT_WRITE and not obj.closed:
-                    obj.on_writable()
+                try:
+                    if mask & EVENT_READ:
+                        obj.on_readable()
+                    if mask & EVENT_WRITE and not obj.closed:
+                        obj.on_writable()
+                except Exception as e:
+                    # a bug met while serving one connection must not take
+                    # the server, and every other client, down with it
+                    self._report(e)
+                    self._drop(obj)
             self.flush_dirty()
             if timers:
                 now = monotonic()
@@ -158,6 +164,15 @@ class Reactor:
             fn, args = calls.popleft()
             try:
                 fn(*args)
+            except Exception as e:
+                self._report(e)
+
+    def _drop(self, obj):
+        """Close a connection whose handler raised (listeners stay)."""
+        close = getattr(obj, "close_conn", None)
+        if close is not None and not obj.closed:
+            try:
+                close("Internal Error", flush=False)
             except Exception as e:
                 self._report(e)
 
