@@ -73,6 +73,44 @@ class TestRegressions(unittest.TestCase):
         finally:
             r.close()
 
+    def test_a_handler_bug_closes_one_connection_not_the_server(self):
+        # defence in depth: an exception escaping a connection's handler
+        # used to unwind the reactor loop and end the process
+        import io
+        import threading
+        from gnats.log import Logger
+        from gnats.options import Options
+        from gnats.server import Server
+        o = Options()
+        o.host, o.port = "127.0.0.1", -1
+        logbuf = io.StringIO()
+        srv = Server(o, Logger(stream=logbuf))
+        srv.start()
+        t = threading.Thread(target=srv.run, daemon=True)
+        t.start()
+        try:
+            bad, good = RawClient(srv.port), RawClient(srv.port)
+            bad.ping()
+            good.ping()
+            cid = max(srv.clients)      # `good`, the last one accepted
+
+            def boom(data):
+                raise RuntimeError("simulated handler bug")
+            done = threading.Event()
+            srv.reactor.call_soon_threadsafe(
+                lambda: (setattr(srv.clients[cid - 1], "process", boom), done.set()))
+            self.assertTrue(done.wait(5))
+            bad.send(b"PING\r\n")
+            self.assertTrue(bad.closed(5))
+            self.assertEqual(good.ping(), b"")
+            self.assertIn("simulated handler bug", logbuf.getvalue())
+            self.assertTrue(t.is_alive())
+            bad.close()
+            good.close()
+        finally:
+            srv.reactor.call_soon_threadsafe(srv.shutdown)
+            t.join(5)
+
     def test_server_survives_each_regression_over_a_socket(self):
         with ServerProcess() as srv:
             clean = RawClient(srv.port)
