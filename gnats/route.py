@@ -51,7 +51,7 @@ ROUTE_SCHEMES = ("nats", "nats-route", "tls")
 DIAL_TIMEOUT = 2.0          # seconds for a TCP connect to complete
 REDIAL_FIRST = 1.0          # first redial delay of a configured route ...
 REDIAL_MAX = 5.0            # ... growing to this
-IMPLICIT_ATTEMPTS = 3       # dial attempts for a route learned by gossip
+IMPLICIT_ATTEMPTS = 3       # least dial attempts for a route learned by gossip
 MAX_JSON_LINE = 64 * 1024   # INFO/CONNECT may be longer than max_control_line
 PCACHE_MAX = 1024           # distinct RMSG control lines cached per route
 
@@ -661,13 +661,13 @@ class Solicit:
         c = self.cluster
         if self.stopped or c.shutting_down or self.timer is not None:
             return
-        if not self.explicit and self.attempts >= IMPLICIT_ATTEMPTS:
+        # nats-server tries a gossiped route 1 + connect_retries times; we
+        # allow a few at least, since one refused connect costs little
+        if not self.explicit and self.attempts >= max(IMPLICIT_ATTEMPTS, 1 + c.opts.connect_retries):
             c.forget(self)
             return
         delay = min(REDIAL_FIRST * (1.5 ** max(self.attempts - 1, 0)), REDIAL_MAX)
         delay *= 0.9 + 0.2 * random.random()    # desynchronise peers dialling each other
-        if self.explicit and self.attempts:
-            c.log.debug('Attempting reconnect for solicited route "%s"' % self.url.redacted())
         self.timer = c.reactor.call_later(delay, self.connect)
 
     def now(self):
@@ -1023,6 +1023,8 @@ class Cluster:
             if not s.explicit and (reason == "Duplicate Route" or was_registered):
                 self.forget(s)          # gossip will tell us again if needed
             else:
+                if s.explicit and not s.stopped and not self.shutting_down and reason != "Duplicate Route":
+                    self.log.debug('Attempting reconnect for solicited route "%s"' % s.url.redacted())
                 s.retry()
         if was_registered and not self.shutting_down:
             # dials that gave way to this route now have to take over

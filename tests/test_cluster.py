@@ -1,0 +1,625 @@
+"""Clusters of real `python3 gnatsd.py` processes: the seed README's
+three-server walkthrough, exact message counts across servers, healing
+after SIGKILL, cluster-aware clients, route authorization and route TLS.
+
+Interest crosses routes asynchronously, so before counting messages each
+test "settles" the cluster: every server subscribes a fresh sentinel
+subject after its real subscriptions, and we wait until every other server
+lists it for that route in /routez?subs=1. RS+ lines travel in order on a
+route, so everything subscribed before the sentinel has arrived as well.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
+import unittest
+import urllib.request
+
+from tests.util import RawClient, ServerProcess, free_port, ROOT
+
+CERTS = os.path.join(ROOT, "configs", "certs")
+MESH_TIMEOUT = 5.0
+
+
+def wait_for(cond, timeout=MESH_TIMEOUT, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)
+
+
+class Node:
+    """One gnatsd.py cluster member with a client port, a cluster port and
+    a monitoring port; can be killed and restarted on the same ports."""
+
+    def __init__(self, routes=(), cluster_url="nats://127.0.0.1:%(cport)d", name="", extra=(),
+                 config=None, cport=None, wait=True):
+        self.port = free_port()
+        self.cport = cport or free_port()
+        self.mport = free_port()
+        args = ["-D", "-m", str(self.mport)]
+        if config is None:
+            args += ["--cluster", cluster_url % {"cport": self.cport}]
+        if routes:
+            args += ["--routes", ",".join(routes)]
+        if name:
+            args += ["--cluster_name", name]
+        self.args = args + list(extra)
+        self.config = config % {"cport": self.cport} if config else None
+        self.proc = None
+        self.start(wait)
+
+    def start(self, wait=True):
+        self.proc = ServerProcess(*self.args, port=self.port, config=self.config, wait=wait)
+        self.server_id = self.varz()["server_id"] if wait else ""
+
+    @property
+    def route_url(self):
+        return "nats://127.0.0.1:%d" % self.cport
+
+    def http(self, path):
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.mport, path), timeout=3) as r:
+            return json.loads(r.read().decode())
+
+    def varz(self):
+        return wait_for(lambda: _try(self.http, "/varz"), 5)
+
+    def routez(self):
+        return self.http("/routez?subs=1")
+
+    def remote_ids(self):
+        try:
+            return {r["remote_id"] for r in self.routez()["routes"]}
+        except OSError:
+            return None
+
+    def output(self):
+        return self.proc.output()
+
+    def kill(self):
+        self.proc.proc.send_signal(signal.SIGKILL)
+        self.proc.proc.wait(5)
+        self.proc.stop()
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.stop()
+
+    def client(self, connect=b'{"verbose":false,"pedantic":false,"protocol":1,"headers":true,"no_responders":true}'):
+        return RawClient(self.port, connect)
+
+
+def _try(fn, *a):
+    try:
+        return fn(*a)
+    except (OSError, ValueError):
+        return None
+
+
+class ClusterCase(unittest.TestCase):
+    """Helpers for tests that run whole clusters."""
+
+    def node(self, *a, **kw):
+        n = Node(*a, **kw)
+        self.addCleanup(n.stop)
+        return n
+
+    def client(self, node, **kw):
+        c = node.client(**kw)
+        self.addCleanup(c.close)
+        return c
+
+    def assertMesh(self, nodes, timeout=MESH_TIMEOUT):
+        """Every node has exactly one route to each other node."""
+        def ok():
+            for n in nodes:
+                want = {m.server_id for m in nodes if m is not n}
+                try:
+                    routes = n.routez()["routes"]
+                except OSError:
+                    return False
+                if sorted(r["remote_id"] for r in routes) != sorted(want):
+                    return False
+            return True
+        if not wait_for(ok, timeout):
+            self.fail("no full mesh within %.1fs: %s" % (
+                timeout, [(n.server_id[:8], sorted(i[:8] for i in (n.remote_ids() or ()))) for n in nodes]))
+
+    def settle(self, nodes):
+        """Wait until every node knows all interest every other node had."""
+        tok = os.urandom(4).hex()
+        sentinels = []
+        for n in nodes:
+            c = self.client(n)
+            c.send(b"SUB _settle.%s 1\r\n" % tok.encode())
+            c.ping()
+            sentinels.append(c)
+
+        def ok():
+            for n in nodes:
+                try:
+                    routes = n.routez()["routes"]
+                except OSError:
+                    return False
+                for r in routes:
+                    if "_settle." + tok not in r.get("subscriptions_list", []):
+                        return False
+                if len(routes) != len(nodes) - 1:
+                    return False
+            return True
+        self.assertTrue(wait_for(ok), "interest did not settle")
+        for c in sentinels:
+            c.close()
+
+
+def count_msgs(c, timeout=5.0):
+    """Every MSG/HMSG sent to raw client `c` so far: list of (args, payload).
+    Synchronised with a PING, so the server has flushed what it had."""
+    data = c.ping(timeout)
+    out = []
+    while data:
+        line, data = data.split(b"\r\n", 1)
+        parts = line.split()
+        if parts[0] == b"INFO":
+            continue
+        n = int(parts[-1])
+        out.append((parts[1:], data[:n]))
+        data = data[n + 2:]
+    return out
+
+
+def read_n(c, n, timeout=5.0):
+    """Exactly n messages (then checks nothing more is pending)."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n:
+        op, args, payload = c.read_msg(max(0.01, deadline - time.monotonic()))
+        if op == b"INFO":
+            continue
+        got.append((args, payload))
+    return got
+
+
+# ---------------------------------------------------------------------------
+class TestSeedCluster(ClusterCase):
+    """The seed README walkthrough: A is the seed, B and C route to it."""
+
+    @classmethod
+    def setUpClass(cls):
+        t0 = time.monotonic()
+        cls.a = Node()
+        cls.b = Node(routes=[cls.a.route_url])
+        cls.c = Node(routes=[cls.a.route_url])
+        cls.nodes = [cls.a, cls.b, cls.c]
+        cls.t0 = t0
+
+    @classmethod
+    def tearDownClass(cls):
+        for n in cls.nodes:
+            n.stop()
+
+    def setUp(self):
+        self.assertMesh(self.nodes)
+
+    def test_full_mesh_and_log_lines(self):
+        a, b, c = self.nodes
+        self.assertLess(time.monotonic() - self.t0, 15)
+        for n in self.nodes:
+            self.assertIn("Listening for route connections on 127.0.0.1:%d" % n.cport, n.output())
+        out = b.output()
+        self.assertIn("[DBG] Trying to connect to route on 127.0.0.1:%d" % a.cport, out)
+        pre = r"\[DBG\] 127\.0\.0\.1:%d - rid:\d+ - " % a.cport
+        self.assertRegex(out, r"127\.0\.0\.1:%d - rid:\d+ - Route connection created" % a.cport)
+        self.assertRegex(out, pre + "Route connect msg sent")
+        self.assertRegex(out, pre + 'Registering remote route "%s"' % a.server_id)
+        self.assertRegex(out, pre + "Route sent local subscriptions")
+        # the seed accepted both, and B and C found each other through it
+        self.assertRegex(a.output(), r'rid:\d+ - Registering remote route "%s"' % b.server_id)
+        self.assertRegex(a.output(), r'rid:\d+ - Registering remote route "%s"' % c.server_id)
+        self.assertRegex(b.output() + c.output(), 'Registering remote route "%s"' % c.server_id)
+        for n in self.nodes:
+            self.assertNotIn("[ERR]", n.output())
+
+    def test_routez(self):
+        for n in self.nodes:
+            rz = n.routez()
+            self.assertEqual(rz["num_routes"], 2)
+            for r in rz["routes"]:
+                self.assertEqual(r["ip"], "127.0.0.1")
+                self.assertIsInstance(r["did_solicit"], bool)
+        solicited = {r["remote_id"]: r["did_solicit"] for r in self.b.routez()["routes"]}
+        self.assertTrue(solicited[self.a.server_id])
+        self.assertEqual(self.a.varz()["routes"], 2)
+
+    def test_plain_and_wildcard_exact_counts(self):
+        a, b, c = self.nodes
+        exact = self.client(c)
+        star = self.client(b)
+        full = self.client(a)
+        other = self.client(b)
+        exact.send(b"SUB orders.new 1\r\n")
+        star.send(b"SUB orders.* 1\r\n")
+        full.send(b"SUB orders.> 1\r\n")
+        other.send(b"SUB payments.> 1\r\n")
+        for x in (exact, star, full, other):
+            x.ping()
+        self.settle(self.nodes)
+        pubs = [self.client(n) for n in self.nodes]
+        for i, p in enumerate(pubs):
+            p.send(b"".join(b"PUB orders.new 6\r\nmsg%03d\r\n" % (i * 100 + k) for k in range(100)))
+            p.ping()
+        for sub in (exact, star, full):
+            got = read_n(sub, 300)
+            self.assertEqual(sorted(m[1] for m in got), sorted(b"msg%03d" % k for k in range(300)))
+            self.assertEqual(count_msgs(sub), [])
+        self.assertEqual(count_msgs(other), [])
+
+    def test_order_kept_per_publisher(self):
+        a, b, c = self.nodes
+        sub = self.client(c)
+        sub.send(b"SUB seq 1\r\n")
+        sub.ping()
+        self.settle(self.nodes)
+        p = self.client(a)
+        p.send(b"".join(b"PUB seq %d\r\n%d\r\n" % (len(b"%d" % k), k) for k in range(2000)))
+        p.ping()
+        got = read_n(sub, 2000)
+        self.assertEqual([int(m[1]) for m in got], list(range(2000)))
+
+    def test_queue_group_exactly_once_cluster_wide(self):
+        members = []
+        for n in self.nodes:
+            for _ in range(2):
+                m = self.client(n)
+                m.send(b"SUB jobs workers 1\r\n")
+                m.ping()
+                members.append(m)
+        watcher = self.client(self.c)
+        watcher.send(b"SUB jobs 1\r\n")
+        watcher.ping()
+        self.settle(self.nodes)
+        total = 0
+        for i, n in enumerate(self.nodes):
+            p = self.client(n)
+            p.send(b"".join(b"PUB jobs 4\r\nj%03d\r\n" % (i * 100 + k) for k in range(100)))
+            p.ping()
+            total += 100
+        got = {}
+        deadline = time.monotonic() + 5
+        while sum(len(v) for v in got.values()) < total and time.monotonic() < deadline:
+            for i, m in enumerate(members):
+                got.setdefault(i, []).extend(count_msgs(m))
+        all_payloads = sorted(p for v in got.values() for _, p in v)
+        self.assertEqual(all_payloads, sorted(b"j%03d" % k for k in range(total)))
+        for i, v in got.items():
+            self.assertGreater(len(v), 0, "member %d got nothing" % i)
+        self.assertEqual(len(read_n(watcher, total)), total)
+        time.sleep(0.2)
+        self.assertEqual(sum(len(count_msgs(m)) for m in members), 0)
+
+    def test_queue_weights_follow_membership(self):
+        # all members on B: messages published on A all go to B
+        m1 = self.client(self.b)
+        m2 = self.client(self.b)
+        for m in (m1, m2):
+            m.send(b"SUB w.q g 1\r\n")
+            m.ping()
+        self.settle(self.nodes)
+        p = self.client(self.a)
+        p.send(b"PUB w.q 1\r\nx\r\n" * 50)
+        p.ping()
+        deadline = time.monotonic() + 5
+        n = 0
+        while n < 50 and time.monotonic() < deadline:
+            n += len(count_msgs(m1)) + len(count_msgs(m2))
+        self.assertEqual(n, 50)
+        # the group leaves B, a member appears on C: C gets everything
+        m1.close()
+        m2.close()
+        m3 = self.client(self.c)
+        m3.send(b"SUB w.q g 1\r\n")
+        m3.ping()
+        self.settle(self.nodes)
+        p.send(b"PUB w.q 1\r\ny\r\n" * 50)
+        p.ping()
+        self.assertEqual(len(read_n(m3, 50)), 50)
+
+    def test_request_reply_across_servers(self):
+        a, b, c = self.nodes
+        svc = self.client(c)
+        svc.send(b"SUB math.double 1\r\n")
+        svc.ping()
+        req = self.client(a)
+        req.send(b"SUB _INBOX.r.* 1\r\n")
+        req.ping()
+        self.settle(self.nodes)
+        for k in range(20):
+            req.send(b"PUB math.double _INBOX.r.%d %d\r\n%d\r\n" % (k, len(b"%d" % k), k))
+        req.ping()
+        for args, payload in read_n(svc, 20):
+            subject, sid, reply = args[0], args[1], args[2]
+            answer = b"%d" % (2 * int(payload))
+            svc.send(b"PUB %s %d\r\n%s\r\n" % (reply, len(answer), answer))
+        svc.ping()
+        got = read_n(req, 20)
+        self.assertEqual(sorted((m[0][0], m[1]) for m in got),
+                         sorted((b"_INBOX.r.%d" % k, b"%d" % (2 * k)) for k in range(20)))
+        self.assertEqual(count_msgs(req), [])
+
+    def test_headers_cross_routes(self):
+        sub = self.client(self.b)
+        sub.send(b"SUB h.x 1\r\n")
+        sub.ping()
+        self.settle(self.nodes)
+        p = self.client(self.c)
+        hdr = b"NATS/1.0\r\nTrace: 7\r\n\r\n"
+        p.send(b"HPUB h.x r.1 %d %d\r\n%sdata\r\n" % (len(hdr), len(hdr) + 4, hdr))
+        p.ping()
+        op, args, payload = sub.read_msg()
+        self.assertEqual(op, b"HMSG")
+        self.assertEqual(args, [b"h.x", b"1", b"r.1", b"%d" % len(hdr), b"%d" % (len(hdr) + 4)])
+        self.assertEqual(payload, hdr + b"data")
+
+    def test_no_responders_cluster_wide(self):
+        req = self.client(self.a)
+        req.send(b"SUB _INBOX.nr 1\r\n")
+        req.ping()
+        self.settle(self.nodes)
+        req.send(b"PUB nobody.home _INBOX.nr 0\r\n\r\n")
+        op, args, payload = req.read_msg()
+        self.assertEqual(op, b"HMSG")
+        self.assertIn(b"503", payload)
+        svc = self.client(self.c)
+        svc.send(b"SUB somebody.home 1\r\n")
+        svc.ping()
+        self.settle(self.nodes)
+        req.send(b"PUB somebody.home _INBOX.nr 0\r\n\r\n")
+        req.ping()
+        self.assertEqual(svc.read_msg()[1], [b"somebody.home", b"1", b"_INBOX.nr", b"0"])
+        self.assertEqual(count_msgs(req), [])
+
+    def test_connect_urls_list_every_member(self):
+        urls = ["127.0.0.1:%d" % n.port for n in self.nodes]
+        for n in self.nodes:
+            c = self.client(n)
+            info = json.loads(c.info[5:])
+            self.assertEqual(info["connect_urls"][0], "127.0.0.1:%d" % n.port)
+            self.assertEqual(sorted(info["connect_urls"]), sorted(urls))
+            self.assertTrue(info["cluster"])
+
+    def test_async_info_when_member_joins_and_leaves(self):
+        c = self.client(self.a)
+        c.ping()
+        d = self.node(routes=[self.b.route_url])
+        url = "127.0.0.1:%d" % d.port
+
+        def next_info():
+            while True:
+                line = c.read_line(timeout=MESH_TIMEOUT)
+                if line.startswith(b"INFO "):
+                    return json.loads(line[5:])
+        info = next_info()
+        self.assertIn(url, info["connect_urls"])
+        self.assertMesh(self.nodes + [d])
+        d.stop()
+        while url in info["connect_urls"]:
+            info = next_info()
+        self.assertEqual(len(info["connect_urls"]), 3)
+        self.assertMesh(self.nodes)
+
+
+class TestHealing(ClusterCase):
+    def test_sigkill_member_then_seed(self):
+        a = self.node()
+        b = self.node(routes=[a.route_url])
+        c = self.node(routes=[a.route_url])
+        nodes = [a, b, c]
+        self.assertMesh(nodes)
+        # subscribers on A and C stay connected through everything
+        sa = self.client(a)
+        sc = self.client(c)
+        sa.send(b"SUB heal.> 1\r\n")
+        sc.send(b"SUB heal.x q 1\r\n")
+        sa.ping()
+        sc.ping()
+
+        def round_trip(pub_node, n, tag):
+            self.settle(nodes)
+            p = self.client(pub_node)
+            p.send(b"".join(b"PUB heal.x 5\r\n%s%03d\r\n" % (tag, k) for k in range(n)))
+            p.ping()
+            self.assertEqual(sorted(m[1] for m in read_n(sa, n)), sorted(b"%s%03d" % (tag, k) for k in range(n)))
+            self.assertEqual(len(read_n(sc, n)), n)
+            self.assertEqual(count_msgs(sa) + count_msgs(sc), [])
+
+        round_trip(b, 50, b"b0")
+        # SIGKILL B: A and C drop it; restarted on the same ports it rejoins
+        b.kill()
+        self.assertTrue(wait_for(lambda: a.remote_ids() == {c.server_id} and c.remote_ids() == {a.server_id}))
+        b.start()
+        self.assertMesh(nodes)
+        round_trip(b, 50, b"b1")
+        round_trip(a, 50, b"a1")
+        # SIGKILL the seed: B and C keep their route and redial A until it is back
+        a_id = a.server_id
+        sa.close()
+        a.kill()
+        self.assertTrue(wait_for(lambda: b.remote_ids() == {c.server_id}))
+        sb = self.client(b)
+        sb.send(b"SUB heal.> 1\r\n")
+        sb.ping()
+        a.start()
+        self.assertNotEqual(a.server_id, a_id)
+        self.assertMesh(nodes)
+        sa = sb
+        round_trip(a, 50, b"a2")
+        round_trip(c, 50, b"c2")
+        self.assertIn('Attempting reconnect for solicited route "nats://127.0.0.1:%d"' % a.cport, b.output())
+
+
+class TestDuplicateRoutes(ClusterCase):
+    def test_servers_routing_to_each_other(self):
+        # both configure the other: exactly one route remains between them
+        pa, pb = free_port(), free_port()
+        a = self.node(cport=pa, routes=["nats://127.0.0.1:%d" % pb])
+        b = self.node(cport=pb, routes=["nats://127.0.0.1:%d" % pa])
+        self.assertMesh([a, b])
+        time.sleep(1.5)
+        self.assertMesh([a, b], timeout=0.1)
+        sub = self.client(b)
+        sub.send(b"SUB dup 1\r\n")
+        sub.ping()
+        self.settle([a, b])
+        p = self.client(a)
+        p.send(b"PUB dup 1\r\nx\r\n" * 10)
+        p.ping()
+        self.assertEqual(len(read_n(sub, 10)), 10)
+        time.sleep(0.2)
+        self.assertEqual(count_msgs(sub), [])
+
+
+class TestClusterNames(ClusterCase):
+    def test_configured_names_must_match(self):
+        a = self.node(name="alpha")
+        b = self.node(routes=[a.route_url], name="beta")
+        self.assertTrue(wait_for(lambda: 'cluster name "beta" does not match "alpha"' in a.output()))
+        self.assertRegex(a.output(), r'\[ERR\] .*Rejecting connection, cluster name "beta" does not match "alpha"')
+        self.assertEqual(a.routez()["num_routes"], 0)
+        self.assertEqual(b.routez()["num_routes"], 0)
+        # a server without a name joins and takes the configured one
+        c = self.node(routes=[a.route_url])
+        self.assertMesh([a, c])
+        self.assertEqual(json.loads(self.client(c).info[5:])["cluster"], "alpha")
+        self.assertIn("Cluster name updated to alpha", c.output())
+
+
+class TestRouteAuth(ClusterCase):
+    def test_good_and_bad_credentials(self):
+        creds = "nats://ruser:s3cret@127.0.0.1:%(cport)d"
+        a = self.node(cluster_url=creds)
+        good = "nats://ruser:s3cret@127.0.0.1:%d" % a.cport
+        b = self.node(cluster_url=creds, routes=[good])
+        c = self.node(cluster_url=creds, routes=[good])
+        # B and C found each other through A and used their own credentials
+        self.assertMesh([a, b, c])
+        bad = self.node(routes=["nats://ruser:wrong@127.0.0.1:%d" % a.cport])
+        self.assertTrue(wait_for(lambda: "authentication error" in a.output()))
+        self.assertRegex(a.output(), r"\[ERR\] 127\.0\.0\.1:\d+ - rid:\d+ - authentication error")
+        self.assertTrue(wait_for(lambda: "Authorization Violation" in bad.output()))
+        self.assertNotIn("wrong", a.output())
+        self.assertEqual(bad.routez()["num_routes"], 0)
+        self.assertMesh([a, b, c], timeout=0.5)
+
+    def test_bcrypt_hash_on_accepting_side(self):
+        try:
+            import bcrypt
+        except ImportError:
+            self.skipTest("bcrypt is not installed")
+        h = bcrypt.hashpw(b"pw0rd", bcrypt.gensalt(4)).decode()
+        conf = ('cluster { listen: "127.0.0.1:%%(cport)d", authorization { user: r, password: "%s" } }\n'
+                % h)
+        a = self.node(config=conf)
+        b = self.node(routes=["nats://r:pw0rd@127.0.0.1:%d" % a.cport])
+        self.assertMesh([a, b])
+        c = self.node(routes=["nats://r:nope@127.0.0.1:%d" % a.cport])
+        self.assertTrue(wait_for(lambda: "authentication error" in a.output()))
+        self.assertEqual(c.routez()["num_routes"], 0)
+
+
+TLS_CONF = """
+cluster {
+  listen: "127.0.0.1:%%(cport)d"
+  tls {
+    cert_file: "%(cert)s"
+    key_file: "%(key)s"
+    ca_file: "%(ca)s"
+    timeout: 2
+  }
+  %(routes)s
+}
+"""
+
+
+def tls_conf(cert, ca="ca.pem", routes=()):
+    base = cert.replace("-cert.pem", "")
+    r = ("routes = [%s]" % ", ".join('"%s"' % u for u in routes)) if routes else ""
+    return TLS_CONF % {"cert": os.path.join(CERTS, cert), "key": os.path.join(CERTS, base + "-key.pem"),
+                       "ca": os.path.join(CERTS, ca), "routes": r}
+
+
+class TestRouteTLS(ClusterCase):
+    def test_tls_routes_verify_both_ways(self):
+        a = self.node(config=tls_conf("srva-cert.pem"))
+        b = self.node(config=tls_conf("srvb-cert.pem", routes=[a.route_url]))
+        self.assertMesh([a, b])
+        sub = self.client(a)
+        sub.send(b"SUB sec 1\r\n")
+        sub.ping()
+        self.settle([a, b])
+        p = self.client(b)
+        p.send(b"PUB sec 6\r\nsecret\r\n" * 5)
+        p.ping()
+        self.assertEqual([m[1] for m in read_n(sub, 5)], [b"secret"] * 5)
+        self.assertIn("TLS required for route connections", a.output())
+        # a member whose certificate another CA signed is refused, both ways
+        bad = self.node(config=tls_conf("client-wrongca-cert.pem", ca="wrongca.pem", routes=[a.route_url]))
+        self.assertTrue(wait_for(lambda: "TLS handshake error" in a.output() or "TLS handshake error" in bad.output()))
+        # a member without TLS at all gets nowhere either
+        plain = self.node(routes=[a.route_url])
+        time.sleep(1.0)
+        self.assertEqual(bad.routez()["num_routes"], 0)
+        self.assertEqual(plain.routez()["num_routes"], 0)
+        self.assertMesh([a, b], timeout=0.5)
+
+
+try:
+    import nats
+except ImportError:     # pragma: no cover - the test extras install it
+    nats = None
+
+
+@unittest.skipIf(nats is None, "nats-py is not installed")
+class TestClientFailover(ClusterCase):
+    def test_natspy_fails_over_to_learned_member(self):
+        a = self.node()
+        b = self.node(routes=[a.route_url])
+        self.assertMesh([a, b])
+
+        async def go():
+            reconnected = asyncio.Event()
+
+            async def on_reconnect():
+                reconnected.set()
+            # only A is given: B is learned from connect_urls
+            async def quiet(e):
+                pass
+            nc = await nats.connect("nats://127.0.0.1:%d" % a.port, connect_timeout=2,
+                                    reconnect_time_wait=0.2, max_reconnect_attempts=20,
+                                    reconnected_cb=on_reconnect, error_cb=quiet)
+            try:
+                await nc.flush()
+                self.assertIn("127.0.0.1:%d" % b.port,
+                              ["%s:%d" % (s.hostname, s.port) for s in nc.discovered_servers])
+                a.stop()
+                await asyncio.wait_for(reconnected.wait(), 10)
+                self.assertEqual(nc.connected_url.port, b.port)
+                got = []
+                sub = await nc.subscribe("after.failover", cb=None)
+                await nc.publish("after.failover", b"still here")
+                msg = await sub.next_msg(timeout=3)
+                got.append(msg.data)
+                self.assertEqual(got, [b"still here"])
+            finally:
+                await nc.close()
+        asyncio.run(asyncio.wait_for(go(), 30))
+
+
+if __name__ == "__main__":
+    unittest.main()
