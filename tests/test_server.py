@@ -220,7 +220,7 @@ class TestBasics(unittest.TestCase):
 
 class TestLimits(unittest.TestCase):
     def test_slow_consumer_isolated(self):
-        conf = "max_pending: 262144\nwrite_deadline: \"1s\"\n"
+        conf = "max_pending: 262144\nmax_payload: 65536\nwrite_deadline: \"1s\"\n"
         with ServerProcess(config=conf) as srv:
             slow = RawClient(srv.port)
             slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -231,7 +231,7 @@ class TestLimits(unittest.TestCase):
             fast.ping()
             p = RawClient(srv.port)
             payload = b"y" * 1000
-            total = 3000
+            total = 20000
             got = 0
             frame = len(b"MSG flood 2 1000\r\n") + 1002
             stop = threading.Event()
