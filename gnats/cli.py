@@ -16,7 +16,7 @@ import os
 import signal as _signal
 import sys
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List
 from urllib.parse import unquote, urlsplit
 
 from . import RELEASE, SERVER_NAME, VERSION
