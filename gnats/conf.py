@@ -403,6 +403,8 @@ class _Parser:
             self.i = mt.end()
         if not name:
             self.error("include needs a file name", at)
+        if "\0" in name:       # os.path and open() raise ValueError on NUL
+            self.error("include file name contains a NUL character", at)
         st = self.state
         if len(st.stack) >= MAX_INCLUDE_DEPTH:
             self.error("includes nested deeper than %d" % MAX_INCLUDE_DEPTH, at)
@@ -411,7 +413,10 @@ class _Parser:
             self.error("more than %d includes" % MAX_INCLUDES, at)
         base = os.getcwd() if self.file == "<string>" else os.path.dirname(self.file)
         path = os.path.join(base, name)
-        real = os.path.realpath(path)
+        try:
+            real = os.path.realpath(path)
+        except ValueError as e:     # a name the OS cannot take
+            self.error("cannot include %r: %s" % (name, e), at)
         if real in st.stack:
             chain = [os.path.basename(p) for p in st.stack[st.stack.index(real):]]
             self.error("include cycle: %s -> %s" % (" -> ".join(chain), os.path.basename(real)), at)
@@ -421,6 +426,8 @@ class _Parser:
             self.error("cannot include %r: %s" % (name, e.strerror or e), at)
         except ConfigError as e:
             raise ConfigError("in included file %r: %s" % (name, e), self.pos(at)) from None
+        except ValueError as e:     # e.g. a name that cannot be encoded
+            self.error("cannot include %r: %s" % (name, e), at)
         st.stack.append(real)
         try:
             sub = _Parser(text, path, st)

@@ -347,6 +347,20 @@ class TestIncludes(unittest.TestCase):
         self.assertEqual(str(cm.exception),
                          "%s:2:11: cannot include 'nope.conf': No such file or directory" % main)
 
+    def test_include_name_the_os_cannot_take(self):
+        self.assertEqual(err('include "a\\x00b"'),
+                         "<string>:1:9: include file name contains a NUL character")
+        self.assertIn("cannot include", err('include "\udc80"'))
+
+    def test_include_invalid_utf8(self):
+        with open(os.path.join(self.d, "bin.conf"), "wb") as f:
+            f.write(b"a: \xfe\n")
+        main = self.write("main.conf", "include bin.conf\n")
+        with self.assertRaises(ConfigError) as cm:
+            conf.parse_file(main)
+        self.assertEqual(str(cm.exception), "%s:1:9: in included file 'bin.conf': %s:1:4: "
+                         "invalid UTF-8 byte" % (main, os.path.join(self.d, "bin.conf")))
+
     def test_error_inside_include_names_that_file(self):
         inc = self.write("bad.conf", "a: 1\nb: [\n")
         main = self.write("main.conf", "include bad.conf\n")
