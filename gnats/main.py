@@ -9,9 +9,15 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     from .cli import main_options
     opts = main_options(argv)       # prints and exits for -h, -v, errors
-    log = Logger(debug=opts.debug, trace=opts.trace, logtime=opts.logtime,
-                 log_file=opts.log_file, syslog=opts.syslog,
-                 remote_syslog=opts.remote_syslog)
+    try:
+        log = Logger(debug=opts.debug, trace=opts.trace, logtime=opts.logtime,
+                     log_file=opts.log_file, syslog=opts.syslog,
+                     remote_syslog=opts.remote_syslog)
+    except (OSError, ValueError) as e:
+        # an unopenable log_file or a bad remote_syslog URL (nats-server:
+        # "error opening file: ...", exit 1), not a traceback
+        sys.stderr.write("gnatsd.py: error opening log: %s\n" % e)
+        return 1
     from .server import Server
     try:
         server = Server(opts, log)
