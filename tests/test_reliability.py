@@ -111,6 +111,35 @@ class TestRegressions(unittest.TestCase):
             srv.reactor.call_soon_threadsafe(srv.shutdown)
             t.join(5)
 
+    def run_config(self, text):
+        import subprocess
+        import tempfile
+        from tests.util import GNATSD, PYTHON
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "x.conf")
+            with open(path, "wb") as f:
+                f.write(text)
+            p = subprocess.run([PYTHON, GNATSD, "-c", path, "-a", "127.0.0.1", "-p", "-1"],
+                               cwd=d, capture_output=True, timeout=20)
+        return p.returncode, (p.stdout + p.stderr).decode("utf-8", "replace").replace(path, "FILE")
+
+    def test_config_include_with_nul_byte(self):
+        # ValueError out of os.path.realpath: a traceback (found by fuzz-config)
+        rc, out = self.run_config(b'port: 1\ninclude "a\x00b.conf"\n')
+        self.assertEqual(rc, 1)
+        self.assertNotIn("Traceback", out)
+        self.assertIn("FILE:2:9: include file name contains a NUL character", out)
+
+    def test_unopenable_log_file_or_bad_syslog_url(self):
+        # the Logger was built outside any error handling: a traceback
+        # (found by fuzz-config's targeted logging values)
+        for conf in (b'log_file: "."\n', b'log_file: "a\x00b"\n',
+                     b'log_file: "no/such/dir/x.log"\n', b'remote_syslog: "udp://127.0.0.1:99999"\n'):
+            rc, out = self.run_config(conf)
+            self.assertEqual(rc, 1, out)
+            self.assertNotIn("Traceback", out)
+            self.assertIn("error opening log: ", out)
+
     def test_server_survives_each_regression_over_a_socket(self):
         with ServerProcess() as srv:
             clean = RawClient(srv.port)
