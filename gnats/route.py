@@ -54,6 +54,7 @@ REDIAL_MAX = 5.0            # ... growing to this
 IMPLICIT_ATTEMPTS = 3       # least dial attempts for a route learned by gossip
 MAX_JSON_LINE = 64 * 1024   # INFO/CONNECT may be longer than max_control_line
 PCACHE_MAX = 1024           # distinct RMSG control lines cached per route
+MAX_REMOTE_SUBS = 1 << 20   # interest entries one peer may register (memory bound)
 
 # name check verdicts
 NAME_OK, NAME_ADOPT, NAME_CONFLICT = 0, 1, 2
@@ -210,7 +211,8 @@ class Route(Connection):
     def process(self, buf):
         """Parse and act on `buf`; return the unconsumed tail (or None).
         A plain `RMSG $G` line seen before is resolved from a per-route
-        cache (ready-made MSG prefixes), as client.py does for PUB."""
+        cache (ready-made MSG prefixes), and a line that repeats the
+        previous one skips even that lookup, as client.py does for PUB."""
         if self.paused:
             return buf
         srv = self.server
@@ -223,21 +225,17 @@ class Route(Connection):
         maxcl = srv.max_control_line
         n = len(buf)
         pos = 0
+        last = None             # the previous cached RMSG line, CRLF included
+        lastlen = 0
+        size = 0
+        tgts = ()
+        counted = ()
+        rep = 0                 # messages delivered with the current entry
         in_msgs = in_bytes = 0
         try:
             while pos < n:
-                eol = buf.find(b"\n", pos)
-                if eol < 0:
-                    if n - pos > maxcl and not (n - pos <= MAX_JSON_LINE and _is_json_op(buf, pos)):
-                        raise ProtocolError(P.ERR_MAX_CONTROL)
-                    break
-                if eol - pos > maxcl and not (eol - pos <= MAX_JSON_LINE and _is_json_op(buf, pos)):
-                    raise ProtocolError(P.ERR_MAX_CONTROL)
-                line = buf[pos:eol + 1]
-                ent = cache.get(line)
-                if ent is not None:
-                    size, tgts, counted, receivers = ent
-                    start = eol + 1
+                if last is not None and buf.startswith(last, pos):
+                    start = pos + lastlen
                     end = start + size
                     if end + 2 > n:
                         self.need = end + 2 - pos
@@ -249,14 +247,34 @@ class Route(Connection):
                         for wb, pre in tgts:
                             wb += pre
                             wb += pl
-                        for c in counted:
-                            c.out_msgs += 1
-                            c.out_bytes += size
-                        dirty.update(receivers)
-                    in_msgs += 1
-                    in_bytes += size
+                    rep += 1
                     pos = end + 2
                     continue
+                if rep:
+                    in_msgs += rep
+                    in_bytes += rep * size
+                    for c in counted:
+                        c.out_msgs += rep
+                        c.out_bytes += rep * size
+                    rep = 0
+                eol = buf.find(b"\n", pos)
+                if eol < 0:
+                    if n - pos > maxcl and not (n - pos <= MAX_JSON_LINE and _is_json_op(buf, pos)):
+                        raise ProtocolError(P.ERR_MAX_CONTROL)
+                    break
+                if eol - pos > maxcl and not (eol - pos <= MAX_JSON_LINE and _is_json_op(buf, pos)):
+                    raise ProtocolError(P.ERR_MAX_CONTROL)
+                line = buf[pos:eol + 1]
+                ent = cache.get(line)
+                if ent is not None:
+                    # the next turn of the loop delivers it
+                    size, tgts, counted, receivers = ent
+                    last = line
+                    lastlen = len(line)
+                    if receivers:
+                        dirty.update(receivers)
+                    continue
+                last = None
                 nxt = self.process_op(line, buf, pos, eol + 1)
                 if self.closed:
                     return None
@@ -272,6 +290,12 @@ class Route(Connection):
             self.protocol_error(e, buf, pos)
             return None
         finally:
+            if rep:
+                in_msgs += rep
+                in_bytes += rep * size
+                for c in counted:
+                    c.out_msgs += rep
+                    c.out_bytes += rep * size
             if in_msgs:
                 self.in_msgs += in_msgs
                 self.in_bytes += in_bytes
@@ -403,6 +427,9 @@ class Route(Connection):
         sub = self.subs.get(key)
         if sub is not None:
             sub.weight = weight         # a queue group's new member count
+            return
+        if len(self.subs) >= MAX_REMOTE_SUBS:
+            self.log.error("%s - Too many remote subscriptions, ignoring %r" % (self.tag(), subject))
             return
         sub = Subscription(self, subject, queue, None, weight)
         self.subs[key] = sub
@@ -799,7 +826,8 @@ class Cluster:
                         urls.append(u)
         if urls != self._urls:
             self._urls = urls
-            self.server.broadcast_info()
+            if not self.shutting_down:
+                self.server.broadcast_info()
 
     def check_name(self, remote, remote_dynamic):
         """nats-server's rule: a dynamic name gives way to a configured one,
