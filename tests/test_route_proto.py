@@ -6,12 +6,19 @@ and its own INFO (as nats-server 2.9 does when it dials), and from then on
 speaks RS+/RS-/RMSG/HMSG. Local clients are raw clients on the client port.
 """
 
+import io
 import json
 import os
+import random
 import socket
 import time
 import unittest
 
+from gnats.client import Client
+from gnats.log import Logger
+from gnats.options import Options
+from gnats.route import Cluster
+from gnats.server import Server
 from tests.util import RawClient, ServerProcess, free_port
 
 TIMEOUT = 5.0
@@ -582,6 +589,89 @@ def _drain(c):
         out.append((parts[0], parts[1:], data[:n]))
         data = data[n + 2:]
     return out
+
+
+class TestRouteFuzz(unittest.TestCase):
+    """Random route protocol (valid, damaged and junk) fed in-process to
+    Route objects: whatever a peer sends, nothing escapes the parser."""
+
+    def test_random_input_never_raises(self):
+        opened = 0
+        for seed in range(40):
+            opened += _fuzz_once(seed, trace=(seed % 5 == 0))
+        self.assertGreater(opened, 40)
+
+
+def _fuzz_once(seed, rounds=200, trace=False):
+    """Feed one in-process Route random route protocol, split at random
+    points; any exception that escapes is a server crash."""
+    rnd = random.Random(seed)
+    o = Options(cluster_port=-1, cluster_name="fz", max_payload=4096, max_control_line=256)
+    log = Logger(debug=trace, trace=trace, stream=io.StringIO())
+    srv = Server(o, log)
+    srv.port = 4222
+    cl = Cluster(srv)
+    srv.cluster = cl
+    cs, cpeer = socket.socketpair()
+    c = Client(srv, cs, ("127.0.0.1", 9), 1)
+    srv.clients[1] = c
+    c.feed(b'CONNECT {"verbose":false,"pedantic":false,"headers":true}\r\nSUB foo 1\r\nSUB foo.* 2\r\nSUB > 3\r\nSUB foo q 4\r\nSUB bar q 5\r\nUNSUB 5 3\r\n')
+    subjects = [b"foo", b"foo.bar", b"bar", b"$SYS.x", b"a.b.c", b"*", b">", b"foo..x", b"\xff\xfe"]
+    accs = [b"$G", b"$G", b"$SYS", b"X", b""]
+    def line():
+        k = rnd.random()
+        subj = rnd.choice(subjects)
+        acc = rnd.choice(accs)
+        if k < 0.3:
+            body = bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 20)))
+            size = len(body) if rnd.random() < 0.9 else rnd.randrange(-2, 5000)
+            mid = rnd.choice([b"", b" r.1", b" | q", b" + r.2 q q2", b" |", b" +", b" a b c"])
+            return b"RMSG %s %s%s %d\r\n" % (acc, subj, mid, size) + body + (b"\r\n" if rnd.random() < 0.95 else b"xx")
+        if k < 0.4:
+            hdr = b"NATS/1.0\r\n\r\n"
+            body = hdr + b"x" * rnd.randrange(5)
+            h = len(hdr) if rnd.random() < 0.9 else rnd.randrange(-1, 40)
+            return b"HMSG %s %s %d %d\r\n%s\r\n" % (acc, subj, h, len(body), body)
+        if k < 0.6:
+            q = rnd.choice([b"", b" q", b" q 3", b" q 0", b" q x", b" q 1 2"])
+            return b"RS%s %s %s%s\r\n" % (rnd.choice([b"+", b"-"]), acc, subj, q)
+        if k < 0.7:
+            obj = rnd.choice([{}, {"server_id": "NOTHER%d" % rnd.randrange(5), "ip": rnd.choice(["nats-route://127.0.0.1:1/", "bad url", 5, None]), "port": rnd.choice([1, "x", None, 70000]), "host": rnd.choice(["127.0.0.1", None, 3]), "connect_urls": rnd.choice([["a:1"], "x", [1, None], None]), "auth_required": rnd.random() < 0.5}, [1], "s", {"server_id": 5}])
+            return b"INFO " + json.dumps(obj).encode() + b"\r\n"
+        if k < 0.75:
+            return b"CONNECT " + json.dumps(rnd.choice([{}, {"name": 1}, {"cluster": 5}, [], {"cluster": "other"}])).encode() + b"\r\n"
+        if k < 0.85:
+            return rnd.choice([b"PING\r\n", b"PONG\r\n", b"+OK\r\n", b"-ERR 'x'\r\n", b"\r\n", b"   \r\n", b"INFO\r\n", b"INFO {\r\n"])
+        return bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 400)))
+    route = None
+    closes = 0
+    peers = []
+    for i in range(rounds):
+        if route is None or route.closed:
+            a, b = socket.socketpair()
+            route = cl._new_route(a, ("127.0.0.1", 1000 + i), None)
+            peers.append(b)
+            sid = "NFUZZ%d" % rnd.randrange(4)
+            route.feed(b'CONNECT {"name":"%s","cluster":"fz"}\r\nINFO {"server_id":"%s","port":1,"cluster":"fz"}\r\n' % (sid.encode(), sid.encode()))
+            closes += 1
+        data = b"".join(line() for _ in range(rnd.randrange(1, 8)))
+        # split randomly
+        pos = 0
+        while pos < len(data) and not route.closed:
+            step = rnd.randrange(1, 64)
+            route.feed(data[pos:pos + step])
+            pos += step
+        srv.reactor.dirty.clear()
+        if len(c.wbuf) > 1 << 20:
+            c.wbuf.clear()
+    for r in list(cl.conns.values()):
+        r.close_conn("done")
+    for sol in list(cl.implicit.values()):
+        sol.stop()
+    for sock in peers + [cs, cpeer]:
+        sock.close()
+    srv.reactor.close()
+    return closes
 
 
 if __name__ == "__main__":
