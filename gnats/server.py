@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 import time
+from collections import deque
 
 from . import RELEASE, SERVER_NAME, VERSION
 from . import parser as P
@@ -26,6 +27,7 @@ from .sublist import Sublist
 
 ACCEPT_BATCH = 64           # connections accepted per readiness event
 SLOW_CHECK_INTERVAL = 0.25  # how often write-blocked connections are checked
+MAX_CLOSED_CLIENTS = 10000  # closed connections remembered for /connz (as nats-server)
 
 
 def new_server_id():
@@ -99,6 +101,8 @@ class Server:
         self.routes = {}            # rid -> Route
         self.next_cid = 0
         self.write_blocked = set()
+        # recently closed connections for /connz?state=closed (bounded)
+        self.closed_conns = deque(maxlen=MAX_CLOSED_CLIENTS)
         self.start_time = time.time()
         self.config_load_time = self.start_time
         self.in_msgs = self.in_bytes = 0
@@ -341,6 +345,10 @@ class Server:
 
     def client_closed(self, c, reason):
         self.clients.pop(c.cid, None)
+        rec = conn_record(c)
+        rec["stop"] = time.time()
+        rec["reason"] = reason
+        self.closed_conns.append(rec)
         for sub in list(c.subs.values()):
             sub.closed = True
             self.remove_sub(sub)
@@ -373,18 +381,13 @@ class Server:
 
     # -- monitoring snapshot -------------------------------------------------
     def get_snapshot(self, fresh=True):
-        """Called from the monitor thread. Returns a snapshot built by the
-        reactor thread (waits up to 1 s for a fresh one)."""
-        if fresh and self.reactor.running:
+        """Called from the monitor thread. Returns the snapshot built by the
+        reactor thread, asking for a fresh one first (waits up to 1 s; a
+        stalled reactor yields the previous snapshot, or None)."""
+        if fresh:
             ev = threading.Event()
             self.reactor.call_soon_threadsafe(self._publish_snapshot, ev)
             ev.wait(1.0)
-        with self._snap_lock:
-            if self._snap is None:
-                pass
-            else:
-                return self._snap
-        self._publish_snapshot(None)
         with self._snap_lock:
             return self._snap
 
@@ -400,22 +403,11 @@ class Server:
         conns = []
         out_msgs = self._closed_out_msgs
         out_bytes = self._closed_out_bytes
-        nsubs = 0
         for cid in sorted(self.clients):
             c = self.clients[cid]
             out_msgs += c.out_msgs
             out_bytes += c.out_bytes
-            subs = [s.subject if s.queue is None else s.subject for s in c.subs.values()]
-            nsubs += len(subs)
-            conns.append({
-                "cid": c.cid, "ip": c.ip, "port": c.port, "start": c.start,
-                "last_activity": c.last_activity, "rtt": c.rtt,
-                "pending_bytes": len(c.wbuf), "in_msgs": c.in_msgs, "out_msgs": c.out_msgs,
-                "in_bytes": c.in_bytes, "out_bytes": c.out_bytes,
-                "subscriptions": len(subs), "subs": subs, "name": c.name, "lang": c.lang,
-                "version": c.version, "tls_version": c.tls_version,
-                "tls_cipher_suite": c.tls_cipher, "user": c.user,
-            })
+            conns.append(conn_record(c))
         routes = []
         in_msgs = self.in_msgs
         in_bytes = self.in_bytes
@@ -444,6 +436,7 @@ class Server:
                 "max_payload": self.max_payload, "max_pending": self.max_pending,
                 "tls_timeout": o.tls_timeout, "write_deadline": o.write_deadline,
                 "max_subscriptions": o.max_subscriptions, "cluster": cluster,
+                "connect_urls": self.cluster.connect_urls() if self.cluster is not None else [],
             },
             "stats": {
                 "connections": len(self.clients), "total_connections": self.total_connections,
@@ -454,6 +447,7 @@ class Server:
             },
             "sublist": self.sublist.stats(),
             "connections": conns,
+            "closed_connections": list(self.closed_conns),
             "routes": routes,
         }
 
@@ -574,6 +568,32 @@ class Server:
             self.reactor.call_later(step * len(clients) + 0.05, self.shutdown)
         else:
             self.shutdown()
+
+
+def conn_record(c):
+    """A client connection as plain data for the monitoring snapshot."""
+    subs = list(c.subs.values())
+    return {
+        "cid": c.cid, "ip": c.ip, "port": c.port, "start": c.start,
+        "last_activity": c.last_activity, "rtt": c.rtt,
+        "pending_bytes": len(c.wbuf), "in_msgs": c.in_msgs, "out_msgs": c.out_msgs,
+        "in_bytes": c.in_bytes, "out_bytes": c.out_bytes,
+        "subscriptions": len(subs), "subs": [s.subject for s in subs],
+        "subs_detail": [_sub_detail(s, c.cid) for s in subs],
+        "name": c.name, "lang": c.lang, "version": c.version,
+        "tls_version": c.tls_version, "tls_cipher_suite": c.tls_cipher, "user": c.user,
+    }
+
+
+def _sub_detail(s, cid):
+    # no per-subscription message count: the fast path counts per
+    # connection only, and a wrong figure is worse than none
+    d = {"subject": s.subject, "sid": s.sid.decode("latin-1"), "cid": cid}
+    if s.queue is not None:
+        d["qgroup"] = s.queue
+    if s.max_msgs:
+        d["max"] = s.max_msgs
+    return d
 
 
 def _hostport(host, port):
