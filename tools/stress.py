@@ -133,15 +133,15 @@ def log_errors(srv):
     return srv.output().count("[ERR]")
 
 
-def start_server(*args, config=None, python=None):
+def start_server(*args, config=None, python=None, port=None):
     """ServerProcess with a chosen interpreter (None: the test default)."""
     if python:
         saved, util.PYTHON = util.PYTHON, python
         try:
-            return ServerProcess(*args, config=config)
+            return ServerProcess(*args, config=config, port=port)
         finally:
             util.PYTHON = saved
-    return ServerProcess(*args, config=config)
+    return ServerProcess(*args, config=config, port=port)
 
 
 def have_module(name):
@@ -647,7 +647,7 @@ class CleanTraffic:
     """A publisher and a subscriber that behave, on their own thread each,
     for the whole campaign: every message must arrive, in order, once."""
 
-    def __init__(self, port, rate=500, size=16, subject=None):
+    def __init__(self, port, rate=500, size=16, subject=None, pub_port=None, before_publish=None):
         self.port = port
         self.subject = subject or b"clean.%08x" % random.getrandbits(32)
         self.size = size
@@ -655,7 +655,9 @@ class CleanTraffic:
         self.sub = RawClient(port)
         self.sub.send(b"SUB %s 1\r\n" % self.subject)
         self.sub.ping()
-        self.pub = RawClient(port)
+        if before_publish is not None:
+            before_publish(self.subject)    # e.g. wait for interest to cross a route
+        self.pub = RawClient(pub_port or port)
         self.sent = 0
         self.received = 0
         self.errors = []
@@ -1350,6 +1352,603 @@ def fuzz_config(inputs=2000, processes=40, seed=3, python=None, rep=None, progre
     return rep
 
 
+
+# ---------------------------------------------------------------------------
+# Campaign 4: slow consumers
+# ---------------------------------------------------------------------------
+
+def stalled_subscriber(port, subject, rcvbuf=4096):
+    """A subscriber that stops reading once subscribed (tiny receive
+    buffer, so the kernel stops taking bytes early)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.connect(("127.0.0.1", port))
+    s.settimeout(10)
+    s.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB %s 1\r\nPING\r\n' % subject)
+    buf = b""
+    while b"PONG\r\n" not in buf:
+        d = s.recv(4096)
+        if not d:
+            raise OSError("closed before PONG")
+        buf += d
+    return s
+
+
+def drain_until_closed(s, timeout=10.0):
+    """Read a stalled socket to its end: (bytes read, closed by server)."""
+    s.settimeout(0.5)
+    n = 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            d = s.recv(1 << 20)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            return n, True
+        if not d:
+            return n, True
+        n += len(d)
+    return n, False
+
+
+def publish_batches(port, subject, payload, count, batch=200):
+    """Publish `count` messages as fast as the socket takes them, then
+    PING/PONG. Returns the publisher's wall time (s)."""
+    p = RawClient(port)
+    one = b"PUB %s %d\r\n%s\r\n" % (subject, len(payload), payload)
+    t0 = time.monotonic()
+    left = count
+    while left:
+        k = min(batch, left)
+        p.send(one * k)
+        left -= k
+    p.ping(120)
+    dt = time.monotonic() - t0
+    p.close()
+    return dt
+
+
+def slow(fast=4, stalled=4, msgs=5000, size=1024, max_pending="1MB", python=None, rep=None):
+    """Fast subscribers get every message; stalled ones are cut off at
+    max_pending (from a config file); the server's RSS stays bounded."""
+    rep = rep or Report("slow (max_pending %s)" % max_pending)
+    if not config_supported():
+        rep.skip("config files are not supported yet (gnats/conf.py, gnats/cli.py)")
+        return rep
+    limit = {"1MB": 1 << 20}.get(max_pending) or int(max_pending)
+    mport = free_port()
+    conf = "max_pending: %s\nwrite_deadline: \"60s\"\n" % max_pending
+    srv = start_server("-m", str(mport), config=conf, python=python)
+    rep.fig("server", " ".join(srv.cmd[:2]))
+    pid = srv.proc.pid
+    swarm = Swarm(srv.port)
+    slow_socks = []
+    try:
+        base = settle_rss(pid, 0.5)
+        subject = b"slow.flood"
+        payload = (b"%08d" % 0) * (size // 8)
+        one = b"MSG %s 1 %d\r\n%s\r\n" % (subject, len(payload), payload)
+        swarm.expect = one * msgs
+        ready = swarm.open(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB %s 1\r\nPING\r\n' % subject, fast)
+        rep.check(ready == fast, "only %d of %d fast subscribers ready" % (ready, fast))
+        for _ in range(stalled):
+            slow_socks.append(stalled_subscriber(srv.port, subject))
+        res = {}
+        th = threading.Thread(target=lambda: res.update(dt=publish_batches(srv.port, subject, payload, msgs)))
+        t0 = time.monotonic()
+        th.start()
+        full = swarm.wait_all(len(one) * msgs, timeout=120)
+        th.join(120)
+        dt = time.monotonic() - t0
+        rep.fig("messages published (bytes each)", "%d (%d)" % (msgs, size))
+        rep.fig("publisher time s", round(res.get("dt", -1), 2))
+        rep.fig("fast subscribers with every message", "%d of %d" % (full, fast))
+        rep.check(full == fast, "%d of %d fast subscribers got all %d messages: %s"
+                  % (full, fast, msgs, swarm.bad()[:3]))
+        cut = 0
+        got_bytes = []
+        for sk in slow_socks:
+            n, closed = drain_until_closed(sk)
+            got_bytes.append(n)
+            cut += closed
+        rep.fig("stalled subscribers cut off", "%d of %d" % (cut, stalled))
+        rep.fig("bytes a stalled one read before the cut", "%d..%d" % (min(got_bytes), max(got_bytes)))
+        rep.check(cut == stalled, "only %d of %d stalled subscribers were cut off" % (cut, stalled))
+        rep.check(max(got_bytes) < msgs * len(one),
+                  "a stalled subscriber got everything: it was never slow")
+        peak = proc_mem(pid)[1]
+        bound = base + (fast + stalled) * limit * 3 // 2 // 1024 + 24 * 1024
+        rep.fig("RSS KiB baseline / peak / bound", "%d / %d / %d" % (base, peak, bound))
+        rep.check(peak <= bound, "server peak RSS %d KiB over the bound %d KiB" % (peak, bound))
+        try:
+            v = monitor_get(mport, "/varz")
+            rep.fig("varz slow_consumers", v["slow_consumers"])
+            rep.check(v["slow_consumers"] == stalled, "varz slow_consumers %s, expected %d"
+                      % (v["slow_consumers"], stalled))
+        except (OSError, ValueError, KeyError) as e:
+            rep.fail("monitor /varz: %r" % e)
+        rep.check(srv.output().count("Slow Consumer Detected") == stalled,
+                  "log has %d 'Slow Consumer Detected', expected %d"
+                  % (srv.output().count("Slow Consumer Detected"), stalled))
+        rep.fig("RSS after KiB", settle_rss(pid, 1.0))
+        server_health(srv, rep)
+    finally:
+        for sk in slow_socks:
+            sk.close()
+        swarm.close_all()
+        srv.stop()
+    return rep
+
+
+
+# ---------------------------------------------------------------------------
+# Campaign 5: faults
+# ---------------------------------------------------------------------------
+
+CERTS = os.path.join(ROOT, "configs", "certs")
+RST = b"\x01\0\0\0\0\0\0\0"        # struct linger {on, 0 s}: close sends RST
+
+
+def wait_for(cond, timeout, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)
+
+
+def varz(mport):
+    try:
+        return monitor_get(mport, "/varz", 3)
+    except (OSError, ValueError):
+        return None
+
+
+_KILLED_CLIENT = r"""
+import os, signal, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.recv(4096)
+s.sendall(b'CONNECT {"verbose":false}\r\nPUB fault.killed 100\r\n' + b"k" * 40)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def faults_midmsg(conns=300, kills=10, python=None, rep=None):
+    """Clients that die half-way through a message: FIN or RST after half
+    a control line or half a payload, and client processes SIGKILLed
+    mid-PUB. A subscriber gets exactly the complete messages, never a
+    partial one; the clean pair loses nothing; no connection lingers."""
+    rep = rep or Report("faults: clients killed mid-message")
+    mport = free_port()
+    srv = start_server("-m", str(mport), python=python)
+    rep.fig("server", " ".join(srv.cmd[:2]))
+    rnd = random.Random(5)
+    cuts = [b"PUB fault.x 10\r\nhalf", b"PUB fault.x 10\r\n0123456789", b"PUB fau", b"PU",
+            b"PUB fault.x 100000\r\n" + b"z" * 50000, b"SUB fault.half 9\r\nPUB fault.x 4\r\nab",
+            b"HPUB fault.x 12 14\r\nNATS/1.0\r\n"]
+    try:
+        clean = CleanTraffic(srv.port)
+        watcher = RawClient(srv.port)
+        watcher.send(b"SUB fault.> 1\r\n")
+        watcher.ping()
+        complete = 0
+        rst_n = fin_n = 0
+        for i in range(conns):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            s.recv(4096)
+            k = rnd.randrange(0, 4)
+            whole = b"".join(b"PUB fault.ok %d\r\n%d\r\n" % (len(b"%d" % j), j) for j in range(k))
+            s.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true}\r\n' + whole)
+            complete += k
+            if i % 2:
+                # RST: first make sure the complete messages were processed
+                s.sendall(b"PING\r\n")
+                buf = b""
+                while b"PONG" not in buf:
+                    buf += s.recv(4096)
+                s.sendall(rnd.choice(cuts))
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST)
+                rst_n += 1
+            else:
+                s.sendall(rnd.choice(cuts))
+                fin_n += 1
+            s.close()
+        procs = [subprocess.Popen([sys.executable, "-c", _KILLED_CLIENT, str(srv.port)])
+                 for _ in range(kills)]
+        for p in procs:
+            p.wait(10)
+        got = []
+        deadline = time.monotonic() + 10
+        while len(got) < complete and time.monotonic() < deadline:
+            try:
+                op, args, data = watcher.read_msg(timeout=1)
+            except TimeoutError:
+                continue
+            got.append((args[0], data))
+        extra = watcher.ping(5)
+        rep.fig("connections cut (FIN / RST)", "%d / %d" % (fin_n, rst_n))
+        rep.fig("client processes SIGKILLed mid-PUB", kills)
+        rep.fig("complete messages sent / received", "%d / %d" % (complete, len(got)))
+        rep.check(len(got) == complete and all(a == b"fault.ok" for a, _ in got),
+                  "watcher got %d messages (expected %d complete ones): %r"
+                  % (len(got), complete, [a for a, _ in got if a != b"fault.ok"][:5]))
+        rep.check(extra == b"", "a partial message was delivered: %r" % extra[:200])
+        v = wait_for(lambda: (lambda x: x if x and x["connections"] == 3 else None)(varz(mport)), 10)
+        sent, received, errors = clean.finish()
+        for e in errors:
+            rep.fail("clean pair: %s" % e)
+        rep.check(sent == received, "clean pair sent %d, received %d" % (sent, received))
+        rep.fig("clean messages sent/received", "%d/%d" % (sent, received))
+        if v is None:
+            rep.fail("connections did not drop back to 3 (watcher + clean pair): %s" % varz(mport))
+        else:
+            rep.fig("connections after (watcher + clean pair)", v["connections"])
+            rep.check(v["subscriptions"] == 2, "subscriptions after: %s, expected 2" % v["subscriptions"])
+        watcher.close()
+        server_health(srv, rep)
+    finally:
+        srv.stop()
+    return rep
+
+
+def client_hello():
+    """The bytes of a real TLS ClientHello (from a memory BIO handshake)."""
+    ctx = ssl.create_default_context(cafile=os.path.join(CERTS, "ca.pem"))
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+def tls_client(port, timeout=5.0):
+    """A well-behaved TLS client: INFO in clear, then the handshake."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    buf = b""
+    while b"\r\n" not in buf:
+        d = s.recv(4096)
+        if not d:
+            raise OSError("closed before INFO")
+        buf += d
+    ctx = ssl.create_default_context(cafile=os.path.join(CERTS, "ca.pem"))
+    ctx.check_hostname = False
+    return ctx.wrap_socket(s, server_hostname="localhost")
+
+
+def faults_tls(half_open=200, python=None, rep=None):
+    """TLS handshakes left half-open (silent after INFO, half a record
+    header, a ClientHello and then silence): the server closes each after
+    its TLS timeout, while well-behaved TLS clients keep working."""
+    rep = rep or Report("faults: half-open TLS handshakes")
+    limit = raise_nofile(half_open + 1024)
+    mport = free_port()
+    srv = start_server("--tls", "--tlscert", os.path.join(CERTS, "server-cert.pem"),
+                       "--tlskey", os.path.join(CERTS, "server-key.pem"), "-m", str(mport),
+                       python=python)
+    rep.fig("server", " ".join(srv.cmd[:2]))
+    hello = client_hello()
+    kinds = [b"", hello[:5], hello[:3], hello, b"\x16"]
+    socks = []
+    try:
+        t0 = time.monotonic()
+        for i in range(half_open):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            s.recv(4096)                            # INFO, in clear
+            if kinds[i % len(kinds)]:
+                s.sendall(kinds[i % len(kinds)])
+            socks.append(s)
+        opened = time.monotonic() - t0
+        # meanwhile, a real TLS client works, and quickly
+        t1 = time.monotonic()
+        good = tls_client(srv.port)
+        good.sendall(b'CONNECT {"verbose":false}\r\nSUB tls.ok 1\r\nPUB tls.ok 2\r\nhi\r\nPING\r\n')
+        buf = b""
+        while b"PONG\r\n" not in buf:
+            d = good.recv(4096)
+            if not d:
+                break
+            buf += d
+        rtt = time.monotonic() - t1
+        rep.check(b"MSG tls.ok 1 2\r\nhi\r\n" in buf, "the TLS client did not get its message: %r" % buf[:200])
+        rep.fig("half-open handshakes (kinds)", "%d (%d kinds, opened in %.2f s)" % (half_open, len(kinds), opened))
+        rep.fig("good TLS client round trip s", round(rtt, 3))
+        # each half-open one must be closed by the server after tls_timeout (2 s)
+        closed = 0
+        t2 = time.monotonic()
+        for s in socks:
+            s.settimeout(max(0.1, 8.0 - (time.monotonic() - t2)))
+            try:
+                while s.recv(4096):
+                    pass
+                closed += 1
+            except ConnectionResetError:
+                closed += 1
+            except (socket.timeout, OSError):
+                pass
+        rep.fig("closed by the server", "%d of %d within %.1f s" % (closed, half_open, time.monotonic() - t0))
+        rep.check(closed == half_open, "%d of %d half-open TLS connections were not closed"
+                  % (half_open - closed, half_open))
+        good.sendall(b"PING\r\n")
+        good.settimeout(5)
+        rep.check(b"PONG" in good.recv(4096), "the TLS client was not answered after the timeouts")
+        good.close()
+        v = wait_for(lambda: (lambda x: x if x and x["connections"] == 0 else None)(varz(mport)), 5)
+        rep.check(v is not None, "connections left over: %s" % varz(mport))
+        server_health(srv, rep)
+    finally:
+        for s in socks:
+            s.close()
+        srv.stop()
+    return rep
+
+
+def faults_monitor(seconds=5.0, threads=8, idle=100, python=None, rep=None):
+    """The monitoring port hammered by request loops on every endpoint and
+    by idle sockets past its connection cap, while a clean pair exchanges
+    messages and a client times PINGs."""
+    rep = rep or Report("faults: monitor hammering")
+    if not have_module("monitor"):
+        rep.skip("gnats/monitor.py is missing")
+        return rep
+    mport = free_port()
+    srv = start_server("-m", str(mport), python=python)
+    rep.fig("server", " ".join(srv.cmd[:2]))
+    paths = ["/varz", "/connz", "/connz?subs=1&limit=5000", "/subsz?subs=1", "/routez",
+             "/healthz", "/metrics", "/", "/connz?sort=bogus", "/nope", "/varz?callback=x"]
+    counts = {"ok": 0, "503": 0, "4xx": 0, "error": 0}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def hammer(seed):
+        r = random.Random(seed)
+        while not stop.is_set():
+            path = r.choice(paths)
+            try:
+                s = socket.create_connection(("127.0.0.1", mport), timeout=10)
+                s.sendall(b"GET %s HTTP/1.0\r\nHost: x\r\n\r\n" % path.encode())
+                data = b""
+                while True:
+                    d = s.recv(1 << 16)
+                    if not d:
+                        break
+                    data += d
+                s.close()
+                code = data[9:12]
+                key = "ok" if code == b"200" else "503" if code == b"503" else "4xx" if code[:1] == b"4" else "error"
+            except OSError:
+                key = "error"
+            with lock:
+                counts[key] += 1
+
+    idlers = []
+    pings = []
+
+    def ping_for(secs):
+        deadline = time.monotonic() + secs
+        while time.monotonic() < deadline:
+            t0 = time.monotonic()
+            pinger.ping(10)
+            pings.append(time.monotonic() - t0)
+            time.sleep(0.02)
+
+    try:
+        clean = CleanTraffic(srv.port)
+        pinger = RawClient(srv.port)
+        ts = [threading.Thread(target=hammer, args=(k,), daemon=True) for k in range(threads)]
+        for t in ts:
+            t.start()
+        ping_for(seconds / 2)                       # phase 1: request loops only
+        with lock:
+            phase1 = dict(counts)
+            for k in counts:
+                counts[k] = 0
+        for _ in range(idle):                       # phase 2: plus idle sockets
+            try:
+                idlers.append(socket.create_connection(("127.0.0.1", mport), timeout=5))
+            except OSError:
+                break
+        ping_for(seconds / 2)
+        stop.set()
+        for t in ts:
+            t.join(30)
+        for s in idlers:
+            s.close()
+        t0 = time.monotonic()
+        back = wait_for(lambda: varz(mport), 15)
+        recovery = time.monotonic() - t0
+        pinger.close()
+        sent, received, errors = clean.finish()
+        for e in errors:
+            rep.fail("clean pair: %s" % e)
+        rep.check(sent == received, "clean pair sent %d, received %d" % (sent, received))
+        pings.sort()
+        rep.fig("hammer threads", threads)
+        rep.fig("phase 1 ok / 503 / 4xx / errors", "%(ok)d / %(503)d / %(4xx)d / %(error)d" % phase1)
+        rep.fig("phase 2 (+%d idle sockets)" % len(idlers), "%(ok)d / %(503)d / %(4xx)d / %(error)d" % counts)
+        rep.fig("monitor answers again after", "%.2f s" % recovery)
+        rep.fig("clean messages sent/received", "%d/%d" % (sent, received))
+        counts["ok"] += phase1["ok"]
+        rep.fig("PING ms p50 / p99 / max", "%.1f / %.1f / %.1f" % (
+            pings[len(pings) // 2] * 1e3, pings[int(len(pings) * 0.99)] * 1e3, pings[-1] * 1e3))
+        rep.check(counts["ok"] > 0, "no monitor request succeeded")
+        rep.check(pings[-1] < 1.0, "a PING took %.2f s during the hammering" % pings[-1])
+        rep.check(back is not None, "the monitor does not answer after the hammering")
+        server_health(srv, rep)
+    finally:
+        stop.set()
+        for s in idlers:
+            s.close()
+        srv.stop()
+    return rep
+
+
+
+class Node:
+    """A cluster member with fixed client, cluster and monitor ports, so it
+    can be SIGKILLed and started again in the same place."""
+
+    def __init__(self, routes=(), python=None):
+        self.port, self.cport, self.mport = free_port(), free_port(), free_port()
+        self.routes = list(routes)
+        self.python = python
+        self.srv = None
+        self.old_logs = []
+        self.start()
+
+    def start(self):
+        args = ["-m", str(self.mport), "--cluster", "nats://127.0.0.1:%d" % self.cport]
+        if self.routes:
+            args += ["--routes", ",".join(self.routes)]
+        self.srv = start_server(*args, python=self.python, port=self.port)
+        self.server_id = (varz(self.mport) or {}).get("server_id", "")
+
+    @property
+    def route_url(self):
+        return "nats://127.0.0.1:%d" % self.cport
+
+    def routez(self):
+        try:
+            return monitor_get(self.mport, "/routez?subs=1", 3)
+        except (OSError, ValueError):
+            return None
+
+    def remote_ids(self):
+        rz = self.routez()
+        return None if rz is None else sorted(r.get("remote_id", "") for r in rz["routes"])
+
+    def kill(self):
+        self.srv.proc.send_signal(signal.SIGKILL)
+        self.srv.proc.wait(5)
+        self.old_logs.append(self.srv.output())
+        self.srv.stop()
+
+    def stop(self):
+        if self.srv is not None:
+            self.srv.stop()
+            self.old_logs.append(self.srv.output())
+
+
+def mesh_ok(nodes):
+    for n in nodes:
+        want = sorted(m.server_id for m in nodes if m is not n)
+        if n.remote_ids() != want:
+            return False
+    return True
+
+
+def interest_ok(node, subject):
+    rz = node.routez()
+    return bool(rz) and any(subject in r.get("subscriptions_list", []) for r in rz["routes"])
+
+
+def faults_routes(cycles=3, stop_seconds=3.0, python=None, rep=None):
+    """Three servers in a full mesh; traffic flows from A to B the whole
+    time while C is SIGKILLed and restarted, and SIGSTOPped and SIGCONTed,
+    in a loop. Between A and B nothing may be lost; after each fault the
+    mesh heals and C receives what is published on A again."""
+    rep = rep or Report("faults: routes killed and stopped")
+    if not have_module("route"):
+        rep.skip("gnats/route.py is missing: no clustering yet")
+        return rep
+    nodes = []
+    heal_times = []
+    try:
+        a = Node(python=python)
+        nodes.append(a)
+        b = Node(routes=[a.route_url], python=python)
+        nodes.append(b)
+        c = Node(routes=[a.route_url], python=python)
+        nodes.append(c)
+        rep.fig("servers", "3 x %s" % " ".join(a.srv.cmd[:2]))
+        rep.check(wait_for(lambda: mesh_ok(nodes), 15), "no full mesh at start")
+        clean = CleanTraffic(b.port, pub_port=a.port, rate=500,
+                             before_publish=lambda subj: wait_for(lambda: interest_ok(a, subj.decode()), 10))
+        # C listens to the same subject (its route from A is the one that stalls)
+        c_watch = RawClient(c.port)
+        c_watch.send(b"SUB %s 1\r\nSUB flood.c 2\r\n" % clean.subject)
+        c_watch.ping()
+        wait_for(lambda: interest_ok(a, "flood.c"), 10)
+        kills = stops = heals = 0
+        flood = b"PUB flood.c 4096\r\n" + b"f" * 4096 + b"\r\n"
+        for i in range(cycles * 2):
+            t0 = time.monotonic()
+            if i % 2 == 0:
+                c_watch.close()
+                c.kill()
+                kills += 1
+                wait_for(lambda: a.remote_ids() == [b.server_id], 10)
+                time.sleep(0.5)     # traffic flows between the survivors only
+                c.start()
+            else:
+                c.srv.proc.send_signal(signal.SIGSTOP)
+                stops += 1
+                # 8 MB for C while it is stopped: A's route to C blocks, and
+                # A must cut it (write deadline) without slowing A->B
+                fp = RawClient(a.port)
+                fp.send(flood * 2000)
+                fp.ping(10)
+                fp.close()
+                time.sleep(stop_seconds)
+                c.srv.proc.send_signal(signal.SIGCONT)
+            healed = wait_for(lambda: mesh_ok(nodes), 20)
+            heal_times.append(time.monotonic() - t0)
+            if not rep.check(healed, "cycle %d: no full mesh 20 s after the fault: %s"
+                             % (i, [(n.server_id[:6], n.remote_ids()) for n in nodes])):
+                continue
+            # C receives from A again (interest crossed the new route)
+            subj = "heal.%d" % i
+            w = RawClient(c.port)
+            w.send(b"SUB %s 1\r\n" % subj.encode())
+            w.ping()
+            if not rep.check(wait_for(lambda: interest_ok(a, subj), 10),
+                             "cycle %d: A never learned C's interest" % i):
+                w.close()
+                continue
+            p = RawClient(a.port)
+            p.send(b"".join(b"PUB %s 1\r\n%d\r\n" % (subj.encode(), k) for k in range(10)))
+            p.ping()
+            try:
+                got = [w.read_msg(5)[2] for _ in range(10)]
+                heals += got == [b"%d" % k for k in range(10)]
+            except (TimeoutError, EOFError) as e:
+                rep.fail("cycle %d: C got too few messages after healing: %r" % (i, e))
+            p.close()
+            w.close()
+            if i % 2 == 0:
+                c_watch = RawClient(c.port)
+                c_watch.send(b"SUB %s 1\r\nSUB flood.c 2\r\n" % clean.subject)
+                c_watch.ping()
+                wait_for(lambda: interest_ok(a, "flood.c"), 10)
+        c_watch.close()
+        sent, received, errors = clean.finish()
+        for e in errors:
+            rep.fail("A->B traffic: %s" % e)
+        rep.check(sent == received, "A->B: sent %d, received %d" % (sent, received))
+        rep.fig("SIGKILL+restart / SIGSTOP(%.0f s)+SIGCONT cycles" % stop_seconds, "%d / %d" % (kills, stops))
+        rep.fig("mesh healed, C served again", "%d of %d" % (heals, kills + stops))
+        rep.fig("heal time s (min / max)", "%.1f / %.1f" % (min(heal_times), max(heal_times)) if heal_times else "-")
+        rep.fig("A->B messages sent/received", "%d/%d" % (sent, received))
+        rep.fig("routes A cut as slow consumers", a.srv.output().count("Slow Consumer Detected"))
+        rep.check(heals == kills + stops, "C was served again after %d of %d faults" % (heals, kills + stops))
+        for n in (a, b):
+            server_health(n.srv, rep)
+        for log in c.old_logs + [c.srv.output()]:
+            rep.check("Traceback" not in log, "C logged a traceback: %s" % log[log.find("Traceback"):][:1500])
+    finally:
+        for n in nodes:
+            if n.srv.proc.poll() is None:
+                try:
+                    n.srv.proc.send_signal(signal.SIGCONT)
+                except OSError:
+                    pass
+            n.stop()
+    return rep
+
+
 if __name__ == "__main__":
-    r = fuzz_config(inputs=int(sys.argv[1]), processes=int(sys.argv[2]))
+    r = faults_routes(python=sys.argv[1] if len(sys.argv) > 1 else None)
     print(r.text()[:8000])
