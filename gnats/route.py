@@ -114,6 +114,14 @@ def _show(b):
     return b.rstrip("\r\n")
 
 
+def _masked(line):
+    """A CONNECT line with its password hidden (both directions are traced)."""
+    if line[:7].upper() == b"CONNECT":
+        from .auth import mask_connect
+        return mask_connect(bytes(line))
+    return line
+
+
 def _is_json_op(buf, pos):
     head = bytes(buf[pos:pos + 8]).upper()
     return head.startswith(b"INFO") or head.startswith(b"CONNECT")
@@ -154,13 +162,10 @@ class Route(Connection):
 
     # -- tracing -------------------------------------------------------
     def trace_in(self, line):
-        if line[:7].upper() == b"CONNECT":
-            from .auth import mask_connect
-            line = mask_connect(line)
-        self.log.trace("%s - <<- [%s]" % (self.tag(), _show(line)))
+        self.log.trace("%s - <<- [%s]" % (self.tag(), _show(_masked(line))))
 
     def trace_out(self, line):
-        self.log.trace("%s - ->> [%s]" % (self.tag(), _show(line)))
+        self.log.trace("%s - ->> [%s]" % (self.tag(), _show(_masked(line))))
 
     def send_proto(self, line):
         """Queue one control line (CRLF included)."""

@@ -503,9 +503,9 @@ class TestClusterNames(ClusterCase):
 class TestRouteAuth(ClusterCase):
     def test_good_and_bad_credentials(self):
         creds = "nats://ruser:s3cret@127.0.0.1:%(cport)d"
-        a = self.node(cluster_url=creds)
+        a = self.node(cluster_url=creds, extra=["-V"])
         good = "nats://ruser:s3cret@127.0.0.1:%d" % a.cport
-        b = self.node(cluster_url=creds, routes=[good])
+        b = self.node(cluster_url=creds, routes=[good], extra=["-V"])
         c = self.node(cluster_url=creds, routes=[good])
         # B and C found each other through A and used their own credentials
         self.assertMesh([a, b, c])
@@ -514,6 +514,10 @@ class TestRouteAuth(ClusterCase):
         self.assertRegex(a.output(), r"\[ERR\] 127\.0\.0\.1:\d+ - rid:\d+ - authentication error")
         self.assertTrue(wait_for(lambda: "Authorization Violation" in bad.output()))
         self.assertNotIn("wrong", a.output())
+        # traced CONNECTs, received and sent, never show the password
+        self.assertIn('"pass":"[REDACTED]"', a.output())
+        self.assertIn('"pass":"[REDACTED]"', b.output())
+        self.assertNotIn("s3cret", a.output() + b.output())
         self.assertEqual(bad.routez()["num_routes"], 0)
         self.assertMesh([a, b, c], timeout=0.5)
 
