@@ -140,6 +140,37 @@ class TestRegressions(unittest.TestCase):
             self.assertNotIn("Traceback", out)
             self.assertIn("error opening log: ", out)
 
+    def test_expensive_matching_does_not_freeze_other_clients(self):
+        # 2^13 wildcard subscriptions that nearly match a.a.a...: every
+        # PUB to a new subject walks 8,192 trie paths (~8 ms). 300 of them
+        # in one read froze the server for ~2.5 s; now each read gets a
+        # 20 ms slice and other clients are served in between (found by
+        # the abuse campaign)
+        import itertools
+        d = 14
+        with ServerProcess() as srv:
+            abuser = RawClient(srv.port)
+            abuser.send(b"".join(b"SUB %s.z %d\r\n" % (".".join(c).encode(), k) for k, c in
+                                 enumerate(itertools.product("a*", repeat=d - 1))))
+            abuser.ping(30)
+            watcher, other = RawClient(srv.port), RawClient(srv.port)
+            watcher.send(b"SUB %s.> 1\r\n" % b".".join([b"a"] * (d - 2)))
+            watcher.ping()
+            other.ping()
+            prefix = b".".join([b"a"] * (d - 1))
+            abuser.send(b"".join(b"PUB %s.%d 1\r\nx\r\n" % (prefix, k) for k in range(300)))
+            time.sleep(0.05)
+            t0 = time.monotonic()
+            other.ping(30)
+            waited = time.monotonic() - t0
+            abuser.ping(60)
+            got = [watcher.read_msg(30)[1][0] for _ in range(300)]
+            self.assertEqual(got, [b"%s.%d" % (prefix, k) for k in range(300)])
+            self.assertEqual(watcher.ping(), b"")
+            self.assertLess(waited, 0.5)
+            for c in (abuser, watcher, other):
+                c.close()
+
     def test_server_survives_each_regression_over_a_socket(self):
         with ServerProcess() as srv:
             clean = RawClient(srv.port)
