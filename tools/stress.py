@@ -661,81 +661,117 @@ def events(out):
 
 
 class CleanTraffic:
-    """A publisher and a subscriber that behave, on their own thread each,
-    for the whole campaign: every message must arrive, in order, once."""
+    """A publisher and subscribers that behave, on their own threads, for
+    the whole campaign: every message must arrive once, in order. With a
+    `queue`, the members share the messages: each sees an increasing
+    sequence and together they see every message exactly once."""
 
-    def __init__(self, port, rate=500, size=16, subject=None, pub_port=None, before_publish=None):
+    def __init__(self, port, rate=500, size=16, subject=None, pub_port=None, before_publish=None,
+                 sub_subject=None, queue=None, members=1):
         self.port = port
         self.subject = subject or b"clean.%08x" % random.getrandbits(32)
-        self.size = size
+        self.size = max(size, 16)
         self.rate = rate
-        self.sub = RawClient(port)
-        self.sub.send(b"SUB %s 1\r\n" % self.subject)
-        self.sub.ping()
+        self.queue = queue
+        self.subs = []
+        for _ in range(members):
+            c = RawClient(port)
+            c.send(b"SUB %s%s 1\r\n" % (sub_subject or self.subject, b" " + queue if queue else b""))
+            c.ping()
+            self.subs.append(c)
         if before_publish is not None:
             before_publish(self.subject)    # e.g. wait for interest to cross a route
         self.pub = RawClient(pub_port or port)
         self.sent = 0
-        self.received = 0
+        self.counts = [0] * members
+        self.seen = [[] for _ in range(members)] if queue else None
         self.errors = []
         self.stop_ev = threading.Event()
         self.pub_done = threading.Event()
         self.t_pub = threading.Thread(target=self._publish, daemon=True)
-        self.t_sub = threading.Thread(target=self._subscribe, daemon=True)
-        self.t_sub.start()
+        self.t_subs = [threading.Thread(target=self._subscribe, args=(i,), daemon=True)
+                       for i in range(members)]
+        for t in self.t_subs:
+            t.start()
         self.t_pub.start()
+
+    @property
+    def received(self):
+        return sum(self.counts)
 
     def _publish(self):
         try:
             period = 1.0 / self.rate
             nxt = time.monotonic()
+            pad = b"." * (self.size - 16)
             while not self.stop_ev.is_set():
                 k = self.sent + 1
-                self.pub.send(b"PUB %s %d\r\n%s\r\n" % (self.subject, self.size, b"%016d" % k))
+                self.pub.send(b"PUB %s %d\r\n%016d%s\r\n" % (self.subject, self.size, k, pad))
                 self.sent = k
                 nxt += period
                 d = nxt - time.monotonic()
                 if d > 0:
                     time.sleep(d)
-            self.pub.ping(10)
+                elif d < -1.0:
+                    nxt = time.monotonic()      # fell behind (e.g. a stall): do not burst
+            self.pub.ping(30)
         except Exception as e:      # recorded and reported, never swallowed
             self.errors.append("publisher: %r" % e)
         self.pub_done.set()
 
-    def _subscribe(self):
-        expect = 1
+    def _done(self, i):
+        if not self.pub_done.is_set():
+            return False
+        return (self.received if self.queue else self.counts[i]) >= self.sent
+
+    def _subscribe(self, i):
+        sub = self.subs[i]
+        last = 0
         try:
             while True:
-                if self.pub_done.is_set() and self.received >= self.sent:
+                if self._done(i):
                     return
                 try:
-                    op, args, data = self.sub.read_msg(timeout=1.0)
+                    op, args, data = sub.read_msg(timeout=1.0)
                 except TimeoutError:
-                    if self.pub_done.is_set() and self.received >= self.sent:
+                    if self._done(i):
                         return
                     if self.pub_done.is_set():
-                        self.errors.append("subscriber: %d of %d after the publisher finished"
-                                           % (self.received, self.sent))
+                        self.errors.append("subscriber %d: %d of %d after the publisher finished"
+                                           % (i, self.received if self.queue else self.counts[i], self.sent))
                         return
                     continue
                 if op == b"PING":
-                    self.sub.send(b"PONG\r\n")
+                    sub.send(b"PONG\r\n")
                     continue
-                if op != b"MSG" or int(data) != expect:
-                    self.errors.append("subscriber: got %r %r, expected message %d" % (op, data, expect))
+                k = int(data[:16]) if op == b"MSG" and len(data) == self.size else -1
+                if k <= last or (not self.queue and k != last + 1):
+                    self.errors.append("subscriber %d: got %r %r after message %d" % (i, op, data[:40], last))
                     return
-                expect += 1
-                self.received += 1
+                last = k
+                self.counts[i] += 1
+                if self.queue:
+                    self.seen[i].append(k)
         except Exception as e:
-            self.errors.append("subscriber: %r" % e)
+            self.errors.append("subscriber %d: %r" % (i, e))
 
     def finish(self, timeout=30.0):
+        """Stop publishing, wait for the rest: (sent, received, errors).
+        `received` counts each message once (queue members together, or
+        the least any plain subscriber got)."""
         self.stop_ev.set()
         self.t_pub.join(timeout)
-        self.t_sub.join(timeout)
-        self.sub.close()
-        self.pub.close()
-        return self.sent, self.received, self.errors
+        for t in self.t_subs:
+            t.join(timeout)
+        for c in self.subs + [self.pub]:
+            c.close()
+        if self.queue:
+            allk = sorted(k for xs in self.seen for k in xs)
+            if allk != list(range(1, self.sent + 1)):
+                self.errors.append("queue group: %d messages seen, %d distinct, %d sent"
+                                   % (len(allk), len(set(allk)), self.sent))
+            return self.sent, len(set(allk)), self.errors
+        return self.sent, min(self.counts), self.errors
 
 
 def wire_exchange(port, data, rnd, timeout=5.0):
@@ -1966,6 +2002,533 @@ def faults_routes(cycles=3, stop_seconds=3.0, python=None, rep=None):
     return rep
 
 
+
+# ---------------------------------------------------------------------------
+# Campaign 6: abuse
+# ---------------------------------------------------------------------------
+
+class Pinger:
+    """A clean client timing PING round trips on its own thread, every
+    `period` seconds, with named phases."""
+
+    def __init__(self, port, connect=b'{"verbose":false}', period=0.02):
+        self.c = RawClient(port, connect)
+        self.c.ping()
+        self.period = period
+        self.samples = {}
+        self.phase = "start"
+        self.errors = []
+        self.stop_ev = threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        while not self.stop_ev.is_set():
+            t0 = time.monotonic()
+            try:
+                self.c.ping(30)
+            except Exception as e:
+                self.errors.append("%s: %r" % (self.phase, e))
+                return
+            self.samples.setdefault(self.phase, []).append(time.monotonic() - t0)
+            time.sleep(self.period)
+
+    def stats(self, phase):
+        xs = sorted(self.samples.get(phase, []))
+        if not xs:
+            return "no samples"
+        return "p50 %.1f / p99 %.1f / max %.1f ms (%d pings)" % (
+            xs[len(xs) // 2] * 1e3, xs[min(len(xs) - 1, int(len(xs) * 0.99))] * 1e3, xs[-1] * 1e3, len(xs))
+
+    def worst(self):
+        return max((max(v) for v in self.samples.values() if v), default=0.0)
+
+    def finish(self):
+        self.stop_ev.set()
+        self.t.join(40)
+        self.c.close()
+        return self.errors
+
+
+def read_all_until_closed(socks, timeout):
+    """Wait until the server closes each socket; (closed count, bytes each)."""
+    sel = selectors.DefaultSelector()
+    data = {}
+    for s in socks:
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+        data[s] = bytearray()
+    closed = 0
+    deadline = time.monotonic() + timeout
+    while closed < len(socks) and time.monotonic() < deadline:
+        for key, _ in sel.select(0.2):
+            s = key.fileobj
+            try:
+                d = s.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                d = b""
+            if d:
+                data[s] += d
+            else:
+                sel.unregister(s)
+                closed += 1
+    sel.close()
+    return closed, data
+
+
+def abuse_silent(conns=1000, python=None, rep=None):
+    """Connections that never send CONNECT: without auth they are held
+    (cheaply); with `--user a --pass b` each is closed after the auth
+    timeout with -ERR 'Authentication Timeout'. A clean client's PING
+    latency is timed throughout."""
+    rep = rep or Report("abuse: silent connections")
+    raise_nofile(conns + 2048)
+    for auth in (False, True):
+        args = ["-m", str(free_port())] + (["--user", "a", "--pass", "b"] if auth else [])
+        srv = start_server(*args, python=python)
+        tag = "with auth" if auth else "no auth"
+        socks = []
+        try:
+            base = settle_rss(srv.proc.pid, 0.3)
+            pinger = Pinger(srv.port, b'{"verbose":false,"user":"a","pass":"b"}' if auth else b'{"verbose":false}')
+            pinger.phase = "flood"
+            t0 = time.monotonic()
+            for _ in range(conns):
+                socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=10))
+            opened = time.monotonic() - t0
+            if auth:
+                closed, data = read_all_until_closed(socks, 15)
+                dt = time.monotonic() - t0
+                told = sum(1 for d in data.values() if d.endswith(b"-ERR 'Authentication Timeout'\r\n"))
+                rep.fig("%s: closed by the server" % tag, "%d of %d, %d told why, all within %.1f s of the first"
+                        % (closed, conns, told, dt))
+                rep.check(closed == conns and told == conns,
+                          "%s: %d of %d closed, %d with -ERR 'Authentication Timeout'" % (tag, closed, conns, told))
+            else:
+                time.sleep(1.0)
+                rss = proc_mem(srv.proc.pid)[0]
+                rep.fig("%s: held silent connections" % tag, "%d (opened in %.2f s)" % (conns, opened))
+                rep.fig("%s: RSS per silent connection KiB" % tag, round((rss - base) / conns, 2))
+                # they are real clients: a PING on one of them is answered
+                socks[0].sendall(b"PING\r\n")
+                socks[0].settimeout(5)
+                rep.check(b"PONG" in socks[0].recv(65536) + socks[0].recv(65536),
+                          "a silent connection was not answered when it spoke")
+            rep.fig("%s: PING latency during the flood" % tag, pinger.stats("flood"))
+            for e in pinger.finish():
+                rep.fail("%s: pinger: %s" % (tag, e))
+            rep.check(pinger.worst() < 1.0, "%s: a PING took %.2f s" % (tag, pinger.worst()))
+            server_health(srv, rep)
+        finally:
+            for s in socks:
+                s.close()
+            srv.stop()
+    return rep
+
+
+def abuse_big_connect(sizes=(5000, 1 << 20, 16 << 20), python=None, rep=None):
+    """CONNECT lines far beyond max_control_line (4 KiB): the server must
+    answer -ERR 'Maximum Control Line Exceeded' and close without reading
+    (or keeping) the rest."""
+    rep = rep or Report("abuse: oversized CONNECT")
+    for auth in (False, True):
+        srv = start_server(*(["--user", "a", "--pass", "b"] if auth else []), python=python)
+        try:
+            base = settle_rss(srv.proc.pid, 0.3)
+            for size in sizes:
+                s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+                s.recv(4096)
+                body = b'CONNECT {"name":"' + b"n" * size + b'"}\r\n'
+                sent = 0
+                try:
+                    view = memoryview(body)
+                    while sent < len(body):
+                        sent += s.send(view[sent:sent + 65536])
+                except OSError:
+                    pass
+                closed, data = read_all_until_closed([s], 10)
+                out = bytes(data[s])
+                s.close()
+                rep.fig("%s: CONNECT of %d bytes" % ("auth" if auth else "no auth", size),
+                        "answered %r, closed=%s, %d bytes accepted by the kernel"
+                        % (out[-50:], bool(closed), sent))
+                rep.check(closed and out.endswith(b"-ERR 'Maximum Control Line Exceeded'\r\n"),
+                          "CONNECT of %d bytes: got %r, closed=%s" % (size, out[-100:], closed))
+            peak = proc_mem(srv.proc.pid)[1]
+            rep.fig("%s: RSS baseline / peak KiB" % ("auth" if auth else "no auth"), "%d / %d" % (base, peak))
+            rep.check(peak - base < 16 * 1024, "RSS grew by %d KiB for oversized CONNECTs" % (peak - base))
+            c = RawClient(srv.port, b'{"verbose":false,"user":"a","pass":"b"}' if auth else b'{"verbose":false}')
+            c.ping()
+            c.close()
+            server_health(srv, rep)
+        finally:
+            srv.stop()
+    return rep
+
+
+def sub_flood(port, n, subject_fmt=b"many.%d", batch=5000, connect=b'{"verbose":false}'):
+    """One client sends n SUBs; returns (client, count of -ERRs, seconds).
+    Reads while it writes so its own -ERRs never make it slow."""
+    c = RawClient(port, connect)
+    errs = [0]          # -ERR count; errs[1]: the probe message arrived
+    errs.append(False)
+    stop = threading.Event()
+    err = b"-ERR 'Maximum Subscriptions Exceeded'\r\n"
+    probe = b"MSG many.7 7 2\r\nhi\r\n"
+
+    def reader():
+        buf = b""
+        import select
+        while not stop.is_set():
+            try:
+                if not select.select([c.sock], [], [], 0.2)[0]:
+                    continue
+                d = c.sock.recv(1 << 20)
+            except OSError:
+                return
+            if not d:
+                return
+            buf += d
+            errs[0] += buf.count(err)
+            errs[1] = errs[1] or probe in buf
+            buf = buf[-(len(err) - 1):] if not buf.endswith(err) else b""
+            if err[:-1] in buf:
+                buf = b""
+    c.sock.settimeout(120)      # the writer may wait while the server catches up
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    t0 = time.monotonic()
+    for start in range(0, n, batch):
+        c.sock.sendall(b"".join(b"SUB " + (subject_fmt % k) + b" %d\r\n" % k
+                                for k in range(start, min(n, start + batch))))
+    # a PING on a second connection cannot tell us when this one's input is
+    # done; ask the monitor-free way: a PING on this connection, then wait
+    c.sock.sendall(b"PING\r\n")
+    return c, errs, t, stop, t0
+
+
+def abuse_subscriptions(n=100000, limit=1000, python=None, rep=None, ping_bound=1.0):
+    """A client subscribing to n subjects: with `max_subscriptions: 1000` in
+    a config file every SUB past the limit gets -ERR 'Maximum Subscriptions
+    Exceeded' and the connection stays; without a limit all n are held and
+    dropped again when it leaves. Another client's PING is timed."""
+    rep = rep or Report("abuse: a million subscriptions")
+    for limited in (True, False):
+        if limited and not config_supported():
+            rep.skip("config files are not supported yet: max_subscriptions part")
+            continue
+        mport = free_port()
+        conf = "max_subscriptions: %d\n" % limit if limited else None
+        srv = start_server("-m", str(mport), config=conf, python=python)
+        tag = "max_subscriptions %d" % limit if limited else "no limit"
+        try:
+            base = settle_rss(srv.proc.pid, 0.3)
+            pinger = Pinger(srv.port)
+            pinger.phase = "subs"
+            c, errs, t, stop, t0 = sub_flood(srv.port, n)
+            # the PING sent last is answered once all SUBs were processed
+            ok = wait_for(lambda: (varz(mport) or {}).get("subscriptions") == (limit if limited else n)
+                          and (not limited or errs[0] == n - limit), 120 + n / 5000, 0.2)
+            dt = time.monotonic() - t0
+            v = varz(mport) or {}
+            rep.fig("%s: SUBs sent / held / -ERRs" % tag, "%d / %s / %d (%.1f s)" % (n, v.get("subscriptions"), errs[0], dt))
+            rep.check(ok, "%s: subscriptions %s, -ERRs %d (expected %d, %d)"
+                      % (tag, v.get("subscriptions"), errs[0], limit if limited else n, n - limit if limited else 0))
+            rss = proc_mem(srv.proc.pid)[0]
+            rep.fig("%s: RSS baseline / with subs KiB" % tag, "%d / %d" % (base, rss))
+            rep.fig("%s: PING latency while subscribing" % tag, pinger.stats("subs"))
+            # the subscriber still works
+            p = RawClient(srv.port)
+            p.send(b"PUB many.7 2\r\nhi\r\n")
+            p.ping()
+            p.close()
+            rep.check(wait_for(lambda: errs[1], 10), "%s: the subscriber lost its message" % tag)
+            stop.set()
+            t.join(5)
+            pinger.phase = "unsub"
+            c.close()
+            gone = wait_for(lambda: (varz(mport) or {}).get("subscriptions") == 0, 60, 0.2)
+            rep.check(gone, "%s: subscriptions left after the client closed: %s" % (tag, (varz(mport) or {}).get("subscriptions")))
+            rep.fig("%s: PING latency while they are removed" % tag, pinger.stats("unsub"))
+            rep.fig("%s: RSS after KiB" % tag, settle_rss(srv.proc.pid, 1.0))
+            for e in pinger.finish():
+                rep.fail("%s: pinger: %s" % (tag, e))
+            rep.check(pinger.worst() < ping_bound, "%s: a PING took %.2f s (bound %.1f s)"
+                      % (tag, pinger.worst(), ping_bound))
+            server_health(srv, rep)
+        finally:
+            srv.stop()
+    return rep
+
+
+def abuse_wildcards(depth=14, pubs=300, python=None, rep=None):
+    """2^(depth-1) wildcard subscriptions that nearly match `a.a.a...`, then
+    PUBs to distinct subjects that walk every one of them; plus `>` and `*`
+    subscriptions on subjects of ~1,000 tokens. Another client's PING is
+    timed, a matching subscriber counts exactly."""
+    import itertools
+    rep = rep or Report("abuse: wildcard blow-up")
+    srv = start_server(python=python)
+    try:
+        abuser = RawClient(srv.port)
+        subs = [b"SUB %s.z %d\r\n" % (".".join(c).encode(), k)
+                for k, c in enumerate(itertools.product("a*", repeat=depth - 1))]
+        deep = b".".join([b"*"] * 1000)
+        subs += [b"SUB %s 900001\r\n" % deep, b"SUB %s.> 900002\r\n" % b".".join([b"*"] * 999)]
+        t0 = time.monotonic()
+        abuser.send(b"".join(subs))
+        abuser.ping(120)
+        rep.fig("wildcard subscriptions", "%d (%.1f s to add)" % (len(subs), time.monotonic() - t0))
+        watcher = RawClient(srv.port)
+        prefix = b".".join([b"a"] * (depth - 1))
+        watcher.send(b"SUB %s.> 1\r\n" % b".".join([b"a"] * (depth - 2)))
+        watcher.ping()
+        pinger = Pinger(srv.port)
+        pinger.phase = "pubs"
+        t0 = time.monotonic()
+        abuser.send(b"".join(b"PUB %s.%d 1\r\nx\r\n" % (prefix, k) for k in range(pubs)))
+        deep_subj = b".".join([b"d"] * 1000)
+        abuser.send(b"PUB %s 1\r\ny\r\n" % deep_subj * 20)
+        before_pong = abuser.ping(600)
+        dt = time.monotonic() - t0
+        deep_got = before_pong.count(b"MSG %s " % deep_subj)
+        got = []
+        try:
+            for _ in range(pubs):
+                got.append(watcher.read_msg(30)[1][0])
+        except (TimeoutError, EOFError) as e:
+            rep.fail("watcher: %r" % e)
+        rep.check(got == [b"%s.%d" % (prefix, k) for k in range(pubs)],
+                  "the matching subscriber got %d of %d messages" % (len(got), pubs))
+        rep.fig("PUBs walking every subscription", "%d in %.2f s (%.1f ms each)" % (pubs, dt, dt / pubs * 1e3))
+        rep.fig("1,000-token subjects matched by * and >", "%d of 40 deliveries" % deep_got)
+        rep.check(deep_got == 40, "deep subject deliveries: %d of 40" % deep_got)
+        rep.fig("PING latency meanwhile", pinger.stats("pubs"))
+        for e in pinger.finish():
+            rep.fail("pinger: %s" % e)
+        rep.check(pinger.worst() < 0.5, "a PING took %.2f s" % pinger.worst())
+        abuser.close()
+        watcher.close()
+        server_health(srv, rep)
+    finally:
+        srv.stop()
+    return rep
+
+
+
+# ---------------------------------------------------------------------------
+# Campaign 7: soak
+# ---------------------------------------------------------------------------
+
+class RequestReply:
+    """A responder echoing requests and a requester counting replies,
+    one request in flight at a time."""
+
+    def __init__(self, port):
+        self.resp = RawClient(port)
+        self.resp.send(b"SUB soak.svc 1\r\n")
+        self.resp.ping()
+        self.req = RawClient(port)
+        self.req.send(b"SUB soak.inbox.* 1\r\n")
+        self.req.ping()
+        self.asked = self.answered = 0
+        self.errors = []
+        self.lat = []
+        self.stop_ev = threading.Event()
+        self.t1 = threading.Thread(target=self._respond, daemon=True)
+        self.t2 = threading.Thread(target=self._request, daemon=True)
+        self.t1.start()
+        self.t2.start()
+
+    def _respond(self):
+        try:
+            while not self.stop_ev.is_set():
+                try:
+                    op, args, data = self.resp.read_msg(timeout=0.5)
+                except TimeoutError:
+                    continue
+                if op == b"MSG":
+                    self.resp.send(b"PUB %s %d\r\n%s\r\n" % (args[2], len(data), data))
+                elif op == b"PING":
+                    self.resp.send(b"PONG\r\n")
+        except Exception as e:
+            self.errors.append("responder: %r" % e)
+
+    def _request(self):
+        try:
+            while not self.stop_ev.is_set():
+                k = self.asked + 1
+                t0 = time.monotonic()
+                self.req.send(b"PUB soak.svc soak.inbox.%d %d\r\n%d\r\n" % (k, len(b"%d" % k), k))
+                self.asked = k
+                while True:
+                    op, args, data = self.req.read_msg(timeout=10)
+                    if op == b"MSG":
+                        break
+                if data != b"%d" % k:
+                    self.errors.append("requester: reply %r to request %d" % (data, k))
+                    return
+                self.answered += 1
+                self.lat.append(time.monotonic() - t0)
+                time.sleep(0.005)
+        except Exception as e:
+            self.errors.append("requester: %r" % e)
+
+    def finish(self):
+        self.stop_ev.set()
+        self.t2.join(15)
+        self.t1.join(5)
+        self.resp.close()
+        self.req.close()
+        return self.asked, self.answered, self.errors
+
+
+def soak(minutes=1.0, sample=10.0, python=None, rep=None, progress=True):
+    """Mixed traffic for `minutes`: plain, wildcard and queue-group streams
+    counted exactly, request/reply, connection churn, a stalled subscriber
+    cut off now and then, bad clients, monitor requests. RSS sampled every
+    `sample` seconds; it must not keep growing."""
+    rep = rep or Report("soak (%g min)" % minutes)
+    mport = free_port()
+    srv = start_server("-m", str(mport), python=python)
+    rep.fig("server", " ".join(srv.cmd[:2]))
+    pid = srv.proc.pid
+    rnd = random.Random(9)
+    samples = []
+    extra = {"churn": 0, "stalled": 0, "bad": 0, "monitor": 0}
+    streams = []
+    try:
+        streams = [
+            CleanTraffic(srv.port, rate=800, size=64, subject=b"soak.plain"),
+            CleanTraffic(srv.port, rate=400, size=256, subject=b"soak.w.x", sub_subject=b"soak.w.*", members=2),
+            CleanTraffic(srv.port, rate=400, size=32, subject=b"soak.q", queue=b"workers", members=3),
+            CleanTraffic(srv.port, rate=100, size=4096, subject=b"soak.big.x", sub_subject=b"soak.big.>"),
+        ]
+        rr = RequestReply(srv.port)
+        bed = Bed()
+        t0 = time.monotonic()
+        end = t0 + minutes * 60
+        next_sample = t0
+        stalled = []
+        while time.monotonic() < end:
+            now = time.monotonic()
+            if now >= next_sample:
+                rss, hwm = proc_mem(pid)
+                samples.append((round(now - t0), rss))
+                if progress:
+                    print("  soak: %4d s  RSS %d KiB  sent %s" % (now - t0, rss, [x.sent for x in streams]),
+                          flush=True)
+                next_sample += sample
+            r = rnd.random()
+            if r < 0.4:
+                done, fails = churn(srv.port, 20, inflight=10, timeout=20)
+                extra["churn"] += done
+                for f in fails[:3]:
+                    rep.fail("churn: %s" % f)
+            elif r < 0.6:
+                data = mutate(rnd, gen_stream(rnd))
+                try:
+                    wire_exchange(srv.port, data, rnd)
+                    extra["bad"] += 1
+                except OSError as e:
+                    rep.fail("bad client: %s" % e)
+            elif r < 0.7:
+                try:
+                    monitor_get(mport, rnd.choice(["/varz", "/connz?subs=1", "/subsz", "/routez"]), 5)
+                    extra["monitor"] += 1
+                except (OSError, ValueError) as e:
+                    rep.fail("monitor: %r" % e)
+            elif r < 0.72 and len(stalled) < 2:
+                stalled.append(stalled_subscriber(srv.port, b"soak.>"))
+                extra["stalled"] += 1
+            elif stalled and r < 0.75:
+                s = stalled.pop(0)
+                s.close()
+            time.sleep(0.05)
+        for s in stalled:
+            s.close()
+        results = [x.finish(60) for x in streams]
+        asked, answered, rr_errors = rr.finish()
+        bed.close()
+        names = ["plain 1:1", "wildcard 1:2", "queue group of 3", "4 KiB to soak.big.>"]
+        for name, (sent, received, errors) in zip(names, results):
+            rep.fig("%s sent/received" % name, "%d/%d" % (sent, received))
+            rep.check(sent == received and not errors, "%s: sent %d, received %d, %s" % (name, sent, received, errors[:3]))
+        rep.fig("requests / replies", "%d / %d (p50 %.2f ms)" % (asked, answered, sorted(rr.lat)[len(rr.lat) // 2] * 1e3 if rr.lat else -1))
+        rep.check(not rr_errors and answered >= asked - 1, "request/reply: %d/%d %s" % (answered, asked, rr_errors[:3]))
+        rep.fig("churn cycles / bad clients / monitor GETs / stalled subs", "%(churn)d / %(bad)d / %(monitor)d / %(stalled)d" % extra)
+        v = varz(mport) or {}
+        rep.fig("varz slow_consumers / total_connections", "%s / %s" % (v.get("slow_consumers"), v.get("total_connections")))
+        rss_vals = [x[1] for x in samples]
+        rep.fig("RSS samples KiB (every %gs)" % sample, " ".join(str(x) for x in rss_vals))
+        rep.fig("RSS first / last / peak KiB", "%d / %d / %d" % (rss_vals[0], rss_vals[-1], proc_mem(pid)[1]))
+        if len(rss_vals) >= 6:
+            # after the first third (warm-up), RSS must not keep growing
+            third = len(rss_vals) // 3
+            early = max(rss_vals[third:2 * third])
+            late = max(rss_vals[2 * third:])
+            rep.check(late <= early * 1.10, "RSS kept growing: %d KiB in the middle third, %d KiB in the last"
+                      % (early, late))
+        server_health(srv, rep)
+    finally:
+        srv.stop()
+    return rep
+
+
+# ---------------------------------------------------------------------------
+# The command line
+# ---------------------------------------------------------------------------
+
+def _campaigns(args):
+    L = args.long
+    py = args.python
+    seed = args.seed
+    return {
+        "fuzz-parser": lambda: [fuzz_parser(inputs=1000000 if L else 20000, seed=seed, progress=L)],
+        "fuzz-wire": lambda: [fuzz_wire(inputs=50000 if L else 2000, seed=seed, python=py, progress=L)],
+        "fuzz-config": lambda: [fuzz_config(inputs=100000 if L else 3000, processes=400 if L else 40,
+                                            seed=seed, python=py, progress=L)],
+        "load": lambda: [load(conns=10000 if L else 2000, cycles=100000 if L else 5000,
+                              msgs=100 if L else 20, python=py)],
+        "slow": lambda: [slow(fast=8 if L else 4, stalled=8 if L else 4, msgs=20000 if L else 5000,
+                              max_pending=mp, python=py) for mp in ("1MB", "1048576")],
+        "faults": lambda: [faults_midmsg(conns=3000 if L else 300, kills=50 if L else 10, python=py),
+                           faults_tls(half_open=2000 if L else 200, python=py),
+                           faults_monitor(seconds=20 if L else 5, python=py),
+                           faults_routes(cycles=10 if L else 3, python=py)],
+        "abuse": lambda: [abuse_silent(conns=10000 if L else 1000, python=py),
+                          abuse_big_connect(sizes=(5000, 1 << 20, 64 << 20) if L else (5000, 1 << 20), python=py),
+                          abuse_subscriptions(n=1000000 if L else 100000, python=py,
+                                              ping_bound=10.0 if L else 1.0),
+                          abuse_wildcards(depth=16 if L else 13, python=py)],
+        "soak": lambda: [soak(minutes=args.minutes, python=py)],
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("campaign", nargs="+", help="campaign name(s), or 'all' (every one but soak)")
+    ap.add_argument("--long", action="store_true", help="the hand-run sizes (minutes, not seconds)")
+    ap.add_argument("--python", default=SYSTEM_PYTHON if os.path.exists(SYSTEM_PYTHON) else sys.executable,
+                    help="interpreter for the server processes (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the fuzzers (default 1)")
+    ap.add_argument("--minutes", type=float, default=1.0, help="soak duration (default 1)")
+    args = ap.parse_args(argv)
+    table = _campaigns(args)
+    names = [n for n in table if n != "soak"] if args.campaign == ["all"] else args.campaign
+    bad = [n for n in names if n not in table]
+    if bad:
+        ap.error("unknown campaign(s): %s (choose from %s)" % (", ".join(bad), ", ".join(table)))
+    print("server interpreter: %s; runner: %s %s" % (args.python, sys.executable, sys.version.split()[0]), flush=True)
+    ok = True
+    for n in names:
+        for rep in table[n]():
+            print(rep.text(), flush=True)
+            ok = ok and rep.ok
+    return 0 if ok else 1
+
+
 if __name__ == "__main__":
-    r = faults_routes(python=sys.argv[1] if len(sys.argv) > 1 else None)
-    print(r.text()[:8000])
+    sys.exit(main())
