@@ -190,5 +190,68 @@ class TestRegressions(unittest.TestCase):
             clean.close()
 
 
+class Campaign(unittest.TestCase):
+    """Runs a campaign function; fails with its whole report."""
+
+    def run_campaign(self, rep):
+        if rep.skipped and not rep.figures:
+            self.skipTest("; ".join(rep.skipped))
+        self.assertTrue(rep.ok, "\n" + rep.text())
+        return rep
+
+
+class TestFuzzing(Campaign):
+    def test_parser_in_process(self):
+        self.run_campaign(stress.fuzz_parser(inputs=20000, seed=1))
+
+    def test_parser_over_sockets_with_a_clean_pair(self):
+        self.run_campaign(stress.fuzz_wire(inputs=1000, seed=2))
+
+    def test_config_files(self):
+        self.run_campaign(stress.fuzz_config(inputs=1500, processes=24, seed=3))
+
+
+class TestLoad(Campaign):
+    def test_connections_fanout_and_churn(self):
+        rep = self.run_campaign(stress.load(conns=2000, cycles=5000, msgs=20))
+        self.assertIn("40000/40000", rep.figures["fan-out deliveries expected/counted"])
+
+
+class TestSlowConsumers(Campaign):
+    def test_max_pending_from_config_size(self):
+        self.run_campaign(stress.slow(fast=4, stalled=4, msgs=8000, max_pending="1MB"))
+
+    def test_max_pending_from_config_number(self):
+        self.run_campaign(stress.slow(fast=2, stalled=2, msgs=8000, max_pending="1048576"))
+
+
+class TestFaults(Campaign):
+    def test_clients_killed_mid_message(self):
+        self.run_campaign(stress.faults_midmsg(conns=300, kills=6))
+
+    def test_half_open_tls_handshakes(self):
+        self.run_campaign(stress.faults_tls(half_open=200))
+
+    def test_monitor_hammering(self):
+        self.run_campaign(stress.faults_monitor(seconds=4, threads=6, idle=80))
+
+    def test_routes_killed_and_stopped(self):
+        self.run_campaign(stress.faults_routes(cycles=1, stop_seconds=2.5))
+
+
+class TestAbuse(Campaign):
+    def test_silent_connection_floods(self):
+        self.run_campaign(stress.abuse_silent(conns=1000))
+
+    def test_oversized_connect(self):
+        self.run_campaign(stress.abuse_big_connect(sizes=(5000, 1 << 20)))
+
+    def test_many_subscriptions(self):
+        self.run_campaign(stress.abuse_subscriptions(n=50000, limit=1000))
+
+    def test_wildcard_blowup(self):
+        self.run_campaign(stress.abuse_wildcards(depth=13, pubs=300))
+
+
 if __name__ == "__main__":
     unittest.main()

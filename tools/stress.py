@@ -1462,7 +1462,7 @@ def publish_batches(port, subject, payload, count, batch=200):
     return dt
 
 
-def slow(fast=4, stalled=4, msgs=5000, size=1024, max_pending="1MB", python=None, rep=None):
+def slow(fast=4, stalled=4, msgs=8000, size=1024, max_pending="1MB", python=None, rep=None):
     """Fast subscribers get every message; stalled ones are cut off at
     max_pending (from a config file); the server's RSS stays bounded."""
     rep = rep or Report("slow (max_pending %s)" % max_pending)
@@ -2492,7 +2492,7 @@ def _campaigns(args):
                                             seed=seed, python=py, progress=L)],
         "load": lambda: [load(conns=10000 if L else 2000, cycles=100000 if L else 5000,
                               msgs=100 if L else 20, python=py)],
-        "slow": lambda: [slow(fast=8 if L else 4, stalled=8 if L else 4, msgs=20000 if L else 5000,
+        "slow": lambda: [slow(fast=8 if L else 4, stalled=8 if L else 4, msgs=20000 if L else 8000,
                               max_pending=mp, python=py) for mp in ("1MB", "1048576")],
         "faults": lambda: [faults_midmsg(conns=3000 if L else 300, kills=50 if L else 10, python=py),
                            faults_tls(half_open=2000 if L else 200, python=py),
