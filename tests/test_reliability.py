@@ -207,6 +207,9 @@ class TestFuzzing(Campaign):
     def test_parser_over_sockets_with_a_clean_pair(self):
         self.run_campaign(stress.fuzz_wire(inputs=1000, seed=2))
 
+    def test_route_protocol_from_fake_peers(self):
+        self.run_campaign(stress.fuzz_routes(inputs=500, seed=4))
+
     def test_config_files(self):
         self.run_campaign(stress.fuzz_config(inputs=1500, processes=24, seed=3))
 

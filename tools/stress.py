@@ -1132,6 +1132,85 @@ def load(conns=2000, cycles=5000, msgs=20, size=64, python=None, rep=None):
 
 
 
+def gen_route_stream(rnd, k):
+    """A peer's side of a route: CONNECT and its INFO (never with `ip` or
+    gossip, so the server dials nothing), then interest and messages."""
+    name = b"FAKE%06d" % k
+    parts = []
+    if rnd.random() < 0.9:
+        parts.append(b'CONNECT {"verbose":false,"pedantic":false,"name":"%s","headers":true}\r\n' % name)
+        parts.append(b'INFO {"server_id":"%s","name":"%s","headers":true,"proto":1}\r\n' % (name, name))
+    for _ in range(rnd.randrange(1, 12)):
+        r = rnd.random()
+        subj = rnd.choice(SUBJECTS[:12]) if rnd.random() < 0.85 else rnd.choice(SUBJECTS)
+        if r < 0.3:
+            q = b" q%d %d" % (rnd.randrange(3), rnd.choice((0, 1, 5, 999999999999))) if rnd.random() < 0.3 else b""
+            parts.append(b"RS+ $G %s%s\r\n" % (subj, q))
+        elif r < 0.4:
+            parts.append(b"RS- $G %s%s\r\n" % (subj, b" q1" if rnd.random() < 0.3 else b""))
+        elif r < 0.75:
+            size = rnd.choice((0, 3, 100, 5000))
+            mid = rnd.choice((b"", b" reply.x", b" + reply.x q0 q1", b" | q0", b" | q2 q0"))
+            subj = subj.replace(b"*", b"s").replace(b">", b"g")
+            parts.append(b"RMSG $G %s%s %d\r\n%s\r\n" % (subj, mid, size, b"r" * size))
+        elif r < 0.85:
+            hdr = b"NATS/1.0\r\nK: v\r\n\r\n"
+            parts.append(b"HMSG $G foo %d %d\r\n%sxy\r\n" % (len(hdr), len(hdr) + 2, hdr))
+        elif r < 0.95:
+            parts.append(rnd.choice((b"PING\r\n", b"PONG\r\n", b"+OK\r\n", b"RS+ $SYS x\r\n",
+                                     b"RMSG $SYS x 1\r\nz\r\n")))
+        else:
+            parts.append(rnd.choice((b"-ERR 'bye'\r\n", b"CONNECT {}\r\n", b"RMSG $G\r\n")))
+    return b"".join(parts)
+
+
+def fuzz_routes(inputs=500, seed=4, python=None, rep=None):
+    """Mutated route protocol from fake peers on the cluster port (no
+    authorization configured, so anyone reaching it may try), while a clean
+    pair on the client port must receive everything. The server must stay
+    up, log no internal error, and end with no route and no stray interest."""
+    rep = rep or Report("fuzz-routes")
+    if not have_module("route"):
+        rep.skip("gnats/route.py is missing: no clustering yet")
+        return rep
+    rnd = random.Random(seed)
+    cport, mport = free_port(), free_port()
+    srv = start_server("--cluster", "nats://127.0.0.1:%d" % cport, "-m", str(mport), python=python)
+    rep.fig("server", " ".join(srv.cmd[:2]))
+    registered = closed_err = 0
+    try:
+        clean = CleanTraffic(srv.port)
+        for k in range(inputs):
+            data = gen_route_stream(rnd, k)
+            if rnd.random() < 0.8:
+                head = data.find(b"\r\n", data.find(b"INFO")) + 2 if data.startswith(b"CONNECT") else 0
+                data = data[:head] + mutate(rnd, data[head:]) if rnd.random() < 0.8 else mutate(rnd, data)
+            try:
+                out, reset = wire_exchange(cport, data, rnd)
+            except OSError as e:
+                rep.fail("input %d: %s; stream %r" % (k, e, data[:300]))
+                if srv.proc.poll() is not None:
+                    break
+                continue
+            registered += b"RS+ $G" in out or b"PONG" in out
+            closed_err += b"-ERR '" in out
+        sent, received, errors = clean.finish()
+        for e in errors:
+            rep.fail("clean pair: %s" % e)
+        rep.check(sent == received, "clean pair: sent %d, received %d" % (sent, received))
+        v = wait_for(lambda: (lambda x: x if x and x.get("routes") == 0 else None)(varz(mport)), 10)
+        rep.check(v is not None, "routes left after the fake peers closed: %s" % varz(mport))
+        if v:
+            rep.check(v["subscriptions"] == 0, "interest left behind: %s subscriptions" % v["subscriptions"])
+        rep.fig("fake peers (inputs)", inputs)
+        rep.fig("answered as a route / told -ERR", "%d / %d" % (registered, closed_err))
+        rep.fig("clean messages sent/received", "%d/%d" % (sent, received))
+        server_health(srv, rep)
+    finally:
+        srv.stop()
+    return rep
+
+
 # ---------------------------------------------------------------------------
 # Campaign 2: config fuzzing
 # ---------------------------------------------------------------------------
@@ -1397,6 +1476,25 @@ def fuzz_config(inputs=2000, processes=40, seed=3, python=None, rep=None, progre
                     rep.check(rc not in (None, 0) and err in text,
                               "gnatsd.py -c %s -t: expected %r and a non-zero exit, got %s: %s"
                               % (path, err, rc, text[-300:]))
+    # targeted: files and URLs the server opens itself (paths inside tmp)
+    targeted = ['log_file: "%s"' % tmp, 'log_file: "%s/a\x00b"' % tmp,
+                'log_file: "%s/no/such/dir.log"' % tmp, 'pid_file: "%s"' % tmp,
+                'ports_file_dir: "%s/nope"' % tmp, 'remote_syslog: "udp://127.0.0.1:99999"',
+                'remote_syslog: "tcp://127.0.0.1:1"', 'remote_syslog: "junk"',
+                'tls { cert_file: "%s/none.pem", key_file: "%s/none.pem" }' % (tmp, tmp),
+                'tls { cert_file: "./configs/certs/server-key.pem", key_file: "./configs/certs/server-cert.pem" }',
+                'authorization { users: [{user: a, password: b}, {user: a, password: c}] }',
+                'authorization { user: a, password: "$2a$04$short" }']
+    t_ok = 0
+    for j, line in enumerate(targeted):
+        path = os.path.join(tmp, "t%02d.conf" % j)
+        with open(path, "w") as f:
+            f.write(line + "\n")
+        rc, text = run_config_process(path, free_port(), True, python)
+        good = "Traceback" not in text and (rc is None or (rc != 0 and text.strip()))
+        t_ok += bool(good)
+        rep.check(good, "targeted config %r: exit %s, output %s" % (line, rc, text[-800:]))
+    rep.fig("targeted configs (log/pid/syslog/TLS/auth)", "%d of %d clean" % (t_ok, len(targeted)))
     rep.fig("processes started for real / run with -t", "%d / %d" % (started, checked))
     rep.fig("process errors, each printed cleanly", clean_errors)
     rep.fig("process time s", round(time.monotonic() - t1, 1))
@@ -2487,7 +2585,8 @@ def _campaigns(args):
     seed = args.seed
     return {
         "fuzz-parser": lambda: [fuzz_parser(inputs=1000000 if L else 20000, seed=seed, progress=L)],
-        "fuzz-wire": lambda: [fuzz_wire(inputs=50000 if L else 2000, seed=seed, python=py, progress=L)],
+        "fuzz-wire": lambda: [fuzz_wire(inputs=50000 if L else 2000, seed=seed, python=py, progress=L),
+                              fuzz_routes(inputs=20000 if L else 500, seed=seed, python=py)],
         "fuzz-config": lambda: [fuzz_config(inputs=100000 if L else 3000, processes=400 if L else 40,
                                             seed=seed, python=py, progress=L)],
         "load": lambda: [load(conns=10000 if L else 2000, cycles=100000 if L else 5000,
