@@ -1823,6 +1823,23 @@ def faults_tls(half_open=200, python=None, rep=None):
         rep.fig("closed by the server", "%d of %d within %.1f s" % (closed, half_open, time.monotonic() - t0))
         rep.check(closed == half_open, "%d of %d half-open TLS connections were not closed"
                   % (half_open - closed, half_open))
+        # handshake done, then raw bytes under the TLS layer: bad records,
+        # alerts, plain text; each connection must be closed, nothing else
+        junk = [b"\x17\x03\x03\x00\x10" + b"A" * 16, b"PUB foo 1\r\nx\r\n", b"\x15\x03\x03\x00\x02\x02\x28",
+                b"\x16\x03\x01\x00\x05hello", b"\x00" * 100, b"\x17\x03\x03\xff\xff"]
+        jclosed = 0
+        for j in range(len(junk) * 5):
+            t = tls_client(srv.port)
+            t.sendall(b'CONNECT {"verbose":false}\r\nPING\r\n')
+            t.recv(4096)
+            raw = socket.socket(fileno=os.dup(t.fileno()))
+            raw.sendall(junk[j % len(junk)])
+            n, closed = drain_until_closed(raw, 5)
+            jclosed += closed
+            raw.close()
+            t.close()
+        rep.fig("garbage under an established TLS session", "%d of %d closed by the server" % (jclosed, len(junk) * 5))
+        rep.check(jclosed == len(junk) * 5, "%d garbage TLS connections left open" % (len(junk) * 5 - jclosed))
         good.sendall(b"PING\r\n")
         good.settimeout(5)
         rep.check(b"PONG" in good.recv(4096), "the TLS client was not answered after the timeouts")
