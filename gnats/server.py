@@ -28,6 +28,11 @@ from .sublist import Sublist
 ACCEPT_BATCH = 64           # connections accepted per readiness event
 SLOW_CHECK_INTERVAL = 0.25  # how often write-blocked connections are checked
 MAX_CLOSED_CLIENTS = 10000  # closed connections remembered for /connz (as nats-server)
+# Subscription details kept across all those records. The ring bounds the
+# number of records, not their size: every client that left after holding
+# 100k subscriptions kept ~34 MB alive, so a few reconnecting abusers
+# could exhaust memory. Oldest records lose their lists first.
+MAX_CLOSED_SUB_DETAILS = 100000
 
 
 def new_server_id():
@@ -103,6 +108,8 @@ class Server:
         self.write_blocked = set()
         # recently closed connections for /connz?state=closed (bounded)
         self.closed_conns = deque(maxlen=MAX_CLOSED_CLIENTS)
+        self._closed_with_subs = deque()    # records still holding a subs list, oldest first
+        self._closed_subs_n = 0
         self.start_time = time.time()
         self.config_load_time = self.start_time
         self.in_msgs = self.in_bytes = 0
@@ -348,7 +355,7 @@ class Server:
         rec = conn_record(c)
         rec["stop"] = time.time()
         rec["reason"] = reason
-        self.closed_conns.append(rec)
+        self.remember_closed(rec)
         for sub in list(c.subs.values()):
             sub.closed = True
             self.remove_sub(sub)
@@ -357,6 +364,24 @@ class Server:
         self._closed_out_bytes += c.out_bytes
         if self.log.debug_on:
             self.log.debug("%s - Client connection closed: %s" % (c.tag(), reason))
+
+    def remember_closed(self, rec):
+        """Append to the closed-connection ring within MAX_CLOSED_SUB_DETAILS.
+        (A list is replaced, never changed: snapshots may share it.)"""
+        ring, with_subs, cap = self.closed_conns, self._closed_with_subs, MAX_CLOSED_SUB_DETAILS
+        if len(ring) == ring.maxlen and with_subs and with_subs[0] is ring[0]:
+            self._closed_subs_n -= len(with_subs.popleft()["subs_detail"])   # about to drop out
+        n = len(rec["subs_detail"])
+        if n > cap:
+            rec["subs"], rec["subs_detail"], n = rec["subs"][:cap], rec["subs_detail"][:cap], cap
+        while self._closed_subs_n + n > cap:
+            old = with_subs.popleft()
+            self._closed_subs_n -= len(old["subs_detail"])
+            old["subs"], old["subs_detail"] = [], []
+        if n:
+            with_subs.append(rec)
+            self._closed_subs_n += n
+        ring.append(rec)
 
     # -- interest -----------------------------------------------------------
     def add_sub(self, sub):
