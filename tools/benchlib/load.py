@@ -15,11 +15,13 @@ PING, and the PONG proves the server has read every PUB.
 The subscriber never parses. Payloads are lowercase letters and subjects hold
 no "M", "P" or "-", so after the setup PONG every "M" in the stream starts a
 `MSG ` frame: counting b"M" (bytearray.count, C speed, about 3 GB/s where
-b"MSG " manages 2) counts frames exactly, and "P"/"-" only appear in PING,
-PONG and -ERR, which are counted as whole patterns when a read holds one. Bytes are counted too and checked against the exact
-total the plan predicts, which catches truncated or mangled frames. A pattern
-split across two reads is caught by keeping the last 5 bytes in front of the
-next read and subtracting what that tail held on its own.
+b"MSG " manages 2) counts frames exactly. "P" and "-" only appear in PING,
+PONG and -ERR, which are counted as whole patterns when a read holds one (an
+-ERR text may hold an "M": the run has failed by then anyway). Bytes are
+counted too and checked against the exact total the plan predicts, which
+catches truncated or mangled frames. A pattern split across two reads is
+caught by keeping the last 5 bytes in front of the next read and subtracting
+what that tail held on its own.
 
 Subscribers of one group (one plain subscriber, or all members of a queue
 group) publish their running counts in a shared array and stop when the group
@@ -120,9 +122,14 @@ def run_worker(fn, ctl, name, *args):
     """Process target: run fn, report its result or its error; never a traceback."""
     try:
         result = fn(ctl, name, *args)
-    except (LoadError, OSError, ValueError) as e:
-        result = {"error": "%s: %s" % (type(e).__name__, e) if not isinstance(e, LoadError) else str(e)}
-        ctl.ready_q.put(("failed", name, result["error"]))
+    except LoadError as e:
+        result = {"error": str(e)}
+    except (OSError, ValueError) as e:          # ssl.SSLError is an OSError
+        result = {"error": "%s: %s" % (type(e).__name__, e)}
+    except KeyboardInterrupt:
+        result = {"error": "interrupted"}
+    if "error" in result:
+        ctl.ready_q.put(("failed", name, result["error"]))  # in case the runner still waits
     ctl.done_q.put(("done", name, result))
 
 
@@ -137,8 +144,13 @@ def publisher(ctl, name, port, tls, plan, cycles):
     c0 = time.process_time()
     sock.settimeout(ctl.timeout)
     sendall = sock.sendall
-    for _ in range(full):
+    abort = ctl.abort
+    for i in range(full):
         sendall(chunk)
+        if i & 31 == 31 and abort.is_set():   # a cheap look every 2 MiB or so
+            sock.close()
+            return {"error": "aborted after %d of %d msgs" % ((i + 1) * per_chunk * len(plan),
+                                                             cycles * len(plan))}
     if rem:
         sendall(cycle * rem)
     sendall(b"PING\r\n")
