@@ -398,9 +398,10 @@ class _Parser:
         if c in ('"', "'"):
             name = self.quoted(c)
         else:
-            mt = _BARE_VALUE.match(self.text, self.i)
-            name = mt.group()
-            self.i = mt.end()
+            mt = _BARE_VALUE.match(self.text, self.i)    # None before `}`, `,`, `;`
+            name = mt.group() if mt else ""
+            if mt:
+                self.i = mt.end()
         if not name:
             self.error("include needs a file name", at)
         if "\0" in name:       # os.path and open() raise ValueError on NUL
