@@ -130,6 +130,15 @@ class TestRegressions(unittest.TestCase):
         self.assertNotIn("Traceback", out)
         self.assertIn("FILE:2:9: include file name contains a NUL character", out)
 
+    def test_config_include_without_a_name_before_a_brace(self):
+        # `include}`: the bare-word regex matched nothing, AttributeError
+        # traceback (found by the long fuzz-config run)
+        for text in (b"include}\n", b"a { include}\n", b"include;\n"):
+            rc, out = self.run_config(text)
+            self.assertEqual(rc, 1)
+            self.assertNotIn("Traceback", out)
+            self.assertRegex(out, r"FILE:1:\d+: include needs a file name")
+
     def test_unopenable_log_file_or_bad_syslog_url(self):
         # the Logger was built outside any error handling: a traceback
         # (found by fuzz-config's targeted logging values)
