@@ -55,6 +55,7 @@ IMPLICIT_ATTEMPTS = 3       # least dial attempts for a route learned by gossip
 MAX_JSON_LINE = 64 * 1024   # INFO/CONNECT may be longer than max_control_line
 PCACHE_MAX = 1024           # distinct RMSG control lines cached per route
 MAX_REMOTE_SUBS = 1 << 20   # interest entries one peer may register (memory bound)
+RETIRE_GRACE = 2.0          # seconds a dropped duplicate route is still read
 
 # name check verdicts
 NAME_OK, NAME_ADOPT, NAME_CONFLICT = 0, 1, 2
@@ -151,6 +152,8 @@ class Route(Connection):
         self.registered = False
         self.connect_urls = []
         self.subs = {}                  # (subject, queue or None) -> Subscription
+        self.inherited = set()          # keys taken over from a retired duplicate
+        self.retired = False
         self.pcache = {}
         self.pgen = -1
         self.pings_out = 0
@@ -429,6 +432,7 @@ class Route(Connection):
             self.log.error("%s - Ignoring remote interest with an invalid subject %r" % (self.tag(), subject))
             return
         key = (subject, queue)
+        self.inherited.discard(key)
         sub = self.subs.get(key)
         if sub is not None:
             sub.weight = weight         # a queue group's new member count
@@ -454,6 +458,15 @@ class Route(Connection):
             sub.closed = True
             if self.registered:
                 self.server.sublist.remove(sub)
+
+    def drop_unconfirmed(self):
+        for key in self.inherited:
+            sub = self.subs.pop(key, None)
+            if sub is not None:
+                sub.closed = True
+                if self.registered:
+                    self.server.sublist.remove(sub)
+        self.inherited.clear()
 
     def insert_remote_subs(self):
         sl = self.server.sublist
@@ -944,11 +957,41 @@ class Cluster:
         if existing is not None:
             if self._keeps(existing, r):
                 self.log.debug('%s - Detected duplicate remote route "%s"' % (r.tag(), sid))
-                r.close_conn("Duplicate Route")
+                self.retire(r)
                 return
             self.log.debug('%s - Detected duplicate remote route "%s"' % (existing.tag(), sid))
-            existing.close_conn("Duplicate Route")
+            # the new route inherits the interest, so no message published
+            # before the peer resends it over the new route is dropped
+            for key, sub in existing.subs.items():
+                if key not in r.subs:
+                    r.subs[key] = Subscription(r, sub.subject, sub.queue, None, sub.weight)
+                    r.inherited.add(key)
+            self.unregister(existing)
+            self.retire(existing)
+            # what the peer does not confirm over the new route meanwhile was
+            # withdrawn on the old one: drop it when the grace period ends
+            r.timers.append(self.server.reactor.call_later(RETIRE_GRACE, r.drop_unconfirmed))
         self.register(r)
+
+    def retire(self, r):
+        """Stop sending on a duplicate route but lose nothing the peer
+        already sent on it: keep reading (and delivering) for a grace
+        period, then close. Closing at once lost messages in flight when
+        both ends dropped the route that carried traffic."""
+        r.retired = True
+        r.timers.append(self.server.reactor.call_later(RETIRE_GRACE, r.close_conn, "Duplicate Route"))
+
+    def unregister(self, r):
+        """Take a registered route out of use (its interest too)."""
+        r.remove_remote_subs()
+        r.registered = False
+        if self.remotes.get(r.remote_id) is r:
+            del self.remotes[r.remote_id]
+        if self.routes.pop(r.rid, None) is not None:
+            srv = self.server
+            srv._closed_out_msgs += r.out_msgs
+            srv._closed_out_bytes += r.out_bytes
+            r.out_msgs = r.out_bytes = 0
 
     def _keeps(self, existing, new):
         """Of two routes to one server, keep the one dialled by the server

@@ -12,8 +12,11 @@ route, so everything subscribed before the sentinel has arrived as well.
 import asyncio
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
+import threading
 import time
 import unittest
 import urllib.request
@@ -483,6 +486,59 @@ class TestDuplicateRoutes(ClusterCase):
         self.assertEqual(len(read_n(sub, 10)), 10)
         time.sleep(0.2)
         self.assertEqual(count_msgs(sub), [])
+
+
+    def test_no_loss_while_duplicate_routes_resolve(self):
+        # Both dial each other while traffic already flows at full speed: the
+        # route that is dropped must not lose what was in flight on it (it
+        # used to, when both ends closed the route that carried traffic).
+        pa, pb = free_port(), free_port()
+        a = self.node(cport=pa, routes=["nats://127.0.0.1:%d" % pb])
+        b = self.node(cport=pb, routes=["nats://127.0.0.1:%d" % pa])
+        sub = self.client(b)
+        sub.send(b"SUB seq 1\r\n")
+        sub.ping()
+        data = bytearray(sub.buf)
+        done = threading.Event()
+
+        def reader():
+            sub.sock.settimeout(0.2)
+            quiet = 0
+            while quiet < 8:        # until 1.6 s pass without data, once publishing ended
+                try:
+                    d = sub.sock.recv(1 << 20)
+                except socket.timeout:
+                    if done.is_set():
+                        quiet += 1
+                    continue
+                except OSError:
+                    break
+                if not d:
+                    break
+                quiet = 0
+                data.extend(d)
+        t = threading.Thread(target=reader)
+        t.start()
+        p = self.client(a)
+        seq = 0
+        deadline = time.monotonic() + 3.0      # spans the duplicate resolution
+        while time.monotonic() < deadline:
+            batch = []
+            for _ in range(2000):
+                seq += 1
+                n = b"%d" % seq
+                batch.append(b"PUB seq %d\r\n%s\r\n" % (len(n), n))
+            p.send(b"".join(batch))
+        p.ping(timeout=30)
+        done.set()
+        t.join(30)
+        self.assertMesh([a, b])
+        got = [int(x) for x in re.findall(rb"MSG seq 1 \d+\r\n(\d+)\r\n", bytes(data))]
+        self.assertTrue(got, "no message crossed")
+        first = got[0]
+        # once interest had crossed, every message arrived exactly once
+        missing = seq - first + 1 - len(got)
+        self.assertEqual((len(set(got)), missing, got[-1]), (len(got), 0, seq))
 
 
 class TestClusterNames(ClusterCase):
