@@ -113,7 +113,7 @@ class Reactor:
         monotonic = time.monotonic
         heappop = heapq.heappop
         while self.running:
-            if self.dirty:
+            if self.dirty or self._calls:
                 timeout = 0
             elif timers:
                 timeout = timers[0].when - monotonic()
@@ -159,8 +159,10 @@ class Reactor:
             dirty = self.dirty
 
     def _run_calls(self):
+        # only the calls queued before this turn: threads that keep queueing
+        # (monitor requests) must not keep the loop from its sockets
         calls = self._calls
-        while calls:
+        for _ in range(len(calls)):
             fn, args = calls.popleft()
             try:
                 fn(*args)

@@ -410,13 +410,26 @@ class Server:
         reactor thread, asking for a fresh one first (waits up to 1 s; a
         stalled reactor yields the previous snapshot, or None)."""
         if fresh:
-            ev = threading.Event()
-            self.reactor.call_soon_threadsafe(self._publish_snapshot, ev)
+            # Requests share one pending build: a build per request queued
+            # faster than the reactor could build them (~65 ms each with 10k
+            # connections), and hammering the monitor froze every client.
+            with self._snap_lock:
+                ev = self._snap_next
+                queue = ev is None
+                if queue:
+                    ev = self._snap_next = threading.Event()
+            if queue:
+                self.reactor.call_soon_threadsafe(self._publish_snapshot, ev)
             ev.wait(1.0)
         with self._snap_lock:
             return self._snap
 
+    _snap_next = None       # the event of a requested build not yet started
+
     def _publish_snapshot(self, ev):
+        with self._snap_lock:
+            if self._snap_next is ev:
+                self._snap_next = None      # later requests need a later build
         snap = self.build_snapshot()
         with self._snap_lock:
             self._snap = snap
