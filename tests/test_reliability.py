@@ -275,6 +275,14 @@ class TestFaults(Campaign):
     def test_monitor_hammering(self):
         self.run_campaign(stress.faults_monitor(seconds=4, threads=6, idle=80))
 
+    def test_monitor_hammering_with_many_connections(self):
+        # regression: every monitor request queued its own snapshot build
+        # (~20 ms with 3,000 connections) and the reactor ran the whole
+        # queue in one turn: a PING waited 1.5 s (10k connections: > 10 s).
+        # Now requests share one pending build (found by the faults campaign)
+        self.run_campaign(stress.faults_monitor(seconds=4, threads=8, idle=0, conns=3000,
+                                                ping_bound=0.75))
+
     def test_routes_killed_and_stopped(self):
         self.run_campaign(stress.faults_routes(cycles=1, stop_seconds=2.5))
 
