@@ -2641,31 +2641,32 @@ def soak(minutes=1.0, sample=10.0, python=None, rep=None, progress=True):
 # ---------------------------------------------------------------------------
 
 def _campaigns(args):
+    """name -> list of thunks, each returning one Report."""
     L = args.long
     py = args.python
     seed = args.seed
     return {
-        "fuzz-parser": lambda: [fuzz_parser(inputs=1000000 if L else 20000, seed=seed, progress=L)],
-        "fuzz-wire": lambda: [fuzz_wire(inputs=50000 if L else 2000, seed=seed, python=py, progress=L),
-                              fuzz_routes(inputs=20000 if L else 500, seed=seed, python=py)],
-        "fuzz-config": lambda: [fuzz_config(inputs=100000 if L else 3000, processes=400 if L else 40,
+        "fuzz-parser": [lambda: fuzz_parser(inputs=1000000 if L else 20000, seed=seed, progress=L)],
+        "fuzz-wire": [lambda: fuzz_wire(inputs=50000 if L else 2000, seed=seed, python=py, progress=L),
+                      lambda: fuzz_routes(inputs=20000 if L else 500, seed=seed, python=py)],
+        "fuzz-config": [lambda: fuzz_config(inputs=100000 if L else 3000, processes=400 if L else 40,
                                             seed=seed, python=py, progress=L)],
-        "load": lambda: [load(conns=10000 if L else 2000, cycles=100000 if L else 5000,
+        "load": [lambda: load(conns=10000 if L else 2000, cycles=100000 if L else 5000,
                               msgs=100 if L else 20, python=py, hold_rounds=3 if L else 2)],
-        "slow": lambda: [slow(fast=8 if L else 4, stalled=8 if L else 4, msgs=20000 if L else 8000,
-                              max_pending=mp, python=py) for mp in ("1MB", "1048576")],
-        "faults": lambda: [faults_midmsg(conns=3000 if L else 300, kills=50 if L else 10, python=py),
-                           faults_tls(half_open=2000 if L else 200, python=py),
-                           faults_monitor(seconds=20 if L else 5, python=py),
-                           faults_monitor(seconds=20 if L else 5, conns=10000 if L else 1000, python=py,
+        "slow": [lambda mp=mp: slow(fast=8 if L else 4, stalled=8 if L else 4, msgs=20000 if L else 8000,
+                                    max_pending=mp, python=py) for mp in ("1MB", "1048576")],
+        "faults": [lambda: faults_midmsg(conns=3000 if L else 300, kills=50 if L else 10, python=py),
+                   lambda: faults_tls(half_open=2000 if L else 200, python=py),
+                   lambda: faults_monitor(seconds=20 if L else 5, python=py),
+                   lambda: faults_monitor(seconds=20 if L else 5, conns=10000 if L else 1000, python=py,
                                           ping_bound=5.0 if L else 1.0),
-                           faults_routes(cycles=10 if L else 3, python=py)],
-        "abuse": lambda: [abuse_silent(conns=10000 if L else 1000, python=py),
-                          abuse_big_connect(sizes=(5000, 1 << 20, 64 << 20) if L else (5000, 1 << 20), python=py),
-                          abuse_subscriptions(n=1000000 if L else 100000, python=py,
+                   lambda: faults_routes(cycles=10 if L else 3, python=py)],
+        "abuse": [lambda: abuse_silent(conns=10000 if L else 1000, python=py),
+                  lambda: abuse_big_connect(sizes=(5000, 1 << 20, 64 << 20) if L else (5000, 1 << 20), python=py),
+                  lambda: abuse_subscriptions(n=1000000 if L else 100000, python=py,
                                               ping_bound=10.0 if L else 1.0),
-                          abuse_wildcards(depth=16 if L else 13, python=py)],
-        "soak": lambda: [soak(minutes=args.minutes, python=py)],
+                  lambda: abuse_wildcards(depth=16 if L else 13, python=py)],
+        "soak": [lambda: soak(minutes=args.minutes, python=py)],
     }
 
 
@@ -2686,7 +2687,13 @@ def main(argv=None):
     print("server interpreter: %s; runner: %s %s" % (args.python, sys.executable, sys.version.split()[0]), flush=True)
     ok = True
     for n in names:
-        for rep in table[n]():
+        for thunk in table[n]:
+            try:
+                rep = thunk()
+            except Exception as e:      # one broken campaign must not hide the others' figures
+                import traceback
+                rep = Report(n)
+                rep.fail("the campaign itself raised %r:\n%s" % (e, traceback.format_exc()[-2000:]))
             print(rep.text(), flush=True)
             ok = ok and rep.ok
     return 0 if ok else 1
