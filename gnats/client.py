@@ -14,7 +14,6 @@ verbose, tracing, no-responders) takes the general path in delivery.py.
 """
 
 import json
-import random
 import socket
 import time
 
@@ -22,16 +21,10 @@ from . import parser as P
 from .auth import mask_connect
 from .conn import Connection
 from .delivery import build_fast_targets, deliver, deliver_to_sub
+from .inbound import cache_entry, process_input
 from .parser import ProtocolError
 from .sublist import Subscription, valid_subject
 
-PCACHE_MAX = 1024       # distinct PUB lines cached per connection
-# Time one read's input may take before the rest waits for a later reactor
-# turn. Without it, a client with ~30k wildcard subscriptions that publishes
-# to distinct subjects (each match walks 2^15 trie paths, ~30 ms) froze every
-# other client for 10 s per 300 PUBs. Checked only on cache misses.
-INPUT_SLICE = 0.02
-_monotonic = time.monotonic
 NO_RESPONDERS_HDR = b"NATS/1.0 503\r\n\r\n"
 
 
@@ -77,134 +70,8 @@ class Client(Connection):
         if self.log.trace_on:
             self.trace_out(b"-ERR " + text.encode())
 
-    # -- the hot loop ----------------------------------------------------
-    def process(self, buf):
-        """Parse and act on `buf`; return the unconsumed tail (or None)."""
-        if self.paused:
-            return buf
-        sl = self.server.sublist
-        if self.pgen != sl.gen:
-            self.pcache.clear()
-            self.pgen = sl.gen
-        cache = self.pcache
-        dirty = self.reactor.dirty
-        maxcl = self.server.max_control_line
-        n = len(buf)
-        pos = 0
-        last = None         # the previous PUB control line, CRLF included
-        lastlen = 0
-        size = 0
-        tgts = ()
-        counted = ()
-        qgroups = None
-        rand = random.random
-        rep = 0             # messages sent with the current entry
-        in_msgs = in_bytes = 0
-        deadline = _monotonic() + INPUT_SLICE
-        try:
-            while pos < n:
-                if last is not None and buf.startswith(last, pos):
-                    start = pos + lastlen
-                    end = start + size
-                    if end + 2 > n:
-                        self.need = end + 2 - pos
-                        break
-                    if buf[end] != 13 or buf[end + 1] != 10:
-                        raise ProtocolError(P.ERR_PARSER, "payload not followed by CRLF")
-                    if tgts:
-                        pl = buf[start:end + 2]
-                        for wb, pre in tgts:
-                            wb += pre
-                            wb += pl
-                    if qgroups is not None:
-                        # one random member per queue group
-                        pl = buf[start:end + 2]
-                        for g in qgroups:
-                            wb, pre, c = g[int(rand() * len(g))]
-                            wb += pre
-                            wb += pl
-                            c.out_msgs += 1
-                            c.out_bytes += size
-                    rep += 1
-                    pos = end + 2
-                    continue
-                eol = buf.find(b"\n", pos)
-                if eol < 0:
-                    if n - pos > maxcl:
-                        raise ProtocolError(P.ERR_MAX_CONTROL)
-                    break
-                if eol - pos > maxcl:
-                    raise ProtocolError(P.ERR_MAX_CONTROL)
-                if rep:
-                    in_msgs += rep
-                    in_bytes += rep * size
-                    if counted:
-                        for c in counted:
-                            c.out_msgs += rep
-                            c.out_bytes += rep * size
-                    rep = 0
-                line = buf[pos:eol + 1]
-                ent = cache.get(line)
-                if ent is None:
-                    if _monotonic() > deadline:
-                        self.defer_input()
-                        break
-                    ent = self.process_op(line, buf, pos, eol + 1)
-                    if ent is None:
-                        # not a cacheable PUB: the op ran (or needs more input)
-                        last = None
-                        if self.closed or self.paused:
-                            return buf[self.resume_at:] if self.paused else None
-                        if self.need:
-                            break
-                        pos = self.resume_at
-                        if self.pgen != sl.gen:
-                            cache.clear()
-                            self.pgen = sl.gen
-                        continue
-                size, tgts, counted, receivers, qgroups = ent
-                last = line
-                lastlen = len(line)
-                if receivers:
-                    dirty.update(receivers)
-            else:
-                pos = n
-        except ProtocolError as e:
-            self.protocol_error(e, buf, pos)
-            return None
-        finally:
-            if rep:
-                in_msgs += rep
-                in_bytes += rep * size
-                for c in counted:
-                    c.out_msgs += rep
-                    c.out_bytes += rep * size
-            if in_msgs:
-                self.in_msgs += in_msgs
-                self.in_bytes += in_bytes
-                srv = self.server
-                srv.in_msgs += in_msgs
-                srv.in_bytes += in_bytes
-            self.last_activity = time.time()
-        if pos < n:
-            return buf[pos:]
-        return None
-
-    # -- sharing the reactor ---------------------------------------------
-    deferred = False
-
-    def defer_input(self):
-        """This read used up its time slice: stop reading from the socket
-        (so the backlog stays bounded) and go on in a later reactor turn,
-        after the other ready connections had theirs."""
-        if not self.deferred:
-            self.deferred = True
-            self.reactor.call_later(0, self.resume_input)
-
-    def resume_input(self):
-        self.deferred = False
-        if not self.closed and self.pend:
-            self.feed(b"")
+    # the hot loop: see inbound.py
+    process = process_input
 
     # -- one control line (cache miss) -----------------------------------
     def process_op(self, line, buf, pos, after):
@@ -280,13 +147,7 @@ class Client(Connection):
         if not general:
             fast = build_fast_targets(self, subject, reply, size, result, False)
             if fast is not None and (fast[0] or fast[3] or not (reply and self.no_responders)):
-                tgts, counted, receivers, qgroups = fast
-                ent = (size, tgts, counted, receivers, qgroups)
-                cache = self.pcache
-                if len(cache) >= PCACHE_MAX:
-                    cache.clear()
-                cache[line] = ent
-                return ent
+                return cache_entry(self, line, (size,) + fast)
         # general path: one message, now
         if end + 2 > len(buf):
             self.need = end + 2 - pos
@@ -469,8 +330,6 @@ class Client(Connection):
     tls_waiting = False
 
     def on_readable(self):
-        if self.deferred:
-            return          # input backlog: resume_input() reads on
         if self.tls_waiting:
             try:
                 first = self.sock.recv(1, socket.MSG_PEEK)

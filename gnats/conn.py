@@ -60,6 +60,8 @@ class Connection:
         if self.tls_handshaking:
             self._tls_step()
             return
+        if self.deferred:
+            return          # input backlog: resume_input() goes on with it
         sock = self.sock
         try:
             data = sock.recv(self.rsize)
@@ -105,6 +107,27 @@ class Connection:
         if rest and not self.closed:
             self.pend = [rest]
             self.pend_len = len(rest)
+
+    # -- sharing the reactor ---------------------------------------------
+    deferred = False
+
+    def defer_input(self):
+        """This read used up its time slice (inbound.INPUT_SLICE): stop
+        reading from the socket, so the backlog stays bounded, and go on in a
+        later reactor turn, after the other ready connections had theirs."""
+        if not self.deferred:
+            self.deferred = True
+            self.timers.append(self.reactor.call_later(0, self.resume_input))
+
+    def resume_input(self):
+        self.deferred = False
+        if not self.closed and self.pend:
+            self.feed(b"")
+
+    def long_line_ok(self, buf, pos, length):
+        """May a control line exceed max_control_line? (Routes allow long
+        INFO/CONNECT JSON.)"""
+        return False
 
     def read_error_reason(self, e):
         return "Read Error"

@@ -35,13 +35,13 @@ import json
 import os
 import random
 import socket
-import time
 from urllib.parse import unquote, urlsplit
 
 from . import VERSION
 from . import parser as P
 from .conn import Connection, set_socket_options
 from .delivery import build_fast_targets, deliver
+from .inbound import cache_entry, process_input
 from .parser import ProtocolError
 from .reactor import EVENT_READ, EVENT_WRITE
 from .sublist import Subscription, valid_subject
@@ -53,7 +53,6 @@ REDIAL_FIRST = 1.0          # first redial delay of a configured route ...
 REDIAL_MAX = 5.0            # ... growing to this
 IMPLICIT_ATTEMPTS = 3       # least dial attempts for a route learned by gossip
 MAX_JSON_LINE = 64 * 1024   # INFO/CONNECT may be longer than max_control_line
-PCACHE_MAX = 1024           # distinct RMSG control lines cached per route
 MAX_REMOTE_SUBS = 1 << 20   # interest entries one peer may register (memory bound)
 RETIRE_GRACE = 2.0          # seconds a dropped duplicate route is still read
 
@@ -215,108 +214,17 @@ class Route(Connection):
         else:
             self.send_info()
 
-    # -- the read loop -------------------------------------------------
-    def process(self, buf):
-        """Parse and act on `buf`; return the unconsumed tail (or None).
-        A plain `RMSG $G` line seen before is resolved from a per-route
-        cache (ready-made MSG prefixes), and a line that repeats the
-        previous one skips even that lookup, as client.py does for PUB."""
-        if self.paused:
-            return buf
-        srv = self.server
-        sl = srv.sublist
-        if self.pgen != sl.gen:
-            self.pcache.clear()
-            self.pgen = sl.gen
-        cache = self.pcache
-        dirty = self.reactor.dirty
-        maxcl = srv.max_control_line
-        n = len(buf)
-        pos = 0
-        last = None             # the previous cached RMSG line, CRLF included
-        lastlen = 0
-        size = 0
-        tgts = ()
-        counted = ()
-        rep = 0                 # messages delivered with the current entry
-        in_msgs = in_bytes = 0
-        try:
-            while pos < n:
-                if last is not None and buf.startswith(last, pos):
-                    start = pos + lastlen
-                    end = start + size
-                    if end + 2 > n:
-                        self.need = end + 2 - pos
-                        break
-                    if buf[end] != 13 or buf[end + 1] != 10:
-                        raise ProtocolError(P.ERR_PARSER, "payload not followed by CRLF")
-                    if tgts:
-                        pl = buf[start:end + 2]
-                        for wb, pre in tgts:
-                            wb += pre
-                            wb += pl
-                    rep += 1
-                    pos = end + 2
-                    continue
-                if rep:
-                    in_msgs += rep
-                    in_bytes += rep * size
-                    for c in counted:
-                        c.out_msgs += rep
-                        c.out_bytes += rep * size
-                    rep = 0
-                eol = buf.find(b"\n", pos)
-                if eol < 0:
-                    if n - pos > maxcl and not (n - pos <= MAX_JSON_LINE and _is_json_op(buf, pos)):
-                        raise ProtocolError(P.ERR_MAX_CONTROL)
-                    break
-                if eol - pos > maxcl and not (eol - pos <= MAX_JSON_LINE and _is_json_op(buf, pos)):
-                    raise ProtocolError(P.ERR_MAX_CONTROL)
-                line = buf[pos:eol + 1]
-                ent = cache.get(line)
-                if ent is not None:
-                    # the next turn of the loop delivers it
-                    size, tgts, counted, receivers = ent
-                    last = line
-                    lastlen = len(line)
-                    if receivers:
-                        dirty.update(receivers)
-                    continue
-                last = None
-                nxt = self.process_op(line, buf, pos, eol + 1)
-                if self.closed:
-                    return None
-                if self.paused:
-                    return buf[self.resume_at:]
-                if nxt is None:         # the payload has not fully arrived
-                    break
-                pos = nxt
-                if self.pgen != sl.gen:
-                    cache.clear()
-                    self.pgen = sl.gen
-        except ProtocolError as e:
-            self.protocol_error(e, buf, pos)
-            return None
-        finally:
-            if rep:
-                in_msgs += rep
-                in_bytes += rep * size
-                for c in counted:
-                    c.out_msgs += rep
-                    c.out_bytes += rep * size
-            if in_msgs:
-                self.in_msgs += in_msgs
-                self.in_bytes += in_bytes
-                srv.in_msgs += in_msgs
-                srv.in_bytes += in_bytes
-            self.last_activity = time.time()
-        if pos < n:
-            return buf[pos:]
-        return None
+    # -- the read loop: see inbound.py -----------------------------------
+    process = process_input
+
+    def long_line_ok(self, buf, pos, length):
+        # INFO and CONNECT carry JSON that may exceed max_control_line
+        return length <= MAX_JSON_LINE and _is_json_op(buf, pos)
 
     def process_op(self, line, buf, pos, after):
-        """One control line that is not a cached RMSG. Returns where parsing
-        resumes, or None when a payload is incomplete (`need` is set)."""
+        """One control line that is not a cached RMSG. Returns a cache entry
+        for a fast-path RMSG, else None with `resume_at` set (or `need` when
+        a payload is incomplete)."""
         self.need = 0
         self.resume_at = after
         op, args = P.split_args(line)
@@ -348,7 +256,7 @@ class Route(Connection):
             pass
         else:
             raise ProtocolError(P.ERR_UNKNOWN_OP, "unknown op %r" % bytes(op[:16]))
-        return after
+        return None
 
     # -- messages --------------------------------------------------------
     def process_msg(self, op, line, args, buf, pos, after):
@@ -390,30 +298,27 @@ class Route(Connection):
             return None
         if buf[end] != 13 or buf[end + 1] != 10:
             raise ProtocolError(P.ERR_PARSER, "payload not followed by CRLF")
+        self.resume_at = end + 2
         trace = self.log.trace_on
         if trace:
             self.trace_in(line)
             self.log.trace("%s - <<- MSG_PAYLOAD: [%s]" % (self.tag(), _show(buf[after:end])))
         if acc != b"$G":
-            return end + 2              # another account (a Go node's $SYS): not ours
+            return None                 # another account (a Go node's $SYS): not ours
         srv = self.server
         result = srv.sublist.match(subject.decode("latin-1"))
         if hdr < 0 and queues is None and not trace:
             fast = build_fast_targets(self, subject, reply, size, result, True)
             if fast is not None:
-                tgts, counted, receivers, _ = fast
-                cache = self.pcache
-                if len(cache) >= PCACHE_MAX:
-                    cache.clear()
-                cache[line] = (size, tgts, counted, receivers)
-                return pos              # the loop now delivers it from the cache
+                # the loop delivers it (and its repeats) from the cache
+                return cache_entry(self, line, (size,) + fast)
         self.in_msgs += 1
         self.in_bytes += size
         srv.in_msgs += 1
         srv.in_bytes += size
         deliver(srv, self, subject, reply, hdr, buf[after:end + 2], result, True,
                 route_queues=set(queues) if queues else None)
-        return end + 2
+        return None
 
     # -- interest --------------------------------------------------------
     def process_remote_sub(self, args):

@@ -1,0 +1,208 @@
+"""The inbound parse loop clients and routes share: the server's hot path.
+
+Theory of operation
+-------------------
+`process_input(conn, buf)` walks `buf` once. Each control line is found
+with one `find`; payloads are jumped over by their declared size, never
+scanned. A message control line (`PUB ...` from a client, `RMSG ...` from a
+route) is resolved once, by the connection's `process_op`, into a cache
+entry:
+
+    (size, tgts, counted, receivers, qgroups)
+
+where `tgts` are (receiver output buffer, ready-made `MSG ...` prefix) pairs,
+`counted` lists each receiver once per delivery (for out_msgs), `receivers`
+is the set to flush, and `qgroups` holds queue groups to pick one member of
+per message (or None). The entry is cached under the control line's exact
+bytes, so the next identical line costs one dict lookup; and while the lines
+that follow repeat it byte for byte (a publisher in a loop), an inner loop
+handles them with one `startswith` each and no lookup at all. Delivery is
+bytearray appends; the reactor flushes every receiver once per turn.
+Counters are added once per run of identical lines, not per message.
+
+Measured (parser alone, 1 MiB of 16 B PUBs, /usr/bin/python3 3.11): the
+specialised inner loops below took the no-subscriber case from 0.32 to
+0.17 µs per message, and one subscriber from 0.53 to 0.33 µs.
+
+What a connection provides: `pcache`/`pgen` (the cache and the subject
+index generation it belongs to), `paused`, `need`/`resume_at` (set by
+`process_op`), `process_op(line, buf, pos, after)` returning an entry or
+None, `long_line_ok(buf, pos, length)`, `defer_input()` and
+`protocol_error(e, buf, pos)`.
+"""
+
+import random
+import time
+
+from . import parser as P
+from .parser import ProtocolError
+
+# Time one read's input may take before the rest waits for a later reactor
+# turn. Without it, a client with ~30k wildcard subscriptions that publishes
+# to distinct subjects (each match walks 2^15 trie paths, ~30 ms) froze every
+# other client for 10 s per 300 PUBs. Checked only on cache misses.
+INPUT_SLICE = 0.02
+PCACHE_MAX = 1024       # distinct message lines cached per connection
+
+_monotonic = time.monotonic
+_rand = random.random
+
+
+def _bad_payload_end():
+    return ProtocolError(P.ERR_PARSER, "payload not followed by CRLF")
+
+
+def process_input(conn, buf):
+    """Parse and act on `buf`; return the unconsumed tail (or None)."""
+    if conn.paused:
+        return buf
+    srv = conn.server
+    sl = srv.sublist
+    if conn.pgen != sl.gen:
+        conn.pcache.clear()
+        conn.pgen = sl.gen
+    cache = conn.pcache
+    dirty = conn.reactor.dirty
+    maxcl = srv.max_control_line
+    startswith = buf.startswith
+    find = buf.find
+    n = len(buf)
+    pos = 0
+    size = 0
+    counted = ()
+    rep = 0             # messages handled with the current entry, not yet counted
+    in_msgs = in_bytes = 0
+    deadline = _monotonic() + INPUT_SLICE
+    conn.need = 0
+    try:
+        while pos < n:
+            eol = find(b"\n", pos)
+            if eol < 0:
+                if n - pos > maxcl and not conn.long_line_ok(buf, pos, n - pos):
+                    raise ProtocolError(P.ERR_MAX_CONTROL)
+                break
+            if eol - pos > maxcl and not conn.long_line_ok(buf, pos, eol - pos):
+                raise ProtocolError(P.ERR_MAX_CONTROL)
+            line = buf[pos:eol + 1]
+            ent = cache.get(line)
+            if ent is None:
+                if _monotonic() > deadline:
+                    conn.defer_input()
+                    break
+                ent = conn.process_op(line, buf, pos, eol + 1)
+                if ent is None:
+                    # not a cacheable message: the op ran, or needs more input
+                    if conn.closed:
+                        return None
+                    if conn.paused:
+                        return buf[conn.resume_at:]
+                    if conn.need:
+                        break
+                    pos = conn.resume_at
+                    if conn.pgen != sl.gen:
+                        cache.clear()
+                        conn.pgen = sl.gen
+                    continue
+            # A cached message line: handle it and every identical line after it.
+            size, tgts, counted, receivers, qgroups = ent
+            if receivers:
+                dirty.update(receivers)
+            hop = len(line) + size      # line start -> payload end
+            if qgroups is None:
+                if not tgts:                        # nobody is interested
+                    while startswith(line, pos):
+                        end = pos + hop
+                        if end + 2 > n:
+                            conn.need = end + 2 - pos
+                            break
+                        if buf[end] != 13 or buf[end + 1] != 10:
+                            raise _bad_payload_end()
+                        rep += 1
+                        pos = end + 2
+                elif len(tgts) == 1:                # one receiver
+                    (wb, pre), = tgts
+                    while startswith(line, pos):
+                        end = pos + hop
+                        if end + 2 > n:
+                            conn.need = end + 2 - pos
+                            break
+                        if buf[end] != 13 or buf[end + 1] != 10:
+                            raise _bad_payload_end()
+                        wb += pre
+                        wb += buf[end - size:end + 2]
+                        rep += 1
+                        pos = end + 2
+                else:                               # fan-out
+                    while startswith(line, pos):
+                        end = pos + hop
+                        if end + 2 > n:
+                            conn.need = end + 2 - pos
+                            break
+                        if buf[end] != 13 or buf[end + 1] != 10:
+                            raise _bad_payload_end()
+                        pl = buf[end - size:end + 2]
+                        for wb, pre in tgts:
+                            wb += pre
+                            wb += pl
+                        rep += 1
+                        pos = end + 2
+            else:                                   # queue groups: a member each
+                rand = _rand
+                while startswith(line, pos):
+                    end = pos + hop
+                    if end + 2 > n:
+                        conn.need = end + 2 - pos
+                        break
+                    if buf[end] != 13 or buf[end + 1] != 10:
+                        raise _bad_payload_end()
+                    pl = buf[end - size:end + 2]
+                    for wb, pre in tgts:
+                        wb += pre
+                        wb += pl
+                    for g in qgroups:
+                        wb, pre, c = g[int(rand() * len(g))]
+                        wb += pre
+                        wb += pl
+                        c.out_msgs += 1
+                        c.out_bytes += size
+                    rep += 1
+                    pos = end + 2
+            if rep:
+                in_msgs += rep
+                in_bytes += rep * size
+                for c in counted:
+                    c.out_msgs += rep
+                    c.out_bytes += rep * size
+                rep = 0
+            if conn.need:
+                break
+        else:
+            pos = n
+    except ProtocolError as e:
+        conn.protocol_error(e, buf, pos)
+        return None
+    finally:
+        if rep:
+            in_msgs += rep
+            in_bytes += rep * size
+            for c in counted:
+                c.out_msgs += rep
+                c.out_bytes += rep * size
+        if in_msgs:
+            conn.in_msgs += in_msgs
+            conn.in_bytes += in_bytes
+            srv.in_msgs += in_msgs
+            srv.in_bytes += in_bytes
+        conn.last_activity = time.time()
+    if pos < n:
+        return buf[pos:]
+    return None
+
+
+def cache_entry(conn, line, ent):
+    """Remember what a message control line resolved to (bounded)."""
+    cache = conn.pcache
+    if len(cache) >= PCACHE_MAX:
+        cache.clear()
+    cache[line] = ent
+    return ent
