@@ -346,7 +346,7 @@ class Bed:
         self.sink = _Sink()
         self.server = Server(o, Logger(stream=self.sink, trace=trace, debug=trace))
         self.server.port = 4222     # normally set by start(); INFO needs it
-        self.peers = {}
+        self.peers = []             # long-lived peer sockets, closed with the bed
 
     def connect(self, connect=None):
         """A new client; returns (client, peer socket) or (None, peer)."""
@@ -420,6 +420,8 @@ class Bed:
     def close(self):
         for c in list(self.server.clients.values()):
             c.close_conn("bed closed", flush=False)
+        for p in self.peers:
+            p.close()
         self.server.reactor.close()
 
 
@@ -499,6 +501,7 @@ class CleanPair:
         self.subject = b"clean.%08x" % rnd.getrandbits(32)
         self.sub, self.sub_peer = bed.connect(b'CONNECT {"verbose":false}\r\nSUB %s 1\r\n' % self.subject)
         self.pub, self.pub_peer = bed.connect(b'CONNECT {"verbose":false}\r\n')
+        bed.peers.extend((self.sub_peer, self.pub_peer))
         self.sent = self.received = 0
         self.buf = b""
 
