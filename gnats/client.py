@@ -20,7 +20,7 @@ import time
 from . import parser as P
 from .auth import mask_connect
 from .conn import Connection
-from .delivery import build_fast_targets, deliver, deliver_to_sub
+from .delivery import build_fast_bases, deliver, deliver_to_sub, fast_entry
 from .inbound import cache_entry, process_input
 from .parser import ProtocolError
 from .sublist import Subscription, valid_subject
@@ -131,6 +131,13 @@ class Client(Connection):
         if size > self.server.max_payload:
             raise ProtocolError(P.ERR_MAX_PAYLOAD, "payload %d > %d" % (size, self.server.max_payload))
         end = after + size
+        # Second-level cache, by (subject, reply) whatever the size: traffic
+        # with varying sizes misses the line cache but not this, and skips
+        # validation, matching and prefix building.
+        key = (subject, reply)
+        bases = self.pcache.get(key)
+        if bases is not None:
+            return cache_entry(self, line, fast_entry(bases, size))
         if self.pedantic and not (valid_subject(subject.decode("latin-1"), wildcards=False)
                                   and (not reply or valid_subject(reply.decode("latin-1"), wildcards=False))):
             # the op is refused but the connection stays: skip the payload
@@ -145,9 +152,10 @@ class Client(Connection):
         general = self.verbose or self.log.trace_on
         result = self.server.sublist.match(subject.decode("latin-1"))
         if not general:
-            fast = build_fast_targets(self, subject, reply, size, result, False)
-            if fast is not None and (fast[0] or fast[3] or not (reply and self.no_responders)):
-                return cache_entry(self, line, (size,) + fast)
+            bases = build_fast_bases(self, subject, reply, result, False)
+            if bases is not None and (bases[0] or bases[3] or not (reply and self.no_responders)):
+                cache_entry(self, key, bases)
+                return cache_entry(self, line, fast_entry(bases, size))
         # general path: one message, now
         if end + 2 > len(buf):
             self.need = end + 2 - pos

@@ -6,7 +6,7 @@ Two ways, chosen once per distinct PUB control line (see client.py):
   auto-unsubscribe limit, the publisher caches, for that exact control line,
   the list of (receiver output buffer, ready-made `MSG <subject> <sid> ...`
   prefix). Delivering is then two bytearray appends per receiver;
-  `build_fast_targets` builds that list.
+  `build_fast_bases` and `fast_entry` build it.
 * the general path (`deliver`): queue groups (a random member per group,
   across local members and routes), auto-unsubscribe limits, headers to
   clients that do not speak them, verbose and traced publishers, routes with
@@ -51,16 +51,22 @@ def rmsg_prefix(subject, reply, queues, hdr, size):
     return b"".join(parts)
 
 
-def build_fast_targets(src, subject, reply, size, result, from_route):
-    """For the fast path: ((wbuf, prefix), ...) for plain deliveries, the
-    receivers counted once per delivery (for out_msgs), the set of receivers
-    to flush, and the queue groups as tuples of (wbuf, prefix, client) to
-    pick from (None when there are none). Returns None when this match needs
-    the general path (limits, or queue members behind routes)."""
+def build_fast_bases(src, subject, reply, result, from_route):
+    """What the fast path needs for one subject and reply, whatever the
+    payload size: ((wbuf, prefix without size), ...) for plain deliveries,
+    the receivers counted once per delivery (for out_msgs), the set of
+    receivers to flush, and the queue groups as tuples of (wbuf, prefix
+    without size, client) to pick from (None when there are none). Returns
+    None when this match needs the general path (auto-unsubscribe limits, or
+    queue members behind routes)."""
     tgts = []
     counted = []
     seen_routes = set()
     echo = src.echo
+    if reply:
+        sfx = b" " + reply + b" "
+    else:
+        sfx = b" "
     for sub in result.plain:
         c = sub.client
         if sub.max_msgs:
@@ -69,37 +75,44 @@ def build_fast_targets(src, subject, reply, size, result, from_route):
             if from_route or c in seen_routes:
                 continue
             seen_routes.add(c)
-            tgts.append((c.wbuf, rmsg_prefix(subject, reply, None, -1, size)))
+            tgts.append((c.wbuf, b"RMSG $G " + subject + sfx))
         else:
             if c is src and not echo:
                 continue
-            tgts.append((c.wbuf, msg_prefix(subject, sub.sid, reply, size)))
+            tgts.append((c.wbuf, b"MSG " + subject + b" " + sub.sid + sfx))
         counted.append(c)
     receivers = set(counted)
     qgroups = None
     if result.queues:
+        if from_route:
+            # which groups a routed message must serve is per message
+            return None
         qgroups = []
         for group in result.queues:
             members = []
             for sub in group:
                 c = sub.client
-                if c.kind == "route":
-                    if from_route:
-                        continue
-                    return None
-                if sub.max_msgs:
+                if c.kind == "route" or sub.max_msgs:
                     return None
                 if c is src and not echo:
                     continue
-                members.append((c.wbuf, msg_prefix(subject, sub.sid, reply, size), c))
+                members.append((c.wbuf, b"MSG " + subject + b" " + sub.sid + sfx, c))
                 receivers.add(c)
             if members:
                 qgroups.append(tuple(members))
         qgroups = tuple(qgroups) or None
-        if from_route:
-            # which groups a routed message must serve is per message
-            return None
     return tuple(tgts), tuple(counted), frozenset(receivers), qgroups
+
+
+def fast_entry(bases, size):
+    """A cache entry for one control line: the bases completed with the
+    size and CRLF. (size, tgts, counted, receivers, qgroups)"""
+    tgts, counted, receivers, qgroups = bases
+    tail = b"%d\r\n" % size
+    tgts = tuple([(wb, pre + tail) for wb, pre in tgts])
+    if qgroups is not None:
+        qgroups = tuple([tuple([(wb, pre + tail, c) for wb, pre, c in g]) for g in qgroups])
+    return (size, tgts, counted, receivers, qgroups)
 
 
 def deliver(server, src, subject, reply, hdr, payload, result, from_route, route_queues=None):

@@ -40,7 +40,7 @@ from urllib.parse import unquote, urlsplit
 from . import VERSION
 from . import parser as P
 from .conn import Connection, set_socket_options
-from .delivery import build_fast_targets, deliver
+from .delivery import build_fast_bases, deliver, fast_entry
 from .inbound import cache_entry, process_input
 from .parser import ProtocolError
 from .reactor import EVENT_READ, EVENT_WRITE
@@ -308,10 +308,10 @@ class Route(Connection):
         srv = self.server
         result = srv.sublist.match(subject.decode("latin-1"))
         if hdr < 0 and queues is None and not trace:
-            fast = build_fast_targets(self, subject, reply, size, result, True)
-            if fast is not None:
+            bases = build_fast_bases(self, subject, reply, result, True)
+            if bases is not None:
                 # the loop delivers it (and its repeats) from the cache
-                return cache_entry(self, line, (size,) + fast)
+                return cache_entry(self, line, fast_entry(bases, size))
         self.in_msgs += 1
         self.in_bytes += size
         srv.in_msgs += 1
