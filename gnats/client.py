@@ -21,11 +21,12 @@ from . import parser as P
 from .auth import mask_connect
 from .conn import Connection
 from .delivery import build_fast_bases, deliver, deliver_to_sub, fast_entry
-from .inbound import cache_entry, process_input
+from .inbound import cache_entry, cache_put, process_input
 from .parser import ProtocolError
 from .sublist import Subscription, valid_subject
 
 NO_RESPONDERS_HDR = b"NATS/1.0 503\r\n\r\n"
+SCACHE_MAX = 4096       # (subject, reply) pairs a publisher keeps resolved
 
 
 class Client(Connection):
@@ -47,7 +48,8 @@ class Client(Connection):
         self.protocol = 0
         self.name = self.lang = self.version = self.user = ""
         self.connect_obj = None
-        self.pcache = {}
+        self.pcache = {}            # control line -> fast-path entry (inbound.py)
+        self.scache = {}            # (subject, reply) -> what any size needs
         self.pgen = -1
         self.pings_out = 0
         self.rtt = 0.0
@@ -72,6 +74,10 @@ class Client(Connection):
 
     # the hot loop: see inbound.py
     process = process_input
+
+    def reset_caches(self):
+        Connection.reset_caches(self)
+        self.scache.clear()
 
     # -- one control line (cache miss) -----------------------------------
     def process_op(self, line, buf, pos, after):
@@ -131,11 +137,12 @@ class Client(Connection):
         if size > self.server.max_payload:
             raise ProtocolError(P.ERR_MAX_PAYLOAD, "payload %d > %d" % (size, self.server.max_payload))
         end = after + size
-        # Second-level cache, by (subject, reply) whatever the size: traffic
+        # Second-level cache, by subject and reply whatever the size: traffic
         # with varying sizes misses the line cache but not this, and skips
-        # validation, matching and prefix building.
-        key = (subject, reply)
-        bases = self.pcache.get(key)
+        # validation, matching and prefix building. The key is the canonical
+        # text between "PUB " and the size, as process_op looks it up.
+        key = subject + b" " + reply if reply else subject
+        bases = self.scache.get(key)
         if bases is not None:
             return cache_entry(self, line, fast_entry(bases, size))
         if self.pedantic and not (valid_subject(subject.decode("latin-1"), wildcards=False)
@@ -154,7 +161,7 @@ class Client(Connection):
         if not general:
             bases = build_fast_bases(self, subject, reply, result, False)
             if bases is not None and (bases[0] or bases[3] or not (reply and self.no_responders)):
-                cache_entry(self, key, bases)
+                cache_put(self.scache, key, bases, SCACHE_MAX)
                 return cache_entry(self, line, fast_entry(bases, size))
         # general path: one message, now
         if end + 2 > len(buf):
@@ -275,7 +282,7 @@ class Client(Connection):
         self.version = _str(g("version"))
         self.connected = True
         self.connect_obj = obj      # kept to re-check credentials on reload
-        self.pcache.clear()
+        self.reset_caches()
         if not self.authed:
             self.server.authorize_client(self, obj)
             return

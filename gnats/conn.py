@@ -124,6 +124,11 @@ class Connection:
         if not self.closed and self.pend:
             self.feed(b"")
 
+    def reset_caches(self):
+        """The subject index changed: what was resolved may be stale."""
+        self.pcache.clear()
+        self.pgen = self.server.sublist.gen
+
     def long_line_ok(self, buf, pos, length):
         """May a control line exceed max_control_line? (Routes allow long
         INFO/CONNECT JSON.)"""

@@ -154,6 +154,7 @@ class Route(Connection):
         self.inherited = set()          # keys taken over from a retired duplicate
         self.retired = False
         self.pcache = {}
+        self.scache = {}                # clients only: stays empty here
         self.pgen = -1
         self.pings_out = 0
         self.paused = False             # a bcrypt check of CONNECT is running

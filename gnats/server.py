@@ -571,7 +571,7 @@ class Server:
         self.log.logtime = new.logtime
         self.client_auth = new_auth
         for c in list(self.clients.values()):
-            c.pcache.clear()
+            c.reset_caches()
             if new_auth.required and c.connected:
                 if new_auth.check(getattr(c, "connect_obj", {}) or {}) is None:
                     c.send_err(P.ERR_AUTH)

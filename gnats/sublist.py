@@ -16,7 +16,7 @@ per-connection caches compare against to know they are stale.
 
 # Bound on cached match results: enough for the working set of subjects
 # of most deployments; beyond it we evict in insertion order.
-CACHE_MAX = 1024
+CACHE_MAX = 4096
 
 
 class Subscription:

@@ -82,6 +82,48 @@ class TestOps(unittest.TestCase):
         self.assertEqual(s.out_bytes, 402)
         self.assertEqual(p.in_msgs, 101)
 
+    def test_varying_sizes_take_the_size_only_path(self):
+        s, q1, q2, p = self.h.client(), self.h.client(), self.h.client(), self.h.client()
+        s.feed(b"SUB v.* 1\r\n")
+        q1.feed(b"SUB v.a grp 2\r\n")
+        q2.feed(b"SUB v.a grp 3\r\n")
+        stream = []
+        expect = []
+        for i in range(200):
+            subj = b"v.a" if i % 3 else b"v.b"
+            body = b"x" * (i % 17)
+            reply = b" r.%d" % i if i % 5 == 0 else b""
+            stream.append(b"PUB %s%s %d\r\n%s\r\n" % (subj, reply, len(body), body))
+            expect.append(b"MSG %s 1%s %d\r\n%s\r\n" % (subj, reply, len(body), body))
+        p.feed(b"".join(stream))
+        self.assertEqual(out(s), b"".join(expect))
+        queued = out(q1) + out(q2)
+        self.assertEqual(queued.count(b"MSG v.a "), sum(1 for i in range(200) if i % 3))
+        self.assertEqual(s.out_msgs, 200)
+        self.assertEqual(p.in_msgs, 200)
+        self.assertEqual(p.in_bytes, sum(i % 17 for i in range(200)))
+        self.assertEqual(q1.out_msgs + q2.out_msgs, sum(1 for i in range(200) if i % 3))
+
+    def test_size_only_path_still_checks_limits_and_framing(self):
+        h = Harness(max_payload=10)
+        try:
+            s, p = h.client(), h.client()
+            s.feed(b"SUB lim 1\r\n")
+            p.feed(b"PUB lim 2\r\nab\r\nPUB lim 3\r\nabc\r\n")
+            self.assertEqual(out(s), b"MSG lim 1 2\r\nab\r\nMSG lim 1 3\r\nabc\r\n")
+            p.feed(b"PUB lim 11\r\n")
+            self.assertIn(b"Maximum Payload Violation", out(p))
+            self.assertTrue(p.closed)
+            p2 = h.client()
+            p2.feed(b"PUB lim 2\r\nab\r\nPUB lim 4\r\nabcdef\r\n")
+            self.assertIn(b"Parser Error", out(p2))
+            self.assertTrue(p2.closed)
+            p3 = h.client()
+            p3.feed(b"PUB lim 2\r\nab\r\nPUB lim +3\r\nabc\r\n")
+            self.assertIn(b"Parser Error", out(p3))
+        finally:
+            h.close()
+
     def test_unsub_and_auto_unsub(self):
         s, p = self.h.client(), self.h.client()
         s.feed(b"SUB foo 1\r\nUNSUB 1 2\r\n")
