@@ -51,9 +51,7 @@ class Client(Connection):
         self.pcache = {}            # control line -> fast-path entry (inbound.py)
         self.scache = {}            # (subject, reply) -> what any size needs
         self.pgen = -1
-        self.pings_out = 0
         self.rtt = 0.0
-        self._ping_sent_at = 0.0
 
     def idtag(self):
         return "cid:%d" % self.cid
@@ -66,11 +64,6 @@ class Client(Connection):
 
     def trace_out(self, line):
         self.log.trace("%s - ->> [%s]" % (self.tag(), _show(line)))
-
-    def send_err(self, text):
-        self.send_now(P.err_line(text))
-        if self.log.trace_on:
-            self.trace_out(b"-ERR " + text.encode())
 
     # the hot loop: see inbound.py
     process = process_input
@@ -104,9 +97,9 @@ class Client(Connection):
                 self.trace_out(b"PONG")
         elif op == b"PONG":
             self.pings_out = 0
-            if self._ping_sent_at:
-                self.rtt = time.monotonic() - self._ping_sent_at
-                self._ping_sent_at = 0.0
+            if self.ping_sent_at:
+                self.rtt = time.monotonic() - self.ping_sent_at
+                self.ping_sent_at = 0.0
         elif op == b"UNSUB":
             self.process_unsub(args)
         elif op == b"HPUB":
@@ -302,35 +295,7 @@ class Client(Connection):
             self.send_err(P.ERR_AUTH_TIMEOUT)
             self.close_after_flush("Authentication Timeout")
 
-    # -- keep-alive ------------------------------------------------------
-    def ping_timer(self):
-        if self.closed:
-            return
-        if self.pings_out + 1 > self.server.opts.ping_max:
-            self.send_err(P.ERR_STALE)
-            self.close_after_flush("Stale Connection")
-            return
-        self.pings_out += 1
-        self._ping_sent_at = time.monotonic()
-        self.send_now(b"PING\r\n")
-        if self.log.trace_on:
-            self.trace_out(b"PING")
-        self.timers.append(self.reactor.call_later(self.server.opts.ping_interval, self.ping_timer))
-        if len(self.timers) > 8:
-            self.timers = [t for t in self.timers if not t.cancelled and t.fn is not None]
-
     # -- errors and closing ----------------------------------------------
-    def protocol_error(self, e, buf, pos):
-        if e.text == P.ERR_AUTH:
-            self.log.error("%s - %s" % (self.tag(), "Authorization Error" if e.detail == e.text else e.detail))
-        else:
-            self.log.error("%s - Client parser ERROR: %s: proto=%s" % (self.tag(), e.detail, P.snippet(buf, pos)))
-        self.send_err(e.text)
-        reason = {P.ERR_AUTH: "Authentication Failure",
-                  P.ERR_MAX_PAYLOAD: "Maximum Payload Exceeded",
-                  P.ERR_MAX_CONTROL: "Maximum Control Line Exceeded"}.get(e.text, "Protocol Violation")
-        self.close_after_flush(reason)
-
     def on_closed(self, reason):
         self.server.client_closed(self, reason)
 

@@ -14,6 +14,7 @@ import socket
 import ssl
 import time
 
+from . import parser as P
 from .reactor import EVENT_READ, EVENT_WRITE
 
 MIN_READ = 32 * 1024
@@ -252,6 +253,60 @@ class Connection:
 
     def on_closed(self, reason):
         pass
+
+    # -- protocol-level behaviour clients and routes share -----------------
+    parser_name = "Client"      # for "<name> parser ERROR" log lines
+    pings_out = 0
+    ping_sent_at = 0.0
+
+    def send_err(self, text):
+        self.send_now(P.err_line(text))
+        if self.log.trace_on:
+            self.trace_out(b"-ERR '" + text.encode() + b"'")
+
+    def trace_out(self, line):
+        pass
+
+    def ping_timer(self):
+        """Keep-alive: PING every ping_interval; ping_max unanswered PINGs
+        in a row make a stale connection."""
+        if self.closed:
+            return
+        if self.pings_out + 1 > self.server.opts.ping_max:
+            self.send_err(P.ERR_STALE)
+            self.close_after_flush("Stale Connection")
+            return
+        self.pings_out += 1
+        self.ping_sent_at = time.monotonic()
+        self.send_now(b"PING\r\n")
+        if self.log.trace_on:
+            self.trace_out(b"PING")
+        if len(self.timers) > 8:
+            self.timers = [t for t in self.timers if not t.cancelled]
+        self.timers.append(self.reactor.call_later(self.server.opts.ping_interval, self.ping_timer))
+
+    def refuse_auth(self):
+        """Credentials did not pass: say so and close."""
+        self.paused = False
+        self.pend = []
+        self.pend_len = 0
+        self.log.error("%s - authentication error" % self.tag())
+        self.send_err(P.ERR_AUTH)
+        self.close_after_flush("Authentication Failure")
+
+    def protocol_error(self, e, buf, pos):
+        """The parser refused the input: log it with a snippet, send the
+        protocol's -ERR text and close."""
+        if e.text == P.ERR_AUTH:
+            self.log.error("%s - %s" % (self.tag(), "Authorization Error" if e.detail == e.text else e.detail))
+        else:
+            self.log.error("%s - %s parser ERROR: %s: proto=%s"
+                           % (self.tag(), self.parser_name, e.detail, P.snippet(buf, pos)))
+        self.send_err(e.text)
+        reason = {P.ERR_AUTH: "Authentication Failure",
+                  P.ERR_MAX_PAYLOAD: "Maximum Payload Exceeded",
+                  P.ERR_MAX_CONTROL: "Maximum Control Line Exceeded"}.get(e.text, "Protocol Violation")
+        self.close_after_flush(reason)
 
     # -- TLS -------------------------------------------------------------
     def start_tls(self, ctx, server_side, timeout, server_hostname=None):

@@ -133,6 +133,7 @@ class Route(Connection):
     expects of a receiver (wbuf, counters, trace_out, echo, headers)."""
 
     kind = "route"
+    parser_name = "Router"
     echo = True
     headers = True
 
@@ -175,9 +176,6 @@ class Route(Connection):
         self.send_now(line)
         if self.log.trace_on:
             self.trace_out(line)
-
-    def send_err(self, text):
-        self.send_proto(P.err_line(text))
 
     # -- handshake output ----------------------------------------------
     def send_info(self):
@@ -412,11 +410,7 @@ class Route(Connection):
         resume = self.paused
         self.paused = False
         if user is None:
-            self.pend = []
-            self.pend_len = 0
-            self.log.error("%s - authentication error" % self.tag())
-            self.send_err(P.ERR_AUTH)
-            self.close_after_flush("Authentication Failure")
+            self.refuse_auth()
             return
         if not self.cluster.accept_connect(self, obj):
             return
@@ -439,18 +433,6 @@ class Route(Connection):
             self.cluster.info_update(self, info)
 
     # -- keep-alive and timeouts -----------------------------------------
-    def ping_timer(self):
-        if self.closed:
-            return
-        if self.pings_out + 1 > self.server.opts.ping_max:
-            self.send_err(P.ERR_STALE)
-            self.close_after_flush("Stale Connection")
-            return
-        self.pings_out += 1
-        self.send_proto(b"PING\r\n")
-        self.timers = [t for t in self.timers if not t.cancelled and t.fn is not None]
-        self.timers.append(self.reactor.call_later(self.server.opts.ping_interval, self.ping_timer))
-
     def auth_timeout(self):
         if not self.ready and not self.closed:
             self.log.error("%s - authentication timeout" % self.tag())
@@ -458,18 +440,6 @@ class Route(Connection):
             self.close_after_flush("Authentication Timeout")
 
     # -- errors and closing ----------------------------------------------
-    def protocol_error(self, e, buf, pos):
-        if e.text == P.ERR_AUTH:
-            self.log.error("%s - %s" % (self.tag(), e.detail))
-        else:
-            self.log.error("%s - Router parser ERROR: %s: proto=%s"
-                           % (self.tag(), e.detail, P.snippet(buf, pos)))
-        self.send_err(e.text)
-        reason = {P.ERR_AUTH: "Authentication Failure",
-                  P.ERR_MAX_PAYLOAD: "Maximum Payload Exceeded",
-                  P.ERR_MAX_CONTROL: "Maximum Control Line Exceeded"}.get(e.text, "Protocol Violation")
-        self.close_after_flush(reason)
-
     def on_closed(self, reason):
         self.cluster.route_closed(self, reason)
 

@@ -336,12 +336,7 @@ class Server:
         if c.closed:
             return
         if user is None or auth is not self.client_auth:
-            c.paused = False
-            c.pend = []
-            c.pend_len = 0
-            self.log.error("%s - authentication error" % c.tag())
-            c.send_err(P.ERR_AUTH)
-            c.close_after_flush("Authentication Failure")
+            c.refuse_auth()
             return
         c.auth_done(user)
         if c.paused:
