@@ -301,5 +301,13 @@ class TestAbuse(Campaign):
         self.run_campaign(stress.abuse_wildcards(depth=13, pubs=300))
 
 
+class TestSoak(Campaign):
+    def test_short_soak_with_fast_keepalive(self):
+        # every client of the mixed traffic answers the server's PINGs
+        # (1 s here): a publisher that never read was closed as stale after
+        # 3 intervals, which first showed 6 minutes into a 30-minute soak
+        self.run_campaign(stress.soak(minutes=0.15, sample=3.0, progress=False, ping_interval=1))
+
+
 if __name__ == "__main__":
     unittest.main()

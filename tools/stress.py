@@ -664,6 +664,25 @@ def events(out):
     return ev
 
 
+def answer_pings(client):
+    """A client that only writes must still answer the server's PINGs
+    (every ping_interval, 120 s) or it is closed as stale after 3 of them.
+    Reads whatever is waiting, without blocking; PONGs each PING."""
+    import select
+    try:
+        while select.select([client.sock], [], [], 0)[0]:
+            d = client.sock.recv(65536)
+            if not d:
+                return
+            client.buf += d
+    except OSError:
+        return
+    n = client.buf.count(b"PING\r\n")
+    if n:
+        client.buf = client.buf.replace(b"PING\r\n", b"")
+        client.send(b"PONG\r\n" * n)
+
+
 class CleanTraffic:
     """A publisher and subscribers that behave, on their own threads, for
     the whole campaign: every message must arrive once, in order. With a
@@ -708,10 +727,14 @@ class CleanTraffic:
             period = 1.0 / self.rate
             nxt = time.monotonic()
             pad = b"." * (self.size - 16)
+            checked = time.monotonic()
             while not self.stop_ev.is_set():
                 k = self.sent + 1
                 self.pub.send(b"PUB %s %d\r\n%016d%s\r\n" % (self.subject, self.size, k, pad))
                 self.sent = k
+                if time.monotonic() - checked > 0.2:
+                    answer_pings(self.pub)
+                    checked = time.monotonic()
                 nxt += period
                 d = nxt - time.monotonic()
                 if d > 0:
@@ -2529,6 +2552,8 @@ class RequestReply:
                     op, args, data = self.req.read_msg(timeout=10)
                     if op == b"MSG":
                         break
+                    if op == b"PING":
+                        self.req.send(b"PONG\r\n")
                 if data != b"%d" % k:
                     self.errors.append("requester: reply %r to request %d" % (data, k))
                     return
@@ -2547,14 +2572,16 @@ class RequestReply:
         return self.asked, self.answered, self.errors
 
 
-def soak(minutes=1.0, sample=10.0, python=None, rep=None, progress=True):
+def soak(minutes=1.0, sample=10.0, python=None, rep=None, progress=True, ping_interval=None):
     """Mixed traffic for `minutes`: plain, wildcard and queue-group streams
     counted exactly, request/reply, connection churn, a stalled subscriber
     cut off now and then, bad clients, monitor requests. RSS sampled every
     `sample` seconds; it must not keep growing."""
     rep = rep or Report("soak (%g min)" % minutes)
     mport = free_port()
-    srv = start_server("-m", str(mport), python=python)
+    # a short ping_interval makes a short soak meet the server's keep-alive
+    conf = 'ping_interval: "%gs"\n' % ping_interval if ping_interval else None
+    srv = start_server("-m", str(mport), config=conf, python=python)
     rep.fig("server", " ".join(srv.cmd[:2]))
     pid = srv.proc.pid
     rnd = random.Random(9)
@@ -2580,8 +2607,12 @@ def soak(minutes=1.0, sample=10.0, python=None, rep=None, progress=True):
                 rss, hwm = proc_mem(pid)
                 samples.append((round(now - t0), rss))
                 if progress:
-                    print("  soak: %4d s  RSS %d KiB  sent %s" % (now - t0, rss, [x.sent for x in streams]),
-                          flush=True)
+                    print("  soak: %4d s  RSS %d KiB  sent %s  received %s" % (
+                        now - t0, rss, [x.sent for x in streams], [x.received for x in streams]), flush=True)
+                errs = [e for x in streams for e in x.errors] + rr.errors
+                if errs:
+                    rep.fail("traffic failed at %d s: %s" % (now - t0, errs[:3]))
+                    break
                 next_sample += sample
             r = rnd.random()
             if r < 0.4:
