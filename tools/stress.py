@@ -668,15 +668,23 @@ def answer_pings(client):
     """A client that only writes must still answer the server's PINGs
     (every ping_interval, 120 s) or it is closed as stale after 3 of them.
     Reads whatever is waiting, without blocking; PONGs each PING."""
-    import select
+    sock = client.sock
     try:
-        while select.select([client.sock], [], [], 0)[0]:
-            d = client.sock.recv(65536)
+        sock.settimeout(0)      # not select(): fds may exceed 1024
+        while True:
+            d = sock.recv(65536)
             if not d:
                 return
             client.buf += d
+    except (BlockingIOError, InterruptedError):
+        pass
     except OSError:
         return
+    finally:
+        try:
+            sock.settimeout(client.timeout)
+        except OSError:
+            pass
     n = client.buf.count(b"PING\r\n")
     if n:
         client.buf = client.buf.replace(b"PING\r\n", b"")
@@ -2365,10 +2373,11 @@ def sub_flood(port, n, subject_fmt=b"many.%d", batch=5000, connect=b'{"verbose":
 
     def reader():
         buf = b""
-        import select
+        sel = selectors.DefaultSelector()     # not select(): fds may exceed 1024
+        sel.register(c.sock, selectors.EVENT_READ)
         while not stop.is_set():
             try:
-                if not select.select([c.sock], [], [], 0.2)[0]:
+                if not sel.select(0.2):
                     continue
                 d = c.sock.recv(1 << 20)
             except OSError:
