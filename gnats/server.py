@@ -8,6 +8,7 @@ live connection state.
 """
 
 import base64
+import itertools
 import json
 import os
 import platform
@@ -347,7 +348,7 @@ class Server:
 
     def client_closed(self, c, reason):
         self.clients.pop(c.cid, None)
-        rec = conn_record(c)
+        rec = conn_record(c, MAX_CLOSED_SUB_DETAILS)     # never build more than the ring keeps
         rec["stop"] = time.time()
         rec["reason"] = reason
         self.remember_closed(rec)
@@ -603,15 +604,16 @@ class Server:
             self.shutdown()
 
 
-def conn_record(c):
-    """A client connection as plain data for the monitoring snapshot."""
-    subs = list(c.subs.values())
+def conn_record(c, max_subs=None):
+    """A client connection as plain data for the monitoring snapshot, with
+    at most `max_subs` subscriptions listed (the count stays complete)."""
+    subs = list(itertools.islice(c.subs.values(), max_subs))
     return {
         "cid": c.cid, "ip": c.ip, "port": c.port, "start": c.start,
         "last_activity": c.last_activity, "rtt": c.rtt,
         "pending_bytes": len(c.wbuf), "in_msgs": c.in_msgs, "out_msgs": c.out_msgs,
         "in_bytes": c.in_bytes, "out_bytes": c.out_bytes,
-        "subscriptions": len(subs), "subs": [s.subject for s in subs],
+        "subscriptions": len(c.subs), "subs": [s.subject for s in subs],
         "subs_detail": [_sub_detail(s, c.cid) for s in subs],
         "name": c.name, "lang": c.lang, "version": c.version,
         "tls_version": c.tls_version, "tls_cipher_suite": c.tls_cipher, "user": c.user,
