@@ -1087,7 +1087,7 @@ def settle_rss(pid, seconds=2.0):
     return proc_mem(pid)[0]
 
 
-def load(conns=2000, cycles=5000, msgs=20, size=64, python=None, rep=None, hold_rounds=1):
+def load(conns=2000, cycles=5000, msgs=20, size=64, python=None, rep=None, hold_rounds=1, settle=1.0):
     """Hold `conns` subscribed connections and fan `msgs` messages out to all
     of them (each must get every one, exactly), then run `cycles` connect /
     disconnect cycles; RSS must come back to its baseline."""
@@ -1105,7 +1105,7 @@ def load(conns=2000, cycles=5000, msgs=20, size=64, python=None, rep=None, hold_
         # what it holds by design is in the baseline
         done, fails = churn(srv.port, 10500)
         rep.check(not fails, "warm-up churn: %s" % fails[:3])
-        base = settle_rss(pid, 1.0)
+        base = settle_rss(pid, 1.0 * settle)
         rep.fig("RSS baseline KiB", base)
         t0 = time.monotonic()
         ready = swarm.open(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB load.fan 1\r\nPING\r\n',
@@ -1113,7 +1113,7 @@ def load(conns=2000, cycles=5000, msgs=20, size=64, python=None, rep=None, hold_
         rep.fig("connections held", "%d of %d (%.1f s to open)" % (ready, conns, time.monotonic() - t0))
         rep.check(ready == conns, "only %d of %d connections became ready: %s"
                   % (ready, conns, swarm.bad()[:3]))
-        held = settle_rss(pid, 1.0)
+        held = settle_rss(pid, 1.0 * settle)
         rep.fig("RSS with connections held KiB", held)
         rep.fig("RSS per idle connection KiB", round((held - base) / max(1, conns), 2))
         # fan-out: one publisher, every held connection must get every message
@@ -1144,21 +1144,21 @@ def load(conns=2000, cycles=5000, msgs=20, size=64, python=None, rep=None, hold_
         # every RSS figure below follows a /varz: the server keeps its latest
         # monitoring snapshot (all connections then live, and the closed
         # ring), so refresh it before measuring or it hides or fakes a leak
-        time.sleep(1.0)
+        time.sleep(1.0 * settle)
         varz(mport)
-        after_hold = settle_rss(pid, 2.0)
+        after_hold = settle_rss(pid, 2.0 * settle)
         rep.fig("RSS after closing them KiB", after_hold)
         for rnd_i in range(2, hold_rounds + 1):
             # the memory the first round left is reused, not added to
             sw = Swarm(srv.port)
             n = sw.open(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB load.fan 1\r\nPING\r\n',
                         conns, timeout=120)
-            again = settle_rss(pid, 1.0)
+            again = settle_rss(pid, 1.0 * settle)
             sw.close_all()
             rep.check(n == conns, "round %d: %d of %d connections ready" % (rnd_i, n, conns))
-            time.sleep(1.0)
+            time.sleep(1.0 * settle)
             varz(mport)
-            after_k = settle_rss(pid, 2.0)
+            after_k = settle_rss(pid, 2.0 * settle)
             rep.fig("round %d: RSS with them held / after KiB" % rnd_i, "%d / %d" % (again, after_k))
             rep.check(after_k <= after_hold * 1.10, "round %d left %d KiB, round 1 left %d KiB: growth"
                       % (rnd_i, after_k, after_hold))
@@ -1170,9 +1170,9 @@ def load(conns=2000, cycles=5000, msgs=20, size=64, python=None, rep=None, hold_
         rep.fig("churn cycles completed", "%d of %d (%.1f s, %d/s)" % (done, cycles, dt, done / max(dt, 1e-9)))
         for f in fails[:5]:
             rep.fail("churn: %s" % f)
-        time.sleep(1.0)
+        time.sleep(1.0 * settle)
         varz(mport)
-        after = settle_rss(pid, 2.0)
+        after = settle_rss(pid, 2.0 * settle)
         rep.fig("RSS after churn KiB", after)
         rep.check(after <= after_hold * 1.10,
                   "RSS after churn %d KiB is more than 10%% over its baseline %d KiB" % (after, after_hold))
