@@ -1,5 +1,6 @@
 """Entry point: options, logger, server, run."""
 
+import gc
 import sys
 
 from .log import Logger
@@ -19,6 +20,11 @@ def main(argv=None):
         sys.stderr.write("gnatsd.py: error opening log: %s\n" % e)
         return 1
     from .server import Server
+    # The cyclic GC's default young-generation threshold (700 allocations)
+    # ran collections mid-request often enough to double request/reply p99
+    # latency (tools/bench.py reqrep: 795 -> 353 us); a larger threshold
+    # keeps the same collector with fewer, still small, passes.
+    gc.set_threshold(10000, 20, 20)
     try:
         server = Server(opts, log)
     except (ValueError, OSError) as e:
