@@ -69,6 +69,8 @@ def build_fast_bases(src, subject, reply, result, from_route):
         sfx = b" "
     for sub in result.plain:
         c = sub.client
+        if c.closed:
+            continue        # a closed client whose subscriptions are being removed
         if sub.max_msgs:
             return None
         if c.kind == "route":
@@ -92,6 +94,8 @@ def build_fast_bases(src, subject, reply, result, from_route):
             members = []
             for sub in group:
                 c = sub.client
+                if c.closed:
+                    continue
                 if c.kind == "route" or sub.max_msgs:
                     return None
                 if c is src and not echo:

@@ -29,6 +29,7 @@ from .sublist import Sublist
 ACCEPT_BATCH = 64           # connections accepted per readiness event
 SLOW_CHECK_INTERVAL = 0.25  # how often write-blocked connections are checked
 MAX_CLOSED_CLIENTS = 10000  # closed connections remembered for /connz (as nats-server)
+SUB_REMOVE_SLICE = 20000    # subscriptions of a closed client removed per reactor turn
 # Subscription details kept across all those records. The ring bounds the
 # number of records, not their size: every client that left after holding
 # 100k subscriptions kept ~34 MB alive, so a few reconnecting abusers
@@ -352,10 +353,9 @@ class Server:
         rec["stop"] = time.time()
         rec["reason"] = reason
         self.remember_closed(rec)
-        for sub in list(c.subs.values()):
-            sub.closed = True
-            self.remove_sub(sub)
+        subs = list(c.subs.values())
         c.subs.clear()
+        self.remove_closed_subs(subs, 0)
         self._closed_out_msgs += c.out_msgs
         self._closed_out_bytes += c.out_bytes
         if self.log.debug_on:
@@ -389,6 +389,22 @@ class Server:
         self.sublist.remove(sub)
         if self.cluster is not None and sub.client.kind == "client":
             self.cluster.local_sub_removed(sub)
+
+    def remove_closed_subs(self, subs, start):
+        """Remove a closed client's subscriptions, SUB_REMOVE_SLICE per
+        reactor turn: a client leaving with 1M subscriptions stalled
+        everyone for seconds. Until removed they match but deliver nothing
+        (their client is closed; delivery skips it)."""
+        part = subs[start:start + SUB_REMOVE_SLICE]
+        for sub in part:
+            sub.closed = True
+        self.sublist.remove_many(part)
+        if self.cluster is not None:
+            for sub in part:
+                self.cluster.local_sub_removed(sub)
+        nxt = start + SUB_REMOVE_SLICE
+        if nxt < len(subs):
+            self.reactor.call_later(0, self.remove_closed_subs, subs, nxt)
 
     # -- slow consumers ------------------------------------------------------
     def check_write_blocked(self):

@@ -113,6 +113,29 @@ class TestMatch(unittest.TestCase):
             self.sl.match("s.%d" % i)
         self.assertLessEqual(len(self.sl.cache), CACHE_MAX)
 
+    def test_many_subs_on_one_subject_remove_fast(self):
+        import time
+        subs = [sub("same", sid=str(i).encode()) for i in range(50000)]
+        for s_ in subs:
+            self.sl.insert(s_)
+        t0 = time.monotonic()
+        self.assertEqual(self.sl.remove_many(subs[:25000]), 25000)
+        for s_ in subs[25000:]:
+            self.assertTrue(self.sl.remove(s_))
+        self.assertLess(time.monotonic() - t0, 2.0)     # was quadratic with lists
+        self.assertEqual(self.sl.count, 0)
+        self.assertEqual(self.sl.match("same").plain, [])
+
+    def test_remove_many_invalidates_cache(self):
+        a, b = sub("x.y"), sub("x.*")
+        self.sl.insert(a)
+        self.sl.insert(b)
+        self.assertEqual(len(self.sl.match("x.y").plain), 2)
+        gen = self.sl.gen
+        self.assertEqual(self.sl.remove_many([a, b, a]), 2)
+        self.assertGreater(self.sl.gen, gen)
+        self.assertEqual(self.sl.match("x.y").plain, [])
+
     def test_all_subs(self):
         for s in ["a", "a.b", "a.*", "a.>", ">"]:
             self.sl.insert(sub(s))
