@@ -763,7 +763,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, DASHBOARD_HTML.encode("utf-8"), HTML_TYPE)
 
     def page_varz(self, q):
-        self._json(q, lambda snap: self.monitor.varz(snap))
+        self._json(q, lambda snap: self.monitor.varz(snap), conns=False)
 
     def page_connz(self, q):
         self._json(q, lambda snap: build_connz(snap, q))
@@ -772,14 +772,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(q, lambda snap: build_routez(snap, q))
 
     def page_subsz(self, q):
-        self._json(q, lambda snap: build_subsz(snap, q))
+        # the subscription list (subs=, test=) comes from the connections
+        self._json(q, lambda snap: build_subsz(snap, q), conns=("subs" in q or "test" in q))
 
     def page_healthz(self, q):
         cb = jsonp_callback(q)
         self._reply(cb, to_json({"status": "ok"}, indent=False))
 
     def page_metrics(self, q):
-        snap = self.monitor.snapshot()
+        snap = self.monitor.snapshot(conns=False)
         now = snap.get("now") or time.time()
         start = snap.get("start") or now
         body = build_metrics(self.monitor.varz(snap), build_subsz(snap, {}),
@@ -787,9 +788,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, body, METRICS_TYPE)
 
     # -- responses -------------------------------------------------------------
-    def _json(self, q, build):
+    def _json(self, q, build, conns=True):
         cb = jsonp_callback(q)      # validate before any work
-        self._reply(cb, to_json(build(self.monitor.snapshot())))
+        self._reply(cb, to_json(build(self.monitor.snapshot(conns))))
 
     def _reply(self, callback, body):
         if callback:
@@ -954,7 +955,7 @@ def _join_host_port(host, port):
 class Monitor:
     """The monitoring HTTP and/or HTTPS listeners and their threads.
 
-    get_snapshot(fresh) -> dict is called from the monitor's threads; it must
+    get_snapshot(fresh, conns) -> dict is called from the monitor's threads; it must
     be thread-safe. The monitor only reads what it returns.
     """
 
@@ -980,9 +981,9 @@ class Monitor:
         with self._req_lock:
             return dict(self._req_stats)
 
-    def snapshot(self):
+    def snapshot(self, conns=True):
         try:
-            snap = self.get_snapshot(True)
+            snap = self.get_snapshot(True, conns)
         except Exception as e:
             self.log.error("Monitor: snapshot failed: %s: %s" % (type(e).__name__, e))
             snap = None

@@ -72,7 +72,7 @@ class GrowingServer:
         self.t0 = time.time()
         self.conns = conns
 
-    def get_snapshot(self, fresh=True):
+    def get_snapshot(self, fresh=True, conns=True):
         now = time.time()
         sent = _wave(now - self.t0)
         conns = []

@@ -62,7 +62,7 @@ class FakeServer:
         self.extra_conns = []
         self.routes = []
 
-    def get_snapshot(self, fresh=True):
+    def get_snapshot(self, fresh=True, conns=True):
         with self.lock:
             self.calls += 1
             k = self.calls
