@@ -431,21 +431,28 @@ def _users(opts, f, name):
     return users
 
 
+def _keep(got, name, getter):
+    """A table handler that stores the value under `name` in `got`."""
+    def h(o, g):
+        got[name] = getter(g)
+    return h
+
+
+def _credential_table(got):
+    """The keys client and cluster authorization blocks share."""
+    return {
+        "user": _keep(got, "user", _Field.str), "username": _keep(got, "user", _Field.str),
+        "password": _keep(got, "password", _Field.str), "pass": _keep(got, "password", _Field.str),
+        "timeout": _keep(got, "timeout", lambda g: g.duration(allow_zero=True)),
+    }
+
+
 def _authorization(opts, f):
     b = f.block_value()
     got = {}
-
-    def keep(name, getter):
-        def h(o, g):
-            got[name] = getter(g)
-        return h
-    table = {
-        "user": keep("user", _Field.str), "username": keep("user", _Field.str),
-        "password": keep("password", _Field.str), "pass": keep("password", _Field.str),
-        "token": keep("token", _Field.str),
-        "timeout": keep("timeout", lambda g: g.duration(allow_zero=True)),
-        "users": lambda o, g: got.__setitem__("users", _users(o, g, g.name)),
-    }
+    table = _credential_table(got)
+    table["token"] = _keep(got, "token", _Field.str)
+    table["users"] = lambda o, g: got.__setitem__("users", _users(o, g, g.name))
     _walk(opts, b, table, f.name + ".")
     if "users" in got and ("user" in got or "password" in got):
         f.fail("can not have a single user/password and a users array", at_key=True)
@@ -472,19 +479,10 @@ def _cluster_authorization(opts, f):
     b = f.block_value()
     got = {}
 
-    def keep(name, getter):
-        def h(o, g):
-            got[name] = getter(g)
-        return h
-
     def no_users(o, g):
         g.fail("cluster authorization does not allow multiple users", at_key=True)
-    table = {
-        "user": keep("user", _Field.str), "username": keep("user", _Field.str),
-        "password": keep("password", _Field.str), "pass": keep("password", _Field.str),
-        "timeout": keep("timeout", lambda g: g.duration(allow_zero=True)),
-        "users": no_users,
-    }
+    table = _credential_table(got)
+    table["users"] = no_users
     _walk(opts, b, table, f.name + ".")
     opts.cluster_username = got.get("user", "")
     opts.cluster_password = got.get("password", "")
