@@ -386,26 +386,29 @@ class Route(Connection):
         self.subs.clear()
 
     # -- handshake input -------------------------------------------------
+    connect_obj = None              # an accepted route's CONNECT, re-checked on reload
+
     def process_connect(self, obj):
         if self.did_solicit or self.ready:
             return                      # nothing to learn from a second CONNECT
+        self.connect_obj = obj
         auth = self.cluster.auth
-        if auth.required:
-            if auth.needs_slow_check(obj):
-                self.paused = True
-                srv = self.server
+        if auth.needs_slow_check(obj):
+            self.paused = True
+            srv = self.server
 
-                def work():
-                    user = auth.check(obj)
-                    self.reactor.call_soon_threadsafe(self._auth_result, obj, user)
-                srv._auth_pool().submit(work)
-                return
-            self._auth_result(obj, auth.check(obj))
+            def work():
+                user = auth.check(obj)
+                self.reactor.call_soon_threadsafe(self._auth_result, obj, user, auth)
+            srv._auth_pool().submit(work)
             return
-        self._auth_result(obj, "")
+        self._auth_result(obj, auth.check(obj), auth)
 
-    def _auth_result(self, obj, user):
+    def _auth_result(self, obj, user, auth):
         if self.closed:
+            return
+        if auth is not self.cluster.auth:
+            self.process_connect(obj)   # a reload changed the credentials meanwhile
             return
         resume = self.paused
         self.paused = False
@@ -615,7 +618,7 @@ class Cluster:
 
     def __init__(self, server):
         self.server = server
-        self.opts = o = server.opts
+        o = server.opts
         self.log = server.log
         self.reactor = server.reactor
         self.name = o.cluster_name or new_cluster_name()
@@ -635,9 +638,47 @@ class Cluster:
         from .auth import RouteAuth
         self.auth = RouteAuth(o)
         self.tls_server_ctx = self.tls_client_ctx = None
+        self.tls_digest = ""        # of the certificate files in use (reload spots rotation)
         if o.cluster_tls or o.cluster_tls_cert:
+            from .reload import files_digest
             from .tls import route_contexts
             self.tls_server_ctx, self.tls_client_ctx = route_contexts(o)
+            self.tls_digest = files_digest(o.cluster_tls_cert, o.cluster_tls_key,
+                                           o.cluster_tls_ca_cert)
+
+    @property
+    def opts(self):
+        # the server's options in force: a reload replaces them
+        return self.server.opts
+
+    # -- reload (gnats/reload.py prepares what may fail) ----------------
+    def reconfigure(self, auth, tls_contexts, tls_digest):
+        """New credentials and TLS contexts for connections from now on;
+        a configured cluster name replaces the current one."""
+        self.auth = auth
+        self.tls_server_ctx, self.tls_client_ctx = tls_contexts
+        self.tls_digest = tls_digest
+        name = self.opts.cluster_name
+        if name and name != self.name:
+            self.name, self.name_dynamic = name, False
+
+    def update_routes(self, add, remove):
+        """The configured routes list changed: dial the new URLs (RouteURL)
+        and drop the routes of the removed ones (URL texts) for good."""
+        keep = []
+        for s in self.configured:
+            if s.url.text in remove:
+                s.stop()
+                if s.route is not None and not s.route.closed:
+                    s.route.close_conn("Route Removed")
+                self.log.notice("Removed route %s" % s.url.redacted())
+            else:
+                keep.append(s)
+        self.configured = keep
+        for url in add:
+            s = Solicit(self, url, True)
+            self.configured.append(s)
+            s.connect()
 
     # -- lifecycle -------------------------------------------------------
     def start(self):

@@ -182,10 +182,14 @@ class Server:
             self.cluster.solicit_routes()
 
     def setup_tls(self):
+        from .reload import files_digest
         from .tls import server_context
-        self.tls_context = server_context(self.opts)
+        o = self.opts
+        self.tls_context = server_context(o)
+        self.tls_digest = files_digest(o.tls_cert, o.tls_key, o.tls_ca_cert)
 
     tls_context = None
+    tls_digest = ""             # of the certificate files in use (reload spots rotation)
 
     def start_monitor(self):
         from .monitor import Monitor
@@ -337,7 +341,12 @@ class Server:
     def _auth_result(self, c, user, auth):
         if c.closed:
             return
-        if user is None or auth is not self.client_auth:
+        if auth is not self.client_auth:
+            # a reload replaced the credentials while this check ran:
+            # check again against those in force now
+            self.authorize_client(c, c.connect_obj or {})
+            return
+        if user is None:
             c.refuse_auth()
             return
         c.auth_done(user)
@@ -561,45 +570,38 @@ class Server:
                 os.unlink(self.opts.pid_file)
             except OSError:
                 pass
+        self.remove_ports_file()
+
+    def remove_ports_file(self):
         if self.ports_file:
             try:
                 os.unlink(self.ports_file)
             except OSError:
                 pass
+            self.ports_file = ""
 
     # -- reload (SIGHUP) -----------------------------------------------------
     def reload(self):
+        """Re-read the configuration file and the command line, then apply
+        them (gnats/reload.py); a bad file or a refused change keeps the
+        running configuration."""
         cmdline = getattr(self.opts, "cmdline", None)
         if cmdline is None or not self.opts.config_file:
             self.log.error("Failed to reload server configuration: no configuration file")
             return
         from .cli import build_options
+        from .reload import ReloadError
         try:
-            new = build_options(cmdline)
-            new_auth = _client_auth(new)
-        except Exception as e:   # a bad file keeps the running config
+            self.apply_options(build_options(cmdline))
+        except (ReloadError, ValueError, OSError) as e:    # ConfigError is a ValueError
             self.log.error("Failed to reload server configuration: %s" % e)
-            return
-        new.cmdline = cmdline
-        old = self.opts
-        self.opts = new
-        self.apply_limits()
-        self.log.debug_on = new.debug
-        self.log.trace_on = new.trace
-        self.log.logtime = new.logtime
-        self.client_auth = new_auth
-        for c in list(self.clients.values()):
-            c.reset_caches()
-            if new_auth.required and c.connected:
-                if new_auth.check(getattr(c, "connect_obj", {}) or {}) is None:
-                    c.send_err(P.ERR_AUTH)
-                    c.close_after_flush("Authentication Failure")
-            elif not new_auth.required:
-                c.authed = True
-        self.sublist.gen += 1
+
+    def apply_options(self, new_opts):
+        """Apply new Options to the running server (reactor thread only), or
+        raise reload.ReloadError with nats-server's text, applying nothing."""
+        from .reload import apply_options
+        apply_options(self, new_opts)
         self.config_load_time = time.time()
-        self.log.notice("Reloaded server configuration")
-        del old
 
     # -- lame duck (SIGUSR2) -------------------------------------------------
     def enter_lame_duck(self):
