@@ -31,7 +31,6 @@ Everything here runs on the reactor thread, except the bcrypt checks.
 """
 
 import dataclasses
-import hashlib
 
 from . import parser as P
 
@@ -93,21 +92,6 @@ def refusal(name, old, new):
             _CLUSTER_REFUSED[name], _go(old), _go(new))
     go_name, fmt = REFUSED.get(name, (name, _go))
     return "config reload not supported for %s: old=%s, new=%s" % (go_name, fmt(old), fmt(new))
-
-
-def files_digest(*paths):
-    """A digest of the files' contents ("" for none): a rotated certificate
-    keeps its file name, so names alone cannot tell that TLS changed."""
-    h = hashlib.sha256()
-    for p in paths:
-        if p:
-            try:
-                with open(p, "rb") as f:
-                    h.update(f.read())
-            except OSError:
-                h.update(b"\0missing\0" + p.encode("utf-8", "replace"))
-        h.update(b"\0")
-    return h.hexdigest()
 
 
 # --- the concerns -------------------------------------------------------------
@@ -180,7 +164,7 @@ class ClientTLS(Concern):
         self.ctx = None
         self.digest = ""
         if new.tls:
-            from .tls import TLSConfigError, server_context
+            from .tls import TLSConfigError, files_digest, server_context
             try:
                 self.ctx = server_context(new)
             except (TLSConfigError, OSError) as e:
@@ -250,7 +234,7 @@ class ClusterSettings(Concern):
             raise ReloadError(str(e)) from None
         ctxs, digest = (None, None), ""
         if new.cluster_tls or new.cluster_tls_cert:
-            from .tls import TLSConfigError, route_contexts
+            from .tls import TLSConfigError, files_digest, route_contexts
             try:
                 ctxs = route_contexts(new)
             except (TLSConfigError, OSError) as e:
@@ -296,8 +280,28 @@ class ClusterRoutes(Concern):
         if "routes" not in changed:
             return
         if srv.cluster is not None:
-            srv.cluster.update_routes(self.add, self.remove)
+            _update_routes(srv.cluster, self.add, self.remove)
         srv.log.notice("Reloaded: cluster routes")
+
+
+def _update_routes(cl, add, remove):
+    """Dial the added URLs (RouteURL); drop the routes of the removed ones
+    (URL texts) for good, as nats-server's routesOption."""
+    from .route import Solicit
+    keep = []
+    for s in cl.configured:
+        if s.url.text in remove:
+            s.stop()
+            if s.route is not None and not s.route.closed:
+                s.route.close_conn("Route Removed")
+            cl.log.notice("Removed route %s" % s.url.redacted())
+        else:
+            keep.append(s)
+    cl.configured = keep
+    for url in add:
+        s = Solicit(cl, url, True)
+        cl.configured.append(s)
+        s.connect()
 
 
 class Process(Concern):

@@ -30,25 +30,23 @@ Only the global account `$G` is served; others (a Go node's `$SYS`) are
 read and ignored.
 """
 
-import errno
 import json
 import os
 import random
-import socket
 from urllib.parse import unquote, urlsplit
 
 from . import VERSION
 from . import parser as P
 from .conn import Connection, set_socket_options
 from .delivery import build_fast_bases, deliver, fast_entry
+from .dial import Dial
 from .inbound import cache_entry, process_input
 from .parser import ProtocolError
-from .reactor import EVENT_READ, EVENT_WRITE
+from .reactor import EVENT_READ
 from .sublist import Subscription, valid_subject
 
 ROUTE_PROTO = 2             # nats-server's route protocol level with RS+/RMSG
 ROUTE_SCHEMES = ("nats", "nats-route", "tls")
-DIAL_TIMEOUT = 2.0          # seconds for a TCP connect to complete
 REDIAL_FIRST = 1.0          # first redial delay of a configured route ...
 REDIAL_MAX = 5.0            # ... growing to this
 IMPLICIT_ATTEMPTS = 3       # least dial attempts for a route learned by gossip
@@ -467,77 +465,6 @@ class Route(Connection):
         }
 
 
-# ---------------------------------------------------------------------------
-class Dial:
-    """One nonblocking TCP connect, watched by the reactor (the loop never
-    blocks on a slow or silent peer). Calls `done(sock)` or `failed(why)`."""
-
-    closed = False
-
-    def __init__(self, reactor, host, port, done, failed):
-        self.reactor = reactor
-        self.done = done
-        self.failed = failed
-        self.sock = None
-        self.timer = None
-        try:
-            infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-        except OSError as e:
-            reactor.call_later(0, self._fail, "lookup of %s: %s" % (host, e))
-            return
-        family, stype, proto, _, addr = infos[0]
-        s = socket.socket(family, stype, proto)
-        s.setblocking(False)
-        err = s.connect_ex(addr)
-        if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY):
-            s.close()
-            reactor.call_later(0, self._fail, os.strerror(err))
-            return
-        self.sock = s
-        reactor.register(s, EVENT_WRITE, self)
-        self.timer = reactor.call_later(DIAL_TIMEOUT, self._timeout)
-
-    def on_writable(self):
-        s = self._detach()
-        if s is None:
-            return
-        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            s.close()
-            self._fail(os.strerror(err))
-            return
-        self.done(s)
-
-    on_readable = on_writable
-
-    def _timeout(self):
-        s = self._detach()
-        if s is not None:
-            s.close()
-            self._fail("i/o timeout")
-
-    def cancel(self):
-        s = self._detach()
-        if s is not None:
-            s.close()
-        self.closed = True
-
-    def _detach(self):
-        if self.closed or self.sock is None:
-            return None
-        self.closed = True
-        s = self.sock
-        self.sock = None
-        self.reactor.unregister(s)
-        if self.timer is not None:
-            self.timer.cancel()
-        return s
-
-    def _fail(self, why):
-        self.closed = True
-        self.failed(why)
-
-
 class Solicit:
     """A route this server dials: a configured URL (`explicit`, redialled
     forever with backoff) or one learned by gossip (a few attempts)."""
@@ -640,8 +567,7 @@ class Cluster:
         self.tls_server_ctx = self.tls_client_ctx = None
         self.tls_digest = ""        # of the certificate files in use (reload spots rotation)
         if o.cluster_tls or o.cluster_tls_cert:
-            from .reload import files_digest
-            from .tls import route_contexts
+            from .tls import files_digest, route_contexts
             self.tls_server_ctx, self.tls_client_ctx = route_contexts(o)
             self.tls_digest = files_digest(o.cluster_tls_cert, o.cluster_tls_key,
                                            o.cluster_tls_ca_cert)
@@ -661,24 +587,6 @@ class Cluster:
         name = self.opts.cluster_name
         if name and name != self.name:
             self.name, self.name_dynamic = name, False
-
-    def update_routes(self, add, remove):
-        """The configured routes list changed: dial the new URLs (RouteURL)
-        and drop the routes of the removed ones (URL texts) for good."""
-        keep = []
-        for s in self.configured:
-            if s.url.text in remove:
-                s.stop()
-                if s.route is not None and not s.route.closed:
-                    s.route.close_conn("Route Removed")
-                self.log.notice("Removed route %s" % s.url.redacted())
-            else:
-                keep.append(s)
-        self.configured = keep
-        for url in add:
-            s = Solicit(self, url, True)
-            self.configured.append(s)
-            s.connect()
 
     # -- lifecycle -------------------------------------------------------
     def start(self):

@@ -182,8 +182,7 @@ class Server:
             self.cluster.solicit_routes()
 
     def setup_tls(self):
-        from .reload import files_digest
-        from .tls import server_context
+        from .tls import files_digest, server_context
         o = self.opts
         self.tls_context = server_context(o)
         self.tls_digest = files_digest(o.tls_cert, o.tls_key, o.tls_ca_cert)
