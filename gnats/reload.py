@@ -108,10 +108,14 @@ class Concern:
     def commit(self, srv, old, new, changed):
         pass
 
+    def abandon(self):
+        """Another concern refused: release what prepare opened."""
+
 
 class Logging(Concern):
     fields = ("debug", "trace", "logtime", "log_file", "syslog", "remote_syslog")
     _DEST = ("log_file", "syslog", "remote_syslog")
+    dest = None         # a Logger for the new destination, once prepared
 
     def prepare(self, srv, old, new, changed):
         self.dest = None
@@ -122,6 +126,10 @@ class Logging(Concern):
                                    remote_syslog=new.remote_syslog)
             except (OSError, ValueError) as e:
                 raise ReloadError("error opening log: %s" % e) from None
+
+    def abandon(self):
+        if self.dest is not None:
+            self.dest.close()
 
     def commit(self, srv, old, new, changed):
         log = srv.log
@@ -347,8 +355,13 @@ def apply_options(srv, new):
                           % (new.max_payload, new.max_pending))
     concerns = [c() for c in CONCERNS]
     active = [c for c in concerns if c.always or any(f in changed for f in c.fields)]
-    for c in active:
-        c.prepare(srv, old, new, changed)
+    try:
+        for c in active:
+            c.prepare(srv, old, new, changed)
+    except ReloadError:
+        for c in active:
+            c.abandon()
+        raise
     if getattr(new, "cmdline", None) is None and hasattr(old, "cmdline"):
         new.cmdline = old.cmdline
     srv.opts = new
