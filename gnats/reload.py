@@ -343,7 +343,9 @@ def changed_fields(old, new):
 
 def apply_options(srv, new):
     """Apply `new` to the running server, or raise ReloadError having
-    applied nothing. Logs what changed and "Reloaded server configuration"."""
+    applied nothing. Logs what changed and "Reloaded server configuration".
+    `new` must be a fresh Options (e.g. `server.opts.copy()` then edited):
+    the running object compared with itself shows no change."""
     old = srv.opts
     changed = changed_fields(old, new)
     owned = {f for c in CONCERNS for f in c.fields}
