@@ -158,6 +158,46 @@ class TestD2ClusterAuthorization(ServerCase):
         self.assertIn(b"RMSG $G secret.x 5\r\nhello\r\n", new.read_until(b"hello\r\n"))
 
 
+class TestD2ClusterTLS(ServerCase):
+    def test_cluster_tls_turned_on(self):
+        cport = free_port()
+        base = "cluster { name: c1, listen: 127.0.0.1:%d %%s }\n" % cport
+        srv = self.server(base % "")
+        plain = RawClient(cport, connect=None)
+        self.addCleanup(plain.close)
+        self.assertTrue(plain.info.startswith(b"INFO "))        # plain INFO first
+        tls = (', tls { cert_file: "%s", key_file: "%s", ca_file: "%s" }'
+               % (os.path.join(CERTS, "srva-cert.pem"), os.path.join(CERTS, "srva-key.pem"),
+                  os.path.join(CERTS, "ca.pem")))
+        self.assertTrue(reload(srv, base % tls))
+        self.assertIn("Reloaded: cluster", srv.output())
+        # the handshake now comes first: no plain INFO, and a plain CONNECT fails
+        s = socket.create_connection(("127.0.0.1", cport), timeout=5)
+        self.addCleanup(s.close)
+        s.settimeout(0.5)
+        with self.assertRaises(socket.timeout):
+            s.recv(10)
+        s.settimeout(5)
+        s.sendall(ROUTE_PEER % (b"x", 9, 9))
+        got = b""
+        try:
+            while True:
+                d = s.recv(4096)
+                if not d:
+                    break
+                got += d
+        except OSError:
+            pass
+        self.assertNotIn(b"PONG", got)
+        # a TLS peer with a certificate of the same CA is served
+        ctx = ssl.create_default_context(cafile=os.path.join(CERTS, "ca.pem"))
+        ctx.load_cert_chain(os.path.join(CERTS, "srvb-cert.pem"), os.path.join(CERTS, "srvb-key.pem"))
+        t = ctx.wrap_socket(socket.create_connection(("127.0.0.1", cport), timeout=5),
+                            server_hostname="127.0.0.1")
+        self.addCleanup(t.close)
+        self.assertTrue(t.recv(4096).startswith(b"INFO "))
+
+
 class TestD2TLS(ServerCase):
     def tls_conf(self, d, verify):
         return ('tls { cert_file: "%s", key_file: "%s", ca_file: "%s", verify: %s }\n'
