@@ -41,6 +41,7 @@ from .conn import Connection, set_socket_options
 from .delivery import build_fast_bases, deliver, fast_entry
 from .dial import Dial
 from .inbound import cache_entry, process_input
+from .listener import Listener, bind_listener
 from .parser import ProtocolError
 from .reactor import EVENT_READ
 from .sublist import Subscription, valid_subject
@@ -590,7 +591,6 @@ class Cluster:
 
     # -- lifecycle -------------------------------------------------------
     def start(self):
-        from .server import Listener, bind_listener
         o = self.opts
         host = o.cluster_host or "0.0.0.0"
         port = o.cluster_port if o.cluster_port > 0 else 0

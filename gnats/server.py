@@ -23,10 +23,10 @@ from . import RELEASE, SERVER_NAME, VERSION
 from . import parser as P
 from .client import Client
 from .conn import set_socket_options
+from .listener import Listener, bind_listener
 from .reactor import EVENT_READ, Reactor
 from .sublist import Sublist
 
-ACCEPT_BATCH = 64           # connections accepted per readiness event
 SLOW_CHECK_INTERVAL = 0.25  # how often write-blocked connections are checked
 MAX_CLOSED_CLIENTS = 10000  # closed connections remembered for /connz (as nats-server)
 SUB_REMOVE_SLICE = 20000    # subscriptions of a closed client removed per reactor turn
@@ -46,54 +46,6 @@ def new_server_id():
 def _client_auth(opts):
     from .auth import ClientAuth
     return ClientAuth(opts)
-
-
-class Listener:
-    """A listening socket that hands accepted sockets to a callback."""
-    closed = False
-
-    def __init__(self, reactor, sock, on_accept):
-        self.reactor = reactor
-        self.sock = sock
-        self.on_accept = on_accept
-        reactor.register(sock, EVENT_READ, self)
-
-    def on_readable(self):
-        for _ in range(ACCEPT_BATCH):
-            try:
-                s, addr = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return      # e.g. EMFILE: try again on the next event
-            self.on_accept(s, addr)
-
-    def on_writable(self):
-        pass
-
-    def close(self):
-        if not self.closed:
-            self.closed = True
-            self.reactor.unregister(self.sock)
-            self.sock.close()
-
-
-def bind_listener(host, port, backlog=1024):
-    """Bind host:port (port 0 picks a free one). IPv6 hosts work too."""
-    infos = socket.getaddrinfo(host or None, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
-    last = None
-    for family, stype, proto, _, addr in infos:
-        s = socket.socket(family, stype, proto)
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(addr)
-            s.listen(backlog)
-            s.setblocking(False)
-            return s
-        except OSError as e:
-            s.close()
-            last = e
-    raise last or OSError("cannot bind %s:%s" % (host, port))
 
 
 class Server:
