@@ -385,7 +385,11 @@ class TestD5NoStall(ServerCase):
             time.sleep(0.02)
         print("\nD5: worst PING round trip during the reload: %.3f s" % worst)
         self.assertTrue(srv.wait_log("Reloaded server configuration"))
-        self.assertLess(worst, 0.3)
+        # Re-checking on the reactor stalled it for all 8 checks in a row
+        # (>= 8 x 0.12 s here; the audit saw 1.45-2.46 s). In the pool a
+        # PING typically waits 1-50 ms; 0.3 s was exceeded once in ~10 runs
+        # (0.46 s) while other suites loaded this shared 2-core machine.
+        self.assertLess(worst, 0.5)
         self.assertEqual(cs[-1].read_line(), AUTH_VIOLATION)
         self.assertTrue(cs[-1].closed())
         for c in cs[:-1]:
