@@ -273,10 +273,13 @@ class Client(Connection):
         self.name = _str(g("name"))
         self.lang = _str(g("lang"))
         self.version = _str(g("version"))
+        again = self.connected
         self.connected = True
         self.connect_obj = obj      # kept to re-check credentials on reload
         self.reset_caches()
-        if not self.authed:
+        if not self.authed or (again and self.server.client_auth.required):
+            # as nats-server, every CONNECT is checked, a second one too:
+            # wrong credentials there close the connection
             self.server.authorize_client(self, obj)
             return
         self.ok()

@@ -73,6 +73,19 @@ class Logger:
             if old:
                 old.close()
 
+    def retarget(self, other):
+        """Write where `other` (a fresh Logger) writes from now on: a reload
+        that changed log_file, syslog or remote_syslog."""
+        with self._lock:
+            old_file, old_sock = self._file, self._syslog_sock
+            self.log_file = other.log_file
+            self._file, self._syslog_sock = other._file, other._syslog_sock
+            other._file = other._syslog_sock = None
+        if old_file:
+            old_file.close()
+        if old_sock:
+            old_sock.close()
+
     def close(self):
         with self._lock:
             if self._file:

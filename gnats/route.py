@@ -30,25 +30,24 @@ Only the global account `$G` is served; others (a Go node's `$SYS`) are
 read and ignored.
 """
 
-import errno
 import json
 import os
 import random
-import socket
 from urllib.parse import unquote, urlsplit
 
 from . import VERSION
 from . import parser as P
 from .conn import Connection, set_socket_options
 from .delivery import build_fast_bases, deliver, fast_entry
+from .dial import Dial
 from .inbound import cache_entry, process_input
+from .listener import Listener, bind_listener
 from .parser import ProtocolError
-from .reactor import EVENT_READ, EVENT_WRITE
+from .reactor import EVENT_READ
 from .sublist import Subscription, valid_subject
 
 ROUTE_PROTO = 2             # nats-server's route protocol level with RS+/RMSG
 ROUTE_SCHEMES = ("nats", "nats-route", "tls")
-DIAL_TIMEOUT = 2.0          # seconds for a TCP connect to complete
 REDIAL_FIRST = 1.0          # first redial delay of a configured route ...
 REDIAL_MAX = 5.0            # ... growing to this
 IMPLICIT_ATTEMPTS = 3       # least dial attempts for a route learned by gossip
@@ -386,26 +385,29 @@ class Route(Connection):
         self.subs.clear()
 
     # -- handshake input -------------------------------------------------
+    connect_obj = None              # an accepted route's CONNECT, re-checked on reload
+
     def process_connect(self, obj):
         if self.did_solicit or self.ready:
             return                      # nothing to learn from a second CONNECT
+        self.connect_obj = obj
         auth = self.cluster.auth
-        if auth.required:
-            if auth.needs_slow_check(obj):
-                self.paused = True
-                srv = self.server
+        if auth.needs_slow_check(obj):
+            self.paused = True
+            srv = self.server
 
-                def work():
-                    user = auth.check(obj)
-                    self.reactor.call_soon_threadsafe(self._auth_result, obj, user)
-                srv._auth_pool().submit(work)
-                return
-            self._auth_result(obj, auth.check(obj))
+            def work():
+                user = auth.check(obj)
+                self.reactor.call_soon_threadsafe(self._auth_result, obj, user, auth)
+            srv._auth_pool().submit(work)
             return
-        self._auth_result(obj, "")
+        self._auth_result(obj, auth.check(obj), auth)
 
-    def _auth_result(self, obj, user):
+    def _auth_result(self, obj, user, auth):
         if self.closed:
+            return
+        if auth is not self.cluster.auth:
+            self.process_connect(obj)   # a reload changed the credentials meanwhile
             return
         resume = self.paused
         self.paused = False
@@ -462,77 +464,6 @@ class Route(Connection):
             "start": self.start,
             "last_activity": self.last_activity,
         }
-
-
-# ---------------------------------------------------------------------------
-class Dial:
-    """One nonblocking TCP connect, watched by the reactor (the loop never
-    blocks on a slow or silent peer). Calls `done(sock)` or `failed(why)`."""
-
-    closed = False
-
-    def __init__(self, reactor, host, port, done, failed):
-        self.reactor = reactor
-        self.done = done
-        self.failed = failed
-        self.sock = None
-        self.timer = None
-        try:
-            infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-        except OSError as e:
-            reactor.call_later(0, self._fail, "lookup of %s: %s" % (host, e))
-            return
-        family, stype, proto, _, addr = infos[0]
-        s = socket.socket(family, stype, proto)
-        s.setblocking(False)
-        err = s.connect_ex(addr)
-        if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY):
-            s.close()
-            reactor.call_later(0, self._fail, os.strerror(err))
-            return
-        self.sock = s
-        reactor.register(s, EVENT_WRITE, self)
-        self.timer = reactor.call_later(DIAL_TIMEOUT, self._timeout)
-
-    def on_writable(self):
-        s = self._detach()
-        if s is None:
-            return
-        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            s.close()
-            self._fail(os.strerror(err))
-            return
-        self.done(s)
-
-    on_readable = on_writable
-
-    def _timeout(self):
-        s = self._detach()
-        if s is not None:
-            s.close()
-            self._fail("i/o timeout")
-
-    def cancel(self):
-        s = self._detach()
-        if s is not None:
-            s.close()
-        self.closed = True
-
-    def _detach(self):
-        if self.closed or self.sock is None:
-            return None
-        self.closed = True
-        s = self.sock
-        self.sock = None
-        self.reactor.unregister(s)
-        if self.timer is not None:
-            self.timer.cancel()
-        return s
-
-    def _fail(self, why):
-        self.closed = True
-        self.failed(why)
 
 
 class Solicit:
@@ -615,7 +546,7 @@ class Cluster:
 
     def __init__(self, server):
         self.server = server
-        self.opts = o = server.opts
+        o = server.opts
         self.log = server.log
         self.reactor = server.reactor
         self.name = o.cluster_name or new_cluster_name()
@@ -635,13 +566,31 @@ class Cluster:
         from .auth import RouteAuth
         self.auth = RouteAuth(o)
         self.tls_server_ctx = self.tls_client_ctx = None
+        self.tls_digest = ""        # of the certificate files in use (reload spots rotation)
         if o.cluster_tls or o.cluster_tls_cert:
-            from .tls import route_contexts
+            from .tls import files_digest, route_contexts
             self.tls_server_ctx, self.tls_client_ctx = route_contexts(o)
+            self.tls_digest = files_digest(o.cluster_tls_cert, o.cluster_tls_key,
+                                           o.cluster_tls_ca_cert)
+
+    @property
+    def opts(self):
+        # the server's options in force: a reload replaces them
+        return self.server.opts
+
+    # -- reload (gnats/reload.py prepares what may fail) ----------------
+    def reconfigure(self, auth, tls_contexts, tls_digest):
+        """New credentials and TLS contexts for connections from now on;
+        a configured cluster name replaces the current one."""
+        self.auth = auth
+        self.tls_server_ctx, self.tls_client_ctx = tls_contexts
+        self.tls_digest = tls_digest
+        name = self.opts.cluster_name
+        if name and name != self.name:
+            self.name, self.name_dynamic = name, False
 
     # -- lifecycle -------------------------------------------------------
     def start(self):
-        from .server import Listener, bind_listener
         o = self.opts
         host = o.cluster_host or "0.0.0.0"
         port = o.cluster_port if o.cluster_port > 0 else 0

@@ -23,10 +23,10 @@ from . import RELEASE, SERVER_NAME, VERSION
 from . import parser as P
 from .client import Client
 from .conn import set_socket_options
+from .listener import Listener, bind_listener
 from .reactor import EVENT_READ, Reactor
 from .sublist import Sublist
 
-ACCEPT_BATCH = 64           # connections accepted per readiness event
 SLOW_CHECK_INTERVAL = 0.25  # how often write-blocked connections are checked
 MAX_CLOSED_CLIENTS = 10000  # closed connections remembered for /connz (as nats-server)
 SUB_REMOVE_SLICE = 20000    # subscriptions of a closed client removed per reactor turn
@@ -46,54 +46,6 @@ def new_server_id():
 def _client_auth(opts):
     from .auth import ClientAuth
     return ClientAuth(opts)
-
-
-class Listener:
-    """A listening socket that hands accepted sockets to a callback."""
-    closed = False
-
-    def __init__(self, reactor, sock, on_accept):
-        self.reactor = reactor
-        self.sock = sock
-        self.on_accept = on_accept
-        reactor.register(sock, EVENT_READ, self)
-
-    def on_readable(self):
-        for _ in range(ACCEPT_BATCH):
-            try:
-                s, addr = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return      # e.g. EMFILE: try again on the next event
-            self.on_accept(s, addr)
-
-    def on_writable(self):
-        pass
-
-    def close(self):
-        if not self.closed:
-            self.closed = True
-            self.reactor.unregister(self.sock)
-            self.sock.close()
-
-
-def bind_listener(host, port, backlog=1024):
-    """Bind host:port (port 0 picks a free one). IPv6 hosts work too."""
-    infos = socket.getaddrinfo(host or None, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
-    last = None
-    for family, stype, proto, _, addr in infos:
-        s = socket.socket(family, stype, proto)
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(addr)
-            s.listen(backlog)
-            s.setblocking(False)
-            return s
-        except OSError as e:
-            s.close()
-            last = e
-    raise last or OSError("cannot bind %s:%s" % (host, port))
 
 
 class Server:
@@ -182,10 +134,13 @@ class Server:
             self.cluster.solicit_routes()
 
     def setup_tls(self):
-        from .tls import server_context
-        self.tls_context = server_context(self.opts)
+        from .tls import files_digest, server_context
+        o = self.opts
+        self.tls_context = server_context(o)
+        self.tls_digest = files_digest(o.tls_cert, o.tls_key, o.tls_ca_cert)
 
     tls_context = None
+    tls_digest = ""             # of the certificate files in use (reload spots rotation)
 
     def start_monitor(self):
         from .monitor import Monitor
@@ -337,7 +292,12 @@ class Server:
     def _auth_result(self, c, user, auth):
         if c.closed:
             return
-        if user is None or auth is not self.client_auth:
+        if auth is not self.client_auth:
+            # a reload replaced the credentials while this check ran:
+            # check again against those in force now
+            self.authorize_client(c, c.connect_obj or {})
+            return
+        if user is None:
             c.refuse_auth()
             return
         c.auth_done(user)
@@ -561,45 +521,38 @@ class Server:
                 os.unlink(self.opts.pid_file)
             except OSError:
                 pass
+        self.remove_ports_file()
+
+    def remove_ports_file(self):
         if self.ports_file:
             try:
                 os.unlink(self.ports_file)
             except OSError:
                 pass
+            self.ports_file = ""
 
     # -- reload (SIGHUP) -----------------------------------------------------
     def reload(self):
+        """Re-read the configuration file and the command line, then apply
+        them (gnats/reload.py); a bad file or a refused change keeps the
+        running configuration."""
         cmdline = getattr(self.opts, "cmdline", None)
         if cmdline is None or not self.opts.config_file:
             self.log.error("Failed to reload server configuration: no configuration file")
             return
         from .cli import build_options
+        from .reload import ReloadError
         try:
-            new = build_options(cmdline)
-            new_auth = _client_auth(new)
-        except Exception as e:   # a bad file keeps the running config
+            self.apply_options(build_options(cmdline))
+        except (ReloadError, ValueError, OSError) as e:    # ConfigError is a ValueError
             self.log.error("Failed to reload server configuration: %s" % e)
-            return
-        new.cmdline = cmdline
-        old = self.opts
-        self.opts = new
-        self.apply_limits()
-        self.log.debug_on = new.debug
-        self.log.trace_on = new.trace
-        self.log.logtime = new.logtime
-        self.client_auth = new_auth
-        for c in list(self.clients.values()):
-            c.reset_caches()
-            if new_auth.required and c.connected:
-                if new_auth.check(getattr(c, "connect_obj", {}) or {}) is None:
-                    c.send_err(P.ERR_AUTH)
-                    c.close_after_flush("Authentication Failure")
-            elif not new_auth.required:
-                c.authed = True
-        self.sublist.gen += 1
+
+    def apply_options(self, new_opts):
+        """Apply new Options to the running server (reactor thread only), or
+        raise reload.ReloadError with nats-server's text, applying nothing."""
+        from .reload import apply_options
+        apply_options(self, new_opts)
         self.config_load_time = time.time()
-        self.log.notice("Reloaded server configuration")
-        del old
 
     # -- lame duck (SIGUSR2) -------------------------------------------------
     def enter_lame_duck(self):

@@ -12,6 +12,7 @@ are configured with nats-server's (IANA) names and mapped to OpenSSL's; TLS 1.3
 suites are always on and not configurable (as in Go).
 """
 
+import hashlib
 import ssl
 from typing import Iterable, Optional, Tuple
 
@@ -257,6 +258,21 @@ def monitor_context(opts) -> ssl.SSLContext:
         raise TLSConfigError("TLS cert and key required for HTTPS")
     return make_server_context(opts.tls_cert, opts.tls_key,
                                cipher_suites=opts.tls_cipher_suites)
+
+
+def files_digest(*paths: str) -> str:
+    """A digest of the files' contents: a rotated certificate keeps its file
+    name, so a reload compares this to know that TLS changed."""
+    h = hashlib.sha256()
+    for p in paths:
+        if p:
+            try:
+                with open(p, "rb") as f:
+                    h.update(f.read())
+            except OSError:
+                h.update(b"\0missing\0" + p.encode("utf-8", "replace"))
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 # A TLS record starts with its content type; a ClientHello travels in a

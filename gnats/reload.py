@@ -1,0 +1,441 @@
+"""Configuration reload: SIGHUP, or an embedding program's apply_options.
+
+Theory of operation, as nats-server's reload.go: the running Options are
+compared field by field with the new ones. Every field belongs to one
+concern in CONCERNS that knows how to apply it, or to REFUSED, which names
+it as nats-server does ("config reload not supported for Port: old=4222,
+new=4223"). A field in neither is refused too, so an option added later can
+never be ignored while the log says "Reloaded".
+
+Two phases. `prepare` builds everything that can fail (credential tables,
+SSL contexts, route URLs, a new log destination) without touching the
+server; only when every concern is ready does `commit` swap them in, log
+nats-server's "Reloaded: ..." line for what changed, and finally "Reloaded
+server configuration". A refusal or a bad file therefore applies nothing.
+
+TLS contexts are rebuilt on every reload while TLS is on, even with the
+same file names: rotating a certificate means replacing the file's content.
+New handshakes use the new context; established connections keep theirs.
+
+Credentials: when the client (or cluster) authorization changed, every
+authenticated connection is checked again against the new one (Go's
+reloadAuthorization / isRouterAuthorized); a bcrypt check runs in the
+server's auth worker pool and its verdict comes back through the reactor's
+call_soon_threadsafe, so a reload with many rotated hashes never stalls
+traffic. Until its verdict arrives a connection keeps working on the
+credentials it passed under the previous configuration, as in Go. A
+connection that never sent CONNECT while authorization was off is closed
+when a reload turns it on (it has no credentials to check).
+
+Everything here runs on the reactor thread, except the bcrypt checks.
+"""
+
+import dataclasses
+
+from . import parser as P
+
+
+class ReloadError(Exception):
+    """A reload that was refused; the message is nats-server's text."""
+
+
+def go_duration(secs):
+    """Seconds as Go prints a time.Duration: 2m0s, 10s, 500ms."""
+    if secs == 0:
+        return "0s"
+    if secs < 1:
+        for unit, scale in (("ms", 1e3), ("µs", 1e6), ("ns", 1e9)):
+            if secs * scale >= 1:
+                return _num(secs * scale) + unit
+    h, rem = divmod(secs, 3600)
+    m, s = divmod(rem, 60)
+    out = "%dh" % h if h else ""
+    if h or m:
+        out += "%dm" % m
+    return out + _num(s) + "s"
+
+
+def _num(v):
+    """A number as Go's %v prints a float64: 4, 0.5."""
+    return ("%.9f" % v).rstrip("0").rstrip(".")
+
+
+def _go(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return _num(v)
+    if isinstance(v, list):
+        return "[%s]" % " ".join(_go(x) for x in v)
+    return str(v)
+
+
+# Fields nats-server refuses to reload: its field name and how it prints the
+# values. (The cluster's host and port have their own wording, below.)
+REFUSED = {
+    "host": ("Host", _go), "port": ("Port", _go), "server_name": ("ServerName", _go),
+    "http_host": ("HTTPHost", _go), "http_port": ("HTTPPort", _go),
+    "https_port": ("HTTPSPort", _go), "max_pending": ("MaxPending", _go),
+    "max_subscriptions": ("MaxSubs", _go),
+    "lame_duck_duration": ("LameDuckDuration", go_duration),
+    "lame_duck_grace_period": ("LameDuckGracePeriod", go_duration),
+}
+_CLUSTER_REFUSED = {"cluster_host": "cluster host", "cluster_port": "cluster port"}
+# Same file on every reload (the command line is fixed); nothing to apply.
+_IGNORED = ("config_file",)
+
+
+def refusal(name, old, new):
+    """nats-server's text for a field that cannot change without a restart."""
+    if name in _CLUSTER_REFUSED:
+        return "config reload not supported for %s: old=%s, new=%s" % (
+            _CLUSTER_REFUSED[name], _go(old), _go(new))
+    go_name, fmt = REFUSED.get(name, (name, _go))
+    return "config reload not supported for %s: old=%s, new=%s" % (go_name, fmt(old), fmt(new))
+
+
+# --- the concerns -------------------------------------------------------------
+
+class Concern:
+    """The fields one part of the server takes from Options. `prepare` may
+    raise ReloadError and must not change the server; `commit` cannot fail."""
+    fields = ()
+    always = False      # prepare even when none of `fields` changed
+
+    def prepare(self, srv, old, new, changed):
+        pass
+
+    def commit(self, srv, old, new, changed):
+        pass
+
+    def abandon(self):
+        """Another concern refused: release what prepare opened."""
+
+
+class Logging(Concern):
+    fields = ("debug", "trace", "logtime", "log_file", "syslog", "remote_syslog")
+    _DEST = ("log_file", "syslog", "remote_syslog")
+    dest = None         # a Logger for the new destination, once prepared
+
+    def prepare(self, srv, old, new, changed):
+        self.dest = None
+        if any(f in changed for f in self._DEST):
+            from .log import Logger
+            try:
+                self.dest = Logger(log_file=new.log_file, syslog=new.syslog,
+                                   remote_syslog=new.remote_syslog)
+            except (OSError, ValueError) as e:
+                raise ReloadError("error opening log: %s" % e) from None
+
+    def abandon(self):
+        if self.dest is not None:
+            self.dest.close()
+
+    def commit(self, srv, old, new, changed):
+        log = srv.log
+        for f in self.fields:
+            if f in changed:
+                log.notice("Reloaded: %s = %s" % (f, _go(getattr(new, f))))
+        if self.dest is not None:
+            log.retarget(self.dest)
+        log.debug_on, log.trace_on, log.logtime = new.debug, new.trace, new.logtime
+
+
+class Limits(Concern):
+    fields = ("max_connections", "max_control_line", "max_payload",
+              "ping_interval", "ping_max", "write_deadline")
+
+    def commit(self, srv, old, new, changed):
+        srv.apply_limits()
+        for c in list(srv.clients.values()):
+            c.reset_caches()        # cached PUB entries were sized by the old limits
+        srv.sublist.gen += 1
+        for f in self.fields:
+            if f in changed:
+                v = getattr(new, f)
+                text = go_duration(v) if f in ("ping_interval", "write_deadline") else _go(v)
+                srv.log.notice("Reloaded: %s = %s" % (f, text))
+        excess = len(srv.clients) - new.max_connections
+        if "max_connections" in changed and excess > 0:
+            for c in list(srv.clients.values())[-excess:]:   # the newest go first
+                c.send_err(P.ERR_MAX_CONN)
+                c.close_after_flush("Maximum Connections Exceeded")
+            srv.log.notice("Closed %d connections to fall within max_connections" % excess)
+
+
+class ClientTLS(Concern):
+    fields = ("tls", "tls_verify", "tls_cert", "tls_key", "tls_ca_cert",
+              "tls_cipher_suites", "tls_timeout")
+    always = True
+
+    def prepare(self, srv, old, new, changed):
+        self.ctx = None
+        self.digest = ""
+        if new.tls:
+            from .tls import TLSConfigError, files_digest, server_context
+            try:
+                self.ctx = server_context(new)
+            except (TLSConfigError, OSError) as e:
+                raise ReloadError(str(e)) from None
+            self.digest = files_digest(new.tls_cert, new.tls_key, new.tls_ca_cert)
+
+    def commit(self, srv, old, new, changed):
+        rotated = self.digest != srv.tls_digest
+        srv.tls_context = self.ctx
+        srv.tls_digest = self.digest
+        if rotated or any(f in changed for f in self.fields if f != "tls_timeout"):
+            srv.log.notice("Reloaded: tls = %s" % ("enabled" if new.tls else "disabled"))
+        if "tls_timeout" in changed:
+            srv.log.notice("Reloaded: tls timeout = %s" % _go(new.tls_timeout))
+
+
+class ClientAuthorization(Concern):
+    _CREDS = {"username": "authorization username", "password": "authorization password",
+              "authorization": "authorization token", "users": "authorization users"}
+    # the TLS fields too: an unset auth timeout follows the TLS timeout
+    fields = tuple(_CREDS) + ("auth_timeout", "tls", "tls_timeout")
+
+    def prepare(self, srv, old, new, changed):
+        from .auth import AuthError, ClientAuth
+        try:
+            self.auth = ClientAuth(new)
+        except AuthError as e:
+            raise ReloadError(str(e)) from None
+
+    def commit(self, srv, old, new, changed):
+        log = srv.log
+        creds = [f for f in self._CREDS if f in changed]
+        for f in creds:
+            log.notice("Reloaded: %s" % self._CREDS[f])
+        if "auth_timeout" in changed:
+            log.notice("Reloaded: authorization timeout = %s" % _go(self.auth.timeout))
+        if not creds:
+            # Same credentials: keep the checker (in-flight verdicts stay
+            # valid), with the new timeout.
+            srv.client_auth.timeout = self.auth.timeout
+            return
+        srv.client_auth = self.auth
+        if self.auth.plaintext_passwords:
+            from .auth import PLAINTEXT_WARNING
+            log.warn(PLAINTEXT_WARNING)
+        recheck_clients(srv, self.auth)
+
+
+class ClusterSettings(Concern):
+    """cluster { } except host, port and routes: nats-server's "cluster"."""
+    fields = ("cluster_name", "cluster_advertise", "cluster_no_advertise",
+              "cluster_username", "cluster_password", "cluster_auth_timeout",
+              "cluster_tls", "cluster_tls_verify", "cluster_tls_cert", "cluster_tls_key",
+              "cluster_tls_ca_cert", "cluster_tls_timeout", "cluster_tls_cipher_suites",
+              "connect_retries")
+    always = True
+    _AUTH = ("cluster_username", "cluster_password")
+
+    def prepare(self, srv, old, new, changed):
+        self.ready = None
+        if srv.cluster is None:
+            return                  # no cluster running: the options are just kept
+        from .auth import AuthError, RouteAuth
+        try:
+            auth = RouteAuth(new)
+        except AuthError as e:
+            raise ReloadError(str(e)) from None
+        ctxs, digest = (None, None), ""
+        if new.cluster_tls or new.cluster_tls_cert:
+            from .tls import TLSConfigError, files_digest, route_contexts
+            try:
+                ctxs = route_contexts(new)
+            except (TLSConfigError, OSError) as e:
+                raise ReloadError(str(e)) from None
+            digest = files_digest(new.cluster_tls_cert, new.cluster_tls_key,
+                                   new.cluster_tls_ca_cert)
+        self.ready = (auth, ctxs, digest)
+
+    def commit(self, srv, old, new, changed):
+        cl = srv.cluster
+        if cl is None:
+            if any(f in changed for f in self.fields):
+                srv.log.notice("Reloaded: cluster")
+            return
+        auth, ctxs, digest = self.ready
+        new_creds = any(f in changed for f in self._AUTH)
+        if not new_creds:
+            cl.auth.timeout, auth = auth.timeout, cl.auth   # in-flight verdicts stay valid
+        rotated = digest != cl.tls_digest
+        cl.reconfigure(auth, ctxs, digest)
+        if any(f in changed for f in self.fields) or rotated:
+            srv.log.notice("Reloaded: cluster")
+        if new_creds:
+            recheck_routes(srv, auth)
+
+
+class ClusterRoutes(Concern):
+    fields = ("routes",)
+
+    def prepare(self, srv, old, new, changed):
+        self.add, self.remove = [], []
+        if srv.cluster is None or "routes" not in changed:
+            return
+        from .route import RouteURL
+        self.add = [u for u in new.routes if u not in old.routes]
+        self.remove = [u for u in old.routes if u not in new.routes]
+        try:
+            self.add = [RouteURL(u) for u in self.add]
+        except ValueError as e:
+            raise ReloadError(str(e)) from None
+
+    def commit(self, srv, old, new, changed):
+        if "routes" not in changed:
+            return
+        if srv.cluster is not None:
+            _update_routes(srv.cluster, self.add, self.remove)
+        srv.log.notice("Reloaded: cluster routes")
+
+
+def _update_routes(cl, add, remove):
+    """Dial the added URLs (RouteURL); drop the routes of the removed ones
+    (URL texts) for good, as nats-server's routesOption."""
+    from .route import Solicit
+    keep = []
+    for s in cl.configured:
+        if s.url.text in remove:
+            s.stop()
+            if s.route is not None and not s.route.closed:
+                s.route.close_conn("Route Removed")
+            cl.log.notice("Removed route %s" % s.url.redacted())
+        else:
+            keep.append(s)
+    cl.configured = keep
+    for url in add:
+        s = Solicit(cl, url, True)
+        cl.configured.append(s)
+        s.connect()
+
+
+class Process(Concern):
+    fields = ("pid_file", "ports_file_dir", "client_advertise")
+
+    def commit(self, srv, old, new, changed):
+        log = srv.log
+        if "pid_file" in changed and new.pid_file:
+            srv.write_pid_file()
+            log.notice("Reloaded: pid_file = %s" % new.pid_file)
+        if "ports_file_dir" in changed:
+            srv.remove_ports_file()
+            srv.write_ports_file()
+            log.notice("Reloaded: ports_file_dir = %s" % new.ports_file_dir)
+        if "client_advertise" in changed:
+            # INFO is built per connection from the options: nothing to redo
+            log.notice("Reload: client_advertise = %s" % new.client_advertise)   # sic, as Go
+
+
+CONCERNS = (Logging, Limits, ClientTLS, ClientAuthorization, ClusterSettings,
+            ClusterRoutes, Process)
+
+
+# --- the reload -----------------------------------------------------------------
+
+def changed_fields(old, new):
+    """Names of the Options fields whose values differ, in declaration order."""
+    return [f.name for f in dataclasses.fields(old)
+            if getattr(old, f.name) != getattr(new, f.name)]
+
+
+def apply_options(srv, new):
+    """Apply `new` to the running server, or raise ReloadError having
+    applied nothing. Logs what changed and "Reloaded server configuration".
+    `new` must be a fresh Options (e.g. `server.opts.copy()` then edited):
+    the running object compared with itself shows no change."""
+    old = srv.opts
+    changed = changed_fields(old, new)
+    owned = {f for c in CONCERNS for f in c.fields}
+    for name in changed:
+        if name not in owned and name not in _IGNORED:
+            raise ReloadError(refusal(name, getattr(old, name), getattr(new, name)))
+    if new.max_payload > new.max_pending:
+        raise ReloadError("max_payload (%d) cannot be higher than max_pending (%d)"
+                          % (new.max_payload, new.max_pending))
+    concerns = [c() for c in CONCERNS]
+    active = [c for c in concerns if c.always or any(f in changed for f in c.fields)]
+    try:
+        for c in active:
+            c.prepare(srv, old, new, changed)
+    except ReloadError:
+        for c in active:
+            c.abandon()
+        raise
+    if getattr(new, "cmdline", None) is None and hasattr(old, "cmdline"):
+        new.cmdline = old.cmdline
+    srv.opts = new
+    for c in active:
+        c.commit(srv, old, new, changed)
+    srv.log.notice("Reloaded server configuration")
+
+
+def recheck_clients(srv, auth):
+    """Every client against the client authorization now in force (D1, D5)."""
+    pool = None
+    for c in list(srv.clients.values()):
+        if c.closed:
+            continue
+        if not auth.required:
+            c.authed = True         # an in-flight check is redone under `auth`
+            continue
+        if not c.authed or c.paused:
+            # Not yet authenticated: its CONNECT is checked against the auth
+            # in force when it arrives (an in-flight check is redone if the
+            # auth changed meanwhile; see Server._auth_result).
+            continue
+        if not c.connected:
+            # Let in while authorization was off and never sent CONNECT:
+            # nothing to check, so it goes, as in nats-server.
+            _client_violation(c)
+            continue
+        obj = c.connect_obj or {}
+        if auth.needs_slow_check(obj):
+            pool = pool or srv._auth_pool()
+            pool.submit(_slow_check, srv, auth, obj, _client_verdict, c)
+        else:
+            _client_verdict(srv, auth, c, auth.check(obj))
+
+
+def recheck_routes(srv, auth):
+    """Accepted routes against the new cluster authorization (Go's
+    isRouterAuthorized); routes we dialled carry our credentials, not theirs."""
+    for r in list(srv.cluster.conns.values()):
+        if r.closed or r.did_solicit or not r.ready:
+            continue                # unready routes are checked at CONNECT
+        obj = r.connect_obj or {}
+        if auth.needs_slow_check(obj):
+            srv._auth_pool().submit(_slow_check, srv, auth, obj, _route_verdict, r)
+        else:
+            _route_verdict(srv, auth, r, auth.check(obj))
+
+
+def _slow_check(srv, auth, obj, verdict, conn):
+    # runs in an auth worker thread; the verdict is applied on the reactor
+    user = auth.check(obj)
+    srv.reactor.call_soon_threadsafe(verdict, srv, auth, conn, user)
+
+
+def _client_verdict(srv, auth, c, user):
+    if c.closed or auth is not srv.client_auth:
+        return                      # gone, or a later reload checks it again
+    if user is None:
+        _client_violation(c)
+    else:
+        c.user = user
+
+
+def _client_violation(c):
+    c.authed = False
+    c.refuse_auth()
+
+
+def _route_verdict(srv, auth, r, user):
+    cl = srv.cluster
+    if r.closed or cl is None or auth is not cl.auth:
+        return
+    if user is None:
+        r.ready = False
+        r.refuse_auth()
