@@ -536,6 +536,8 @@ class Server:
         try:
             self.reactor.run()
         finally:
+            if not self.shutting_down:
+                self.shutdown()     # the loop died: still close every socket
             self._cleanup()
         return self.exit_code
 
@@ -556,6 +558,11 @@ class Server:
         self.reactor.stop()
 
     def _cleanup(self):
+        # An embedded server lives on in its process: leave no thread, pipe
+        # or selector behind (a bcrypt check still running is waited for).
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self.reactor.close()
         if self.opts.pid_file:
             try:
                 os.unlink(self.opts.pid_file)
@@ -576,11 +583,15 @@ class Server:
         from .cli import build_options
         try:
             new = build_options(cmdline)
-            new_auth = _client_auth(new)
+            new.cmdline = cmdline
+            self.apply_options(new)
         except Exception as e:   # a bad file keeps the running config
             self.log.error("Failed to reload server configuration: %s" % e)
-            return
-        new.cmdline = cmdline
+
+    def apply_options(self, new):
+        """Switch to new Options (a reload); raises, keeping the running
+        config, when they cannot be applied. Runs on the reactor thread."""
+        new_auth = _client_auth(new)
         old = self.opts
         self.opts = new
         self.apply_limits()
