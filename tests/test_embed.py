@@ -9,7 +9,6 @@ import gc
 import io
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
