@@ -167,6 +167,27 @@ class RunStopTest(unittest.TestCase):
         self.assertTrue(refused(srv.port))
 
 
+    def test_a_dead_loop_still_closes_every_socket(self):
+        srv = gnats.run()
+        c = RawClient(srv.port)
+        c.ping()
+
+        class Fatal(BaseException):     # not an Exception: the reactor lets it through
+            pass
+
+        def die():
+            raise Fatal("loop killed")
+        with self.assertLogs("gnats", "ERROR"):
+            srv._server.reactor.call_soon_threadsafe(die)
+            self.assertTrue(c.closed())
+            with self.assertRaises(ServerError) as cm:
+                srv.stop()
+        self.assertIsInstance(cm.exception.__cause__, Fatal)
+        c.close()
+        self.assertTrue(refused(srv.port))
+        self.assertEqual(server_threads(), [])
+
+
 class OptionsTest(unittest.TestCase):
     def assert_refused(self, key, **options):
         before = threading.active_count()
