@@ -1,7 +1,9 @@
 """Install gnatsd.py as a package with a `gnatsd` console script.
 
 Running the server needs nothing installed (`python3 gnatsd.py`); this is
-for those who want it on PATH, and for the test extras."""
+for those who want it on PATH, for `import gnats` (gnats.run) and the pytest
+fixtures (registered through the pytest11 entry point), and for the test
+extras."""
 
 import re
 
@@ -22,9 +24,13 @@ setup(
     python_requires=">=3.9",
     extras_require={
         "bcrypt": ["bcrypt"],
-        "test": ["nats-py", "bcrypt"],
+        "test": ["nats-py", "bcrypt", "pytest"],
     },
-    entry_points={"console_scripts": ["gnatsd = gnats.main:main"]},
+    entry_points={
+        "console_scripts": ["gnatsd = gnats.main:main"],
+        # the nats_server / nats_server_factory / nats_cluster fixtures
+        "pytest11": ["gnats = gnats.pytest_plugin"],
+    },
     classifiers=[
         "Programming Language :: Python :: 3",
         "License :: OSI Approved :: MIT License",

@@ -3,9 +3,11 @@
     [PID] 2016/04/26 13:21:20.379640 [INF] message
 
 Levels: INF (notice), WRN, ERR, FTL always; DBG with -D; TRC with -V.
-Destinations: stdout (default), a file (-l), local syslog (-s) or a remote
-syslog over UDP (-r). Callers test `log.debug_on` / `log.trace_on` before
-formatting anything costly, so a quiet server pays nothing for logging.
+Destinations: stdout (default), a file (-l), local syslog (-s), a remote
+syslog over UDP (-r), or a `logging.Logger` (an embedded server's, see
+gnats.embed: the message alone at the mapped level; the host application's
+handlers decide where it goes). Callers test `log.debug_on` / `log.trace_on`
+before formatting anything costly, so a quiet server pays nothing for logging.
 """
 
 import os
@@ -17,11 +19,15 @@ from urllib.parse import urlparse
 
 # syslog priorities (facility user = 1 << 3)
 _SYSLOG_PRI = {"INF": 14, "WRN": 12, "ERR": 11, "FTL": 10, "DBG": 15, "TRC": 15}
+# `logging` levels (the numbers, so the command line need not import logging);
+# TRC sits below DEBUG (10): protocol traces are the noisiest
+TRACE = 5
+_LOGGING_LEVEL = {"INF": 20, "WRN": 30, "ERR": 40, "FTL": 50, "DBG": 10, "TRC": TRACE}
 
 
 class Logger:
     def __init__(self, debug=False, trace=False, logtime=True, log_file="",
-                 syslog=False, remote_syslog="", stream=None):
+                 syslog=False, remote_syslog="", stream=None, logger=None):
         self.debug_on = bool(debug)
         self.trace_on = bool(trace)
         self.logtime = logtime
@@ -32,12 +38,15 @@ class Logger:
         self._file = None
         self._syslog_sock = None
         self._syslog_addr = None
+        self._logger = None
         if log_file:
             self._file = open(log_file, "a", buffering=1, encoding="utf-8")
         elif remote_syslog:
             self._open_remote_syslog(remote_syslog)
         elif syslog:
             self._open_local_syslog()
+        elif logger is not None:
+            self._logger = logger
 
     # -- destinations ---------------------------------------------------
     def _open_local_syslog(self):
@@ -97,6 +106,9 @@ class Logger:
 
     # -- output ---------------------------------------------------------
     def _write(self, level, msg):
+        if self._logger is not None:
+            self._logger.log(_LOGGING_LEVEL[level], msg)
+            return
         if self._syslog_sock is not None:
             data = ("<%d>gnatsd[%d]: [%s] %s" % (_SYSLOG_PRI[level], self.pid, level, msg)).encode()
             try:

@@ -496,6 +496,8 @@ class Server:
         try:
             self.reactor.run()
         finally:
+            if not self.shutting_down:
+                self.shutdown()     # the loop died: still close every socket
             self._cleanup()
         return self.exit_code
 
@@ -516,6 +518,11 @@ class Server:
         self.reactor.stop()
 
     def _cleanup(self):
+        # An embedded server lives on in its process: leave no thread, pipe
+        # or selector behind (a bcrypt check still running is waited for).
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self.reactor.close()
         if self.opts.pid_file:
             try:
                 os.unlink(self.opts.pid_file)
