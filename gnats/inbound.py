@@ -11,10 +11,12 @@ entry:
     (size, tgts, counted, receivers, qgroups)
 
 where `tgts` are (receiver output buffer, ready-made `MSG ...` prefix) pairs,
-`counted` lists each receiver once per delivery (for out_msgs), `receivers`
-is the set to flush, and `qgroups` holds queue groups to pick one member of
-per message (or None). The entry is cached under the control line's exact
-bytes, so the next identical line costs one dict lookup; and while the lines
+`counted` lists (receiver, subscription) once per delivery (for out_msgs,
+and the subscription's `delivered`, which UNSUB <sid> <max> compares with),
+`receivers` is the set to flush, and `qgroups` holds queue groups to pick
+one member of per message (or None). The entry is cached under the
+control line's exact bytes, so the next identical line costs one dict
+lookup; and while the lines
 that follow repeat it byte for byte (a publisher in a loop), an inner loop
 handles them with one `startswith` each and no lookup at all. Delivery is
 bytearray appends; the reactor flushes every receiver once per turn.
@@ -124,15 +126,17 @@ def process_input(conn, buf):
                                     wb += pl
                                 if qgroups is not None:
                                     for g in qgroups:
-                                        wb, pre, c = g[int(_rand() * len(g))]
+                                        wb, pre, c, s = g[int(_rand() * len(g))]
                                         wb += pre
                                         wb += tail
                                         wb += pl
                                         c.out_msgs += 1
                                         c.out_bytes += size
-                                for c in counted1:
+                                        s.delivered += 1
+                                for c, s in counted1:
                                     c.out_msgs += 1
                                     c.out_bytes += size
+                                    s.delivered += 1
                                 if receivers:
                                     dirty.update(receivers)
                                 in_msgs += 1
@@ -226,11 +230,12 @@ def process_input(conn, buf):
                         wb += pre
                         wb += pl
                     for g in qgroups:
-                        wb, pre, c = g[int(rand() * len(g))]
+                        wb, pre, c, s = g[int(rand() * len(g))]
                         wb += pre
                         wb += pl
                         c.out_msgs += 1
                         c.out_bytes += size
+                        s.delivered += 1
                     rep += 1
                     pos = end + 2
                     if not more:
@@ -238,9 +243,10 @@ def process_input(conn, buf):
             if rep:
                 in_msgs += rep
                 in_bytes += rep * size
-                for c in counted:
+                for c, s in counted:
                     c.out_msgs += rep
                     c.out_bytes += rep * size
+                    s.delivered += rep
                 rep = 0
             if conn.need:
                 break
@@ -253,9 +259,10 @@ def process_input(conn, buf):
         if rep:
             in_msgs += rep
             in_bytes += rep * size
-            for c in counted:
+            for c, s in counted:
                 c.out_msgs += rep
                 c.out_bytes += rep * size
+                s.delivered += rep
         if in_msgs:
             conn.in_msgs += in_msgs
             conn.in_bytes += in_bytes

@@ -40,7 +40,7 @@ from urllib.parse import unquote, urlsplit
 from . import VERSION
 from . import parser as P
 from .conn import Connection, set_socket_options
-from .delivery import build_fast_bases, deliver, fast_entry
+from .delivery import build_fast_bases, deliver, fast_entry, match_publish
 from .inbound import cache_entry, process_input
 from .parser import ProtocolError
 from .reactor import EVENT_READ, EVENT_WRITE
@@ -305,7 +305,7 @@ class Route(Connection):
         if acc != b"$G":
             return None                 # another account (a Go node's $SYS): not ours
         srv = self.server
-        result = srv.sublist.match(subject.decode("latin-1"))
+        result = match_publish(srv.sublist, subject)
         if hdr < 0 and queues is None and not trace:
             bases = build_fast_bases(self, subject, reply, result, True)
             if bases is not None:
