@@ -21,12 +21,11 @@ from . import parser as P
 from .auth import mask_connect
 from .conn import Connection
 from .delivery import build_fast_bases, deliver, deliver_to_sub, fast_entry, match_publish
-from .inbound import cache_entry, cache_put, process_input
+from .inbound import cache_entry, process_input, scache_put
 from .parser import ProtocolError
 from .sublist import Subscription, valid_subject
 
 NO_RESPONDERS_HDR = b"NATS/1.0 503\r\n\r\n"
-SCACHE_MAX = 4096       # (subject, reply) pairs a publisher keeps resolved
 
 
 class Client(Connection):
@@ -67,10 +66,6 @@ class Client(Connection):
 
     # the hot loop: see inbound.py
     process = process_input
-
-    def reset_caches(self):
-        Connection.reset_caches(self)
-        self.scache.clear()
 
     # -- one control line (cache miss) -----------------------------------
     def process_op(self, line, buf, pos, after):
@@ -154,7 +149,7 @@ class Client(Connection):
         if not general:
             bases = build_fast_bases(self, subject, reply, result, False)
             if bases is not None and (bases[0] or bases[3] or not (reply and self.no_responders)):
-                cache_put(self.scache, key, bases, SCACHE_MAX)
+                scache_put(self, key, bases)
                 return cache_entry(self, line, fast_entry(bases, size))
         # general path: one message, now
         if end + 2 > len(buf):

@@ -28,7 +28,9 @@ specialised inner loops below took the no-subscriber case from 0.32 to
 
 What a connection provides: `pcache`/`pgen` (the cache and the subject
 index generation it belongs to), `scache` (subject and reply -> the parts of
-an entry that do not depend on the size; client.py fills it), `reset_caches()`, `paused`, `need`/`resume_at` (set by
+an entry that do not depend on the size; client.py fills it), the bytes
+each holds (`pcache_used`/`scache_used`), `cache_timer`/`cache_filled()`
+(drop both once idle), `reset_caches()`, `paused`, `need`/`resume_at` (set by
 `process_op`), `process_op(line, buf, pos, after)` returning an entry or
 None, `long_line_ok(buf, pos, length)`, `defer_input()` and
 `protocol_error(e, buf, pos)`.
@@ -47,12 +49,30 @@ from .parser import ProtocolError
 # to distinct subjects (each match walks 2^15 trie paths, ~30 ms) froze every
 # other client for 10 s per 300 PUBs. Checked only on cache misses.
 INPUT_SLICE = 0.02
-# Message lines cached per connection: enough for a publisher cycling
-# through a few thousand subjects and sizes; when full the oldest entries go
-# (see cache_put), so a working set just over the bound does not thrash.
-# Lines that never repeat only churn this cache: the (subject, reply) cache
-# behind it (client.py) keeps what they resolve to.
-PCACHE_MAX = 8192
+# Parse caches are bounded in bytes, per connection and per cache: up to
+# 2 MiB of message lines (pcache) and 2 MiB of resolved (subject, reply)
+# pairs (scache), 4 MiB per connection at most (nats-server holds about
+# 5 MiB per connection under the same input). Counting entries was not
+# enough: a line may be 4 KiB and its entry holds a prefix of about that
+# size for each matching subscription, so 8,192 + 4,096 entries reached
+# ~50 MiB per connection, and more with fan-out. 2 MiB each still holds
+# ~4,000 lines and ~3,000 subjects of ordinary size (the bench's `mixed`
+# working set) without thrashing. A single entry over the budget (a huge
+# fan-out) is kept alone: its size is bounded by the subscriptions it
+# names. Connections drop both caches after CACHE_IDLE s without input
+# (conn.py).
+PCACHE_BUDGET = 2 << 20
+SCACHE_BUDGET = 2 << 20
+# Bytes an entry costs beyond its key and prefixes, measured with
+# tracemalloc on CPython 3.11 (1 and 8 targets, within 20%): a line entry
+# is a 5-tuple, its dict slot and key header, and per target a pair and a
+# bytes header (it shares the rest with its scache entry); a scache entry
+# also holds per target a (receiver, subscription) pair and a frozenset slot.
+PCACHE_ENTRY_COST = 250
+PCACHE_TARGET_COST = 100
+SCACHE_ENTRY_COST = 250
+SCACHE_TARGET_COST = 230
+EVICT_CHUNK = 256
 
 _monotonic = time.monotonic
 _rand = random.random
@@ -274,20 +294,53 @@ def process_input(conn, buf):
     return None
 
 
+def _targets_cost(tgts, qgroups, each):
+    n = 0
+    for t in tgts:
+        n += len(t[1]) + each
+    if qgroups is not None:
+        for g in qgroups:
+            for m in g:
+                n += len(m[1]) + each
+    return n
+
+
+def pcache_cost(line, ent):
+    return len(line) + PCACHE_ENTRY_COST + _targets_cost(ent[1], ent[4], PCACHE_TARGET_COST)
+
+
+def scache_cost(key, bases):
+    return len(key) + SCACHE_ENTRY_COST + _targets_cost(bases[0], bases[3], SCACHE_TARGET_COST)
+
+
 def cache_entry(conn, line, ent):
     """Remember what a message control line resolved to."""
-    return cache_put(conn.pcache, line, ent, PCACHE_MAX)
+    conn.pcache_used = _put(conn, conn.pcache, conn.pcache_used, line, ent,
+                            pcache_cost(line, ent), PCACHE_BUDGET, pcache_cost)
+    return ent
 
 
-EVICT_CHUNK = 256
+def scache_put(conn, key, bases):
+    """Remember what a subject and reply resolved to, whatever the size."""
+    conn.scache_used = _put(conn, conn.scache, conn.scache_used, key, bases,
+                            scache_cost(key, bases), SCACHE_BUDGET, scache_cost)
 
 
-def cache_put(cache, key, value, bound):
-    """Insert into a bounded dict; when full, the oldest entries go, a small
-    chunk at a time: evicting half at once cost a ~1 ms stall every few
-    thousand requests, which showed in request/reply p99 latency."""
-    if len(cache) >= bound:
-        for k in list(islice(cache, EVICT_CHUNK)):
-            del cache[k]
+def _put(conn, cache, used, key, value, cost, budget, cost_of):
+    """Insert within `budget` bytes; returns the bytes now used. When full,
+    the oldest entries go until 1/16 of the budget is free, a chunk at a
+    time: evicting half at once cost a ~1 ms stall every few thousand
+    requests, which showed in request/reply p99 latency."""
+    if used + cost > budget:
+        room = budget - (budget >> 4) - cost
+        while cache and used > room:
+            for k in list(islice(cache, EVICT_CHUNK)):
+                used -= cost_of(k, cache.pop(k))
+                if used <= room:
+                    break
+        if not cache:
+            used = 0
     cache[key] = value
-    return value
+    if conn.cache_timer is None:
+        conn.cache_filled()
+    return used + cost
