@@ -20,13 +20,12 @@ import time
 from . import parser as P
 from .auth import mask_connect
 from .conn import Connection
-from .delivery import build_fast_bases, deliver, deliver_to_sub, fast_entry
-from .inbound import cache_entry, cache_put, process_input
+from .delivery import build_fast_bases, deliver, deliver_to_sub, fast_entry, match_publish
+from .inbound import cache_entry, process_input, scache_put
 from .parser import ProtocolError
 from .sublist import Subscription, valid_subject
 
 NO_RESPONDERS_HDR = b"NATS/1.0 503\r\n\r\n"
-SCACHE_MAX = 4096       # (subject, reply) pairs a publisher keeps resolved
 
 
 class Client(Connection):
@@ -67,10 +66,6 @@ class Client(Connection):
 
     # the hot loop: see inbound.py
     process = process_input
-
-    def reset_caches(self):
-        Connection.reset_caches(self)
-        self.scache.clear()
 
     # -- one control line (cache miss) -----------------------------------
     def process_op(self, line, buf, pos, after):
@@ -150,11 +145,11 @@ class Client(Connection):
             self.resume_at = end + 2
             return None
         general = self.verbose or self.log.trace_on
-        result = self.server.sublist.match(subject.decode("latin-1"))
+        result = match_publish(self.server.sublist, subject)
         if not general:
             bases = build_fast_bases(self, subject, reply, result, False)
             if bases is not None and (bases[0] or bases[3] or not (reply and self.no_responders)):
-                cache_put(self.scache, key, bases, SCACHE_MAX)
+                scache_put(self, key, bases)
                 return cache_entry(self, line, fast_entry(bases, size))
         # general path: one message, now
         if end + 2 > len(buf):
@@ -173,6 +168,8 @@ class Client(Connection):
 
     def process_hpub(self, line, args, buf, pos, after):
         subject, reply, hdr, total = P.parse_hpub_args(args)
+        if hdr == 0:
+            hdr = -1        # an empty header block: nats-server delivers a plain MSG
         if not self.headers:
             raise ProtocolError(P.ERR_NO_HEADERS, "message headers not supported")
         if total > self.server.max_payload:
@@ -188,7 +185,7 @@ class Client(Connection):
             self.send_err(P.ERR_INVALID_PUB_SUBJECT)
             return
         self.ok()
-        result = self.server.sublist.match(subject.decode("latin-1"))
+        result = match_publish(self.server.sublist, subject)
         self.publish(subject, reply, hdr, buf[after:end + 2], result)
 
     def publish(self, subject, reply, hdr, payload, result):

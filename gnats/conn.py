@@ -19,6 +19,11 @@ from .reactor import EVENT_READ, EVENT_WRITE
 
 MIN_READ = 32 * 1024
 MAX_READ = 1024 * 1024
+# Seconds without input after which a connection's parse caches are
+# dropped. Rebuilding an entry costs microseconds; holding up to 4 MiB
+# (inbound.PCACHE_BUDGET + SCACHE_BUDGET) per idle connection costs memory
+# for as long as it idles.
+CACHE_IDLE = 2.0
 
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
@@ -125,10 +130,80 @@ class Connection:
         if not self.closed and self.pend:
             self.feed(b"")
 
+    # -- read interest -------------------------------------------------
+    # While a CONNECT's password check runs (`paused`, set by the server or
+    # the route code) nothing is read: the socket leaves the selector's read
+    # set, as nats-server reads nothing until its check returns. Reading on
+    # into `pend` let one unauthenticated client queue ~40 MB per bcrypt
+    # check. Input that came with the CONNECT waits in `pend`
+    # (at most one read, MAX_READ).
+    _paused = False
+    _events = EVENT_READ        # what the socket is registered for
+
+    @property
+    def paused(self):
+        return self._paused
+
+    @paused.setter
+    def paused(self, value):
+        value = bool(value)
+        if value == self._paused:
+            return
+        self._paused = value
+        if self.closed:
+            return
+        self.set_events(self.write_blocked)
+        if not value and self.tls_version:
+            # TLS may hold decrypted input the selector cannot see
+            self.reactor.call_later(0, self._read_tls_pending)
+
+    def _read_tls_pending(self):
+        if not self.closed and not self._paused and self.sock.pending():
+            self.on_readable()
+
+    def set_events(self, write):
+        """Register for write events or not; for read events unless paused."""
+        ev = (0 if self._paused else EVENT_READ) | (EVENT_WRITE if write else 0)
+        if ev == self._events:
+            return
+        if not ev:
+            self.reactor.unregister(self.sock)
+        elif not self._events:
+            self.reactor.register(self.sock, ev, self)
+        else:
+            self.reactor.modify(self.sock, ev, self)
+        self._events = ev
+
+    # -- parse caches (see inbound.py) -----------------------------------
+    pcache_used = 0             # accounted bytes in pcache / scache
+    scache_used = 0
+    cache_timer = None          # drops the caches once the connection idles
+
     def reset_caches(self):
         """The subject index changed: what was resolved may be stale."""
-        self.pcache.clear()
+        self.drop_caches()
         self.pgen = self.server.sublist.gen
+
+    def drop_caches(self):
+        self.pcache.clear()
+        self.scache.clear()
+        self.pcache_used = self.scache_used = 0
+
+    def cache_filled(self):
+        """A cache got an entry and no idle check is pending: drop both
+        caches once no input came for CACHE_IDLE seconds, so an idle
+        connection holds nothing. One timer per CACHE_IDLE at most."""
+        self.cache_timer = self.reactor.call_later(CACHE_IDLE, self._cache_idle)
+
+    def _cache_idle(self):
+        self.cache_timer = None
+        if self.closed or not (self.pcache or self.scache):
+            return
+        idle = time.time() - self.last_activity
+        if idle >= CACHE_IDLE:
+            self.drop_caches()
+        else:
+            self.cache_timer = self.reactor.call_later(CACHE_IDLE - idle, self._cache_idle)
 
     def long_line_ok(self, buf, pos, length):
         """May a control line exceed max_control_line? (Routes allow long
@@ -176,7 +251,7 @@ class Connection:
             return
         self.write_blocked = True
         self.last_write_progress = time.monotonic()
-        self.reactor.modify(self.sock, EVENT_READ | EVENT_WRITE, self)
+        self.set_events(True)
         self.server.write_blocked.add(self)
 
     def on_writable(self):
@@ -197,7 +272,7 @@ class Connection:
         if not wb:
             self.write_blocked = False
             self.server.write_blocked.discard(self)
-            self.reactor.modify(self.sock, EVENT_READ, self)
+            self.set_events(False)
             if self.closing_after_flush:
                 self.close_conn(self.closing_after_flush, flush=False)
 
@@ -228,10 +303,22 @@ class Connection:
             except Exception:
                 pass
         self.closed = True
+        # Release buffers now: other publishers' cache entries still name
+        # this connection's wbuf (delivery skips closed receivers only once
+        # their caches are rebuilt), and idle ones would pin up to
+        # max_pending each. Our own caches name other connections' buffers.
+        self.wbuf.clear()
+        self.pend = []
+        self.pend_len = 0
+        self.drop_caches()
+        if self.cache_timer is not None:
+            self.cache_timer.cancel()
+            self.cache_timer = None
         for t in self.timers:
             t.cancel()
         self.timers = []
         self.reactor.unregister(self.sock)
+        self._events = 0
         self.server.write_blocked.discard(self)
         self.reactor.dirty.discard(self)
         try:
@@ -315,7 +402,7 @@ class Connection:
         self.sock = ctx.wrap_socket(self.sock, server_side=server_side,
                                     do_handshake_on_connect=False,
                                     server_hostname=server_hostname)
-        self.reactor.modify(self.sock, EVENT_READ, self)
+        self.set_events(False)
         self.timers.append(self.reactor.call_later(timeout, self._tls_timeout))
         self._tls_step()
 
@@ -328,10 +415,10 @@ class Connection:
         try:
             self.sock.do_handshake()
         except ssl.SSLWantReadError:
-            self.reactor.modify(self.sock, EVENT_READ, self)
+            self.set_events(False)
             return
         except ssl.SSLWantWriteError:
-            self.reactor.modify(self.sock, EVENT_READ | EVENT_WRITE, self)
+            self.set_events(True)
             return
         except (ssl.SSLError, OSError) as e:
             self.log.error("%s - TLS handshake error: %s" % (self.tag(), getattr(e, "reason", None) or e))
@@ -341,7 +428,7 @@ class Connection:
         self.tls_version = self.sock.version() or ""
         c = self.sock.cipher()
         self.tls_cipher = c[0] if c else ""
-        self.reactor.modify(self.sock, EVENT_READ | (EVENT_WRITE if self.wbuf else 0), self)
+        self.set_events(bool(self.wbuf))
         if self.wbuf:
             self.write_blocked = True
             self.last_write_progress = time.monotonic()

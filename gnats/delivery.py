@@ -19,7 +19,19 @@ came from a route (one hop only).
 
 import random
 
+from .sublist import EMPTY
+
 _rand = random.random
+
+
+def match_publish(sublist, subject):
+    """The subscriptions a published message goes to. A subject with an
+    empty token (`foo..bar`, `.foo`, `foo.`; reachable when pedantic is off)
+    matches nothing, as in nats-server, whose Sublist.Match returns an empty
+    result for it: no local delivery and nothing forwarded to routes."""
+    if b".." in subject or subject[:1] == b"." or subject[-1:] == b".":
+        return EMPTY
+    return sublist.match(subject.decode("latin-1"))
 
 
 def msg_prefix(subject, sid, reply, size):
@@ -51,12 +63,26 @@ def rmsg_prefix(subject, reply, queues, hdr, size):
     return b"".join(parts)
 
 
+class _Sink:
+    """Stands for a route's subscription in `counted`: routes have no
+    auto-unsubscribe, their count goes nowhere."""
+    __slots__ = ("delivered",)
+
+    def __init__(self):
+        self.delivered = 0
+
+
+_ROUTE_SINK = _Sink()
+
+
 def build_fast_bases(src, subject, reply, result, from_route):
     """What the fast path needs for one subject and reply, whatever the
     payload size: ((wbuf, prefix without size), ...) for plain deliveries,
-    the receivers counted once per delivery (for out_msgs), the set of
-    receivers to flush, and the queue groups as tuples of (wbuf, prefix
-    without size, client) to pick from (None when there are none). Returns
+    (receiver, subscription) once per delivery (for out_msgs and the
+    subscription's `delivered`, which UNSUB <sid> <max> compares with, as
+    nats-server counts every delivery), the set of receivers to flush, and
+    the queue groups as tuples of (wbuf, prefix without size, client,
+    subscription) to pick from (None when there are none). Returns
     None when this match needs the general path (auto-unsubscribe limits, or
     queue members behind routes)."""
     tgts = []
@@ -78,12 +104,13 @@ def build_fast_bases(src, subject, reply, result, from_route):
                 continue
             seen_routes.add(c)
             tgts.append((c.wbuf, b"RMSG $G " + subject + sfx))
+            counted.append((c, _ROUTE_SINK))
         else:
             if c is src and not echo:
                 continue
             tgts.append((c.wbuf, b"MSG " + subject + b" " + sub.sid + sfx))
-        counted.append(c)
-    receivers = set(counted)
+            counted.append((c, sub))
+    receivers = set([c for c, _ in counted])
     qgroups = None
     if result.queues:
         if from_route:
@@ -100,7 +127,7 @@ def build_fast_bases(src, subject, reply, result, from_route):
                     return None
                 if c is src and not echo:
                     continue
-                members.append((c.wbuf, b"MSG " + subject + b" " + sub.sid + sfx, c))
+                members.append((c.wbuf, b"MSG " + subject + b" " + sub.sid + sfx, c, sub))
                 receivers.add(c)
             if members:
                 qgroups.append(tuple(members))
@@ -115,7 +142,7 @@ def fast_entry(bases, size):
     tail = b"%d\r\n" % size
     tgts = tuple([(wb, pre + tail) for wb, pre in tgts])
     if qgroups is not None:
-        qgroups = tuple([tuple([(wb, pre + tail, c) for wb, pre, c in g]) for g in qgroups])
+        qgroups = tuple([tuple([(wb, pre + tail, c, s) for wb, pre, c, s in g]) for g in qgroups])
     return (size, tgts, counted, receivers, qgroups)
 
 
@@ -197,8 +224,8 @@ def deliver_to_sub(sub, subject, reply, hdr, payload, size, dirty):
     c = sub.client
     if sub.closed or c.closed:
         return False
+    sub.delivered += 1
     if sub.max_msgs:
-        sub.delivered += 1
         if sub.delivered > sub.max_msgs:
             return False
         if sub.delivered == sub.max_msgs:

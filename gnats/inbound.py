@@ -11,10 +11,12 @@ entry:
     (size, tgts, counted, receivers, qgroups)
 
 where `tgts` are (receiver output buffer, ready-made `MSG ...` prefix) pairs,
-`counted` lists each receiver once per delivery (for out_msgs), `receivers`
-is the set to flush, and `qgroups` holds queue groups to pick one member of
-per message (or None). The entry is cached under the control line's exact
-bytes, so the next identical line costs one dict lookup; and while the lines
+`counted` lists (receiver, subscription) once per delivery (for out_msgs,
+and the subscription's `delivered`, which UNSUB <sid> <max> compares with),
+`receivers` is the set to flush, and `qgroups` holds queue groups to pick
+one member of per message (or None). The entry is cached under the
+control line's exact bytes, so the next identical line costs one dict
+lookup; and while the lines
 that follow repeat it byte for byte (a publisher in a loop), an inner loop
 handles them with one `startswith` each and no lookup at all. Delivery is
 bytearray appends; the reactor flushes every receiver once per turn.
@@ -26,7 +28,9 @@ specialised inner loops below took the no-subscriber case from 0.32 to
 
 What a connection provides: `pcache`/`pgen` (the cache and the subject
 index generation it belongs to), `scache` (subject and reply -> the parts of
-an entry that do not depend on the size; client.py fills it), `reset_caches()`, `paused`, `need`/`resume_at` (set by
+an entry that do not depend on the size; client.py fills it), the bytes
+each holds (`pcache_used`/`scache_used`), `cache_timer`/`cache_filled()`
+(drop both once idle), `reset_caches()`, `paused`, `need`/`resume_at` (set by
 `process_op`), `process_op(line, buf, pos, after)` returning an entry or
 None, `long_line_ok(buf, pos, length)`, `defer_input()` and
 `protocol_error(e, buf, pos)`.
@@ -45,12 +49,30 @@ from .parser import ProtocolError
 # to distinct subjects (each match walks 2^15 trie paths, ~30 ms) froze every
 # other client for 10 s per 300 PUBs. Checked only on cache misses.
 INPUT_SLICE = 0.02
-# Message lines cached per connection: enough for a publisher cycling
-# through a few thousand subjects and sizes; when full the oldest entries go
-# (see cache_put), so a working set just over the bound does not thrash.
-# Lines that never repeat only churn this cache: the (subject, reply) cache
-# behind it (client.py) keeps what they resolve to.
-PCACHE_MAX = 8192
+# Parse caches are bounded in bytes, per connection and per cache: up to
+# 2 MiB of message lines (pcache) and 2 MiB of resolved (subject, reply)
+# pairs (scache), 4 MiB per connection at most (nats-server holds about
+# 5 MiB per connection under the same input). Counting entries was not
+# enough: a line may be 4 KiB and its entry holds a prefix of about that
+# size for each matching subscription, so 8,192 + 4,096 entries reached
+# ~50 MiB per connection, and more with fan-out. 2 MiB each still holds
+# ~4,000 lines and ~3,000 subjects of ordinary size (the bench's `mixed`
+# working set) without thrashing. A single entry over the budget (a huge
+# fan-out) is kept alone: its size is bounded by the subscriptions it
+# names. Connections drop both caches after CACHE_IDLE s without input
+# (conn.py).
+PCACHE_BUDGET = 2 << 20
+SCACHE_BUDGET = 2 << 20
+# Bytes an entry costs beyond its key and prefixes, measured with
+# tracemalloc on CPython 3.11 (1 and 8 targets, within 20%): a line entry
+# is a 5-tuple, its dict slot and key header, and per target a pair and a
+# bytes header (it shares the rest with its scache entry); a scache entry
+# also holds per target a (receiver, subscription) pair and a frozenset slot.
+PCACHE_ENTRY_COST = 250
+PCACHE_TARGET_COST = 100
+SCACHE_ENTRY_COST = 250
+SCACHE_TARGET_COST = 230
+EVICT_CHUNK = 256
 
 _monotonic = time.monotonic
 _rand = random.random
@@ -124,15 +146,17 @@ def process_input(conn, buf):
                                     wb += pl
                                 if qgroups is not None:
                                     for g in qgroups:
-                                        wb, pre, c = g[int(_rand() * len(g))]
+                                        wb, pre, c, s = g[int(_rand() * len(g))]
                                         wb += pre
                                         wb += tail
                                         wb += pl
                                         c.out_msgs += 1
                                         c.out_bytes += size
-                                for c in counted1:
+                                        s.delivered += 1
+                                for c, s in counted1:
                                     c.out_msgs += 1
                                     c.out_bytes += size
+                                    s.delivered += 1
                                 if receivers:
                                     dirty.update(receivers)
                                 in_msgs += 1
@@ -226,11 +250,12 @@ def process_input(conn, buf):
                         wb += pre
                         wb += pl
                     for g in qgroups:
-                        wb, pre, c = g[int(rand() * len(g))]
+                        wb, pre, c, s = g[int(rand() * len(g))]
                         wb += pre
                         wb += pl
                         c.out_msgs += 1
                         c.out_bytes += size
+                        s.delivered += 1
                     rep += 1
                     pos = end + 2
                     if not more:
@@ -238,9 +263,10 @@ def process_input(conn, buf):
             if rep:
                 in_msgs += rep
                 in_bytes += rep * size
-                for c in counted:
+                for c, s in counted:
                     c.out_msgs += rep
                     c.out_bytes += rep * size
+                    s.delivered += rep
                 rep = 0
             if conn.need:
                 break
@@ -253,9 +279,10 @@ def process_input(conn, buf):
         if rep:
             in_msgs += rep
             in_bytes += rep * size
-            for c in counted:
+            for c, s in counted:
                 c.out_msgs += rep
                 c.out_bytes += rep * size
+                s.delivered += rep
         if in_msgs:
             conn.in_msgs += in_msgs
             conn.in_bytes += in_bytes
@@ -267,20 +294,53 @@ def process_input(conn, buf):
     return None
 
 
+def _targets_cost(tgts, qgroups, each):
+    n = 0
+    for t in tgts:
+        n += len(t[1]) + each
+    if qgroups is not None:
+        for g in qgroups:
+            for m in g:
+                n += len(m[1]) + each
+    return n
+
+
+def pcache_cost(line, ent):
+    return len(line) + PCACHE_ENTRY_COST + _targets_cost(ent[1], ent[4], PCACHE_TARGET_COST)
+
+
+def scache_cost(key, bases):
+    return len(key) + SCACHE_ENTRY_COST + _targets_cost(bases[0], bases[3], SCACHE_TARGET_COST)
+
+
 def cache_entry(conn, line, ent):
     """Remember what a message control line resolved to."""
-    return cache_put(conn.pcache, line, ent, PCACHE_MAX)
+    conn.pcache_used = _put(conn, conn.pcache, conn.pcache_used, line, ent,
+                            pcache_cost(line, ent), PCACHE_BUDGET, pcache_cost)
+    return ent
 
 
-EVICT_CHUNK = 256
+def scache_put(conn, key, bases):
+    """Remember what a subject and reply resolved to, whatever the size."""
+    conn.scache_used = _put(conn, conn.scache, conn.scache_used, key, bases,
+                            scache_cost(key, bases), SCACHE_BUDGET, scache_cost)
 
 
-def cache_put(cache, key, value, bound):
-    """Insert into a bounded dict; when full, the oldest entries go, a small
-    chunk at a time: evicting half at once cost a ~1 ms stall every few
-    thousand requests, which showed in request/reply p99 latency."""
-    if len(cache) >= bound:
-        for k in list(islice(cache, EVICT_CHUNK)):
-            del cache[k]
+def _put(conn, cache, used, key, value, cost, budget, cost_of):
+    """Insert within `budget` bytes; returns the bytes now used. When full,
+    the oldest entries go until 1/16 of the budget is free, a chunk at a
+    time: evicting half at once cost a ~1 ms stall every few thousand
+    requests, which showed in request/reply p99 latency."""
+    if used + cost > budget:
+        room = budget - (budget >> 4) - cost
+        while cache and used > room:
+            for k in list(islice(cache, EVICT_CHUNK)):
+                used -= cost_of(k, cache.pop(k))
+                if used <= room:
+                    break
+        if not cache:
+            used = 0
     cache[key] = value
-    return value
+    if conn.cache_timer is None:
+        conn.cache_filled()
+    return used + cost

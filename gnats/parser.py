@@ -7,6 +7,7 @@ subjects, and the protocol's error texts. Pure functions, no sockets.
 """
 
 import json
+import re
 
 # -ERR texts, exactly as clients match on them
 ERR_UNKNOWN_OP = "Unknown Protocol Operation"
@@ -42,11 +43,20 @@ def err_line(text):
 
 def split_args(line):
     """Split a control line into its op (upper-cased) and arguments.
-    Arguments are separated by runs of spaces or tabs."""
-    parts = line.split()
+    Arguments are separated by runs of spaces or tabs (the line's CR/LF end
+    it), as nats-server's splitArg: `bytes.split()` would also split on
+    \x0b and \x0c, and in a mixed cluster a subject `foo\x0bbar` sent by a
+    Go node would then reach subscribers of `foo` with reply `bar`."""
+    if b"\x0b" in line or b"\x0c" in line:
+        parts = _split_sp_tab(line)
+    else:
+        parts = line.split()
     if not parts:
         raise ProtocolError(ERR_UNKNOWN_OP, "empty line")
     return parts[0].upper(), parts[1:]
+
+
+_split_sp_tab = re.compile(rb"[^ \t\r\n]+").findall
 
 
 def parse_size(b):

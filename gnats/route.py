@@ -38,7 +38,7 @@ from urllib.parse import unquote, urlsplit
 from . import VERSION
 from . import parser as P
 from .conn import Connection, set_socket_options
-from .delivery import build_fast_bases, deliver, fast_entry
+from .delivery import build_fast_bases, deliver, fast_entry, match_publish
 from .dial import Dial
 from .inbound import cache_entry, process_input
 from .listener import Listener, bind_listener
@@ -304,7 +304,7 @@ class Route(Connection):
         if acc != b"$G":
             return None                 # another account (a Go node's $SYS): not ours
         srv = self.server
-        result = srv.sublist.match(subject.decode("latin-1"))
+        result = match_publish(srv.sublist, subject)
         if hdr < 0 and queues is None and not trace:
             bases = build_fast_bases(self, subject, reply, result, True)
             if bases is not None:
