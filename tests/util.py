@@ -233,8 +233,17 @@ class ServerProcess:
 class RawClient:
     """A protocol-level client: send bytes, expect bytes, with timeouts."""
 
-    def __init__(self, port, connect=b'{"verbose":false,"pedantic":false}', host="127.0.0.1", timeout=5.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, port, connect=b'{"verbose":false,"pedantic":false}', host="127.0.0.1", timeout=5.0,
+                 rcvbuf=None):
+        if rcvbuf is None:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        else:
+            # a small receive buffer must be set before connecting to take
+            # effect on the TCP window (a stalled subscriber)
+            self.sock = socket.socket()
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect((host, port))
         self.buf = b""
         self.timeout = timeout
         self.info = self.read_line()
