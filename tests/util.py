@@ -129,7 +129,7 @@ class ServerProcess:
         self.port = port or (-1 if self._own_port else free_port())
         cmd = [exe] if exe else [PYTHON, GNATSD]
         cmd += ["-a", "127.0.0.1", "-p", str(self.port)]
-        if self._own_port:
+        if wait:
             cmd += ["--ports_file_dir", self.tmp]
         if config is not None:
             path = os.path.join(self.tmp, "server.conf")
@@ -139,6 +139,7 @@ class ServerProcess:
             cmd += ["-c", path]
         cmd += list(args)
         self.cmd = cmd
+        self.ports_file_dir_used = wait
         self.logf = open(self.log_path, "wb")
         e = dict(os.environ)
         if env:
@@ -155,7 +156,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 return False
             if "Server is ready" in self.output():
-                if self._own_port:
+                if self.ports_file_dir_used:
                     # the listener is bound before the file is written, so
                     # no probe connection is needed (it would show in the
                     # server's counters)
@@ -177,7 +178,8 @@ class ServerProcess:
                 self.ports = json.load(f)
         except (OSError, ValueError):
             return False
-        self.port = port_of(self.ports["nats"][0])
+        if self._own_port:
+            self.port = port_of(self.ports["nats"][0])
         return True
 
     @property
