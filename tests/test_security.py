@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import time
 import unittest
+import urllib.request
 
 from tests.util import PYTHON, ROOT, RawClient, ServerProcess, needs, wait_for
 
@@ -68,6 +69,17 @@ class TestUserPassword(unittest.TestCase):
         self.assertTrue(c.closed())
         c.close()
 
+    def test_ping_before_connect_answered(self):
+        # README: until CONNECT a client may only send CONNECT and PING.
+        # (nats-server 2.9 and 2.15 answer -ERR 'Authorization Violation'
+        # here instead; a difference the README states on purpose)
+        c = RawClient(self.srv.port, None)
+        c.send(b"PING\r\n")
+        self.assertEqual(c.read_line(), b"PONG")
+        c.send(b"CONNECT " + connect_json(user="derek", **{"pass": "s3cr3t!"}) + b"\r\n")
+        self.assertEqual(c.ping(), b"")
+        c.close()
+
     def test_password_never_logged(self):
         c = RawClient(self.srv.port, connect_json(user="derek", **{"pass": "s3cr3t!"}))
         c.ping()
@@ -80,6 +92,28 @@ class TestUserPassword(unittest.TestCase):
         self.assertNotIn("wrongpass77", out)
         c.close()
         bad.close()
+
+
+class TestSecretsNotInMonitoring(unittest.TestCase):
+    def test_monitoring_output_has_no_secrets(self):
+        srv = ServerProcess("--user", "derek", "--pass", "s3cr3t!", "-m", "-1", "-n", "named-one",
+                            "--cluster", "nats://ruser:rp4ssw0rd@127.0.0.1:-1")
+        self.addCleanup(srv.stop)
+        c = RawClient(srv.port, connect_json(user="derek", **{"pass": "s3cr3t!"}))
+        self.addCleanup(c.close)
+        c.send(b"SUB s 1\r\n")
+        c.ping()
+        self.assertEqual(json.loads(c.info[5:])["server_name"], "named-one")      # -n
+        bodies = {}
+        for path in ("/varz", "/connz?auth=1&subs=1", "/routez?subs=1", "/subsz?subs=1", "/metrics"):
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (srv.monitor_port, path), timeout=5) as r:
+                bodies[path] = r.read().decode()
+        for path, body in bodies.items():
+            self.assertNotIn("s3cr3t", body, path)
+            self.assertNotIn("rp4ssw0rd", body, path)
+        self.assertEqual(json.loads(bodies["/varz"])["server_name"], "named-one")
+        conns = json.loads(bodies["/connz?auth=1&subs=1"])["connections"]
+        self.assertEqual([x.get("authorized_user") for x in conns], ["derek"])   # the user, not the password
 
 
 class TestTimeoutAndToken(unittest.TestCase):
