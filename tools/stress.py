@@ -1086,11 +1086,11 @@ def monitor_get(port, path, timeout=5.0):
 def settle_rss(pid, seconds=2.0):
     """RSS after letting the server go idle for a moment (KiB); without
     PERF_CHECKS the figure is informative only, so nothing waits for it."""
-    settle(seconds)
+    idle_for_rss(seconds)
     return proc_mem(pid)[0]
 
 
-def settle(seconds):
+def idle_for_rss(seconds):
     """An idle moment before an RSS figure (only when bounds apply)."""
     if PERF_CHECKS:
         time.sleep(seconds)
@@ -1100,7 +1100,6 @@ def load(conns=2000, cycles=5000, msgs=20, size=64, python=None, rep=None, hold_
     """Hold `conns` subscribed connections and fan `msgs` messages out to all
     of them (each must get every one, exactly), then run `cycles` connect /
     disconnect cycles; RSS must come back to its baseline."""
-    settle_s = settle
     rep = rep or Report("load")
     limit = raise_nofile(conns + 4096)
     rep.check(limit >= conns + 200, "open-file limit %d is too low for %d connections" % (limit, conns))
@@ -1115,7 +1114,7 @@ def load(conns=2000, cycles=5000, msgs=20, size=64, python=None, rep=None, hold_
         # what it holds by design is in the baseline
         done, fails = churn(srv.port, 10500)
         rep.check(not fails, "warm-up churn: %s" % fails[:3])
-        base = settle_rss(pid, 1.0 * settle_s)
+        base = settle_rss(pid, 1.0 * settle)
         rep.fig("RSS baseline KiB", base)
         t0 = time.monotonic()
         ready = swarm.open(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB load.fan 1\r\nPING\r\n',
@@ -1123,7 +1122,7 @@ def load(conns=2000, cycles=5000, msgs=20, size=64, python=None, rep=None, hold_
         rep.fig("connections held", "%d of %d (%.1f s to open)" % (ready, conns, time.monotonic() - t0))
         rep.check(ready == conns, "only %d of %d connections became ready: %s"
                   % (ready, conns, swarm.bad()[:3]))
-        held = settle_rss(pid, 1.0 * settle_s)
+        held = settle_rss(pid, 1.0 * settle)
         rep.fig("RSS with connections held KiB", held)
         rep.fig("RSS per idle connection KiB", round((held - base) / max(1, conns), 2))
         # fan-out: one publisher, every held connection must get every message
@@ -1154,21 +1153,21 @@ def load(conns=2000, cycles=5000, msgs=20, size=64, python=None, rep=None, hold_
         # every RSS figure below follows a /varz: the server keeps its latest
         # monitoring snapshot (all connections then live, and the closed
         # ring), so refresh it before measuring or it hides or fakes a leak
-        settle(1.0 * settle_s)
+        idle_for_rss(1.0 * settle)
         varz(mport)
-        after_hold = settle_rss(pid, 2.0 * settle_s)
+        after_hold = settle_rss(pid, 2.0 * settle)
         rep.fig("RSS after closing them KiB", after_hold)
         for rnd_i in range(2, hold_rounds + 1):
             # the memory the first round left is reused, not added to
             sw = Swarm(srv.port)
             n = sw.open(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB load.fan 1\r\nPING\r\n',
                         conns, timeout=120)
-            again = settle_rss(pid, 1.0 * settle_s)
+            again = settle_rss(pid, 1.0 * settle)
             sw.close_all()
             rep.check(n == conns, "round %d: %d of %d connections ready" % (rnd_i, n, conns))
-            settle(1.0 * settle_s)
+            idle_for_rss(1.0 * settle)
             varz(mport)
-            after_k = settle_rss(pid, 2.0 * settle_s)
+            after_k = settle_rss(pid, 2.0 * settle)
             rep.fig("round %d: RSS with them held / after KiB" % rnd_i, "%d / %d" % (again, after_k))
             rep.perf(after_k <= after_hold * 1.10, "round %d left %d KiB, round 1 left %d KiB: growth"
                       % (rnd_i, after_k, after_hold))
@@ -1180,9 +1179,9 @@ def load(conns=2000, cycles=5000, msgs=20, size=64, python=None, rep=None, hold_
         rep.fig("churn cycles completed", "%d of %d (%.1f s, %d/s)" % (done, cycles, dt, done / max(dt, 1e-9)))
         for f in fails[:5]:
             rep.fail("churn: %s" % f)
-        settle(1.0 * settle_s)
+        idle_for_rss(1.0 * settle)
         varz(mport)
-        after = settle_rss(pid, 2.0 * settle_s)
+        after = settle_rss(pid, 2.0 * settle)
         rep.fig("RSS after churn KiB", after)
         rep.perf(after <= after_hold * 1.10,
                  "RSS after churn %d KiB is more than 10%% over its baseline %d KiB" % (after, after_hold))
@@ -2306,7 +2305,7 @@ def abuse_silent(conns=1000, python=None, rep=None):
                 rep.check(closed == conns and told == conns,
                           "%s: %d of %d closed, %d with -ERR 'Authentication Timeout'" % (tag, closed, conns, told))
             else:
-                settle(1.0)
+                idle_for_rss(1.0)
                 rss = proc_mem(srv.proc.pid)[0]
                 rep.fig("%s: held silent connections" % tag, "%d (opened in %.2f s)" % (conns, opened))
                 rep.fig("%s: RSS per silent connection KiB" % tag, round((rss - base) / conns, 2))
