@@ -19,6 +19,7 @@ NEEDS_GO = needs(GO_SERVER, "nats-server is not installed (install nats-server 2
 def GoNode(routes=(), name=""):
     """A Go nats-server cluster member: the same flags, ports file and
     interface as a gnatsd.py Node."""
+    assert GO_SERVER, "no nats-server: the class must be marked NEEDS_GO"
     return Node(routes=routes, name=name, exe=GO_SERVER)
 
 
@@ -149,6 +150,7 @@ class MixedTests:
             raise AssertionError("errors in the mixed cluster's logs:\n" + "\n".join(bad[:20]))
 
 
+@NEEDS_GO
 class TestGoSeed(MixedTests, ClusterCase):
     @classmethod
     def setUpClass(cls):

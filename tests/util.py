@@ -30,13 +30,18 @@ REQUIRE_DEPS = os.environ.get("GNATSD_REQUIRE_DEPS") == "1" or os.environ.get("C
 
 
 def _find_go_server():
-    for p in (shutil.which("nats-server"), "/usr/sbin/nats-server", "/usr/local/bin/nats-server"):
+    chosen = os.environ.get("GNATSD_GO_SERVER")
+    candidates = [chosen] if chosen else [shutil.which("nats-server"), "/usr/sbin/nats-server",
+                                          "/usr/local/bin/nats-server"]
+    for p in candidates:
         if p and os.access(p, os.X_OK):
             return p
     return None
 
 
-# The Go reference server (any version on PATH first, then Debian's path).
+# The Go reference server: $GNATSD_GO_SERVER if set (another version, or a
+# path that does not exist to run as if it were absent), else nats-server
+# on PATH, then Debian's path.
 GO_SERVER = _find_go_server()
 
 
