@@ -4,8 +4,6 @@ and regression tests for every bug the campaigns found (see RELIABILITY.md).
 
 import importlib.util
 import os
-import socket
-import time
 import unittest
 
 from tests.util import ROOT, RawClient, ServerProcess

@@ -13,7 +13,7 @@ import time
 import unittest
 import urllib.request
 
-from tests.util import PYTHON, GNATSD, ROOT, RawClient, ServerProcess, free_port, wait_for
+from tests.util import PYTHON, GNATSD, ROOT, RawClient, ServerProcess, wait_for
 
 
 def http_json(port, path):
