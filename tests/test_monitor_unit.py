@@ -20,6 +20,7 @@ import unittest
 from gnats import monitor as M
 from gnats.log import Logger
 from gnats.options import Options
+from tests.util import dependency_missing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CERTS = os.path.join(ROOT, "configs", "certs")
@@ -892,7 +893,7 @@ class TestHTTPS(unittest.TestCase):
         self.tmp = tempfile.mkdtemp(prefix="monitor-https-")
         material = _https_material(self.tmp)
         if material is None:
-            self.skipTest("no certificates and no openssl to make one")
+            dependency_missing(self, "no certificates and no openssl to make one")
         cert, key, ca = material
         server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         server_ctx.load_cert_chain(cert, key)
