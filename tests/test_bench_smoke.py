@@ -143,7 +143,10 @@ class SubscriberCountingTest(unittest.TestCase):
             conn.sendall(b'INFO {"server_id":"t"}\r\n')
             data = b""
             while b"PING\r\n" not in data:
-                data += conn.recv(4096)
+                d = conn.recv(4096)         # 5 s timeout per read
+                if not d:
+                    raise EOFError("the bench client closed before PING: %r" % data)
+                data += d
             conn.sendall(b"PONG\r\n")
             pieces, i, k = [], 0, 0
             while i < len(body):
