@@ -14,10 +14,10 @@ import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "tools", "bench.py")
-GO_SERVER = "/usr/sbin/nats-server"
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 from benchlib import load, scenarios  # noqa: E402
+from tests.util import GO_SERVER, needs  # noqa: E402
 
 
 def run_bench(*args, timeout=60):
@@ -34,16 +34,15 @@ def table_row(out, name):
 
 class BenchSmokeTest(unittest.TestCase):
 
-    @unittest.skipUnless(os.access(GO_SERVER, os.X_OK), "nats-server not installed at " + GO_SERVER)
+    @needs(GO_SERVER, "nats-server (the Go reference server) is not installed")
     def test_quick_go_pubsub16(self):
-        r = run_bench("--quick", "--only", "go", "--scenario", "pubsub16")
+        r = run_bench("--quick", "--only", "go", "--go", GO_SERVER, "--scenario", "pubsub16")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         row = table_row(r.stdout, "pubsub16")
         self.assertIsNotNone(row, r.stdout)
         self.assertIn("| PASS |", row)
         self.assertIn("nats-server", r.stdout)
 
-    @unittest.skipUnless(os.path.exists(os.path.join(ROOT, "gnatsd.py")), "gnatsd.py does not exist yet")
     def test_quick_ours_pubsub16(self):
         r = run_bench("--quick", "--only", "ours", "--scenario", "pubsub16", "--python", sys.executable)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
@@ -144,7 +143,10 @@ class SubscriberCountingTest(unittest.TestCase):
             conn.sendall(b'INFO {"server_id":"t"}\r\n')
             data = b""
             while b"PING\r\n" not in data:
-                data += conn.recv(4096)
+                d = conn.recv(4096)         # 5 s timeout per read
+                if not d:
+                    raise EOFError("the bench client closed before PING: %r" % data)
+                data += d
             conn.sendall(b"PONG\r\n")
             pieces, i, k = [], 0, 0
             while i < len(body):

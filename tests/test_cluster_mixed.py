@@ -7,68 +7,20 @@ and ignored without a single error in our logs.
 
 import json
 import os
-import shutil
-import signal
-import subprocess
-import tempfile
 import time
 import unittest
 
-from tests.test_cluster import ClusterCase, Node, count_msgs, read_n, wait_for
-from tests.util import RawClient, free_port, wait_port
+from tests.test_cluster import ClusterCase, Node, count_msgs, read_n, read_until_sentinels
+from tests.util import GO_SERVER, needs
 
-GO_SERVER = shutil.which("nats-server") or (
-    "/usr/sbin/nats-server" if os.access("/usr/sbin/nats-server", os.X_OK) else None)
+NEEDS_GO = needs(GO_SERVER, "nats-server is not installed (install nats-server 2.9 to run mixed-cluster tests)")
 
 
-class GoNode(Node):
-    """A Go nats-server cluster member with the same interface as Node."""
-
-    def __init__(self, routes=(), name=""):
-        self.port = free_port()
-        self.cport = free_port()
-        self.mport = free_port()
-        self.args = [GO_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.mport),
-                     "-cluster", "nats://127.0.0.1:%d" % self.cport, "-D"]
-        if routes:
-            self.args += ["-routes", ",".join(routes)]
-        if name:
-            self.args += ["-cluster_name", name]
-        self.tmp = tempfile.mkdtemp(prefix="nats-server-test-")
-        self.log_path = os.path.join(self.tmp, "go.log")
-        self.proc = None
-        self.start()
-
-    def start(self, wait=True):
-        self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.args, stdout=self.logf, stderr=subprocess.STDOUT)
-        ok = wait_for(lambda: "Listening for route connections" in self.output(), 10)
-        if not (ok and wait_port(self.port, 5)):
-            self.stop()
-            raise RuntimeError("nats-server did not start:\n" + self.output())
-        self.server_id = self.varz()["server_id"]
-
-    def output(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc is not None:
-            self.logf.close()
-            self.proc = None
-
-    def client(self, connect=b'{"verbose":false,"pedantic":false,"protocol":1,"headers":true,"no_responders":true}'):
-        return RawClient(self.port, connect)
+def GoNode(routes=(), name=""):
+    """A Go nats-server cluster member: the same flags, ports file and
+    interface as a gnatsd.py Node."""
+    assert GO_SERVER, "no nats-server: the class must be marked NEEDS_GO"
+    return Node(routes=routes, name=name, exe=GO_SERVER)
 
 
 class MixedTests:
@@ -79,8 +31,13 @@ class MixedTests:
         self.assertMesh(self.nodes)
 
     def test_full_mesh(self):
-        for n in self.nodes:
-            self.assertEqual(len(n.routez()["routes"]), 2)
+        # (setUp checked one route to each other node) both ends of every
+        # route agree on who dialled: exactly one of them
+        solicited = {(n.server_id, r["remote_id"]): r["did_solicit"] for n in self.nodes for r in n.routez()["routes"]}
+        for (x, y), dialled in solicited.items():
+            self.assertNotEqual(dialled, solicited[y, x], (x[:8], y[:8]))
+        seed = [n for n in self.nodes if not n.routes][0]         # it dialled nobody
+        self.assertTrue(all(not d for (x, _), d in solicited.items() if x == seed.server_id))
 
     def test_plain_subjects_every_direction(self):
         subs = []
@@ -106,22 +63,28 @@ class MixedTests:
         for n in self.nodes:
             for _ in range(2):
                 m = self.client(n)
-                m.send(b"SUB mix.work crew 1\r\n")
+                m.send(b"SUB mix.work crew 1\r\nSUB mix.end 2\r\n")
                 m.ping()
                 members.append(m)
         self.settle(self.nodes)
+        pubs = []
         for i, n in enumerate(self.nodes):
             p = self.client(n)
             p.send(b"".join(b"PUB mix.work 4\r\nw%03d\r\n" % (i * 100 + k) for k in range(100)))
             p.ping()
+            pubs.append(p)
         got = [[] for _ in members]
         deadline = time.monotonic() + 5
         while sum(map(len, got)) < 300 and time.monotonic() < deadline:
             for i, m in enumerate(members):
                 got[i].extend(count_msgs(m))
-        time.sleep(0.2)
+        # a barrier instead of a sleep: every publisher's sentinel reaches
+        # every member after anything late from that publisher
+        for p in pubs:
+            p.send(b"PUB mix.end 0\r\n\r\n")
+            p.ping()
         for i, m in enumerate(members):
-            got[i].extend(count_msgs(m))
+            got[i].extend(read_until_sentinels(m, b"mix.end", len(pubs)))
         payloads = sorted(p for g in got for _, p in g)
         self.assertEqual(payloads, sorted(b"w%03d" % k for k in range(300)))
         self.assertTrue(all(got), [len(g) for g in got])
@@ -174,19 +137,20 @@ class MixedTests:
             info = json.loads(c.info[5:])
             self.assertEqual(sorted(info["connect_urls"]), urls, (n is self.go, info))
 
-    def test_no_errors_in_python_logs(self):
-        # the Go node's $SYS interest and messages reached us and were ignored
-        time.sleep(0.3)
-        for n in self.nodes:
-            if n is self.go:
-                continue
-            out = n.output()
-            self.assertNotIn("[ERR]", out)
-            self.assertNotIn("parser", out)
-        self.assertNotIn("[ERR]", self.go.output())
+    @classmethod
+    def tearDownClass(cls):
+        # After every test of the class (a check inside one test would miss
+        # what later tests caused): the Go node's $SYS interest and messages
+        # reached the Python nodes and were ignored without an error.
+        for n in cls.nodes:
+            n.stop()
+        bad = [l for n in cls.nodes for l in n.output().splitlines()
+               if "[ERR]" in l or (n is not cls.go and "parser" in l.lower())]
+        if bad:
+            raise AssertionError("errors in the mixed cluster's logs:\n" + "\n".join(bad[:20]))
 
 
-@unittest.skipIf(GO_SERVER is None, "nats-server is not on PATH (install nats-server 2.9 to run mixed-cluster tests)")
+@NEEDS_GO
 class TestGoSeed(MixedTests, ClusterCase):
     @classmethod
     def setUpClass(cls):
@@ -195,13 +159,8 @@ class TestGoSeed(MixedTests, ClusterCase):
         cls.c = Node(routes=[cls.go.route_url], name="mixed")
         cls.nodes = [cls.go, cls.b, cls.c]
 
-    @classmethod
-    def tearDownClass(cls):
-        for n in cls.nodes:
-            n.stop()
 
-
-@unittest.skipIf(GO_SERVER is None, "nats-server is not on PATH (install nats-server 2.9 to run mixed-cluster tests)")
+@NEEDS_GO
 class TestPythonSeed(MixedTests, ClusterCase):
     @classmethod
     def setUpClass(cls):
@@ -210,13 +169,8 @@ class TestPythonSeed(MixedTests, ClusterCase):
         cls.c = Node(routes=[cls.a.route_url], name="mixed")
         cls.nodes = [cls.a, cls.go, cls.c]
 
-    @classmethod
-    def tearDownClass(cls):
-        for n in cls.nodes:
-            n.stop()
 
-
-@unittest.skipIf(GO_SERVER is None, "nats-server is not on PATH (install nats-server 2.9 to run mixed-cluster tests)")
+@NEEDS_GO
 class TestMixedDynamicNames(ClusterCase):
     def test_unnamed_go_and_python_servers_agree_on_a_name(self):
         go = GoNode()

@@ -13,7 +13,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,7 @@ import urllib.request
 from gnats.log import Logger
 from gnats.monitor import Monitor
 from gnats.options import Options
+from tests.util import free_port, needs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARTIFACTS = os.path.join(ROOT, "tests", "artifacts")
@@ -48,14 +48,6 @@ def _find(*names):
 CHROMEDRIVER = _find("chromedriver", "/usr/lib/chromium/chromedriver")
 # The real binary rather than Debian's wrapper script, when present.
 CHROMIUM = _find("/usr/lib/chromium/chromium", "chromium", "chromium-browser", "google-chrome")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def _wave(t):
@@ -180,9 +172,11 @@ return out;
 """
 
 
-@unittest.skipUnless(CHROMEDRIVER and CHROMIUM,
-                     "chromium and chromium-driver are not installed "
-                     "(apt-get install chromium chromium-driver)")
+# Absent binaries are a skip on a developer's machine and a failure in CI
+# (GNATSD_REQUIRE_DEPS); binaries that are present but do not start are
+# always a failure.
+@needs(CHROMEDRIVER and CHROMIUM,
+       "chromium and its driver are not installed (apt-get install chromium chromium-driver)")
 class TestDashboardInChromium(unittest.TestCase):
     def setUp(self):
         self.fake = GrowingServer()
@@ -202,14 +196,21 @@ class TestDashboardInChromium(unittest.TestCase):
         while not self.wd.ready():
             if time.monotonic() > deadline or self.driver_proc.poll() is not None:
                 self._stop_driver()
-                self.skipTest("chromedriver did not start")
+                self.fail("chromedriver did not start: %s" % self._driver_output())
             time.sleep(0.1)
         args = CHROMIUM_FLAGS + ["--user-data-dir=" + os.path.join(self.profile, "profile")]
         try:
             self.wd.start(CHROMIUM, args)
         except (OSError, AssertionError) as e:
             self._stop_driver()
-            self.skipTest("chromium would not start under chromedriver: %s" % e)
+            self.fail("chromium would not start under chromedriver: %s\n%s" % (e, self._driver_output()))
+
+    def _driver_output(self):
+        try:
+            with open(os.path.join(self.profile, "chromedriver.log"), "rb") as f:
+                return f.read()[-2000:].decode("utf-8", "replace")
+        except OSError:
+            return ""
 
     def tearDown(self):
         self.wd.quit()
@@ -255,17 +256,19 @@ class TestDashboardInChromium(unittest.TestCase):
             and s["rows"] == self.fake.conns and len(s["points"].split()) >= 3,
             "non-zero rates")
         self.assertEqual(set(state["charts"]), set(RATE_CHARTS + LEVEL_CHARTS))
-        # 250..750 msgs/s in, twice that out, 128 bytes each (timing jitter aside)
+        # 250..750 msgs/s in, twice that out, 128 bytes each. The magnitude
+        # depends on when the page polled (a loaded machine stretches it), so
+        # it is bounded loosely; the ratios come from the same two samples
+        # and must hold closely.
         rates = state["charts"]
-        self.assertTrue(200 <= rates["in_msgs_rate"] <= 800, rates)
-        self.assertTrue(400 <= rates["out_msgs_rate"] <= 1600, rates)
-        self.assertTrue(200 * 128 <= rates["in_bytes_rate"] <= 800 * 128, rates)
+        self.assertTrue(50 <= rates["in_msgs_rate"] <= 5000, rates)
+        self.assertAlmostEqual(rates["out_msgs_rate"] / rates["in_msgs_rate"], 2.0, delta=0.1, msg=rates)
+        self.assertAlmostEqual(rates["in_bytes_rate"] / rates["in_msgs_rate"], 128.0, delta=6, msg=rates)
         self.assertEqual(state["charts"]["connections"], self.fake.conns)
         self.assertEqual(state["charts"]["subscriptions"], 18)
         self.assertEqual(state["charts"]["routes"], 0)
         self.assertIn("svc-1", state["firstRow"])
         self.assertLessEqual(state["scrollWidth"], state["innerWidth"])
-        time.sleep(8)           # more points, for a better picture
         png = self.wd.screenshot(os.path.join(ARTIFACTS, "dashboard.png"))
         self.assertTrue(png.startswith(b"\x89PNG"))
 

@@ -3,16 +3,16 @@
 import asyncio
 import unittest
 
-from tests.util import ServerProcess
+from tests.util import ServerProcess, needs
 
 try:
     import nats
-    from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+    from nats.errors import NoRespondersError
 except ImportError:     # pragma: no cover - the test extras install it
     nats = None
 
 
-@unittest.skipIf(nats is None, "nats-py is not installed (pip install nats-py)")
+@needs(nats is not None, "nats-py is not installed (pip install nats-py)")
 class TestNatsPy(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -62,36 +62,45 @@ class TestNatsPy(unittest.TestCase):
             a = await star.next_msg(timeout=2)
             b1 = await full.next_msg(timeout=2)
             b2 = await full.next_msg(timeout=2)
-            with self.assertRaises(NatsTimeout):
-                await star.next_msg(timeout=0.3)
+            # instead of waiting for a timeout: a later message that wc.*
+            # matches comes next, so wc.a.b never reached it
+            await nc.publish("wc.end", b"3")
+            after = await star.next_msg(timeout=2)
             await nc.close()
-            return a.subject, sorted([b1.subject, b2.subject])
-        self.assertEqual(self.run_async(go()), ("wc.a", ["wc.a", "wc.a.b"]))
+            return a.subject, sorted([b1.subject, b2.subject]), after.subject
+        self.assertEqual(self.run_async(go()), ("wc.a", ["wc.a", "wc.a.b"], "wc.end"))
 
     def test_queue_group(self):
         async def go():
-            nc = await self.connect()
-            counts = [0, 0, 0]
+            members = [await self.connect() for _ in range(3)]    # one connection each
+            got = [[], [], []]
+            done = asyncio.Event()
 
             def make(i):
                 async def cb(msg):
-                    counts[i] += 1
+                    got[i].append(msg.data)
+                    if sum(map(len, got)) >= 300:
+                        done.set()
                 return cb
-            for i in range(3):
+            for i, nc in enumerate(members):
                 await nc.subscribe("iq", queue="workers", cb=make(i))
-            await nc.flush()
-            for _ in range(300):
-                await nc.publish("iq", b"x")
-            await nc.flush()
-            for _ in range(50):
-                if sum(counts) == 300:
-                    break
-                await asyncio.sleep(0.05)
-            await nc.close()
-            return counts
-        counts = self.run_async(go())
-        self.assertEqual(sum(counts), 300)
-        self.assertTrue(all(c > 0 for c in counts), counts)
+                await nc.flush()
+            pub = await self.connect()
+            for k in range(300):
+                await pub.publish("iq", b"q%03d" % k)
+            await pub.flush()
+            await asyncio.wait_for(done.wait(), 10)
+            # a barrier instead of a sleep: after each member's PING/PONG,
+            # anything the server sent that member earlier has been read
+            for nc in members:
+                await nc.flush()
+            for nc in members + [pub]:
+                await nc.close()
+            return got
+        got = self.run_async(go())
+        # numbered payloads: each delivered exactly once, to one member
+        self.assertEqual(sorted(x for g in got for x in g), [b"q%03d" % k for k in range(300)])
+        self.assertTrue(all(got), [len(g) for g in got])
 
     def test_request_reply(self):
         async def go():
@@ -142,19 +151,22 @@ class TestNatsPy(unittest.TestCase):
             got = []
 
             async def cb(msg):
-                await asyncio.sleep(0)
+                await asyncio.sleep(0.01)       # slow: most are still pending at drain()
                 got.append(msg.data)
             await nc.subscribe("drain.x", cb=cb)
             await nc.flush()
             for i in range(50):
                 await pub.publish("drain.x", b"%d" % i)
             await pub.flush()
-            await asyncio.sleep(0.2)
-            await nc.drain()
+            pending_at_drain = 50 - len(got)
+            await nc.drain()                    # deliver what is pending, then close
+            closed = nc.is_closed
             await pub.close()
-            return got
-        got = self.run_async(go())
-        self.assertEqual(len(got), 50)
+            return got, pending_at_drain, closed
+        got, pending, closed = self.run_async(go())
+        self.assertGreater(pending, 0)
+        self.assertEqual(got, [b"%d" % i for i in range(50)])
+        self.assertTrue(closed)
 
     def test_server_info_seen_by_client(self):
         async def go():

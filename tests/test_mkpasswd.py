@@ -2,16 +2,14 @@
 
 import importlib.util
 import io
-import json
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
-import time
 import unittest
 from unittest import mock
+
+from tests.util import GO_SERVER, RawClient, ServerProcess, needs
 
 try:
     import bcrypt
@@ -20,9 +18,7 @@ except ImportError:  # optional: the tool then only explains how to get it
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(ROOT, "tools", "mkpasswd.py")
-NATS_SERVER = shutil.which("nats-server") or (
-    "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else None)
-needs_bcrypt = unittest.skipIf(bcrypt is None, "the optional bcrypt package is not installed")
+needs_bcrypt = needs(bcrypt is not None, "the optional bcrypt package is not installed")
 HASH_RE = re.compile(r"^bcrypt hash: (\$2a\$(\d\d)\$[./A-Za-z0-9]{53})$")
 
 
@@ -144,40 +140,19 @@ class TestErrors(unittest.TestCase):
 
 
 @needs_bcrypt
-@unittest.skipIf(NATS_SERVER is None, "nats-server not installed")
+@needs(GO_SERVER, "nats-server (the Go reference server) is not installed")
 class TestNatsServerAcceptsTheHash(unittest.TestCase):
     def test_login(self):
         r = run(["-p", "-c", "4"], stdin="T0pS3cr3t\n")
         hashed = HASH_RE.match(r.stdout.strip()).group(1)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        proc = subprocess.Popen([NATS_SERVER, "-a", "127.0.0.1", "-p", str(port),
-                                 "--user", "derek", "--pass", hashed],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 5
-            replies = {}
-            for password in ("T0pS3cr3t", "wrong"):
-                while True:
-                    try:
-                        conn = socket.create_connection(("127.0.0.1", port), 0.5)
-                        break
-                    except OSError:
-                        self.assertLess(time.monotonic(), deadline, "nats-server did not start")
-                        time.sleep(0.05)
-                with conn:
-                    conn.settimeout(5)
-                    f = conn.makefile("rb")
-                    f.readline()
-                    connect = {"verbose": False, "user": "derek", "pass": password}
-                    conn.sendall(b"CONNECT " + json.dumps(connect).encode() + b"\r\nPING\r\n")
-                    replies[password] = f.readline()
-            self.assertEqual(replies["T0pS3cr3t"], b"PONG\r\n")
-            self.assertEqual(replies["wrong"], b"-ERR 'Authorization Violation'\r\n")
-        finally:
-            proc.terminate()
-            proc.wait(5)
+        srv = ServerProcess("--user", "derek", "--pass", hashed, exe=GO_SERVER)
+        self.addCleanup(srv.stop)
+        good = RawClient(srv.port, b'{"verbose":false,"user":"derek","pass":"T0pS3cr3t"}')
+        self.assertEqual(good.ping(), b"")
+        bad = RawClient(srv.port, b'{"verbose":false,"user":"derek","pass":"wrong"}')
+        self.assertEqual(bad.read_line(), b"-ERR 'Authorization Violation'")
+        good.close()
+        bad.close()
 
 
 if __name__ == "__main__":

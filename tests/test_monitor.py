@@ -6,15 +6,15 @@ import http.client
 import json
 import os
 import re
+import ssl
 import threading
 import time
 import unittest
 
-from tests.util import ROOT, RawClient, ServerProcess, free_port
+from tests.util import ROOT, RawClient, ServerProcess, wait_for
 
 MONITOR_WAIT = 5.0
 HTTP_TIMEOUT = 5.0
-SERVER_PY = os.path.join(ROOT, "gnats", "server.py")
 
 
 def fetch(mport, path):
@@ -57,19 +57,15 @@ class ServerWithMonitor(unittest.TestCase):
     """A fresh server per test, so every counter starts at zero."""
 
     def setUp(self):
-        if not os.path.exists(SERVER_PY):
-            self.skipTest("gnats/server.py does not exist yet")
-        self.mport = free_port()
-        self.server = ServerProcess("-m", str(self.mport), wait=False)
-        self.port = self.server.port
+        # Both ports come from the ports file: no probe connection, which
+        # would count in total_connections.
+        self.server = ServerProcess("-m", "-1")
         self.addCleanup(self.server.stop)
+        self.port = self.server.port
+        self.mport = self.server.monitor_port
         if not wait_monitor(self.mport):
-            self.skipTest("the server did not answer on the monitor port within %.0f s:\n%s"
-                          % (MONITOR_WAIT, self.server.output()[-2000:]))
-        # The log line, not a probe connection: a probe would count in
-        # total_connections.
-        if not self.server.wait_log("Server is ready", MONITOR_WAIT):
-            self.fail("server not ready:\n" + self.server.output()[-2000:])
+            self.fail("the server did not answer on the monitor port within %.0f s:\n%s"
+                      % (MONITOR_WAIT, self.server.output()[-2000:]))
         self.clients = []
 
     def tearDown(self):
@@ -144,7 +140,9 @@ class TestMonitorWithServer(ServerWithMonitor):
 
         sz = get_json(self.mport, "/subsz")
         self.assertEqual(sz["num_subscriptions"], 1)
-        self.assertGreaterEqual(sz["num_matches"], 1)
+        # one lookup in the subject index: the publisher's own cache (as in
+        # nats-server) answers the other 999 PUBs to the same subject
+        self.assertEqual(sz["num_matches"], 1)
 
     def test_cid_is_info_client_id(self):
         c = self.connect("who")
@@ -192,6 +190,44 @@ class TestMonitorWithServer(ServerWithMonitor):
         v = get_json(self.mport, "/varz")
         self.assertEqual((v["connections"], v["total_connections"]), (1, 2))
         a.ping()
+
+    def test_closed_connections_with_reason(self):
+        keep = self.connect("keep")
+        gone = self.connect("gone")
+        gone.send(b"SUB a.b 1\r\nSUB c.d 2\r\n")
+        gone.ping()
+        gone_cid = json.loads(gone.info[5:])["client_id"]
+        gone.close()
+        bad = self.connect("bad")
+        bad_cid = json.loads(bad.info[5:])["client_id"]
+        bad.send(b"PUB x 99999999999\r\n")         # over max_payload: the server closes it
+        self.assertTrue(bad.closed(5))
+
+        def closed():
+            cz = get_json(self.mport, "/connz?state=closed&subs=1")
+            return cz if cz["total"] == 2 else None
+        cz = wait_for(closed)
+        self.assertTrue(cz, get_json(self.mport, "/connz?state=closed"))
+        by_cid = {c["cid"]: c for c in cz["connections"]}
+        self.assertEqual(sorted(by_cid), sorted([gone_cid, bad_cid]))
+        self.assertEqual(by_cid[gone_cid]["reason"], "Client Closed")
+        self.assertEqual(by_cid[gone_cid]["name"], "gone")
+        self.assertEqual(sorted(by_cid[gone_cid]["subscriptions_list"]), ["a.b", "c.d"])
+        self.assertEqual(by_cid[bad_cid]["reason"], "Maximum Payload Exceeded")   # as nats-server
+        for c in by_cid.values():
+            self.assertRegex(c["stop"], r"^\d{4}-\d\d-\d\dT")
+        # open, any, and the sorts only closed connections have
+        self.assertEqual([c["name"] for c in get_json(self.mport, "/connz")["connections"]], ["keep"])
+        any_ = get_json(self.mport, "/connz?state=any")
+        self.assertEqual(sorted(c["name"] for c in any_["connections"]), ["bad", "gone", "keep"])
+        by_stop = get_json(self.mport, "/connz?state=closed&sort=stop")["connections"]
+        self.assertEqual([c["cid"] for c in by_stop], [bad_cid, gone_cid])   # most recent first
+        by_reason = get_json(self.mport, "/connz?state=closed&sort=reason")["connections"]
+        self.assertEqual([c["reason"] for c in by_reason], sorted(c["reason"] for c in by_reason))
+        page = get_json(self.mport, "/connz?state=closed&limit=1&offset=1")
+        self.assertEqual((page["num_connections"], page["total"]), (1, 2))
+        self.assertEqual(fetch(self.mport, "/connz?sort=stop")[0], 400)    # open connections have no stop
+        keep.ping()
 
     def test_bad_input_and_other_endpoints(self):
         self.assertEqual(fetch(self.mport, "/connz?limit=abc")[0], 400)
@@ -270,6 +306,35 @@ class TestMonitorWithServer(ServerWithMonitor):
         self.assertEqual((v["in_bytes"], v["out_bytes"]), (total * size, total * size))
         reqs = v["http_req_stats"]
         self.assertEqual(sum(reqs.values()), results["ok"] + 1 + reqs.get("/healthz", 0))
+
+
+
+CERTS = os.path.join(ROOT, "configs", "certs")
+
+
+class TestHTTPSMonitorProcess(unittest.TestCase):
+    """-ms through the server process: HTTPS with the client port's certificate."""
+
+    def test_https_monitoring(self):
+        srv = ServerProcess("--tls", "--tlscert", os.path.join(CERTS, "server-cert.pem"),
+                            "--tlskey", os.path.join(CERTS, "server-key.pem"), "-ms", "-1")
+        self.addCleanup(srv.stop)
+        self.assertTrue(srv.wait_log(r"Starting https monitor on 127\.0\.0\.1:\d+"), srv.output())
+        mport = int(re.search(r"Starting https monitor on 127\.0\.0\.1:(\d+)", srv.output()).group(1))
+        ctx = ssl.create_default_context(cafile=os.path.join(CERTS, "ca.pem"))
+        c = http.client.HTTPSConnection("localhost", mport, timeout=HTTP_TIMEOUT, context=ctx)
+        try:
+            c.request("GET", "/varz")
+            r = c.getresponse()
+            self.assertEqual(r.status, 200)
+            v = json.loads(r.read())
+        finally:
+            c.close()
+        self.assertEqual((v["https_port"], v["http_port"], v["port"]), (mport, 0, srv.port))
+        self.assertTrue(v["tls_required"])
+        # no plain HTTP on the HTTPS port
+        with self.assertRaises((http.client.HTTPException, OSError)):
+            fetch(mport, "/varz")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import unittest
 from gnats import monitor as M
 from gnats.log import Logger
 from gnats.options import Options
+from tests.util import dependency_missing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CERTS = os.path.join(ROOT, "configs", "certs")
@@ -60,6 +61,7 @@ class FakeServer:
         self.start = time.time() - (86400 + 2 * 3600 + 3 * 60 + 4) - 0.25
         self.lock = threading.Lock()
         self.extra_conns = []
+        self.closed = []
         self.routes = []
 
     def get_snapshot(self, fresh=True, conns=True):
@@ -108,6 +110,7 @@ class FakeServer:
                         "num_removes": 3532, "num_matches": 103,
                         "cache_hit_rate": 0.6504854368932039, "max_fanout": 1, "avg_fanout": 1.0},
             "connections": conns,
+            "closed_connections": list(self.closed),
             "routes": list(self.routes),
         }
 
@@ -436,8 +439,38 @@ class TestEndpoints(MonitorCase):
     def test_connz_state(self):
         c = get_json(self.port, "/connz?state=closed")
         self.assertEqual((c["total"], c["connections"]), (0, []))
-        self.assertEqual(get_json(self.port, "/connz?state=any")["total"], 3)
+        now = time.time()
+
+        def closed(cid, stop, reason):
+            return dict(cid=cid, ip="127.0.0.1", port=51000 + cid, start=now - 100, last_activity=stop - 1,
+                        stop=stop, reason=reason, rtt=0, pending_bytes=0, in_msgs=cid, out_msgs=0,
+                        in_bytes=10 * cid, out_bytes=0, subscriptions=1, subs=["s.%d" % cid],
+                        name="gone%d" % cid, lang="go", version="1.0", tls_version="",
+                        tls_cipher_suite="", user="")
+        self.fake.closed = [closed(3, now - 30, "Slow Consumer (Write Deadline)"),
+                            closed(4, now - 10, "Client Closed"),
+                            closed(6, now - 20, "Authentication Timeout")]
+        c = get_json(self.port, "/connz?state=closed&subs=1")
+        self.assertEqual((c["num_connections"], c["total"]), (3, 3))
+        by_cid = {x["cid"]: x for x in c["connections"]}
+        self.assertEqual(sorted(by_cid), [3, 4, 6])
+        self.assertEqual(by_cid[4]["reason"], "Client Closed")
+        self.assertEqual(by_cid[4]["subscriptions_list"], ["s.4"])
+        self.assertEqual(by_cid[3]["uptime"], "1m10s")             # start to stop, not to now
+        for x in c["connections"]:
+            self.assertRegex(x["stop"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+        by_stop = get_json(self.port, "/connz?state=closed&sort=stop")["connections"]
+        self.assertEqual([x["cid"] for x in by_stop], [4, 6, 3])    # most recent first
+        by_reason = get_json(self.port, "/connz?state=closed&sort=reason")["connections"]
+        self.assertEqual([x["reason"] for x in by_reason],
+                         sorted(["Slow Consumer (Write Deadline)", "Client Closed", "Authentication Timeout"]))
+        page = get_json(self.port, "/connz?state=closed&sort=stop&limit=1&offset=1")
+        self.assertEqual([x["cid"] for x in page["connections"]], [6])
+        self.assertEqual((page["total"], page["offset"], page["limit"]), (3, 1, 1))
+        any_ = get_json(self.port, "/connz?state=any")
+        self.assertEqual(sorted(x["cid"] for x in any_["connections"]), [1, 2, 3, 4, 5, 6])
         self.assertEqual(get_json(self.port, "/connz?state=open")["total"], 3)
+        self.assertEqual(http_get(self.port, "/connz?sort=stop")[0], 400)
 
     def test_routez(self):
         r = get_json(self.port, "/routez")
@@ -727,7 +760,11 @@ class TestAbuse(MonitorCase):
                 if not chunk:
                     break
                 data += chunk
-            self.assertTrue(data.startswith(b"HTTP/1.") or data == b"", data[:40])
+            # a 400 with a JSON error, then the server closes (the loop
+            # above ended on EOF)
+            self.assertTrue(data.startswith(b"HTTP/1.1 400 "), data[:40])
+            self.assertIn(b"\r\nConnection: close\r\n", data)
+            self.assertIn("error", json.loads(data.split(b"\r\n\r\n", 1)[1]))
             self.assertNotIn(b"Traceback", data)
         finally:
             s.close()
@@ -856,7 +893,7 @@ class TestHTTPS(unittest.TestCase):
         self.tmp = tempfile.mkdtemp(prefix="monitor-https-")
         material = _https_material(self.tmp)
         if material is None:
-            self.skipTest("no certificates and no openssl to make one")
+            dependency_missing(self, "no certificates and no openssl to make one")
         cert, key, ca = material
         server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         server_ctx.load_cert_chain(cert, key)

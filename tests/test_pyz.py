@@ -12,7 +12,6 @@ import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "tools", "build_pyz.py")
-HAVE_MAIN = os.path.exists(os.path.join(ROOT, "gnats", "main.py"))
 
 
 class TestPyz(unittest.TestCase):
@@ -48,19 +47,16 @@ class TestPyz(unittest.TestCase):
         self.assertIn("cannot write", r.stderr.decode())
         self.assertNotIn("Traceback", r.stderr.decode())
 
-    @unittest.skipUnless(HAVE_MAIN, "gnats/main.py (the entry point) does not exist yet")
     def test_version(self):
         from gnats.cli import version_line
         r = self.run_pyz("--version")
         self.assertEqual((r.returncode, r.stdout.decode()), (0, version_line() + "\n"), r.stderr)
 
-    @unittest.skipUnless(HAVE_MAIN, "gnats/main.py (the entry point) does not exist yet")
     def test_help(self):
         from gnats.cli import USAGE
         r = self.run_pyz("--help")
         self.assertEqual((r.returncode, r.stdout.decode()), (0, USAGE), r.stderr)
 
-    @unittest.skipUnless(HAVE_MAIN, "gnats/main.py (the entry point) does not exist yet")
     def test_serves(self):
         log = os.path.join(self.d, "out.log")
         with open(log, "wb") as out:

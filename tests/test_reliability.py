@@ -4,8 +4,6 @@ and regression tests for every bug the campaigns found (see RELIABILITY.md).
 
 import importlib.util
 import os
-import socket
-import time
 import unittest
 
 from tests.util import ROOT, RawClient, ServerProcess
@@ -13,6 +11,9 @@ from tests.util import ROOT, RawClient, ServerProcess
 _spec = importlib.util.spec_from_file_location("stress", os.path.join(ROOT, "tools", "stress.py"))
 stress = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(stress)
+# Latency and RSS bounds only on request: they measure the machine (see
+# tools/stress.py PERF_CHECKS); the correctness checks always apply.
+stress.PERF_CHECKS = os.environ.get("GNATSD_PERF_ASSERTS") == "1"
 
 
 def feed(data, **opts):
@@ -168,15 +169,27 @@ class TestRegressions(unittest.TestCase):
             other.ping()
             prefix = b".".join([b"a"] * (d - 1))
             abuser.send(b"".join(b"PUB %s.%d 1\r\nx\r\n" % (prefix, k) for k in range(300)))
-            time.sleep(0.05)
-            t0 = time.monotonic()
+            # the first delivery proves the batch is being processed (no
+            # guess with a sleep); then the other client is served while
+            # it still is: ordered, not timed
+            got = [watcher.read_msg(30)[1][0]]
             other.ping(30)
-            waited = time.monotonic() - t0
+            watcher.sock.settimeout(0)
+            try:
+                while True:
+                    d = watcher.sock.recv(1 << 20)
+                    if not d:
+                        break
+                    watcher.buf += d
+            except BlockingIOError:
+                pass
+            watcher.sock.settimeout(watcher.timeout)
+            delivered_by_then = 1 + watcher.buf.count(b"MSG ")
+            self.assertLess(delivered_by_then, 300, "the other client waited for the whole batch")
             abuser.ping(60)
-            got = [watcher.read_msg(30)[1][0] for _ in range(300)]
+            got += [watcher.read_msg(30)[1][0] for _ in range(299)]
             self.assertEqual(got, [b"%s.%d" % (prefix, k) for k in range(300)])
             self.assertEqual(watcher.ping(), b"")
-            self.assertLess(waited, 0.5)
             for c in (abuser, watcher, other):
                 c.close()
 
@@ -231,8 +244,7 @@ class Campaign(unittest.TestCase):
     """Runs a campaign function; fails with its whole report."""
 
     def run_campaign(self, rep):
-        if rep.skipped and not rep.figures:
-            self.skipTest("; ".join(rep.skipped))
+        # (campaigns no longer skip parts: a part that cannot run fails)
         self.assertTrue(rep.ok, "\n" + rep.text())
         return rep
 
@@ -303,7 +315,9 @@ class TestSoak(Campaign):
         # every client of the mixed traffic answers the server's PINGs
         # (1 s here): a publisher that never read was closed as stale after
         # 3 intervals, which first showed 6 minutes into a 30-minute soak
-        self.run_campaign(stress.soak(minutes=0.1, sample=2.0, progress=False, ping_interval=1))
+        # (RSS samples every 0.5 s: enough for the growth check, which runs
+        # with GNATSD_PERF_ASSERTS=1)
+        self.run_campaign(stress.soak(minutes=0.1, sample=0.5, progress=False, ping_interval=1))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import random
+import re
 import socket
 import time
 import unittest
@@ -506,7 +507,10 @@ class TestGossip(RouteProtoBase):
         data = b""
         deadline = time.monotonic() + TIMEOUT
         while data.count(b"\r\n") < 2 and time.monotonic() < deadline:
-            data += s.recv(65536)
+            d = s.recv(65536)
+            if not d:
+                self.fail("the server closed the route it dialled; got %r" % data)
+            data += d
         lines = data.split(b"\r\n")
         self.assertTrue(lines[0].startswith(b"CONNECT "), lines)
         conn = json.loads(lines[0][8:])
@@ -530,6 +534,30 @@ class TestGossip(RouteProtoBase):
             line = c.read_line(max(0.01, deadline - time.monotonic()))
             if line.startswith(b"INFO ") and "127.0.0.1:7001" not in json.loads(line[5:]).get("connect_urls", []):
                 break
+
+
+class TestConnectRetries(RouteProtoBase):
+    """A gossiped member that cannot be reached is dialled 1 + connect_retries
+    times (nats-server's rule; gnatsd.py tries at least 3 times)."""
+    cluster_name = "retries"
+    extra_args = ("--connect_retries", "3")
+
+    def test_gossiped_member_dialled_1_plus_connect_retries_times(self):
+        dead = socket.socket()               # bound, never listening: refused
+        dead.bind(("127.0.0.1", 0))
+        self.addCleanup(dead.close)
+        dport = dead.getsockname()[1]
+        p = self.peer(cluster="retries")
+        self.registered(p)
+        p.send(b"INFO " + json.dumps({"server_id": peer_id("UNREACHABLE"), "host": "127.0.0.1",
+                                      "port": dport, "ip": "nats-route://127.0.0.1:%d/" % dport,
+                                      "cluster": "retries"}).encode() + b"\r\n")
+        # the 4th attempt (more than the floor of 3) comes after the backoff
+        # 1 s, 1.5 s, 2.25 s (+-10 %)
+        self.assertTrue(self.srv.wait_log(r"Error trying to connect to route \(attempt 4\)", 12),
+                        self.srv.output()[-2000:])
+        tries = re.findall(r"Trying to connect to route on 127\.0\.0\.1:%d" % dport, self.srv.output())
+        self.assertEqual(len(tries), 4)
 
 
 class TestRouteAuthProto(RouteProtoBase):
@@ -579,16 +607,9 @@ class TestSelfRoute(unittest.TestCase):
 
 
 def _drain(c):
-    """Every MSG already sent to raw client `c` (synchronised by a PING)."""
-    data = c.ping()
-    out = []
-    while data:
-        line, data = data.split(b"\r\n", 1)
-        parts = line.split()
-        n = int(parts[-1])
-        out.append((parts[0], parts[1:], data[:n]))
-        data = data[n + 2:]
-    return out
+    """Every MSG already sent to raw client `c` (synchronised by a PING);
+    async INFO lines (members coming and going) are skipped."""
+    return c.drain()
 
 
 class TestRouteFuzz(unittest.TestCase):

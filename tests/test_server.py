@@ -11,8 +11,14 @@ import subprocess
 import threading
 import time
 import unittest
+import urllib.request
 
-from tests.util import PYTHON, GNATSD, ROOT, RawClient, ServerProcess, free_port
+from tests.util import PYTHON, GNATSD, ROOT, RawClient, ServerProcess, wait_for
+
+
+def http_json(port, path):
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
+        return json.loads(r.read())
 
 
 class TestBasics(unittest.TestCase):
@@ -84,14 +90,13 @@ class TestBasics(unittest.TestCase):
             m.send(b"SUB work grp 1\r\n")
             m.ping()
         p = self.client()
-        p.send(b"PUB work 2\r\nhi\r\n" * 400)
+        p.send(b"".join(b"PUB work 4\r\nj%03d\r\n" % k for k in range(400)))
         p.ping()
-        counts = []
-        for m in members:
-            data = m.ping(timeout=5)
-            counts.append(data.count(b"MSG work 1 2\r\nhi\r\n"))
-        self.assertEqual(sum(counts), 400)
-        self.assertTrue(all(n > 0 for n in counts), counts)
+        # numbered payloads: a duplicate plus a loss cannot cancel out
+        got = [m.drain(timeout=5) for m in members]
+        payloads = sorted(x[2] for g in got for x in g)
+        self.assertEqual(payloads, [b"j%03d" % k for k in range(400)])
+        self.assertTrue(all(g for g in got), [len(g) for g in got])
 
     def test_unsub_max(self):
         s, p = self.client(), self.client()
@@ -101,6 +106,24 @@ class TestBasics(unittest.TestCase):
         p.ping()
         data = s.ping()
         self.assertEqual(data.count(b"MSG foo 1 1"), 3)
+
+    # Issue 11: nats-server 2.9 removes the subscription at once when the
+    # max is at or below what it has already received (checked against
+    # nats-server: 0 more after 5 messages and UNSUB 1 3); gnatsd.py
+    # delivers 3 more. Drop the marker once the server fix lands.
+    @unittest.expectedFailure
+    def test_unsub_max_already_reached_is_immediate(self):
+        s, p = self.client(), self.client()
+        s.send(b"SUB foo 1\r\n")
+        s.ping()
+        p.send(b"PUB foo 1\r\na\r\n" * 5)
+        p.ping()
+        self.assertEqual(len(s.drain()), 5)
+        s.send(b"UNSUB 1 3\r\n")
+        s.ping()
+        p.send(b"PUB foo 1\r\nb\r\n" * 5)
+        p.ping()
+        self.assertEqual(s.drain(), [])
 
     def test_echo_false(self):
         c = self.client(b'{"verbose":false,"echo":false}')
@@ -220,10 +243,10 @@ class TestBasics(unittest.TestCase):
 
 class TestLimits(unittest.TestCase):
     def test_slow_consumer_isolated(self):
-        conf = "max_pending: 262144\nmax_payload: 65536\nwrite_deadline: \"1s\"\n"
-        with ServerProcess(config=conf) as srv:
-            slow = RawClient(srv.port)
-            slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        # write_deadline is far away: only max_pending can cut the slow one
+        conf = "max_pending: 262144\nmax_payload: 65536\nwrite_deadline: \"60s\"\n"
+        with ServerProcess("-m", "-1", config=conf) as srv:
+            slow = RawClient(srv.port, rcvbuf=4096)
             slow.send(b"SUB flood 1\r\n")
             slow.ping()
             fast = RawClient(srv.port)
@@ -232,7 +255,6 @@ class TestLimits(unittest.TestCase):
             p = RawClient(srv.port)
             payload = b"y" * 1000
             total = 20000
-            got = 0
             frame = len(b"MSG flood 2 1000\r\n") + 1002
             stop = threading.Event()
             data_len = [0]
@@ -254,16 +276,41 @@ class TestLimits(unittest.TestCase):
             for i in range(total // 100):
                 p.send((b"PUB flood 1000\r\n" + payload + b"\r\n") * 100)
             p.ping(timeout=10)
-            deadline = time.monotonic() + 15
-            while data_len[0] < total * frame and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_for(lambda: data_len[0] >= total * frame, 15)
             stop.set()
             t.join(5)
-            got = data_len[0] // frame
-            self.assertEqual(got, total)
-            self.assertTrue(srv.wait_log(r"Slow Consumer", 5), srv.output()[-2000:])
+            self.assertEqual(data_len[0], total * frame)     # the fast one got everything
+            self.assertTrue(slow.closed(10))                   # the slow one was cut
+            self.assertTrue(srv.wait_log(r"cid:\d+ - Slow Consumer Detected: max pending", 5),
+                            srv.output()[-2000:])
+            self.assertNotIn("write deadline", srv.output())
+            self.assertEqual(http_json(srv.monitor_port, "/varz")["slow_consumers"], 1)
+            closed = http_json(srv.monitor_port, "/connz?state=closed")["connections"]
+            self.assertEqual([c["reason"] for c in closed], ["Slow Consumer (Max Pending)"])
             slow.close()
             fast.close()
+            p.close()
+
+    def test_slow_consumer_by_write_deadline(self):
+        # max_pending is far away: only the write deadline can cut it
+        conf = "max_pending: 67108864\nwrite_deadline: \"500ms\"\n"
+        with ServerProcess("-m", "-1", config=conf) as srv:
+            slow = RawClient(srv.port, rcvbuf=4096)
+            slow.send(b"SUB stall 1\r\n")
+            slow.ping()
+            p = RawClient(srv.port)
+            # 4 MB: far more than the socket buffers hold, far less than max_pending
+            p.send((b"PUB stall 1000\r\n" + b"z" * 1000 + b"\r\n") * 4000)
+            self.assertEqual(p.ping(timeout=10), b"")
+            self.assertTrue(srv.wait_log(r"cid:\d+ - Slow Consumer Detected: write deadline", 10),
+                            srv.output()[-2000:])
+            self.assertNotIn("max pending", srv.output())
+            self.assertTrue(slow.closed(10))
+            self.assertEqual(http_json(srv.monitor_port, "/varz")["slow_consumers"], 1)
+            closed = http_json(srv.monitor_port, "/connz?state=closed")["connections"]
+            self.assertEqual([c["reason"] for c in closed], ["Slow Consumer (Write Deadline)"])
+            self.assertEqual(p.ping(), b"")                    # the publisher is unharmed
+            slow.close()
             p.close()
 
     def test_stale_connection(self):
@@ -319,15 +366,14 @@ class TestProcess(unittest.TestCase):
         self.assertTrue(srv.wait_log(r"cid:\d+ - Client connection closed"))
         self.assertEqual(srv.stop(), 0)
 
-    def test_sigint_exits_zero_and_frees_port(self):
+    def test_sigint_exits_zero(self):
+        # (a re-bind after exit proved nothing: the kernel frees a dead
+        # process's sockets whatever the server does)
         srv = ServerProcess()
         srv.signal(signal.SIGINT)
         self.assertEqual(srv.proc.wait(5), 0)
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", srv.port))
-        s.close()
         srv.stop()
+        self.assertIn("[INF] Server Exiting..", srv.output())
 
     def test_random_port(self):
         p = subprocess.Popen([PYTHON, GNATSD, "-a", "127.0.0.1", "-p", "-1"], cwd=ROOT,

@@ -16,6 +16,7 @@ import warnings
 
 from gnats import tls
 from gnats.options import Options
+from tests.util import needs
 from gnats.tls import (TLSConfigError, describe, looks_like_tls,
                        monitor_context, openssl_ciphers, route_contexts, server_context)
 
@@ -351,7 +352,7 @@ class TestConfigErrors(unittest.TestCase):
         self.assert_error("TLS private key file .*client-key.pem does not match certificate "
                           ".*server-cert.pem", tls_key=cert("client-key.pem"))
 
-    @unittest.skipIf(OPENSSL is None, "openssl not installed")
+    @needs(OPENSSL, "openssl not installed")
     def test_encrypted_key_is_refused_without_prompting(self):
         enc = os.path.join(self.dir, "enc-key.pem")
         subprocess.run([OPENSSL, "pkey", "-in", cert("server-key.pem"), "-aes256",
@@ -377,7 +378,7 @@ class TestConfigErrors(unittest.TestCase):
         with self.assertRaises(TLSConfigError):
             openssl_ciphers([None])
 
-    @unittest.skipIf(OPENSSL is None, "openssl not installed")
+    @needs(OPENSSL, "openssl not installed")
     def test_cipher_table_agrees_with_openssl(self):
         out = subprocess.run([OPENSSL, "ciphers", "-stdname", "ALL:@SECLEVEL=0"],
                              capture_output=True, text=True, timeout=30).stdout
@@ -398,7 +399,7 @@ class TestConfigErrors(unittest.TestCase):
 class TestCertificates(unittest.TestCase):
     """The committed certificates are what the tests expect."""
 
-    @unittest.skipIf(OPENSSL is None, "openssl not installed")
+    @needs(OPENSSL, "openssl not installed")
     def test_validity(self):
         for name in ("ca.pem", "wrongca.pem", "server-cert.pem", "client-cert.pem",
                      "client-wrongca-cert.pem", "srva-cert.pem", "srvb-cert.pem"):

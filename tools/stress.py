@@ -47,6 +47,14 @@ if ROOT not in sys.path:
 from tests import util  # noqa: E402  (ServerProcess, RawClient, free_port)
 from tests.util import RawClient, ServerProcess, free_port, wait_port  # noqa: E402
 
+# Latency and RSS bounds (and the idle waits that only serve RSS figures)
+# are enforced when the campaigns run from this tool. tests/test_reliability
+# turns them off unless GNATSD_PERF_ASSERTS=1: on a shared 2-core machine
+# they measure the machine, and a failure there would read as a correctness
+# regression. Correctness checks (exact counts, closes, no traceback) always
+# apply.
+PERF_CHECKS = True
+
 SYSTEM_PYTHON = "/usr/bin/python3"
 BCRYPT_MISSING = "bcrypt password hashes need the bcrypt package"
 
@@ -62,7 +70,6 @@ class Report:
         self.name = name
         self.figures = {}
         self.failures = []
-        self.skipped = []
         self.t0 = time.monotonic()
 
     def fig(self, key, value):
@@ -72,13 +79,19 @@ class Report:
         if len(self.failures) < 50:
             self.failures.append(msg)
 
-    def skip(self, msg):
-        self.skipped.append(msg)
-
     def check(self, cond, msg):
         if not cond:
             self.fail(msg)
         return cond
+
+    def perf(self, cond, msg):
+        """A latency or memory bound: a failure when PERF_CHECKS is on,
+        otherwise only noted among the figures."""
+        if PERF_CHECKS:
+            return self.check(cond, msg)
+        if not cond:
+            self.fig("bound not enforced (GNATSD_PERF_ASSERTS)", msg)
+        return True
 
     @property
     def ok(self):
@@ -88,8 +101,6 @@ class Report:
         lines = ["== %s (%.1f s)" % (self.name, time.monotonic() - self.t0)]
         for k, v in self.figures.items():
             lines.append("  %-34s %s" % (k, v))
-        for s in self.skipped:
-            lines.append("  SKIPPED: %s" % s)
         for f in self.failures:
             lines.append("  FAIL: %s" % f)
         lines.append("  result: %s" % ("ok" if self.ok else "FAILED"))
@@ -145,15 +156,6 @@ def start_server(*args, config=None, python=None, port=None):
         finally:
             util.PYTHON = saved
     return ServerProcess(*args, config=config, port=port)
-
-
-def have_module(name):
-    return os.path.exists(os.path.join(ROOT, "gnats", name + ".py"))
-
-
-def config_supported():
-    """Config files need gnats/conf.py and gnats/cli.py (being written)."""
-    return have_module("conf") and have_module("cli")
 
 
 # ---------------------------------------------------------------------------
@@ -1084,9 +1086,16 @@ def monitor_get(port, path, timeout=5.0):
 
 
 def settle_rss(pid, seconds=2.0):
-    """RSS after letting the server go idle for a moment (KiB)."""
-    time.sleep(seconds)
+    """RSS after letting the server go idle for a moment (KiB); without
+    PERF_CHECKS the figure is informative only, so nothing waits for it."""
+    idle_for_rss(seconds)
     return proc_mem(pid)[0]
+
+
+def idle_for_rss(seconds):
+    """An idle moment before an RSS figure (only when bounds apply)."""
+    if PERF_CHECKS:
+        time.sleep(seconds)
 
 
 def load(conns=2000, cycles=5000, msgs=20, size=64, python=None, rep=None, hold_rounds=1, settle=1.0):
@@ -1146,7 +1155,7 @@ def load(conns=2000, cycles=5000, msgs=20, size=64, python=None, rep=None, hold_
         # every RSS figure below follows a /varz: the server keeps its latest
         # monitoring snapshot (all connections then live, and the closed
         # ring), so refresh it before measuring or it hides or fakes a leak
-        time.sleep(1.0 * settle)
+        idle_for_rss(1.0 * settle)
         varz(mport)
         after_hold = settle_rss(pid, 2.0 * settle)
         rep.fig("RSS after closing them KiB", after_hold)
@@ -1158,11 +1167,11 @@ def load(conns=2000, cycles=5000, msgs=20, size=64, python=None, rep=None, hold_
             again = settle_rss(pid, 1.0 * settle)
             sw.close_all()
             rep.check(n == conns, "round %d: %d of %d connections ready" % (rnd_i, n, conns))
-            time.sleep(1.0 * settle)
+            idle_for_rss(1.0 * settle)
             varz(mport)
             after_k = settle_rss(pid, 2.0 * settle)
             rep.fig("round %d: RSS with them held / after KiB" % rnd_i, "%d / %d" % (again, after_k))
-            rep.check(after_k <= after_hold * 1.10, "round %d left %d KiB, round 1 left %d KiB: growth"
+            rep.perf(after_k <= after_hold * 1.10, "round %d left %d KiB, round 1 left %d KiB: growth"
                       % (rnd_i, after_k, after_hold))
         after_hold = proc_mem(pid)[0]
         # churn
@@ -1172,12 +1181,12 @@ def load(conns=2000, cycles=5000, msgs=20, size=64, python=None, rep=None, hold_
         rep.fig("churn cycles completed", "%d of %d (%.1f s, %d/s)" % (done, cycles, dt, done / max(dt, 1e-9)))
         for f in fails[:5]:
             rep.fail("churn: %s" % f)
-        time.sleep(1.0 * settle)
+        idle_for_rss(1.0 * settle)
         varz(mport)
         after = settle_rss(pid, 2.0 * settle)
         rep.fig("RSS after churn KiB", after)
-        rep.check(after <= after_hold * 1.10,
-                  "RSS after churn %d KiB is more than 10%% over its baseline %d KiB" % (after, after_hold))
+        rep.perf(after <= after_hold * 1.10,
+                 "RSS after churn %d KiB is more than 10%% over its baseline %d KiB" % (after, after_hold))
         try:
             v = monitor_get(mport, "/varz")
             rep.check(v["connections"] == 0 and v["subscriptions"] == 0,
@@ -1235,9 +1244,6 @@ def fuzz_routes(inputs=500, seed=4, python=None, rep=None):
     pair on the client port must receive everything. The server must stay
     up, log no internal error, and end with no route and no stray interest."""
     rep = rep or Report("fuzz-routes")
-    if not have_module("route"):
-        rep.skip("gnats/route.py is missing: no clustering yet")
-        return rep
     rnd = random.Random(seed)
     cport, mport = free_port(), free_port()
     srv = start_server("--cluster", "nats://127.0.0.1:%d" % cport, "-m", str(mport), python=python)
@@ -1445,9 +1451,6 @@ def fuzz_config(inputs=2000, processes=40, seed=3, python=None, rep=None, progre
     real `gnatsd.py -c FILE` processes. Every failure must be a clear
     message, with FILE:LINE:COL when it is about a place in the file."""
     rep = rep or Report("fuzz-config")
-    if not config_supported():
-        rep.skip("gnats/conf.py or gnats/cli.py is missing: config files are not supported yet")
-        return rep
     rnd = random.Random(seed)
     tmp = tempfile.mkdtemp(prefix="gnatsd-fuzzconf-")
     with open(os.path.join(tmp, "inc.conf"), "w") as f:
@@ -1635,9 +1638,6 @@ def slow(fast=4, stalled=4, msgs=8000, size=1024, max_pending="1MB", python=None
     """Fast subscribers get every message; stalled ones are cut off at
     max_pending (from a config file); the server's RSS stays bounded."""
     rep = rep or Report("slow (max_pending %s)" % max_pending)
-    if not config_supported():
-        rep.skip("config files are not supported yet (gnats/conf.py, gnats/cli.py)")
-        return rep
     limit = {"1MB": 1 << 20}.get(max_pending) or int(max_pending)
     mport = free_port()
     conf = "max_pending: %s\nwrite_deadline: \"60s\"\n" % max_pending
@@ -1682,7 +1682,7 @@ def slow(fast=4, stalled=4, msgs=8000, size=1024, max_pending="1MB", python=None
         peak = proc_mem(pid)[1]
         bound = base + (fast + stalled) * limit * 3 // 2 // 1024 + 24 * 1024
         rep.fig("RSS KiB baseline / peak / bound", "%d / %d / %d" % (base, peak, bound))
-        rep.check(peak <= bound, "server peak RSS %d KiB over the bound %d KiB" % (peak, bound))
+        rep.perf(peak <= bound, "server peak RSS %d KiB over the bound %d KiB" % (peak, bound))
         try:
             v = monitor_get(mport, "/varz")
             rep.fig("varz slow_consumers", v["slow_consumers"])
@@ -1769,7 +1769,10 @@ def faults_midmsg(conns=300, kills=10, python=None, rep=None):
                 s.sendall(b"PING\r\n")
                 buf = b""
                 while b"PONG" not in buf:
-                    buf += s.recv(4096)
+                    d = s.recv(4096)        # the socket's 5 s timeout bounds each read
+                    if not d:
+                        raise AssertionError("the server closed a client before its PONG: %r" % buf)
+                    buf += d
                 s.sendall(rnd.choice(cuts))
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST)
                 rst_n += 1
@@ -1931,9 +1934,6 @@ def faults_monitor(seconds=5.0, threads=8, idle=100, conns=0, python=None, rep=N
     clients are connected (every snapshot covers them), a clean pair
     exchanges messages and a client times PINGs."""
     rep = rep or Report("faults: monitor hammering")
-    if not have_module("monitor"):
-        rep.skip("gnats/monitor.py is missing")
-        return rep
     raise_nofile(conns + 2048)
     mport = free_port()
     srv = start_server("-m", str(mport), python=python)
@@ -2022,7 +2022,7 @@ def faults_monitor(seconds=5.0, threads=8, idle=100, conns=0, python=None, rep=N
         rep.fig("PING ms p50 / p99 / max", "%.1f / %.1f / %.1f" % (
             pings[len(pings) // 2] * 1e3, pings[int(len(pings) * 0.99)] * 1e3, pings[-1] * 1e3))
         rep.check(counts["ok"] > 0, "no monitor request succeeded")
-        rep.check(pings[-1] < ping_bound, "a PING took %.2f s during the hammering" % pings[-1])
+        rep.perf(pings[-1] < ping_bound, "a PING took %.2f s during the hammering" % pings[-1])
         rep.check(back is not None, "the monitor does not answer after the hammering")
         server_health(srv, rep)
     finally:
@@ -2052,7 +2052,10 @@ class Node:
         if self.routes:
             args += ["--routes", ",".join(self.routes)]
         self.srv = start_server(*args, python=self.python, port=self.port)
-        self.server_id = (varz(self.mport) or {}).get("server_id", "")
+        self.server_id = wait_for(lambda: (varz(self.mport) or {}).get("server_id"), 5)
+        if not self.server_id:
+            # mesh_ok could never hold: say so here, not as a heal timeout
+            raise RuntimeError("no server_id from /varz of %s:\n%s" % (args, self.srv.output()[-2000:]))
 
     @property
     def route_url(self):
@@ -2099,9 +2102,6 @@ def faults_routes(cycles=3, stop_seconds=3.0, python=None, rep=None):
     in a loop. Between A and B nothing may be lost; after each fault the
     mesh heals and C receives what is published on A again."""
     rep = rep or Report("faults: routes killed and stopped")
-    if not have_module("route"):
-        rep.skip("gnats/route.py is missing: no clustering yet")
-        return rep
     nodes = []
     heal_times = []
     try:
@@ -2119,7 +2119,7 @@ def faults_routes(cycles=3, stop_seconds=3.0, python=None, rep=None):
         c_watch = RawClient(c.port)
         c_watch.send(b"SUB %s 1\r\nSUB flood.c 2\r\n" % clean.subject)
         c_watch.ping()
-        wait_for(lambda: interest_ok(a, "flood.c"), 10)
+        rep.check(wait_for(lambda: interest_ok(a, "flood.c"), 10), "A never learned C's interest at start")
         kills = stops = heals = 0
         flood = b"PUB flood.c 4096\r\n" + b"f" * 4096 + b"\r\n"
         for i in range(cycles * 2):
@@ -2128,8 +2128,9 @@ def faults_routes(cycles=3, stop_seconds=3.0, python=None, rep=None):
                 c_watch.close()
                 c.kill()
                 kills += 1
-                wait_for(lambda: a.remote_ids() == [b.server_id], 10)
-                time.sleep(0.5)     # traffic flows between the survivors only
+                rep.check(wait_for(lambda: a.remote_ids() == [b.server_id], 10),
+                          "cycle %d: A still lists C's route after SIGKILL" % i)
+                time.sleep(0.5)     # deliberate: traffic flows between the survivors only
                 c.start()
             else:
                 c.srv.proc.send_signal(signal.SIGSTOP)
@@ -2140,7 +2141,7 @@ def faults_routes(cycles=3, stop_seconds=3.0, python=None, rep=None):
                 fp.send(flood * 2000)
                 fp.ping(10)
                 fp.close()
-                time.sleep(stop_seconds)
+                time.sleep(stop_seconds)    # deliberate: longer than the write deadline
                 c.srv.proc.send_signal(signal.SIGCONT)
             healed = wait_for(lambda: mesh_ok(nodes), 20)
             heal_times.append(time.monotonic() - t0)
@@ -2170,7 +2171,8 @@ def faults_routes(cycles=3, stop_seconds=3.0, python=None, rep=None):
                 c_watch = RawClient(c.port)
                 c_watch.send(b"SUB %s 1\r\nSUB flood.c 2\r\n" % clean.subject)
                 c_watch.ping()
-                wait_for(lambda: interest_ok(a, "flood.c"), 10)
+                rep.check(wait_for(lambda: interest_ok(a, "flood.c"), 10),
+                          "cycle %d: A never learned the restarted C's interest" % i)
         c_watch.close()
         sent, received, errors = clean.finish()
         for e in errors:
@@ -2180,7 +2182,10 @@ def faults_routes(cycles=3, stop_seconds=3.0, python=None, rep=None):
         rep.fig("mesh healed, C served again", "%d of %d" % (heals, kills + stops))
         rep.fig("heal time s (min / max)", "%.1f / %.1f" % (min(heal_times), max(heal_times)) if heal_times else "-")
         rep.fig("A->B messages sent/received", "%d/%d" % (sent, received))
-        rep.fig("routes A cut as slow consumers", a.srv.output().count("Slow Consumer Detected"))
+        cut = a.srv.output().count("Slow Consumer Detected")
+        rep.fig("routes A cut as slow consumers", cut)
+        # each SIGSTOP outlasts the write deadline with 8 MB queued for C
+        rep.check(cut >= stops, "A cut its route to the stopped C %d times in %d stops" % (cut, stops))
         rep.check(heals == kills + stops, "C was served again after %d of %d faults" % (heals, kills + stops))
         for n in (a, b):
             server_health(n.srv, rep)
@@ -2302,7 +2307,7 @@ def abuse_silent(conns=1000, python=None, rep=None):
                 rep.check(closed == conns and told == conns,
                           "%s: %d of %d closed, %d with -ERR 'Authentication Timeout'" % (tag, closed, conns, told))
             else:
-                time.sleep(1.0)
+                idle_for_rss(1.0)
                 rss = proc_mem(srv.proc.pid)[0]
                 rep.fig("%s: held silent connections" % tag, "%d (opened in %.2f s)" % (conns, opened))
                 rep.fig("%s: RSS per silent connection KiB" % tag, round((rss - base) / conns, 2))
@@ -2322,7 +2327,7 @@ def abuse_silent(conns=1000, python=None, rep=None):
             rep.fig("%s: PING latency during the flood" % tag, pinger.stats("flood"))
             for e in pinger.finish():
                 rep.fail("%s: pinger: %s" % (tag, e))
-            rep.check(pinger.worst() < 1.0, "%s: a PING took %.2f s" % (tag, pinger.worst()))
+            rep.perf(pinger.worst() < 1.0, "%s: a PING took %.2f s" % (tag, pinger.worst()))
             server_health(srv, rep)
         finally:
             for s in socks:
@@ -2361,7 +2366,7 @@ def abuse_big_connect(sizes=(5000, 1 << 20, 16 << 20), python=None, rep=None):
                           "CONNECT of %d bytes: got %r, closed=%s" % (size, out[-100:], closed))
             peak = proc_mem(srv.proc.pid)[1]
             rep.fig("%s: RSS baseline / peak KiB" % ("auth" if auth else "no auth"), "%d / %d" % (base, peak))
-            rep.check(peak - base < 16 * 1024, "RSS grew by %d KiB for oversized CONNECTs" % (peak - base))
+            rep.perf(peak - base < 16 * 1024, "RSS grew by %d KiB for oversized CONNECTs" % (peak - base))
             c = RawClient(srv.port, b'{"verbose":false,"user":"a","pass":"b"}' if auth else b'{"verbose":false}')
             c.ping()
             c.close()
@@ -2420,9 +2425,6 @@ def abuse_subscriptions(n=100000, limit=1000, python=None, rep=None, ping_bound=
     dropped again when it leaves. Another client's PING is timed."""
     rep = rep or Report("abuse: a million subscriptions")
     for limited in (True, False):
-        if limited and not config_supported():
-            rep.skip("config files are not supported yet: max_subscriptions part")
-            continue
         mport = free_port()
         conf = "max_subscriptions: %d\n" % limit if limited else None
         srv = start_server("-m", str(mport), config=conf, python=python)
@@ -2459,7 +2461,7 @@ def abuse_subscriptions(n=100000, limit=1000, python=None, rep=None, ping_bound=
             rep.fig("%s: RSS after KiB" % tag, settle_rss(srv.proc.pid, 1.0))
             for e in pinger.finish():
                 rep.fail("%s: pinger: %s" % (tag, e))
-            rep.check(pinger.worst() < ping_bound, "%s: a PING took %.2f s (bound %.1f s)"
+            rep.perf(pinger.worst() < ping_bound, "%s: a PING took %.2f s (bound %.1f s)"
                       % (tag, pinger.worst(), ping_bound))
             server_health(srv, rep)
         finally:
@@ -2512,7 +2514,7 @@ def abuse_wildcards(depth=14, pubs=300, python=None, rep=None):
         rep.fig("PING latency meanwhile", pinger.stats("pubs"))
         for e in pinger.finish():
             rep.fail("pinger: %s" % e)
-        rep.check(pinger.worst() < 0.5, "a PING took %.2f s" % pinger.worst())
+        rep.perf(pinger.worst() < 0.5, "a PING took %.2f s" % pinger.worst())
         abuser.close()
         watcher.close()
         server_health(srv, rep)
@@ -2681,7 +2683,7 @@ def soak(minutes=1.0, sample=10.0, python=None, rep=None, progress=True, ping_in
             third = len(rss_vals) // 3
             early = max(rss_vals[third:2 * third])
             late = max(rss_vals[2 * third:])
-            rep.check(late <= early * 1.10, "RSS kept growing: %d KiB in the middle third, %d KiB in the last"
+            rep.perf(late <= early * 1.10, "RSS kept growing: %d KiB in the middle third, %d KiB in the last"
                       % (early, late))
         server_health(srv, rep)
     finally:
