@@ -151,9 +151,12 @@ class Server:
         self.monitor = Monitor(self.opts, self.get_snapshot, self.log, ctx)
         self.monitor.start()
 
-    def client_urls(self):
-        """This server's client URL(s) as host:port, for connect_urls."""
-        host = self.opts.client_advertise or self.opts.host
+    def client_urls(self, advertised=True):
+        """This server's client URL(s) as host:port: for connect_urls the
+        advertised address; for the ports file (advertised=False) the one it
+        listens on, as nats-server writes it, so a tool reading the file can
+        connect."""
+        host = (advertised and self.opts.client_advertise) or self.opts.host
         if host in ("", "0.0.0.0", "::"):
             host = _local_ip()
         if ":" in host and not host.startswith("["):
@@ -174,7 +177,7 @@ class Server:
         d = self.opts.ports_file_dir
         if not d:
             return
-        ports = {"nats": ["nats://%s" % u for u in self.client_urls()]}
+        ports = {"nats": ["nats://%s" % u for u in self.client_urls(advertised=False)]}
         if self.monitor is not None:
             if self.monitor.http_port:
                 ports["monitoring"] = ["http://%s:%d" % (_local_ip(), self.monitor.http_port)]

@@ -135,12 +135,9 @@ class TestOps(unittest.TestCase):
         p.feed(b"PUB bar 1\r\na\r\n")
         self.assertEqual(out(s), b"")
 
-    # Issue 11: nats-server removes a subscription at once when UNSUB's max
-    # is at or below what it has already received ("If the subscriber has
-    # already received one or more messages, the unsubscribe will be
-    # immediate"); gnatsd.py delivers max more. Drop the marker once the
-    # server fix lands (the test then reports an unexpected success).
-    @unittest.expectedFailure
+    # nats-server removes a subscription at once when UNSUB's max is at or
+    # below what it has already received ("If the subscriber has already
+    # received one or more messages, the unsubscribe will be immediate").
     def test_unsub_max_already_reached_is_immediate(self):
         s, p = self.h.client(), self.h.client()
         s.feed(b"SUB foo 1\r\n")

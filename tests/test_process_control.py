@@ -76,11 +76,8 @@ class TestPidAndLog(unittest.TestCase):
         self.assertFalse(os.path.exists(path))              # removed on exit, as nats-server does
 
     # nats-server (2.9 and 2.15) writes the address it listens on to the
-    # ports file whatever client_advertise says; gnatsd.py writes the
-    # advertised one, so a tool reading the file cannot connect. A server
-    # bug for the lead (gnats/server.py write_ports_file); drop the marker
-    # when it is fixed.
-    @unittest.expectedFailure
+    # ports file whatever client_advertise says, so a tool reading the file
+    # can connect.
     def test_ports_file_lists_listen_address_not_advertised(self):
         srv = ServerProcess("--client_advertise", "10.1.2.3:4567")
         self.addCleanup(srv.stop)

@@ -107,11 +107,9 @@ class TestBasics(unittest.TestCase):
         data = s.ping()
         self.assertEqual(data.count(b"MSG foo 1 1"), 3)
 
-    # Issue 11: nats-server 2.9 removes the subscription at once when the
-    # max is at or below what it has already received (checked against
-    # nats-server: 0 more after 5 messages and UNSUB 1 3); gnatsd.py
-    # delivers 3 more. Drop the marker once the server fix lands.
-    @unittest.expectedFailure
+    # nats-server 2.9 removes the subscription at once when the max is at or
+    # below what it has already received (checked against nats-server: 0 more
+    # after 5 messages and UNSUB 1 3).
     def test_unsub_max_already_reached_is_immediate(self):
         s, p = self.client(), self.client()
         s.send(b"SUB foo 1\r\n")
