@@ -58,7 +58,7 @@ class Client(Connection):
 
     # -- tracing ---------------------------------------------------------
     def trace_in(self, line):
-        if line[:7].upper() == b"CONNECT":
+        if line.lstrip()[:7].upper() == b"CONNECT":
             line = mask_connect(line)     # never log secrets
         self.log.trace("%s - <<- [%s]" % (self.tag(), _show(line)))
 

@@ -296,9 +296,13 @@ class Connection:
 
     def protocol_error(self, e, buf, pos):
         """The parser refused the input: log it with a snippet, send the
-        protocol's -ERR text and close."""
+        protocol's -ERR text and close. A CONNECT line is never quoted (its
+        JSON may hold a password or token, and a malformed one cannot be
+        masked reliably): like nats-server, only the error text is logged."""
         if e.text == P.ERR_AUTH:
             self.log.error("%s - %s" % (self.tag(), "Authorization Error" if e.detail == e.text else e.detail))
+        elif bytes(buf[pos:pos + 64]).lstrip().upper().startswith(b"CONNECT"):
+            self.log.error("%s - %s parser ERROR: %s" % (self.tag(), self.parser_name, e.detail))
         else:
             self.log.error("%s - %s parser ERROR: %s: proto=%s"
                            % (self.tag(), self.parser_name, e.detail, P.snippet(buf, pos)))

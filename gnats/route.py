@@ -116,7 +116,7 @@ def _show(b):
 
 def _masked(line):
     """A CONNECT line with its password hidden (both directions are traced)."""
-    if line[:7].upper() == b"CONNECT":
+    if line.lstrip()[:7].upper() == b"CONNECT":
         from .auth import mask_connect
         return mask_connect(bytes(line))
     return line

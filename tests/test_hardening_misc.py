@@ -223,5 +223,51 @@ class TestMonitorHeaderCap(unittest.TestCase):
             self.assertEqual(get(mport, "/healthz")[0], 200)
 
 
+# ---------------------------------------------------------------------------
+# D7: no secret in the log, malformed and oversized CONNECTs included
+
+class TestNoSecretsInLog(unittest.TestCase):
+    def test_malformed_and_oversized_connect_on_client_and_route_ports(self):
+        cport = free_port()
+        srv = ServerProcess("--user", "alice", "--pass", "SECRETPW1", "-DV",
+                            "--cluster", "nats://r:ROUTEPW2@127.0.0.1:%d" % cport)
+        try:
+            probes = [
+                (srv.port, b'CONNECT {"pass":"SECRETPW1","user":"alice",}\r\n'),
+                (cport, b'CONNECT {"pass":"ROUTEPW2","user":"r",}\r\n'),
+                (srv.port, b'CONNECT {"pass":"SECRETPW1","user":"' + b"a" * 5000 + b'"}\r\n'),
+                (cport, b'CONNECT {"pass":"ROUTEPW2","user":"' + b"a" * 70000 + b'"}\r\n'),
+                (srv.port, b'connect {"auth_token":"SECRETPW1","user":"\xff"}\r\n'),
+                (srv.port, b'   CONNECT {"pass":"SECRETPW1" "user":"alice"}\r\n'),
+            ]
+            for port, line in probes:
+                s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+                s.recv(4096)
+                s.sendall(line)
+                s.settimeout(TIMEOUT)
+                try:
+                    while s.recv(4096):
+                        pass            # until the server closes it
+                except OSError:
+                    pass
+                s.close()
+            self.assertTrue(wait_for(lambda: srv.output().count("parser ERROR") >= len(probes)),
+                            srv.output()[-2000:])
+        finally:
+            srv.stop()
+        out = srv.output()
+        self.assertIn("Router parser ERROR", out)
+        self.assertIn("Client parser ERROR: invalid JSON", out)
+        self.assertNotIn("SECRETPW1", out)
+        self.assertNotIn("ROUTEPW2", out)
+
+    def test_other_protocol_errors_keep_their_snippet(self):
+        with ServerProcess() as srv:
+            c = RawClient(srv.port)
+            c.send(b"BOGUS stuff\r\n")
+            self.assertTrue(c.closed())
+            self.assertTrue(srv.wait_log(r"parser ERROR: .*proto=b'BOGUS stuff"), srv.output())
+
+
 if __name__ == "__main__":
     unittest.main()
