@@ -269,5 +269,65 @@ class TestNoSecretsInLog(unittest.TestCase):
             self.assertTrue(srv.wait_log(r"parser ERROR: .*proto=b'BOGUS stuff"), srv.output())
 
 
+# ---------------------------------------------------------------------------
+# M5: environment variable expansion is linear
+
+class TestEnvExpansion(unittest.TestCase):
+    def setUp(self):
+        self.saved = dict(os.environ)
+
+    def tearDown(self):
+        os.environ.clear()
+        os.environ.update(self.saved)
+
+    def _chain(self, levels, width):
+        env = {"GN_E0": "1"}
+        for i in range(1, levels + 1):
+            env["GN_E%d" % i] = "[" + ",".join(["$GN_E%d" % (i - 1)] * width) + "]"
+        return env
+
+    def test_nested_references_are_parsed_once(self):
+        os.environ.update(self._chain(3, 3))
+        x = conf.parse("x: $GN_E3\n")["x"]
+        self.assertEqual(len(x), 3)
+        self.assertEqual(x[0], [[1, 1, 1]] * 3)
+        # one parse per variable (and depth): the references share it
+        self.assertIs(x[0], x[1])
+        self.assertIs(x[0][0], x[2][2])
+
+    def test_seven_levels_of_ten_check_quickly(self):
+        # The audit's case had 6 levels (18 s for -t); this is 7 (10^7 parses
+        # before the change). The bound is generous: a linear parse is ~0.1 s.
+        env = dict(os.environ)
+        env.update(self._chain(7, 10))
+        path = os.path.join(self._tmpdir(), "env.conf")
+        with open(path, "w") as f:
+            f.write("x: $GN_E7\n")
+        t0 = time.monotonic()
+        p = subprocess.run([PYTHON, GNATSD, "-t", "-c", path], env=env, cwd=ROOT,
+                           capture_output=True, timeout=60)
+        # parsed through; only then is the field itself refused
+        self.assertIn(b'unknown field "x"', p.stdout + p.stderr)
+        self.assertLess(time.monotonic() - t0, 20)
+
+    def test_cycles_and_depth_still_refused(self):
+        os.environ["GN_SELF"] = "$GN_SELF"
+        with self.assertRaises(conf.ConfigError) as cm:
+            conf.parse("x: $GN_SELF\n")
+        self.assertIn("nested deeper than %d" % conf.MAX_ENV_DEPTH, str(cm.exception))
+        # a chain of MAX_ENV_DEPTH variables is fine, one more is refused
+        os.environ.update(self._chain(conf.MAX_ENV_DEPTH, 2))
+        self.assertEqual(len(conf.parse("x: $GN_E%d\n" % (conf.MAX_ENV_DEPTH - 1))["x"]), 2)
+        with self.assertRaises(conf.ConfigError) as cm:
+            conf.parse("x: $GN_E%d\n" % conf.MAX_ENV_DEPTH)
+        self.assertIn("nested deeper than", str(cm.exception))
+
+    def _tmpdir(self):
+        import tempfile
+        d = tempfile.mkdtemp(prefix="gnatsd-env-")
+        self.addCleanup(lambda: __import__("shutil").rmtree(d, ignore_errors=True))
+        return d
+
+
 if __name__ == "__main__":
     unittest.main()
