@@ -14,6 +14,7 @@ verbose, tracing, no-responders) takes the general path in delivery.py.
 """
 
 import json
+import random
 import socket
 import time
 
@@ -27,6 +28,11 @@ from .sublist import Subscription, valid_subject
 
 NO_RESPONDERS_HDR = b"NATS/1.0 503\r\n\r\n"
 SCACHE_MAX = 4096       # (subject, reply) pairs a publisher keeps resolved
+# nats-server's firstClientPingInterval: its first PING to a client goes out
+# this long after the connection opened (plus up to a fifth, so a crowd that
+# reconnected at once is not pinged at once), which gives /connz an `rtt`
+# without waiting a whole ping_interval (2 minutes by default).
+FIRST_PING = 2.0
 
 
 class Client(Connection):
@@ -273,6 +279,8 @@ class Client(Connection):
         self.name = _str(g("name"))
         self.lang = _str(g("lang"))
         self.version = _str(g("version"))
+        if not self.connected:
+            self.schedule_rtt_ping()
         self.connected = True
         self.connect_obj = obj      # kept to re-check credentials on reload
         self.reset_caches()
@@ -280,6 +288,27 @@ class Client(Connection):
             self.server.authorize_client(self, obj)
             return
         self.ok()
+
+    def schedule_rtt_ping(self):
+        """After the first CONNECT: measure the RTT at FIRST_PING after the
+        connection opened, as nats-server does, unless the keep-alive PING
+        (every ping_interval) comes first anyway. Only for client libraries
+        (CONNECT names a `lang`): nats-server's rule for RTT PINGs, which
+        spares telnet sessions and raw test clients an unsolicited PING."""
+        first = FIRST_PING * (1.0 + random.random() / 5)
+        if not self.lang or self.server.opts.ping_interval <= first:
+            return
+        delay = max(0.0, first - (time.time() - self.start))
+        self.timers.append(self.reactor.call_later(delay, self.rtt_ping))
+
+    def rtt_ping(self):
+        if self.closed or self.rtt or self.ping_sent_at:
+            return                  # measured already, or a PING is out
+        self.pings_out += 1         # counted like a keep-alive PING
+        self.ping_sent_at = time.monotonic()
+        self.send_now(b"PING\r\n")
+        if self.log.trace_on:
+            self.trace_out(b"PING")
 
     def auth_done(self, user):
         """Called (on the reactor thread) when credentials were accepted."""

@@ -329,5 +329,50 @@ class TestEnvExpansion(unittest.TestCase):
         return d
 
 
+# ---------------------------------------------------------------------------
+# /connz rtt: measured about 2 s after the connection opened, as nats-server does
+
+class TestRttPing(unittest.TestCase):
+    LIB = b'{"verbose":false,"pedantic":false,"lang":"raw-test"}'
+
+    def test_first_ping_after_two_seconds_gives_connz_an_rtt(self):
+        mport = free_port()
+        with ServerProcess("-m", str(mport)) as srv:
+            c = RawClient(srv.port, connect=self.LIB)
+            t0 = time.monotonic()
+            self.assertEqual(c.ping(), b"")             # nothing unsolicited at once
+            self.assertEqual(c.read_line(timeout=6.0), b"PING")
+            waited = time.monotonic() - t0
+            self.assertGreaterEqual(waited, 1.5)        # FIRST_PING (2 s), not sooner
+            c.send(b"PONG\r\n")
+
+            def rtt():
+                conns = json.loads(get(mport, "/connz")[1])["connections"]
+                return conns and conns[0]["rtt"] != "0s" and conns[0]["rtt"]
+            self.assertTrue(wait_for(rtt), "connz rtt stayed 0s")
+            c.close()
+
+    def test_no_rtt_ping_for_a_client_without_lang(self):
+        # telnet and raw protocol clients (no `lang`) get no unsolicited PING
+        with ServerProcess() as srv:
+            c = RawClient(srv.port)
+            with self.assertRaises(TimeoutError):
+                c.read_line(timeout=3.5)
+            self.assertEqual(c.ping(), b"")
+            c.close()
+
+    def test_no_rtt_ping_when_keepalive_comes_first(self):
+        with ServerProcess(config="ping_interval: 1\n") as srv:
+            c = RawClient(srv.port, connect=self.LIB)
+            self.assertEqual(c.read_line(timeout=4.0), b"PING")
+            c.send(b"PONG\r\n")
+            # the keep-alive measured the RTT: the next PING is the next
+            # keep-alive, a full interval later, not an extra one at 2 s
+            t1 = time.monotonic()
+            self.assertEqual(c.read_line(timeout=4.0), b"PING")
+            self.assertGreaterEqual(time.monotonic() - t1, 0.8)
+            c.close()
+
+
 if __name__ == "__main__":
     unittest.main()
