@@ -374,5 +374,49 @@ class TestRttPing(unittest.TestCase):
             c.close()
 
 
+# ---------------------------------------------------------------------------
+# The last server of a cluster tells its clients connect_urls: [itself]
+
+class TestConnectUrlsShrink(unittest.TestCase):
+    """nats.c's test_ServerPoolUpdatedOnClusterUpdate: three servers started
+    with -cluster_name abc -routes <the other two>; two stop; the survivor's
+    clients must be told that the others left, or their pools keep them."""
+
+    def test_survivor_sends_its_own_url_only(self):
+        ports = [free_port() for _ in range(3)]
+        cports = [free_port() for _ in range(3)]
+        srvs = []
+        try:
+            for i in range(3):
+                routes = ",".join("nats://127.0.0.1:%d" % cports[j] for j in range(3) if j != i)
+                srvs.append(ServerProcess("-cluster", "nats://127.0.0.1:%d" % cports[i],
+                                          "-cluster_name", "abc", "-routes", routes, port=ports[i]))
+            urls = ["127.0.0.1:%d" % p for p in ports]
+            c = _Lines(ports[1])
+            full = lambda u: u is not None and sorted(u) == sorted(urls)
+            seen = [c.info.get("connect_urls")]
+            if not full(seen[0]):
+                seen += c.infos_until(full, timeout=15)
+            self.assertEqual(sorted(seen[-1] or []), sorted(urls), seen)
+            srvs[0].stop()
+            srvs[2].stop()
+            seen = c.infos_until(lambda u: u == [urls[1]], timeout=10)
+            self.assertEqual(seen[-1:], [[urls[1]]], seen)
+            fresh = _Lines(ports[1])
+            self.assertEqual(fresh.info.get("connect_urls"), [urls[1]])
+            fresh.close()
+            c.close()
+        finally:
+            for s in srvs:
+                s.stop()
+
+    def test_never_clustered_server_sends_no_connect_urls(self):
+        cport = free_port()
+        with ServerProcess("-cluster", "nats://127.0.0.1:%d" % cport, "-cluster_name", "abc") as srv:
+            c = _Lines(srv.port)
+            self.assertNotIn("connect_urls", c.info)
+            c.close()
+
+
 if __name__ == "__main__":
     unittest.main()
