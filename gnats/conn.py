@@ -19,6 +19,7 @@ from .reactor import EVENT_READ, EVENT_WRITE
 
 MIN_READ = 32 * 1024
 MAX_READ = 1024 * 1024
+TLS_RECORD = 16 * 1024      # the most plaintext one TLS record carries
 
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
@@ -77,14 +78,27 @@ class Connection:
         if len(data) == self.rsize and self.rsize < MAX_READ:
             self.rsize <<= 1
         # TLS may hold already-decrypted bytes the selector cannot see.
+        peer_closed = False
         if self.tls_version:
             more = [data]
             try:
                 while sock.pending():
                     d = sock.recv(MAX_READ)
                     if not d:
+                        peer_closed = True      # close_notify after the data
                         break
                     more.append(d)
+                else:
+                    if sum(map(len, more)) < TLS_RECORD:
+                        # A short write may be a client's last: NATS clients
+                        # send close_notify right behind it. One more record
+                        # at most (reading on to EAGAIN took a publisher's
+                        # input faster than its subscribers could drain).
+                        d = sock.recv(self.rsize)
+                        if d:
+                            more.append(d)
+                        else:
+                            peer_closed = True
             except _WOULD_BLOCK:
                 pass
             except (OSError, ssl.SSLError):
@@ -92,6 +106,13 @@ class Connection:
             if len(more) > 1:
                 data = b"".join(more)
         self.feed(data)
+        if peer_closed and not self.closed:
+            # The peer is closing: its last input is processed (a PUB still
+            # reaches subscribers), but what it would get back is dropped.
+            # Data sent after its close_notify fails its TLS shutdown
+            # (OpenSSL: "application data after close notify").
+            self.wbuf.clear()
+            self.close_conn(self.eof_reason(), flush=False)
 
     def feed(self, data):
         """Reassemble split input and hand complete data to process()."""

@@ -418,5 +418,101 @@ class TestConnectUrlsShrink(unittest.TestCase):
             c.close()
 
 
+# ---------------------------------------------------------------------------
+# TLS: nothing is written after a client's close_notify
+
+class _BioClient:
+    """A TLS client on memory BIOs, so that records can be sent together in
+    one TCP write (a PUB and the close_notify right behind it)."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.buf = b""
+        while b"\r\n" not in self.buf:
+            self.buf += self.sock.recv(4096)            # plain-text INFO first
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.out)
+        self._pump(self.obj.do_handshake)
+
+    def _pump(self, step):
+        while True:
+            try:
+                r = step()
+                self._send_out()
+                return r
+            except ssl.SSLWantReadError:
+                self._send_out()
+                d = self.sock.recv(65536)
+                if not d:
+                    self.inc.write_eof()
+                else:
+                    self.inc.write(d)
+
+    def _send_out(self):
+        data = self.out.read()
+        if data:
+            self.sock.sendall(data)
+
+    def send(self, data):
+        self.obj.write(data)
+        self._send_out()
+
+    def read_until(self, marker):
+        got = b""
+        while marker not in got:
+            got += self._pump(lambda: self.obj.read(65536))
+        return got
+
+    def send_and_close_notify(self, data):
+        """data and close_notify in one TCP write; then read to EOF and
+        finish the shutdown. Returns the SSLError it raised, if any."""
+        self.obj.write(data)
+        try:
+            self.obj.unwrap()
+        except ssl.SSLWantReadError:
+            pass
+        self.sock.sendall(self.out.read())
+        self.sock.settimeout(TIMEOUT)
+        while True:
+            try:
+                d = self.sock.recv(65536)
+            except ConnectionResetError:
+                d = b""
+            if not d:
+                break
+            self.inc.write(d)
+        self.inc.write_eof()
+        try:
+            self.obj.unwrap()
+        except ssl.SSLError as e:
+            return e
+        return None
+
+
+class TestTlsCloseNotify(unittest.TestCase):
+    """nats.py's ClientTLSReconnectTest counted an SSLError at close against
+    gnatsd.py: the reply to the client's last PUB arrived after its
+    close_notify (OpenSSL: APPLICATION_DATA_AFTER_CLOSE_NOTIFY)."""
+
+    def test_no_data_after_close_notify_and_last_pub_delivered(self):
+        with ServerProcess("--tls", "--tlscert", os.path.join(CERTS, "server-cert.pem"),
+                           "--tlskey", os.path.join(CERTS, "server-key.pem")) as srv:
+            watcher = _BioClient(srv.port)
+            watcher.send(b'CONNECT {"verbose":false}\r\nSUB foo 1\r\nPING\r\n')
+            watcher.read_until(b"PONG\r\n")
+            c = _BioClient(srv.port)
+            c.send(b'CONNECT {"verbose":false}\r\nSUB foo 1\r\nPING\r\n')
+            c.read_until(b"PONG\r\n")
+            err = c.send_and_close_notify(b"PUB foo 2\r\nhi\r\n")
+            self.assertNotIn("APPLICATION_DATA_AFTER_CLOSE_NOTIFY", str(err or ""))
+            # the closing client's last PUB still reached the other subscriber
+            self.assertEqual(watcher.read_until(b"hi\r\n"), b"MSG foo 1 2\r\nhi\r\n")
+            watcher.sock.close()
+            c.sock.close()
+
+
 if __name__ == "__main__":
     unittest.main()
