@@ -14,6 +14,7 @@ verbose, tracing, no-responders) takes the general path in delivery.py.
 """
 
 import json
+import random
 import socket
 import time
 
@@ -26,6 +27,11 @@ from .parser import ProtocolError
 from .sublist import Subscription, valid_subject
 
 NO_RESPONDERS_HDR = b"NATS/1.0 503\r\n\r\n"
+# nats-server's firstClientPingInterval: its first PING to a client goes out
+# this long after the connection opened (plus up to a fifth, so a crowd that
+# reconnected at once is not pinged at once), which gives /connz an `rtt`
+# without waiting a whole ping_interval (2 minutes by default).
+FIRST_PING = 2.0
 
 
 class Client(Connection):
@@ -57,7 +63,7 @@ class Client(Connection):
 
     # -- tracing ---------------------------------------------------------
     def trace_in(self, line):
-        if line[:7].upper() == b"CONNECT":
+        if line.lstrip()[:7].upper() == b"CONNECT":
             line = mask_connect(line)     # never log secrets
         self.log.trace("%s - <<- [%s]" % (self.tag(), _show(line)))
 
@@ -271,6 +277,8 @@ class Client(Connection):
         self.lang = _str(g("lang"))
         self.version = _str(g("version"))
         again = self.connected
+        if not again:
+            self.schedule_rtt_ping()
         self.connected = True
         self.connect_obj = obj      # kept to re-check credentials on reload
         self.reset_caches()
@@ -280,6 +288,27 @@ class Client(Connection):
             self.server.authorize_client(self, obj)
             return
         self.ok()
+
+    def schedule_rtt_ping(self):
+        """After the first CONNECT: measure the RTT at FIRST_PING after the
+        connection opened, as nats-server does, unless the keep-alive PING
+        (every ping_interval) comes first anyway. Only for client libraries
+        (CONNECT names a `lang`): nats-server's rule for RTT PINGs, which
+        spares telnet sessions and raw test clients an unsolicited PING."""
+        first = FIRST_PING * (1.0 + random.random() / 5)
+        if not self.lang or self.server.opts.ping_interval <= first:
+            return
+        delay = max(0.0, first - (time.time() - self.start))
+        self.timers.append(self.reactor.call_later(delay, self.rtt_ping))
+
+    def rtt_ping(self):
+        if self.closed or self.rtt or self.ping_sent_at:
+            return                  # measured already, or a PING is out
+        self.pings_out += 1         # counted like a keep-alive PING
+        self.ping_sent_at = time.monotonic()
+        self.send_now(b"PING\r\n")
+        if self.log.trace_on:
+            self.trace_out(b"PING")
 
     def auth_done(self, user):
         """Called (on the reactor thread) when credentials were accepted."""

@@ -23,7 +23,8 @@ Bounds (each against a denial of service by a hostile or broken file):
 nesting depth (stack), include depth and count (a diamond of includes grows
 exponentially), environment expansion depth (a variable whose value names
 itself). Variables share the referenced value, never copy it, so
-`B=[$A,$A]; C=[$B,$B]; ...` stays linear.
+`B=[$A,$A]; C=[$B,$B]; ...` stays linear; an environment variable is parsed
+once per nesting depth, so the same chain through the environment does too.
 """
 
 import bisect
@@ -129,6 +130,12 @@ class _State:
     def __init__(self):
         self.stack: List[str] = []
         self.includes = 0
+        # (name, env_depth) -> parsed environment value. A value's parse does
+        # not depend on where it is referenced (it sees no file variables),
+        # so each name is parsed at most once per depth: nested references
+        # (E1='[$E0 $E0]', E2='[$E1 $E1]', ...) stay linear, not exponential,
+        # and the depth check still sees the real nesting.
+        self.env_values = {}
 
 
 class _Parser:
@@ -380,6 +387,9 @@ class _Parser:
                        % (MAX_ENV_DEPTH, name), start)
         if text.strip(_WS) == "":
             return ""
+        key = (name, self.env_depth)
+        if key in self.state.env_values:
+            return self.state.env_values[key]
         sub = _Parser(text, "$" + name, self.state, self.env_depth + 1)
         try:
             sub.skip_line_space()
@@ -389,6 +399,7 @@ class _Parser:
                 sub.error("unexpected %s after the value" % _char_name(sub.peek()))
         except ConfigError as e:
             raise ConfigError("environment variable %s: %s" % (name, e), self.pos(start)) from None
+        self.state.env_values[key] = v
         return v
 
     # -- include ----------------------------------------------------------------

@@ -19,6 +19,7 @@ from .reactor import EVENT_READ, EVENT_WRITE
 
 MIN_READ = 32 * 1024
 MAX_READ = 1024 * 1024
+TLS_RECORD = 16 * 1024      # the most plaintext one TLS record carries
 # Seconds without input after which a connection's parse caches are
 # dropped. Rebuilding an entry costs microseconds; holding up to 4 MiB
 # (inbound.PCACHE_BUDGET + SCACHE_BUDGET) per idle connection costs memory
@@ -82,14 +83,27 @@ class Connection:
         if len(data) == self.rsize and self.rsize < MAX_READ:
             self.rsize <<= 1
         # TLS may hold already-decrypted bytes the selector cannot see.
+        peer_closed = False
         if self.tls_version:
             more = [data]
             try:
                 while sock.pending():
                     d = sock.recv(MAX_READ)
                     if not d:
+                        peer_closed = True      # close_notify after the data
                         break
                     more.append(d)
+                else:
+                    if sum(map(len, more)) < TLS_RECORD:
+                        # A short write may be a client's last: NATS clients
+                        # send close_notify right behind it. One more record
+                        # at most (reading on to EAGAIN took a publisher's
+                        # input faster than its subscribers could drain).
+                        d = sock.recv(self.rsize)
+                        if d:
+                            more.append(d)
+                        else:
+                            peer_closed = True
             except _WOULD_BLOCK:
                 pass
             except (OSError, ssl.SSLError):
@@ -97,6 +111,13 @@ class Connection:
             if len(more) > 1:
                 data = b"".join(more)
         self.feed(data)
+        if peer_closed and not self.closed:
+            # The peer is closing: its last input is processed (a PUB still
+            # reaches subscribers), but what it would get back is dropped.
+            # Data sent after its close_notify fails its TLS shutdown
+            # (OpenSSL: "application data after close notify").
+            self.wbuf.clear()
+            self.close_conn(self.eof_reason(), flush=False)
 
     def feed(self, data):
         """Reassemble split input and hand complete data to process()."""
@@ -383,9 +404,13 @@ class Connection:
 
     def protocol_error(self, e, buf, pos):
         """The parser refused the input: log it with a snippet, send the
-        protocol's -ERR text and close."""
+        protocol's -ERR text and close. A CONNECT line is never quoted (its
+        JSON may hold a password or token, and a malformed one cannot be
+        masked reliably): like nats-server, only the error text is logged."""
         if e.text == P.ERR_AUTH:
             self.log.error("%s - %s" % (self.tag(), "Authorization Error" if e.detail == e.text else e.detail))
+        elif bytes(buf[pos:pos + 64]).lstrip().upper().startswith(b"CONNECT"):
+            self.log.error("%s - %s parser ERROR: %s" % (self.tag(), self.parser_name, e.detail))
         else:
             self.log.error("%s - %s parser ERROR: %s: proto=%s"
                            % (self.tag(), self.parser_name, e.detail, P.snippet(buf, pos)))

@@ -13,15 +13,22 @@ the local offset, Go duration strings. The builders (`build_varz`,
 are tested without sockets.
 
 Bounds (a monitoring port is often reachable by more than its owner):
-- at most MAX_HTTP_CONNECTIONS connections at once; the next one gets a 503
-  and is closed at once, from the accept thread, without reading anything;
-- each socket read or write times out after IO_TIMEOUT (a client that opens
-  a socket and sends nothing holds one thread for that long, no more);
+- at most MAX_HTTP_CONNECTIONS connections at once. When all are taken, a
+  new connection takes the place of the one that has waited longest for its
+  request headers (slow or idle sockets never lock out a liveness probe);
+  only when every connection is busy answering does the next one get a 503,
+  closed at once from the accept thread without reading anything;
+- a request's line and headers must arrive within HEADER_TIMEOUT of the
+  connection opening (of the previous answer, on a keep-alive connection):
+  a watchdog shuts down sockets that dribble a byte at a time (Go's
+  ReadHeaderTimeout), and each socket read or write times out after IO_TIMEOUT;
 - a connection lives at most CONN_LIFETIME: keep-alive connections are closed
-  politely after half of it, and a watchdog shuts down any socket still open
-  after all of it (a client dribbling one header byte at a time);
-- http.server caps the request line (64 KiB) and the header count (100);
-  request bodies are never read (only GET and HEAD are served);
+  politely after half of it, and the watchdog shuts down any socket still
+  open after all of it;
+- request line and headers together are capped at MAX_HEADER_BYTES (Go's
+  MaxHeaderBytes): more is a 431 and the connection is closed; http.server
+  also caps each line (64 KiB) and the header count (100); request bodies are
+  never read (only GET and HEAD are served);
 - the TLS handshake of the HTTPS port runs in the connection's own thread,
   under the same timeout, so a silent TLS client cannot stall accept().
 
@@ -34,6 +41,7 @@ start); with subs=1 every entry has `subscriptions_list`, empty included.
 """
 
 import errno
+import http.client
 import json
 import os
 import re
@@ -48,6 +56,9 @@ from urllib.parse import parse_qs, urlsplit
 from . import VERSION
 
 MAX_HTTP_CONNECTIONS = 64
+MAX_HEADER_BYTES = 1 << 20  # request line and headers of one request
+HEADER_TIMEOUT = 5.0        # for them to arrive
+LINGER_TIME = 1.0           # reading on after an error answer (see _linger)
 IO_TIMEOUT = 5.0
 CONN_LIFETIME = 30.0
 STOP_JOIN_BUDGET = 2.0      # seconds stop() spends joining connection threads
@@ -694,6 +705,27 @@ HTML_TYPE = "text/html; charset=utf-8"
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+class _HeaderBudget:
+    """The handler's input stream, counting the bytes a request's line and
+    headers take: past MAX_HEADER_BYTES, http.server's header parser gets
+    LineTooLong and answers 431."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.left = MAX_HEADER_BYTES
+
+    def readline(self, limit=-1):
+        want = self.left + 1 if limit is None or limit < 0 else min(limit, self.left + 1)
+        line = self.raw.readline(want)
+        self.left -= len(line)
+        if self.left < 0:
+            raise http.client.LineTooLong("request headers over %d bytes" % MAX_HEADER_BYTES)
+        return line
+
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
+
+
 class _Handler(BaseHTTPRequestHandler):
     """One HTTP connection (possibly several keep-alive requests)."""
 
@@ -711,6 +743,25 @@ class _Handler(BaseHTTPRequestHandler):
     }
 
     # -- request entry points ---------------------------------------------
+    def setup(self):
+        super().setup()
+        self.rfile = _HeaderBudget(self.rfile)
+
+    def handle_one_request(self):
+        # A new request: a fresh header budget, and the header deadline runs.
+        self.rfile.left = MAX_HEADER_BYTES
+        self._waiting_since = self.server.set_waiting(self.connection, True)
+        super().handle_one_request()
+
+    def parse_request(self):
+        ok = super().parse_request()
+        self.server.set_waiting(self.connection, False)     # headers are in
+        if ok and time.monotonic() - self._waiting_since > HEADER_TIMEOUT:
+            # the watchdog shut the socket: the headers read are cut short
+            self.close_connection = True
+            return False
+        return ok
+
     def do_GET(self):
         self._serve(head=False)
 
@@ -824,9 +875,28 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             # http.server's messages quote the bad input; keep only the text.
             text = (message or self.responses.get(code, ("error",))[0]).split(" (")[0][:100]
+            if code == 431:
+                text = "request header fields too large"
             self._send(code, to_json({"error": text}), JSON_TYPE)
+            self.wfile.flush()
+            self._linger()
         except OSError:
             pass
+
+    def _linger(self):
+        """Closing with unread input makes the kernel send a reset, which
+        can destroy the error answer before the client reads it: end our
+        side, then discard what still arrives (bounded in bytes and time)."""
+        sock = self.connection
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(LINGER_TIME)
+        deadline = time.monotonic() + LINGER_TIME
+        left = MAX_HEADER_BYTES
+        while left > 0 and time.monotonic() < deadline:
+            d = sock.recv(min(left, 65536))
+            if not d:
+                break
+            left -= len(d)
 
     def log_message(self, fmt, *args):
         pass                        # nats-server does not log requests
@@ -852,7 +922,9 @@ class _HTTPServer(ThreadingHTTPServer):
         self.ssl_context = ssl_context
         self.log = log
         self._lock = threading.Lock()
-        self._conns = {}            # id -> [socket, born (monotonic), thread]
+        # id -> [socket, born, thread, waiting]: waiting is the monotonic time
+        # the connection began waiting for a request's headers, else None
+        self._conns = {}
         self._next_id = 0
         super().__init__(addr, handler)
 
@@ -869,14 +941,25 @@ class _HTTPServer(ThreadingHTTPServer):
         self.server_port = port
 
     def process_request(self, request, client_address):
+        evict = None
         with self._lock:
             full = len(self._conns) >= MAX_HTTP_CONNECTIONS
+            if full:
+                # Make room: the connection waiting longest for its headers
+                # goes (a slow or idle socket, never one being answered).
+                waiting = [(e[3], cid) for cid, e in self._conns.items() if e[3] is not None]
+                if waiting:
+                    evict = self._conns.pop(min(waiting)[1])[0]
+                    full = False
             if not full:
                 self._next_id += 1
                 cid = self._next_id
                 t = threading.Thread(target=self._run_conn, args=(cid, request, client_address),
                                      name="monitor-conn-%d" % cid, daemon=True)
-                self._conns[cid] = [request, time.monotonic(), t]
+                now = time.monotonic()
+                self._conns[cid] = [request, now, t, now]
+        if evict is not None:
+            self._shutdown(evict)
         if full:
             self._refuse(request)
             return
@@ -913,30 +996,47 @@ class _HTTPServer(ThreadingHTTPServer):
 
     def conn_born(self, sock):
         with self._lock:
-            for s, born, _t in self._conns.values():
-                if s is sock:
-                    return born
+            for e in self._conns.values():
+                if e[0] is sock:
+                    return e[1]
         return time.monotonic()
+
+    def set_waiting(self, sock, waiting):
+        """The handler starts (True) or ends (False) reading a request's
+        headers. Returns the monotonic time of the call."""
+        now = time.monotonic()
+        with self._lock:
+            for e in self._conns.values():
+                if e[0] is sock:
+                    e[3] = now if waiting else None
+                    break
+        return now
 
     def service_actions(self):
         # Runs in the serve_forever thread about every poll interval.
-        self._shutdown_conns(time.monotonic() - CONN_LIFETIME)
+        now = time.monotonic()
+        self._shutdown_conns(now - CONN_LIFETIME, now - HEADER_TIMEOUT)
 
-    def _shutdown_conns(self, born_before):
+    def _shutdown_conns(self, born_before, waiting_before=float("-inf")):
         with self._lock:
-            old = [s for s, born, _t in self._conns.values() if born < born_before]
+            old = [e[0] for e in self._conns.values()
+                   if e[1] < born_before or (e[3] is not None and e[3] < waiting_before)]
         for s in old:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._shutdown(s)
+
+    @staticmethod
+    def _shutdown(sock):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def close_all(self, budget):
         """Shut every open connection down and join their threads."""
         self._shutdown_conns(float("inf"))
         deadline = time.monotonic() + budget
         with self._lock:
-            threads = [t for _s, _b, t in self._conns.values()]
+            threads = [e[2] for e in self._conns.values()]
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
 

@@ -115,7 +115,7 @@ def _show(b):
 
 def _masked(line):
     """A CONNECT line with its password hidden (both directions are traced)."""
-    if line[:7].upper() == b"CONNECT":
+    if line.lstrip()[:7].upper() == b"CONNECT":
         from .auth import mask_connect
         return mask_connect(bytes(line))
     return line
@@ -654,14 +654,19 @@ class Cluster:
         return info
 
     def connect_urls(self):
-        """Client URLs of every member, this server first (empty while this
-        server is alone, or with no_advertise)."""
+        """Client URLs of every member, this server first (empty until this
+        server first joins a cluster, or with no_advertise)."""
         return list(self._urls)
 
     def _update_urls(self):
-        """Recompute connect_urls; tell protocol-1 clients if it changed."""
+        """Recompute connect_urls; tell protocol-1 clients if it changed.
+        Once this server has been part of a cluster the list keeps at least
+        its own URL, as nats-server's does: when the last route goes,
+        clients get `connect_urls: [self]`, which tells them to drop the
+        departed servers from their pools (an INFO without the field
+        changes nothing, so they kept retrying servers that were gone)."""
         urls = []
-        if self.remotes and not self.opts.cluster_no_advertise:
+        if (self.remotes or self._urls) and not self.opts.cluster_no_advertise:
             urls = list(self.server.client_urls())
             for r in self.remotes.values():
                 for u in r.connect_urls:

@@ -685,31 +685,20 @@ class TestAbuse(MonitorCase):
         finally:
             M._Handler.timeout = old
 
-    def test_connection_cap(self):
+    def test_idle_sockets_at_the_cap_do_not_block_a_new_request(self):
+        # At the cap, a new connection takes the slot of the one that has
+        # waited longest for its headers (issue 11, D6): sockets that send
+        # nothing cannot turn requests into 503s. (A 503 when every slot is
+        # busy answering: tests/test_hardening_misc.py TestMonitorBusyCap.)
         old = M.MAX_HTTP_CONNECTIONS
         M.MAX_HTTP_CONNECTIONS = 4
         silent = []
         try:
             silent = [socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT) for _ in range(4)]
-            deadline = time.monotonic() + TIMEOUT
-            status = None
-            while time.monotonic() < deadline:       # accepting is asynchronous
+            for _ in range(3):
                 status, r, body = http_get(self.port, "/varz")
-                if status == 503:
-                    break
-                time.sleep(0.05)
-            self.assertEqual(status, 503)
-            self.assertIn("error", json.loads(body))
-            for s in silent:
-                s.close()
-            silent = []
-            deadline = time.monotonic() + TIMEOUT
-            while time.monotonic() < deadline:
-                status = http_get(self.port, "/varz")[0]
-                if status == 200:
-                    break
-                time.sleep(0.05)
-            self.assertEqual(status, 200)
+                self.assertEqual(status, 200)
+                self.assertIn("server_id", json.loads(body))
         finally:
             M.MAX_HTTP_CONNECTIONS = old
             for s in silent:
