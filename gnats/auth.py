@@ -22,7 +22,9 @@ nonce)` answers the matched UserEntry (name, compiled permissions, allowed
 connection types) instead of a bare name, and covers what `.check` does not:
 nkey users (the CONNECT `sig` over the INFO nonce, an Ed25519 verify of
 ~1.5 ms: `.needs_signature_check` says when to run it off the reactor) and
-`no_auth_user` (a CONNECT without credentials is that user). With only nkey
+`no_auth_user` (a CONNECT without credentials is that user);
+`.authenticate_cert` maps a client certificate to a user (verify_and_map,
+gnats.certmap). With only nkey
 users configured, `.check` refuses everyone: without a nonce no nkey can be
 verified, and letting anyone in would be worse.
 
@@ -44,6 +46,7 @@ except ImportError:  # optional: only needed when a hash is configured
 
 from .nkeys import verify_connect_sig
 from .options import AUTH_TIMEOUT
+from . import certmap
 from .authz import parse_permissions
 from .permissions import PermissionSpec, Permissions, compile_permissions
 
@@ -390,6 +393,11 @@ class _Credentials:
         if name is None:
             return None
         return self._entries.get(name) or (UserEntry(name) if name else _ANONYMOUS)
+
+    def authenticate_cert(self, peercert: Any) -> Optional[UserEntry]:
+        """tls { verify_and_map }: the user the client certificate (as
+        SSLSocket.getpeercert() gives it) names, or None."""
+        return certmap.cert_user(peercert, self._entries)
 
 
 class ClientAuth(_Credentials):

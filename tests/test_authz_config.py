@@ -6,15 +6,19 @@ them, and the list of settings a server must refuse until they are enforced."""
 import base64
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import tempfile
 import unittest
 
-from gnats import authz, conf, options
+from gnats import authz, certmap, conf, options
 from gnats.auth import AuthError, ClientAuth
 from gnats.conf import ConfigError
 from gnats.nkeys import PREFIX_ACCOUNT, decode_public, encode_public, make_nonce
 from gnats.permissions import PermissionSpec, ResponseRule, SubjectRule
+
+from tests.util import free_port, wait_port
 
 try:
     import nkeys as nkeys_pkg
@@ -450,6 +454,117 @@ class TestAuthLayer(ConfFiles):
         self.assertFalse(a.needs_signature_check({}))
         self.assertEqual(a.authenticate({}).nkey, USER_KEY)
         self.assertEqual(decode_public(a.authenticate({}).name), bytes(range(32)))
+
+
+# --- tls { verify_and_map }: which user a certificate names ----------------------
+
+CLIENT_CERT = ssl._ssl._test_decode_cert(os.path.join(CERTS, "client-cert.pem"))
+# user name -> does configs/certs/client-cert.pem (O=gnatsd.py test, CN=client,
+# SANs DNS:localhost, email:client@localhost) name it? nats-server 2.15.1 agrees
+# (TestCertMap.test_against_nats_server).
+CERT_NAMES = {
+    "client@localhost": True, "localhost": True,
+    "CN=client,O=gnatsd.py test": True, "O=gnatsd.py test,CN=client": True,
+    "cn=client , o=gnatsd.py test": True, "CN=client, O=gnatsd.py test": True,
+    "CN=client": False, "CN=Client,O=gnatsd.py test": False, "client": False,
+}
+
+
+class TestCertMap(unittest.TestCase):
+    def test_names(self):
+        for name, want in CERT_NAMES.items():
+            self.assertEqual(certmap.cert_user(CLIENT_CERT, {name: "entry"}) == "entry",
+                             want, name)
+
+    def test_order_email_then_dns_then_dn(self):
+        users = {"CN=client,O=gnatsd.py test": "dn", "localhost": "dns",
+                 "client@localhost": "email"}
+        self.assertEqual(certmap.cert_user(CLIENT_CERT, users), "email")
+        del users["client@localhost"]
+        self.assertEqual(certmap.cert_user(CLIENT_CERT, users), "dns")
+        del users["localhost"]
+        self.assertEqual(certmap.cert_user(CLIENT_CERT, users), "dn")
+        self.assertIsNone(certmap.cert_user(CLIENT_CERT, {}))
+        self.assertIsNone(certmap.cert_user(None, users))
+        self.assertIsNone(certmap.cert_user({}, users))
+
+    def test_pkix_string_order_and_escaping(self):
+        cert = {"subject": ((("countryName", "US"),), (("stateOrProvinceName", "CA"),),
+                            (("organizationName", "Acme, Inc."),),
+                            (("organizationalUnitName", "a"),), (("organizationalUnitName", "b"),),
+                            (("commonName", " #lead+trail "),), (("domainComponent", "example"),),
+                            (("domainComponent", "com"),))}
+        # Go escapes '#' only first, a space only first or last
+        expect = r"CN=\ #lead\+trail\ ,OU=b,OU=a,O=Acme\, Inc.,ST=CA,C=US"
+        self.assertEqual(certmap.pkix_string(cert), expect)
+        self.assertEqual(certmap.pkix_string({"subject": ((("commonName", "#x"),),)}), r"CN=\#x")
+        users = {expect + ",DC=example,DC=com": "with-dcs"}
+        self.assertEqual(certmap.cert_user(cert, users), "with-dcs")
+
+    def test_parse_dn(self):
+        self.assertEqual(certmap.parse_dn("CN=a\\,b+UID=7, o=x"),
+                         [frozenset({("CN", "a,b"), ("UID", "7")}), frozenset({("O", "x")})])
+        self.assertEqual(certmap.parse_dn("CN=\\41"), [frozenset({("CN", "A")})])
+        for bad in ("", "client", "=x", None, "CN=a,b"):
+            self.assertIsNone(certmap.parse_dn(bad), bad)
+
+    def test_client_auth_maps_to_entries(self):
+        path = os.path.join(tempfile.mkdtemp(), "m.conf")
+        self.addCleanup(shutil.rmtree, os.path.dirname(path), True)
+        with open(path, "w") as f:
+            f.write('tls { %s, verify_and_map: true }\nauthorization { users = [\n'
+                    '  {user: "CN=client,O=gnatsd.py test", permissions: {publish: "ok"}}\n'
+                    '  {user: other, password: x} ] }\n' % TLS)
+        opts = options.apply_config(options.Options(), conf.parse_file(path), path)
+        entry = ClientAuth(opts).authenticate_cert(CLIENT_CERT)
+        self.assertEqual(entry.name, "CN=client,O=gnatsd.py test")
+        self.assertTrue(entry.permissions.can_publish("ok"))
+        self.assertFalse(entry.permissions.can_publish("other"))
+        self.assertIsNone(ClientAuth(opts).authenticate_cert(
+            ssl._ssl._test_decode_cert(os.path.join(CERTS, "server-cert.pem"))))
+
+    @unittest.skipUnless(HAVE_GO, "no nats-server 2.15 at " + GO_215)
+    def test_against_nats_server(self):
+        for name, want in CERT_NAMES.items():
+            with self.subTest(name):
+                self.assertEqual(self.go_accepts(name), want)
+
+    def go_accepts(self, user):
+        """Does nats-server 2.15.1 with verify_and_map let client-cert.pem in
+        as the only user `user`?"""
+        port = free_port()
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, "map.conf")
+        with open(path, "w") as f:
+            f.write('listen: 127.0.0.1:%d\ntls { %s, verify_and_map: true }\n'
+                    'authorization { users = [ {user: "%s"} ] }\n' % (port, TLS, user))
+        proc = subprocess.Popen([GO_215, "-c", path], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            self.assertTrue(wait_port(port, 10))
+            ctx = ssl.create_default_context(cafile=os.path.join(CERTS, "ca.pem"))
+            ctx.load_cert_chain(os.path.join(CERTS, "client-cert.pem"),
+                                os.path.join(CERTS, "client-key.pem"))
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                info = b""
+                while not info.endswith(b"\r\n"):
+                    chunk = raw.recv(1)
+                    self.assertTrue(chunk)
+                    info += chunk
+                with ctx.wrap_socket(raw, server_hostname="localhost") as t:
+                    t.sendall(b'CONNECT {"verbose":false}\r\nPING\r\n')
+                    reply = b""
+                    while b"\r\n" not in reply:
+                        chunk = t.recv(4096)
+                        if not chunk:
+                            break
+                        reply += chunk
+            self.assertIn(reply, (b"PONG\r\n", b"-ERR 'Authorization Violation'\r\n"))
+            return reply == b"PONG\r\n"
+        finally:
+            proc.kill()
+            proc.wait(10)
 
 
 if __name__ == "__main__":
