@@ -21,7 +21,7 @@ Who is it (issue 16 groundwork, not wired yet): `.authenticate(connect,
 nonce)` answers the matched UserEntry (name, compiled permissions, allowed
 connection types) instead of a bare name, and covers what `.check` does not:
 nkey users (the CONNECT `sig` over the INFO nonce, an Ed25519 verify of
-~1.5 ms: `.needs_signature_check` says when to run it off the reactor) and
+~1.3 ms: `.needs_signature_check` says when to run it off the reactor) and
 `no_auth_user` (a CONNECT without credentials is that user);
 `.authenticate_cert` maps a client certificate to a user (verify_and_map,
 gnats.certmap). With only nkey
@@ -364,7 +364,7 @@ class _Credentials:
 
     def needs_signature_check(self, connect: Any) -> bool:
         """True when authenticate(connect) would verify an Ed25519 signature
-        (~1.5 ms): run it off the reactor thread."""
+        (~1.3 ms): run it off the reactor thread."""
         if not isinstance(connect, dict):
             return False
         nkey = self._nkey_of(connect)

@@ -16,17 +16,19 @@ padding, or standard base64 as nats-server's fallback accepts.
 The standard library has no Ed25519, so this module carries a verifier:
 RFC 8032 section 5.1.7, public data only (no secrets, so no constant-time
 concern). Points are kept in extended coordinates (X:Y:Z:T); [S]B - [k]A is
-computed as one Straus/Shamir pass over width-5 wNAF digits of both scalars
-(about 253 doublings and 80 additions), with the odd multiples of the base
-point precomputed once. The result is encoded and compared with R, which
-saves decoding R (Go's crypto/ed25519 does the same). S must be below the
-group order (non-malleable, as Go).
+computed as one Straus/Shamir pass over wNAF digits of both scalars (width 7
+for the fixed base point, whose 32 odd multiples are precomputed once in
+affine form; width 5 for A, 8 multiples per verify): about 253 doublings and
+70 additions. The result is encoded and compared with R, which saves
+decoding R (Go's crypto/ed25519 does the same). S must be below the group
+order (non-malleable, as Go).
 
-Cost: one verify takes about 1.4 ms of CPU on CPython 3.11.7 (median of
-200 on this project's shared 2-core test machine; `python3 -m unittest
-tests.test_nkeys -v` prints it): 253 doublings at ~2.4 us are most of it,
-one pow (the square root decoding A) ~90 us. Run it off the reactor thread
-like a bcrypt check; it is cheap enough to need no cache.
+Cost: one verify takes about 1.25 ms of CPU on CPython 3.11.7 (the best
+median of 6 runs of 200 on this project's shared 2-core machine, load ~3;
+medians under load ranged to 2.0 ms; `python3 -m unittest tests.test_nkeys
+-v` prints one). The 253 doublings at ~2.4 us are most of it; one pow (the
+square root decoding A) is ~90 us. Run it off the reactor thread like a
+bcrypt check; it is cheap enough to need no cache.
 """
 
 import base64
@@ -239,20 +241,27 @@ def _neg_cached(c):
     return (ypx, ymx, (P - t2d) % P, z2)
 
 
-def _odd_multiples(p):
+def _odd_multiples(p, width):
     """Cached forms of p, 3p, 5p, ..., (2^(w-1)-1)p and of their negatives."""
     p2 = _cached(_double(p))
     out, cur = [], p
-    for _ in range(1 << (_WIDTH - 2)):
+    for _ in range(1 << (width - 2)):
         out.append(_cached(cur))
         cur = _add(cur, p2)
     return out, [_neg_cached(c) for c in out]
 
 
-def _wnaf(k: int):
+def _affine(c):
+    """A cached point scaled to Z = 1, so that adding it saves a multiply."""
+    ymx, ypx, t2d, z2 = c
+    zi = pow(z2 * _INV2 % P, -1, P)
+    return (ymx * zi % P, ypx * zi % P, t2d * zi % P, 2)
+
+
+def _wnaf(k: int, width: int):
     """Width-w non-adjacent form of k, least significant digit first."""
     digits = []
-    full, half = 1 << _WIDTH, 1 << (_WIDTH - 1)
+    full, half = 1 << width, 1 << (width - 1)
     while k:
         if k & 1:
             d = k & (full - 1)
@@ -266,9 +275,11 @@ def _wnaf(k: int):
     return digits
 
 
+_INV2 = pow(2, -1, P)
 _B = (_recover_x(_BY, 0), _BY, 1, _recover_x(_BY, 0) * _BY % P)
-_B_POS, _B_NEG = _odd_multiples(_B)
-_IDENTITY = (0, 1, 1, 0)
+# The base point's table is built once, so it can be wider (fewer additions)
+_B_WIDTH = 7
+_B_POS, _B_NEG = (list(map(_affine, t)) for t in _odd_multiples(_B, _B_WIDTH))
 
 
 def verify(public: bytes, message: bytes, signature: bytes) -> bool:
@@ -284,14 +295,15 @@ def verify(public: bytes, message: bytes, signature: bytes) -> bool:
         return False
     k = int.from_bytes(hashlib.sha512(r_bytes + public + message).digest(), "little") % L
     # R' = [s]B + [k](-A): the negated point's table is A's with roles swapped.
-    a_pos, a_neg = _odd_multiples(A)
-    ws, wk = _wnaf(s), _wnaf(k)
+    a_pos, a_neg = _odd_multiples(A, _WIDTH)
+    ws, wk = _wnaf(s, _B_WIDTH), _wnaf(k, _WIDTH)
     n = max(len(ws), len(wk))
     ws += [0] * (n - len(ws))
     wk += [0] * (n - len(wk))
-    # The loop is _double and _add written inline on locals: ~250 doublings
-    # are most of the cost, and the calls and tuples were a third of it.
-    X, Y, Z, T = _IDENTITY
+    # _double and _add written inline on locals (the calls and tuples were a
+    # third of the cost), and T = e*h computed only when an addition needs
+    # it: most doublings are followed by another doubling.
+    X, Y, Z, e, h = 0, 1, 1, 0, 0
     p, b_pos, b_neg = P, _B_POS, _B_NEG
     for i in range(n - 1, -1, -1):
         a = X * X % p
@@ -301,14 +313,23 @@ def verify(public: bytes, message: bytes, signature: bytes) -> bool:
         e = h - (X + Y) * (X + Y)
         g = a - b
         f = c + g
-        X, Y, Z, T = e * f % p, g * h % p, f * g % p, e * h % p
-        for d, pos, neg in ((ws[i], b_pos, b_neg), (wk[i], a_neg, a_pos)):
-            if d:
-                ymx, ypx, t2d, z2 = pos[d >> 1] if d > 0 else neg[(-d) >> 1]
-                a = (Y - X) * ymx % p
-                b = (Y + X) * ypx % p
-                c = T * t2d % p
-                dd = Z * z2 % p
-                e, f, g, h = b - a, dd - c, dd + c, b + a
-                X, Y, Z, T = e * f % p, g * h % p, f * g % p, e * h % p
-    return _encode_point((X, Y, Z, T)) == r_bytes
+        X, Y, Z = e * f % p, g * h % p, f * g % p
+        d = ws[i]
+        if d:
+            ymx, ypx, t2d, _ = b_pos[d >> 1] if d > 0 else b_neg[(-d) >> 1]
+            a = (Y - X) * ymx % p
+            b = (Y + X) * ypx % p
+            c = e * h % p * t2d % p
+            dd = 2 * Z                       # the table is affine: Z2 = 1
+            e, f, g, h = b - a, dd - c, dd + c, b + a
+            X, Y, Z = e * f % p, g * h % p, f * g % p
+        d = wk[i]
+        if d:
+            ymx, ypx, t2d, z2 = a_neg[d >> 1] if d > 0 else a_pos[(-d) >> 1]
+            a = (Y - X) * ymx % p
+            b = (Y + X) * ypx % p
+            c = e * h % p * t2d % p
+            dd = Z * z2 % p
+            e, f, g, h = b - a, dd - c, dd + c, b + a
+            X, Y, Z = e * f % p, g * h % p, f * g % p
+    return _encode_point((X, Y, Z, e * h % p)) == r_bytes
