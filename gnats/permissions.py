@@ -380,16 +380,18 @@ class ConnectionPermissions:
     def __init__(self, perms: Permissions, clock: Callable[[], float] = time.monotonic):
         self.perms = perms
         self.pub_cache = PublishCache()
+        self._verdicts = self.pub_cache.data     # the hot path reads it directly
         self.responses = ResponseGrants(perms.response, clock) if perms.response else None
         self.deny_filter = None         # _BoundedMap once a subscription needs it
 
     def can_publish(self, subject: str) -> bool:
+        """Per PUB: a cache hit is one dict lookup (~60 ns on CPython)."""
+        cached = self._verdicts.get(subject)
+        if cached is not None:
+            return cached
         perms = self.perms
         if not perms.checks_publish:
             return True
-        cached = self.pub_cache.get(subject)
-        if cached is not None:
-            return cached
         allowed = perms.can_publish(subject)
         if not allowed and self.responses is not None:
             return self.responses.use(subject)   # never cache: grants come and go
