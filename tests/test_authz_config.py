@@ -182,6 +182,9 @@ BAD = {
                             "expected a boolean", '"yes"'),
     "connection_type": ('authorization { users = [ {user: a, allowed_connection_types: ["PIGEON"]} ] }',
                         'invalid connection types ["PIGEON"]', '["PIGEON"]'),
+    # top level only, in 2.9.10 and 2.15.1 alike
+    "allow_non_tls_inside_tls": ('tls { %(tls)s, allow_non_tls: true }',
+                                 'unknown field "allow_non_tls"', "allow_non_tls"),
     "unknown_user_key": ('authorization { users = [ {user: a, permissons: {}} ] }',
                          'unknown field "permissons"', "permissons"),
 }
