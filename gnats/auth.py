@@ -17,6 +17,17 @@ token, a token wins over a single user/password. A config file that sets two of
 them is an error; `validate_authorization` gives nats-server's messages for
 the config module to report with a file position.
 
+Who is it (issue 16 groundwork, not wired yet): `.authenticate(connect,
+nonce)` answers the matched UserEntry (name, compiled permissions, allowed
+connection types) instead of a bare name, and covers what `.check` does not:
+nkey users (the CONNECT `sig` over the INFO nonce, an Ed25519 verify of
+~1.3 ms: `.needs_signature_check` says when to run it off the reactor) and
+`no_auth_user` (a CONNECT without credentials is that user);
+`.authenticate_cert` maps a client certificate to a user (verify_and_map,
+gnats.certmap). With only nkey
+users configured, `.check` refuses everyone: without a nonce no nkey can be
+verified, and letting anyone in would be worse.
+
 Everything here is safe to call from any thread.
 """
 
@@ -33,7 +44,11 @@ try:
 except ImportError:  # optional: only needed when a hash is configured
     bcrypt = None
 
+from .nkeys import verify_connect_sig
 from .options import AUTH_TIMEOUT
+from . import certmap
+from .authz import parse_permissions
+from .permissions import PermissionSpec, Permissions, compile_permissions
 
 BCRYPT_MISSING = "bcrypt password hashes need the bcrypt package: pip install bcrypt"
 PLAINTEXT_WARNING = "Plaintext passwords detected, use nkeys or bcrypt"
@@ -206,10 +221,72 @@ def _timeout(configured: float, tls: bool, tls_timeout: float) -> float:
     return t
 
 
+class UserEntry:
+    """Who a connection authenticated as: `name` (user name, nkey, or "" for
+    token or no auth), `permissions` (compiled, shared; None: may do
+    anything), `nkey` when it is an nkey user, and the connection types it
+    may use (empty: any)."""
+
+    __slots__ = ("name", "permissions", "nkey", "connection_types")
+
+    def __init__(self, name: str, permissions: Optional[Permissions] = None,
+                 nkey: str = "", connection_types=()):
+        self.name = name
+        self.permissions = permissions
+        self.nkey = nkey
+        self.connection_types = tuple(connection_types)
+
+    def allows_connection_type(self, kind: str) -> bool:
+        """kind as nats-server names them: "STANDARD", "WEBSOCKET", ..."""
+        return not self.connection_types or kind in self.connection_types
+
+    def __repr__(self):
+        return "<UserEntry %r%s>" % (self.name, " with permissions" if self.permissions else "")
+
+
+_ANONYMOUS = UserEntry("")
+
+
+def _spec(value):
+    """A PermissionSpec from Options: as the config loader made it, or a plain
+    dict in config shape (Options built in code)."""
+    if value is None or isinstance(value, PermissionSpec):
+        return value
+    try:
+        return parse_permissions(value, None, "permissions")
+    except ValueError as e:
+        raise AuthError(str(e)) from None
+
+
+def _entries(opts, key: str) -> Dict[str, UserEntry]:
+    """UserEntry per user name (key "user") or nkey (key "nkey"), with the
+    user's own permissions or else default_permissions (nats-server
+    applyDefaultPermissions)."""
+    default = _spec(getattr(opts, "default_permissions", None))
+    compiled = {}   # one Permissions per distinct spec, shared
+    out = {}
+    for u in getattr(opts, "users" if key == "user" else "nkeys", None) or []:
+        name = u.get(key, u.get("username")) if isinstance(u, dict) else None
+        if not name or not isinstance(name, str):
+            continue
+        spec = _spec(u.get("permissions")) or default
+        if spec is not None and spec not in compiled:
+            compiled[spec] = compile_permissions(spec)
+        out[name] = UserEntry(name, compiled.get(spec) if spec else None,
+                              name if key == "nkey" else "",
+                              u.get("allowed_connection_types") or ())
+    return out
+
+
+def _no_credentials(connect: dict) -> bool:
+    return not (connect.get("user") or connect.get("pass") or connect.get("auth_token"))
+
+
 class _Credentials:
     """The shared checking logic. Subclasses set mode and the secrets.
 
-    mode: "none" (anyone), "token", "user" (one user/password), "users".
+    mode: "none" (anyone), "token", "user" (one user/password), "users",
+    "nkeys" (nkey users only: check() refuses, authenticate() verifies).
     """
 
     mode = "none"
@@ -219,6 +296,9 @@ class _Credentials:
         self._user = ""
         self._password = ""
         self._users: Dict[str, str] = {}
+        self._entries: Dict[str, UserEntry] = {}
+        self._nkeys: Dict[str, UserEntry] = {}
+        self.no_auth_user = ""
         self.timeout = AUTH_TIMEOUT
 
     @property
@@ -272,6 +352,53 @@ class _Credentials:
             return False
         return not is_cached(found[0], given)
 
+    # -- who is it (issue 16) ------------------------------------------------
+    def _nkey_of(self, connect: dict) -> str:
+        """The nkey user this CONNECT claims ("" when none), after no_auth_user."""
+        if not self._nkeys:
+            return ""
+        nkey = connect.get("nkey") or ""
+        if not nkey and self.no_auth_user in self._nkeys and _no_credentials(connect):
+            nkey = self.no_auth_user
+        return nkey if isinstance(nkey, str) else ""
+
+    def needs_signature_check(self, connect: Any) -> bool:
+        """True when authenticate(connect) would verify an Ed25519 signature
+        (~1.3 ms): run it off the reactor thread."""
+        if not isinstance(connect, dict):
+            return False
+        nkey = self._nkey_of(connect)
+        return bool(nkey) and nkey in self._nkeys and nkey != self.no_auth_user
+
+    def authenticate(self, connect: Any, nonce: Any = None) -> Optional[UserEntry]:
+        """The UserEntry this CONNECT proves, or None ("Authorization
+        Violation"). nonce: the one sent in this connection's INFO. Slow
+        when needs_slow_check or needs_signature_check says so."""
+        if not isinstance(connect, dict):
+            return None
+        nkey = self._nkey_of(connect)
+        if nkey:
+            entry = self._nkeys.get(nkey)
+            if entry is None:
+                return None
+            # nats-server skips the signature for the no_auth_user nkey only
+            if nkey != self.no_auth_user and not verify_connect_sig(
+                    nkey, nonce, connect.get("sig")):
+                return None
+            return entry
+        if self.mode == "users" and self.no_auth_user in self._entries \
+                and _no_credentials(connect):
+            return self._entries[self.no_auth_user]
+        name = self.check(connect)
+        if name is None:
+            return None
+        return self._entries.get(name) or (UserEntry(name) if name else _ANONYMOUS)
+
+    def authenticate_cert(self, peercert: Any) -> Optional[UserEntry]:
+        """tls { verify_and_map }: the user the client certificate (as
+        SSLSocket.getpeercert() gives it) names, or None."""
+        return certmap.cert_user(peercert, self._entries)
+
 
 class ClientAuth(_Credentials):
     """Client-port credentials from Options (username/password, authorization
@@ -292,8 +419,14 @@ class ClientAuth(_Credentials):
         elif username:
             self.mode, self._user, self._password = "user", username, password
             secrets = [password]
+        elif getattr(opts, "nkeys", None):
+            self.mode = "nkeys"
+            secrets = []
         else:
             secrets = []
+        self._entries = _entries(opts, "user")
+        self._nkeys = _entries(opts, "nkey")
+        self.no_auth_user = getattr(opts, "no_auth_user", "") or ""
         _need_bcrypt(secrets)
         # nats-server warns about plain passwords, not about plain tokens.
         self.plaintext_passwords = self.mode in ("user", "users") and any(

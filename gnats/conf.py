@@ -70,6 +70,33 @@ class Pos(NamedTuple):
         return "%s:%d:%d" % (self.file, self.line, self.col)
 
 
+# Go's time.ParseDuration spelling, for duration values ("2s", "1m30s").
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> Optional[float]:
+    """Go's time.ParseDuration spelling ("2s", "1m", "500ms", "1h30m") as
+    seconds, or None when text is not one."""
+    s = text.strip()
+    if s in ("0", "-0", "+0"):
+        return 0.0
+    sign = 1.0
+    if s[:1] in "+-" and s:
+        sign = -1.0 if s[0] == "-" else 1.0
+        s = s[1:]
+    if not s:
+        return None
+    total, i = 0.0, 0
+    while i < len(s):
+        m = _DURATION_PART.match(s, i)
+        if not m:
+            return None
+        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        i = m.end()
+    return sign * total
+
+
 class ConfigError(ValueError):
     """A configuration that cannot be used. str() is `FILE:LINE:COL: message`
     when the place is known, else the message alone."""

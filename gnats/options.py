@@ -8,11 +8,12 @@ Options; the command line is gnats.cli.
 """
 
 import copy
-import re as _re
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from .conf import ConfigError, ConfMap, SizedInt
+from . import authz
+from .conf import ConfigError, ConfMap, SizedInt, parse_duration
+from .permissions import PermissionSpec
 
 DEFAULT_PORT = 4222
 DEFAULT_HOST = "0.0.0.0"
@@ -71,6 +72,12 @@ class Options:
     password: str = ""
     authorization: str = ""         # token
     users: List[dict] = field(default_factory=list)  # [{"user":..,"password":..}]
+    # The authorization of issue 16 (gnats.authz; not enforced yet): a users
+    # entry may also hold "permissions" (PermissionSpec) and
+    # "allowed_connection_types"; nkeys entries are {"nkey", ...the same}.
+    nkeys: List[dict] = field(default_factory=list)
+    default_permissions: Optional[PermissionSpec] = None
+    no_auth_user: str = ""
     auth_timeout: float = 0.0       # 0: AUTH_TIMEOUT, or the TLS timeout if larger
 
     # client TLS
@@ -81,6 +88,10 @@ class Options:
     tls_ca_cert: str = ""
     tls_timeout: float = TLS_TIMEOUT
     tls_cipher_suites: List[str] = field(default_factory=list)
+    tls_verify_and_map: bool = False    # the certificate names the user
+    tls_handshake_first: bool = False
+    tls_handshake_first_fallback: float = 0.0   # >0: plain INFO after this delay
+    allow_non_tls: bool = False         # top level in nats-server, not in tls { }
 
     # cluster
     cluster_host: str = ""
@@ -99,6 +110,8 @@ class Options:
     cluster_tls_ca_cert: str = ""
     cluster_tls_timeout: float = TLS_TIMEOUT
     cluster_tls_cipher_suites: List[str] = field(default_factory=list)
+    cluster_tls_verify_and_map: bool = False
+    cluster_permissions: Optional[PermissionSpec] = None   # publish: import, subscribe: export
     connect_retries: int = 0        # for implicit (discovered) routes
 
     # lame duck
@@ -109,7 +122,7 @@ class Options:
         return copy.deepcopy(self)
 
     def auth_required(self) -> bool:
-        return bool(self.username or self.authorization or self.users)
+        return bool(self.username or self.authorization or self.users or self.nkeys)
 
     def effective_auth_timeout(self) -> float:
         t = self.auth_timeout or AUTH_TIMEOUT
@@ -126,31 +139,7 @@ class Options:
 # unknown field too). Errors are conf.ConfigError positioned at the bad key or
 # value: `FILE:LINE:COL: message`.
 
-_DURATION_PART = _re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 ROUTE_SCHEMES = ("nats", "nats-route", "tls")
-
-
-def parse_duration(text: str) -> Optional[float]:
-    """Go's time.ParseDuration spelling ("2s", "1m", "500ms", "1h30m") as
-    seconds, or None when text is not one."""
-    s = text.strip()
-    if s in ("0", "-0", "+0"):
-        return 0.0
-    sign = 1.0
-    if s[:1] in "+-" and s:
-        sign = -1.0 if s[0] == "-" else 1.0
-        s = s[1:]
-    if not s:
-        return None
-    total, i = 0.0, 0
-    while i < len(s):
-        m = _DURATION_PART.match(s, i)
-        if not m:
-            return None
-        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-        i = m.end()
-    return sign * total
 
 
 def split_host_port(text: str):
@@ -395,7 +384,11 @@ def _tls_block(prefix):
             "verify": field("tls_verify", _Field.bool),
             "timeout": field("tls_timeout", lambda g: g.duration(allow_zero=False)),
             "cipher_suites": ciphers,
+            "verify_and_map": authz.tls_verify_and_map(prefix),
         }
+        if not prefix:
+            for alias in ("handshake_first", "first", "immediate"):
+                table[alias] = authz.tls_handshake_first
         _walk(opts, b, table, f.name + ".")
         for need in ("cert_file", "key_file"):
             if need not in seen:
@@ -405,7 +398,9 @@ def _tls_block(prefix):
 
 
 def _users(opts, f, name):
-    users, seen = [], set()
+    """The users array: password users and nkey users (kept apart, as
+    nats-server's Users and Nkeys), with their authorization extras."""
+    users, nkeys, seen = [], [], set()
     arr = f.list_value()
     positions = getattr(arr, "pos", [])
     for i, entry in enumerate(arr):
@@ -420,7 +415,17 @@ def _users(opts, f, name):
             "password": lambda o, g: u.__setitem__("password", g.str()),
             "pass": lambda o, g: u.__setitem__("password", g.str()),
         }
+        for key in entry:
+            if key not in table and key not in getattr(entry, "used", ()):
+                table[key] = _user_extra(u, entry, name)
         _walk(opts, entry, table, name + ".")
+        authz.check_user_entry(u, pos)
+        if u.get("nkey"):
+            if u["nkey"] in seen:
+                raise ConfigError('duplicate nkey "%s"' % u["nkey"], pos)
+            seen.add(u["nkey"])
+            nkeys.append(u)
+            continue
         if not u.get("user"):
             raise ConfigError("user entry requires a user", pos)
         if u["user"] in seen:
@@ -428,7 +433,20 @@ def _users(opts, f, name):
         seen.add(u["user"])
         u.setdefault("password", "")
         users.append(u)
+    opts.nkeys = nkeys
     return users
+
+
+def _user_extra(u, entry, name):
+    """Handler for a users[] key that is not a credential (gnats.authz)."""
+    def h(o, g):
+        got = authz.user_entry_field(entry, g.key.lower(), g.key, g.value, name)
+        if got is None:
+            raise ConfigError('unknown field "%s"' % g.key, g.key_pos)
+        u[got[0]] = got[1]
+        if got[1]:
+            authz.remember(o, name + "." + got[0], g.key_pos)
+    return h
 
 
 def _keep(got, name, getter):
@@ -453,6 +471,8 @@ def _authorization(opts, f):
     table = _credential_table(got)
     table["token"] = _keep(got, "token", _Field.str)
     table["users"] = lambda o, g: got.__setitem__("users", _users(o, g, g.name))
+    for alias in ("default_permission", "default_permissions", "permissions"):
+        table[alias] = authz.default_permissions
     _walk(opts, b, table, f.name + ".")
     if "users" in got and ("user" in got or "password" in got):
         f.fail("can not have a single user/password and a users array", at_key=True)
@@ -512,6 +532,7 @@ _CLUSTER_TABLE = {
     "authorization": _cluster_authorization,
     "routes": _routes,
     "tls": _tls_block("cluster_"),
+    "permissions": authz.cluster_permissions,
 }
 
 
@@ -558,6 +579,8 @@ _TOP_TABLE = {
     "lame_duck_grace_period": _set("lame_duck_grace_period",
                                    lambda g: g.duration(allow_zero=True)),
     "authorization": _authorization,
+    "no_auth_user": authz.no_auth_user,
+    "allow_non_tls": authz.allow_non_tls,
     "tls": _tls_block(""),
     "cluster": _cluster,
 }
