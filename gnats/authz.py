@@ -347,3 +347,14 @@ def unsupported_settings(opts) -> List[Tuple[str, object]]:
 def unsupported_message(key: str, pos) -> str:
     text = "%s: %s" % (key, NOT_ENFORCED)
     return "%s: %s" % (pos, text) if pos else text
+
+
+def refuse_unenforced(opts) -> None:
+    """Raise ValueError naming the first authorization setting the running
+    server would not enforce yet (and check no_auth_user as nats-server does
+    at start): a config must never load and then be silently ignored. Called
+    by Server() and by reload."""
+    check_no_auth_user(opts)
+    found = unsupported_settings(opts)
+    if found:
+        raise ValueError(unsupported_message(*found[0]))

@@ -32,6 +32,7 @@ Everything here runs on the reactor thread, except the bcrypt checks.
 
 import dataclasses
 
+from .authz import refuse_unenforced
 from . import parser as P
 
 
@@ -347,6 +348,10 @@ def apply_options(srv, new):
     `new` must be a fresh Options (e.g. `server.opts.copy()` then edited):
     the running object compared with itself shows no change."""
     old = srv.opts
+    try:
+        refuse_unenforced(new)
+    except ValueError as e:
+        raise ReloadError(str(e))
     changed = changed_fields(old, new)
     owned = {f for c in CONCERNS for f in c.fields}
     for name in changed:

@@ -19,6 +19,7 @@ import threading
 import time
 from collections import deque
 
+from .authz import refuse_unenforced
 from . import RELEASE, SERVER_NAME, VERSION
 from . import parser as P
 from .client import Client
@@ -50,6 +51,7 @@ def _client_auth(opts):
 
 class Server:
     def __init__(self, opts, log):
+        refuse_unenforced(opts)
         self.opts = opts
         self.log = log
         self.reactor = Reactor(log)

@@ -9,6 +9,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -572,3 +573,46 @@ class TestCertMap(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestUnenforcedSettingsAreRefused(unittest.TestCase):
+    """Until the connection path enforces them, settings that restrict
+    clients must stop the server from starting (and a reload from applying
+    them), never load and be ignored."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def write(self, text):
+        path = os.path.join(self.dir, "s.conf")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_process_refuses_to_start_with_the_key_named(self):
+        path = self.write("listen: 127.0.0.1:-1\nauthorization { users = [\n"
+                          "  {user: a, password: b, permissions: {publish: foo}} ] }\n")
+        gnatsd = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gnatsd.py")
+        p = subprocess.run([sys.executable, gnatsd, "-c", path], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("%s:3:" % path, p.stdout + p.stderr)
+        self.assertIn("permissions: not enforced yet", p.stdout + p.stderr)
+
+    def test_embedded_server_raises_value_error(self):
+        import gnats
+        with self.assertRaises(ValueError) as cm:
+            gnats.run(no_auth_user="a", authorization={"users": [{"user": "a", "password": "b"}]})
+        self.assertIn("no_auth_user", str(cm.exception))
+
+    def test_reload_adding_permissions_is_refused(self):
+        import gnats
+        from gnats.reload import ReloadError
+        with gnats.run(authorization={"users": [{"user": "a", "password": "b"}]}) as srv:
+            with self.assertRaises(ReloadError) as cm:
+                srv.reload(authorization={"users": [
+                    {"user": "a", "password": "b", "permissions": {"publish": "foo"}}]})
+            self.assertIn("not enforced yet", str(cm.exception))
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+                self.assertTrue(s.recv(4096).startswith(b"INFO "))
