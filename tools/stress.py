@@ -31,6 +31,7 @@ interpreter). Nothing here mocks the network: sockets are real, on
 import argparse
 import os
 import sys
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -98,7 +99,6 @@ def main(argv=None):
             try:
                 rep = thunk()
             except Exception as e:      # one broken campaign must not hide the others' figures
-                import traceback
                 rep = Report(n)
                 rep.fail("the campaign itself raised %r:\n%s" % (e, traceback.format_exc()[-2000:]))
             print(rep.text(), flush=True)

@@ -15,21 +15,27 @@ The campaign functions are exported here, so `stresslib.load(...)` is the
 campaign, as tests/test_reliability.py calls it.
 """
 
+from .abuse import abuse_big_connect, abuse_silent, abuse_subscriptions, abuse_wildcards
+from .bed import Bed, run_stream
+from .common import Report
+from .endurance import soak
+from .faults import faults_midmsg, faults_monitor, faults_routes, faults_tls
+from .fuzz import fuzz_parser, fuzz_routes, fuzz_wire
+from .fuzzconfig import fuzz_config
+from .reload import reload_under_load
+from .traffic import load, slow
+
+__all__ = ["PERF_CHECKS", "Bed", "Report", "run_stream",
+           "abuse_big_connect", "abuse_silent", "abuse_subscriptions", "abuse_wildcards",
+           "faults_midmsg", "faults_monitor", "faults_routes", "faults_tls",
+           "fuzz_config", "fuzz_parser", "fuzz_routes", "fuzz_wire",
+           "load", "reload_under_load", "slow", "soak"]
+
 # Latency and RSS bounds (and the idle waits that only serve RSS figures)
 # are enforced when the campaigns run from tools/stress.py.
 # tests/test_reliability turns them off (stresslib.PERF_CHECKS = False)
 # unless GNATSD_PERF_ASSERTS=1: on a shared 2-core machine they measure the
 # machine, and a failure there would read as a correctness regression.
 # Correctness checks (exact counts, closes, no traceback) always apply.
-# Read at call time by common.perf_checks(), so setting it here takes effect.
+# common.perf_checks() reads it at call time, so setting it here is heard.
 PERF_CHECKS = True
-
-from .abuse import abuse_big_connect, abuse_silent, abuse_subscriptions, abuse_wildcards  # noqa: E402
-from .bed import Bed, run_stream  # noqa: E402
-from .common import Report  # noqa: E402
-from .endurance import soak  # noqa: E402
-from .faults import faults_midmsg, faults_monitor, faults_routes, faults_tls  # noqa: E402
-from .fuzz import fuzz_parser, fuzz_routes, fuzz_wire  # noqa: E402
-from .fuzzconfig import fuzz_config  # noqa: E402
-from .reload import reload_under_load  # noqa: E402
-from .traffic import load, slow  # noqa: E402

@@ -3,13 +3,15 @@ subscription limits and wildcard blow-up, while a clean client times
 its PINGs.
 """
 
+import itertools
 import selectors
 import socket
 import threading
 import time
 
 from tests.util import RawClient, free_port
-from .common import Report, idle_for_rss, proc_mem, raise_nofile, server_health, settle_rss, start_server, varz, wait_for
+from .common import (Report, idle_for_rss, proc_mem, raise_nofile, server_health, settle_rss,
+                     start_server, varz, wait_for)
 
 
 class Pinger:
@@ -279,7 +281,6 @@ def abuse_wildcards(depth=14, pubs=300, python=None, rep=None):
     PUBs to distinct subjects that walk every one of them; plus `>` and `*`
     subscriptions on subjects of ~1,000 tokens. Another client's PING is
     timed, a matching subscriber counts exactly."""
-    import itertools
     rep = rep or Report("abuse: wildcard blow-up")
     srv = start_server(python=python)
     try:

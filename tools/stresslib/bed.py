@@ -5,15 +5,20 @@ parser, delivery and close paths run as in production but synchronously;
 whether the client closed, and any crash.
 """
 
+import heapq
 import io
 import os
 import socket
 import time
+import traceback
 
+from gnats.log import Logger
+from gnats.options import Options
+from gnats.server import Server
 from tests.util import ROOT
 
 
-class _Sink(io.TextIOBase):
+class LogSink(io.TextIOBase):
     """Log stream for in-process servers: counts lines, keeps internal errors."""
 
     def __init__(self):
@@ -36,13 +41,10 @@ class Bed:
     synchronously, so every input is checked right away."""
 
     def __init__(self, trace=False, **opts):
-        from gnats.log import Logger
-        from gnats.options import Options
-        from gnats.server import Server
         o = Options()
         for k, v in opts.items():
             setattr(o, k, v)
-        self.sink = _Sink()
+        self.sink = LogSink()
         self.server = Server(o, Logger(stream=self.sink, trace=trace, debug=trace))
         self.server.port = 4222     # normally set by start(); INFO needs it
         self.peers = []             # long-lived peer sockets, closed with the bed
@@ -95,7 +97,6 @@ class Bed:
     def run_due_timers(self):
         """What the loop does after dispatching: run timers that are due
         (e.g. a client resuming input deferred past its time slice)."""
-        import heapq
         timers = self.server.reactor.timers
         now = time.monotonic()
         ran = 0
@@ -113,7 +114,6 @@ class Bed:
         bed never runs the loop, so drop them by hand."""
         r = self.server.reactor
         r.timers = [t for t in r.timers if not t.cancelled]
-        import heapq
         heapq.heapify(r.timers)
 
     def close(self):
@@ -124,7 +124,7 @@ class Bed:
         self.server.reactor.close()
 
 
-def _chunks(rnd, data, mode):
+def split_chunks(rnd, data, mode):
     if mode == "whole" or len(data) < 2:
         return [data]
     if mode == "bytes":
@@ -165,7 +165,6 @@ def run_stream(bed, data, chunks):
 def crash_signature(e):
     """`Type at file:line (function)` of the innermost gnats frame: one
     line per distinct bug, however many inputs hit it."""
-    import traceback
     where = "?"
     for fr in traceback.extract_tb(e.__traceback__):
         if "/gnats/" in fr.filename:

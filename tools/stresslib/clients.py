@@ -11,7 +11,7 @@ import threading
 import time
 
 from tests.util import RawClient
-from .bed import _chunks
+from .bed import split_chunks
 
 
 def answer_pings(client):
@@ -174,7 +174,7 @@ def wire_exchange(port, data, rnd, timeout=5.0):
             got += d
         got = got[got.index(b"\r\n") + 2:]
         try:
-            for ch in _chunks(rnd, data, "random" if rnd.random() < 0.5 else "whole"):
+            for ch in split_chunks(rnd, data, "random" if rnd.random() < 0.5 else "whole"):
                 s.sendall(ch)
             s.shutdown(socket.SHUT_WR)
         except OSError:

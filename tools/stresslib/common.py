@@ -13,7 +13,7 @@ import sys
 import time
 
 from tests import util
-from tests.util import ROOT, ServerProcess, free_port
+from tests.util import ROOT, ServerProcess, free_port, wait_for
 
 
 def perf_checks():
@@ -102,10 +102,6 @@ def server_health(srv, rep):
         rep.check(i < 0, "server log has %r: %s" % (bad, out[max(0, i - 200):i + 1500]))
 
 
-def log_errors(srv):
-    return srv.output().count("[ERR]")
-
-
 def start_server(*args, config=None, python=None, port=None):
     """ServerProcess with a chosen interpreter (None: the test default)."""
     if python:
@@ -151,15 +147,6 @@ def idle_for_rss(seconds):
 
 
 CERTS = os.path.join(ROOT, "configs", "certs")
-
-
-def wait_for(cond, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v or time.monotonic() >= deadline:
-            return v
-        time.sleep(interval)
 
 
 def varz(mport):

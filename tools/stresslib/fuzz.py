@@ -8,7 +8,7 @@ import time
 
 from tests.util import free_port
 from .common import Report, proc_mem, server_health, start_server, varz, wait_for
-from .bed import Bed, _chunks, run_stream
+from .bed import Bed, run_stream, split_chunks
 from .clients import CleanTraffic, wire_exchange
 
 
@@ -280,7 +280,7 @@ def fuzz_parser(inputs=20000, seed=1, every_split=200, rep=None, progress=False)
             results = []
             for mode in modes:
                 random.seed(seed_i)         # queue-group picks repeat exactly
-                out, closed, exc = run_stream(bed, data, _chunks(rnd, data, mode))
+                out, closed, exc = run_stream(bed, data, split_chunks(rnd, data, mode))
                 results.append((mode, out, closed, exc))
                 if exc:
                     raised += 1

@@ -5,16 +5,22 @@ must give a FILE:LINE:COL error, never a traceback.
 
 import os
 import random
+import re
+import shutil
 import signal
 import subprocess
 import tempfile
 import threading
 import time
 
+from gnats import cli
+from gnats.conf import ConfigError
+from gnats.log import Logger
+from gnats.server import Server
 from tests import util
 from tests.util import ROOT, free_port
 from .common import Report
-from .bed import _Sink, crash_signature
+from .bed import LogSink, crash_signature
 from .fuzz import mutate
 
 
@@ -105,16 +111,12 @@ def config_seeds():
     return out
 
 
-_POS_RX = None
+_POS_RX = re.compile(r"(/[^\s:]+):(\d+):(\d+): ")
 
 
 def positioned(msg, path):
     """Does an error message point at FILE:LINE:COL (of `path` or an
     included file next to it)?"""
-    import re
-    global _POS_RX
-    if _POS_RX is None:
-        _POS_RX = re.compile(r"(/[^\s:]+):(\d+):(\d+): ")
     m = _POS_RX.search(msg)
     return bool(m) and os.path.dirname(m.group(1)) == os.path.dirname(path)
 
@@ -131,10 +133,6 @@ def safe_to_start(opts):
 def load_config_inprocess(path, port):
     """What `gnatsd.py -c path` does before it listens, in-process:
     (options or None, error text or None, crash signature or None)."""
-    from gnats import cli
-    from gnats.conf import ConfigError
-    from gnats.log import Logger
-    from gnats.server import Server
     try:
         cmd = cli.parse_command_line(["-c", path, "-a", "127.0.0.1", "-p", str(port)])
         opts = cli.build_options(cmd)
@@ -143,7 +141,7 @@ def load_config_inprocess(path, port):
     except Exception as e:
         return None, None, crash_signature(e)
     try:
-        srv = Server(opts, Logger(stream=_Sink()))
+        srv = Server(opts, Logger(stream=LogSink()))
         if opts.tls:
             srv.setup_tls()
         srv.reactor.close()
@@ -313,6 +311,5 @@ def fuzz_config(inputs=2000, processes=40, seed=3, python=None, rep=None, progre
     if not proc_bcrypt:
         rep.fig("bcrypt configs refused cleanly (no bcrypt in %s)" % (python or util.PYTHON), no_bcrypt)
     rep.fig("process time s", round(time.monotonic() - t1, 1))
-    import shutil
     shutil.rmtree(tmp, ignore_errors=True)
     return rep

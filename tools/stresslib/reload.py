@@ -4,6 +4,7 @@ publish, reconnect and intrude.
 """
 
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -260,6 +261,5 @@ def reload_under_load(seconds=4.0, interval=0.3, python=None, rep=None):
             if r is not None:
                 r.sock.close()
         srv.stop()
-        import shutil
         shutil.rmtree(d, True)
     return rep

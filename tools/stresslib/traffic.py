@@ -7,7 +7,8 @@ import threading
 import time
 
 from tests.util import RawClient, free_port
-from .common import Report, idle_for_rss, monitor_get, proc_mem, raise_nofile, server_health, settle_rss, start_server, varz
+from .common import (Report, idle_for_rss, monitor_get, proc_mem, raise_nofile, server_health,
+                     settle_rss, start_server, varz)
 from .clients import Swarm, churn, drain_until_closed, stalled_subscriber
 
 
