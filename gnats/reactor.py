@@ -54,7 +54,7 @@ class Reactor:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._waker = _Waker(self._wake_r, self._calls)
+        self._waker = _Waker(self._wake_r)
         self.sel.register(self._wake_r, EVENT_READ, self._waker)
         self.thread_id = None
 
@@ -196,7 +196,7 @@ class Reactor:
 class _Waker:
     closed = False
 
-    def __init__(self, sock, calls):
+    def __init__(self, sock):
         self.sock = sock
 
     def on_readable(self):
