@@ -174,15 +174,9 @@ class EmbeddedServer:
         self._stopped = False
         self._ready = threading.Event()
         self._start_error = None
-        # Record what the reactor reports as an internal error (it logs it
-        # and keeps serving) so stop() can raise it.
-        reactor = self._server.reactor
-        report = reactor._report
-
-        def record(e):
-            self._errors.append(e)
-            report(e)
-        reactor._report = record
+        # The reactor logs an internal error and keeps serving; record it
+        # too, so that stop() raises it (reactor.py, "Internal errors").
+        self._server.reactor.on_error = self._errors.append
         self._thread = threading.Thread(target=self._main, name="gnats-server", daemon=True)
 
     def _start(self):
