@@ -14,8 +14,8 @@ passwords still pays the full bcrypt cost per guess.
 
 Which credentials count (nats-server 2.9 precedence): a users list wins over a
 token, a token wins over a single user/password. A config file that sets two of
-them is an error; `validate_authorization` gives nats-server's messages for
-the config module to report with a file position.
+them is an error, reported with its file position by the config module
+(options._authorization).
 
 Who is it (issue 16 groundwork, not wired yet): `.authenticate(connect,
 nonce)` answers the matched UserEntry (name, compiled permissions, allowed
@@ -177,19 +177,6 @@ def _secret_str(value: Any, what: str) -> str:
     raise AuthError("%s must be a string" % what)
 
 
-def validate_authorization(user: str = "", password: str = "", token: str = "",
-                           users: Optional[List[dict]] = None) -> None:
-    """Raise AuthError (nats-server 2.9's wording) for an authorization block
-    that sets more than one kind of credential or a bad users list."""
-    if users and (user or password):
-        raise AuthError("Can not have a single user/pass and a users array")
-    if users and token:
-        raise AuthError("Can not have a token and a users array")
-    if token and (user or password):
-        raise AuthError("Cannot have a user/pass and token")
-    _user_map(users or [])
-
-
 def _user_map(users: Iterable[Any]) -> Dict[str, str]:
     """{user: password} from the Options users list, checked like nats-server."""
     out: Dict[str, str] = {}
@@ -213,8 +200,8 @@ def _need_bcrypt(secrets: Iterable[str]) -> None:
 
 
 def _timeout(configured: float, tls: bool, tls_timeout: float) -> float:
-    # Same rule as Options.effective_auth_timeout: an unset auth timeout grows
-    # to the TLS timeout, since the handshake eats into it.
+    # An unset auth timeout grows to the TLS timeout, since the handshake
+    # eats into it.
     t = configured or AUTH_TIMEOUT
     if tls and not configured and tls_timeout > t:
         t = tls_timeout

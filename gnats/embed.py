@@ -31,7 +31,9 @@ import logging
 import threading
 
 from .conf import ConfigError, ConfList, ConfMap, Pos, parse, parse_file
+from .log import Logger
 from .options import DEFAULT_PORT, Options, apply_config
+from .server import Server
 
 LOGGER_NAME = "gnats"
 START_TIMEOUT = 10.0    # seconds run() waits for the reactor to be serving
@@ -137,7 +139,6 @@ def build_options(config=None, options=None):
 
 
 def _make_log(opts):
-    from .log import Logger
     try:
         return Logger(debug=opts.debug, trace=opts.trace, logtime=opts.logtime,
                       log_file=opts.log_file, syslog=opts.syslog,
@@ -163,7 +164,6 @@ class EmbeddedServer:
     """A running server; see the module docstring. Made by gnats.run()."""
 
     def __init__(self, config=None, options=None):
-        from .server import Server
         self._config = config
         self._options = dict(options or {})
         opts = build_options(config, self._options)
@@ -174,15 +174,9 @@ class EmbeddedServer:
         self._stopped = False
         self._ready = threading.Event()
         self._start_error = None
-        # Record what the reactor reports as an internal error (it logs it
-        # and keeps serving) so stop() can raise it.
-        reactor = self._server.reactor
-        report = reactor._report
-
-        def record(e):
-            self._errors.append(e)
-            report(e)
-        reactor._report = record
+        # The reactor logs an internal error and keeps serving; record it
+        # too, so that stop() raises it (reactor.py, "Internal errors").
+        self._server.reactor.on_error = self._errors.append
         self._thread = threading.Thread(target=self._main, name="gnats-server", daemon=True)
 
     def _start(self):

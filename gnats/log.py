@@ -133,8 +133,6 @@ class Logger:
     def notice(self, msg):
         self._write("INF", msg)
 
-    info = notice
-
     def warn(self, msg):
         self._write("WRN", msg)
 

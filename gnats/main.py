@@ -3,12 +3,12 @@
 import gc
 import sys
 
+from .cli import main_options
 from .log import Logger
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    from .cli import main_options
     opts = main_options(argv)       # prints and exits for -h, -v, errors
     try:
         log = Logger(debug=opts.debug, trace=opts.trace, logtime=opts.logtime,
@@ -19,6 +19,8 @@ def main(argv=None):
         # "error opening file: ...", exit 1), not a traceback
         sys.stderr.write("gnatsd.py: error opening log: %s\n" % e)
         return 1
+    # here, not at the top: -h, -v and option errors work on a Python
+    # without ssl (cli.py has a fallback; conn.py needs ssl)
     from .server import Server
     # The cyclic GC's default young-generation threshold (700 allocations)
     # ran collections mid-request often enough to double request/reply p99

@@ -121,14 +121,6 @@ class Options:
     def copy(self) -> "Options":
         return copy.deepcopy(self)
 
-    def auth_required(self) -> bool:
-        return bool(self.username or self.authorization or self.users or self.nkeys)
-
-    def effective_auth_timeout(self) -> float:
-        t = self.auth_timeout or AUTH_TIMEOUT
-        if self.tls and self.tls_timeout > t and not self.auth_timeout:
-            t = self.tls_timeout
-        return t
 
 
 # --- config file -> Options ---------------------------------------------------

@@ -1,9 +1,10 @@
 """Protocol control-line parsing shared by client and route connections.
 
-The byte-level loop lives with each connection kind (client.py, route.py)
-because it is the hot path and delivers as it parses; what is here is what
-the loops call on a cache miss: splitting arguments, checking sizes and
-subjects, and the protocol's error texts. Pure functions, no sockets.
+The byte-level loop lives in inbound.py, shared by client and route
+connections, because it is the hot path and delivers as it parses; what is
+here is what the loop and the connection kinds call on a cache miss:
+splitting arguments, checking sizes and subjects, and the protocol's error
+texts. Pure functions, no sockets.
 """
 
 import json
@@ -18,14 +19,11 @@ ERR_MAX_PAYLOAD = "Maximum Payload Violation"
 ERR_MAX_CONTROL = "Maximum Control Line Exceeded"
 ERR_MAX_CONN = "maximum connections exceeded"
 ERR_STALE = "Stale Connection"
-ERR_SLOW = "Slow Consumer"
 ERR_TLS_REQUIRED = "Secure Connection - TLS Required"
 ERR_INVALID_SUBJECT = "Invalid Subject"
 ERR_INVALID_PUB_SUBJECT = "Invalid Publish Subject"
 ERR_MAX_SUBS = "Maximum Subscriptions Exceeded"
 ERR_NO_HEADERS = "Message Headers Not Supported"
-
-# Largest JSON body accepted in CONNECT/INFO; bounded by max_control_line anyway.
 
 
 class ProtocolError(Exception):
@@ -113,7 +111,9 @@ def parse_unsub_args(args):
 
 
 def parse_json_arg(line, op_len):
-    """The JSON object after CONNECT/INFO. Returns a dict."""
+    """The JSON object after CONNECT/INFO. Returns a dict. No size limit of
+    its own: the read loop has bounded the whole line already
+    (max_control_line; a route's INFO/CONNECT, route.MAX_JSON_LINE)."""
     raw = line[op_len:].strip()
     try:
         obj = json.loads(raw.decode("utf-8", "strict"))

@@ -13,6 +13,12 @@ and has `on_readable()` / `on_writable()`. One turn of the loop:
      no syscall per message);
   4. run due timers, then calls queued from other threads (the HTTP monitor,
      signal handlers) through a self-pipe.
+
+Internal errors: a handler, timer or queued call that raises is a bug, but
+it costs one connection, never the loop. The error is logged as "internal
+error" with its traceback, then handed to `on_error` (a callable taking the
+exception, run on the loop thread; None by default). Embedders set it:
+gnats.embed collects the errors so that stop() raises them.
 """
 
 import heapq
@@ -20,6 +26,7 @@ import selectors
 import socket
 import threading
 import time
+import traceback
 from collections import deque
 
 EVENT_READ = selectors.EVENT_READ
@@ -44,17 +51,18 @@ class Timer:
 
 
 class Reactor:
-    def __init__(self, log=None):
+    def __init__(self, log=None, on_error=None):
         self.sel = selectors.DefaultSelector()
         self.timers = []
         self.dirty = set()          # connections with output to flush this turn
         self.running = False
         self.log = log
+        self.on_error = on_error    # see "Internal errors" above
         self._calls = deque()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._waker = _Waker(self._wake_r, self._calls)
+        self._waker = _Waker(self._wake_r)
         self.sel.register(self._wake_r, EVENT_READ, self._waker)
         self.thread_id = None
 
@@ -180,8 +188,14 @@ class Reactor:
 
     def _report(self, e):
         if self.log is not None:
-            import traceback
             self.log.error("internal error: %r\n%s" % (e, traceback.format_exc()))
+        hook = self.on_error
+        if hook is not None:
+            try:
+                hook(e)
+            except Exception as he:     # the hook must not take the loop down either
+                if self.log is not None:
+                    self.log.error("internal error in on_error hook: %r" % he)
 
     def close(self):
         try:
@@ -196,7 +210,7 @@ class Reactor:
 class _Waker:
     closed = False
 
-    def __init__(self, sock, calls):
+    def __init__(self, sock):
         self.sock = sock
 
     def on_readable(self):

@@ -34,6 +34,8 @@ import dataclasses
 
 from .authz import refuse_unenforced
 from . import parser as P
+from .auth import PLAINTEXT_WARNING, AuthError, ClientAuth, RouteAuth
+from .log import Logger
 
 
 class ReloadError(Exception):
@@ -121,7 +123,6 @@ class Logging(Concern):
     def prepare(self, srv, old, new, changed):
         self.dest = None
         if any(f in changed for f in self._DEST):
-            from .log import Logger
             try:
                 self.dest = Logger(log_file=new.log_file, syslog=new.syslog,
                                    remote_syslog=new.remote_syslog)
@@ -197,7 +198,6 @@ class ClientAuthorization(Concern):
     fields = tuple(_CREDS) + ("auth_timeout", "tls", "tls_timeout")
 
     def prepare(self, srv, old, new, changed):
-        from .auth import AuthError, ClientAuth
         try:
             self.auth = ClientAuth(new)
         except AuthError as e:
@@ -217,7 +217,6 @@ class ClientAuthorization(Concern):
             return
         srv.client_auth = self.auth
         if self.auth.plaintext_passwords:
-            from .auth import PLAINTEXT_WARNING
             log.warn(PLAINTEXT_WARNING)
         recheck_clients(srv, self.auth)
 
@@ -236,7 +235,6 @@ class ClusterSettings(Concern):
         self.ready = None
         if srv.cluster is None:
             return                  # no cluster running: the options are just kept
-        from .auth import AuthError, RouteAuth
         try:
             auth = RouteAuth(new)
         except AuthError as e:

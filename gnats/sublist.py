@@ -311,21 +311,3 @@ class Sublist:
             "max_fanout": max(fanouts) if fanouts else 0,
             "avg_fanout": (sum(fanouts) / len(fanouts)) if fanouts else 0.0,
         }
-
-    def all_subs(self):
-        out = []
-        self._walk(self.root, out)
-        return out
-
-    def _walk(self, level, out):
-        children = list(level.nodes.values())
-        if level.pwc is not None:
-            children.append(level.pwc)
-        if level.fwc is not None:
-            children.append(level.fwc)
-        for node in children:
-            out.extend(node.plain)
-            for subs in node.queues.values():
-                out.extend(subs)
-            if node.next is not None:
-                self._walk(node.next, out)

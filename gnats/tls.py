@@ -275,20 +275,6 @@ def files_digest(*paths: str) -> str:
     return h.hexdigest()
 
 
-# A TLS record starts with its content type; a ClientHello travels in a
-# handshake record (22). Plain-text NATS starts with a letter.
-TLS_HANDSHAKE_RECORD = 0x16
-
-
-def looks_like_tls(first_bytes: bytes) -> bool:
-    """True when a connection's first byte(s) can start a TLS ClientHello.
-
-    The reactor peeks (MSG_PEEK) before the handshake: anything else is a
-    plain-text client, which gets -ERR 'Secure Connection - TLS Required'.
-    """
-    return bool(first_bytes) and first_bytes[0] == TLS_HANDSHAKE_RECORD
-
-
 def cipher_name(openssl_name: str) -> str:
     """nats-server's (IANA) name for an OpenSSL cipher name, when known."""
     return _IANA_BY_OPENSSL.get(openssl_name, openssl_name)

@@ -19,7 +19,7 @@ except ImportError:  # optional: the bcrypt tests skip, the rest still run
 
 from gnats import auth
 from gnats.auth import (AuthError, ClientAuth, RouteAuth, check_secret, is_bcrypt,
-                        mask_connect, mask_connect_json, validate_authorization)
+                        mask_connect, mask_connect_json)
 from gnats.options import Options
 from tests.util import GO_SERVER, ServerProcess, needs
 
@@ -235,22 +235,6 @@ class TestClientAuth(unittest.TestCase):
                 ClientAuth(opts(users=users))
             self.assertIn(message, str(cm.exception))
 
-    def test_validate_authorization_messages(self):
-        validate_authorization(user="a", password="b")
-        validate_authorization(token="t")
-        validate_authorization(users=[{"user": "a", "password": "b"}])
-        cases = [
-            (dict(user="a", password="b", users=[{"user": "c"}]),
-             "Can not have a single user/pass and a users array"),
-            (dict(token="t", users=[{"user": "c"}]), "Can not have a token and a users array"),
-            (dict(token="t", user="a", password="b"), "Cannot have a user/pass and token"),
-            (dict(users=[{"user": "c"}, {"user": "c"}]), 'Duplicate user "c" detected'),
-        ]
-        for kw, message in cases:
-            with self.assertRaises(AuthError) as cm:
-                validate_authorization(**kw)
-            self.assertEqual(str(cm.exception), message)
-
     def test_timeouts(self):
         self.assertEqual(ClientAuth(opts()).timeout, 1.0)
         self.assertEqual(ClientAuth(opts(auth_timeout=0.5)).timeout, 0.5)
@@ -259,7 +243,7 @@ class TestClientAuth(unittest.TestCase):
         self.assertEqual(RouteAuth(opts(cluster_auth_timeout=0.5)).timeout, 0.5)
         self.assertEqual(RouteAuth(opts(cluster_tls=True, cluster_tls_timeout=4.0)).timeout, 4.0)
         o = opts(tls=True, tls_timeout=3.0)
-        self.assertEqual(ClientAuth(o).timeout, o.effective_auth_timeout())
+        self.assertEqual(ClientAuth(o).timeout, auth._timeout(o.auth_timeout, o.tls, o.tls_timeout))
 
 
 class TestRouteAuth(unittest.TestCase):

@@ -250,7 +250,7 @@ class TestGoodConfigs(ConfFiles):
             publish=SubjectRule(allow=("SANDBOX.*",)),
             subscribe=SubjectRule(allow=("PUBLIC.>", "_INBOX.>"))))
         self.assertEqual(opts.no_auth_user, "guest")
-        self.assertTrue(opts.auth_required())
+        self.assertTrue(ClientAuth(opts).required)
 
     def test_aliases_and_response_defaults(self):
         opts, _ = self.load(GOOD["aliases"])

@@ -11,6 +11,7 @@ import tempfile
 import unittest
 
 from gnats import conf, options
+from gnats.auth import ClientAuth
 from gnats.conf import ConfigError, parse
 from gnats.options import Options, apply_config
 
@@ -488,7 +489,7 @@ class TestMapping(unittest.TestCase):
     def test_authorization(self):
         o = opts_of("authorization { user: a\n password: b\n timeout: 2 }")
         self.assertEqual((o.username, o.password, o.auth_timeout), ("a", "b", 2.0))
-        self.assertTrue(o.auth_required())
+        self.assertTrue(ClientAuth(o).required)
         o = opts_of('authorization { token: "s3cr3t"\n timeout: "500ms" }')
         self.assertEqual((o.authorization, o.auth_timeout), ("s3cr3t", 0.5))
         o = opts_of("authorization {\n users = [\n {user: a, password: x}\n"

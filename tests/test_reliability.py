@@ -2,15 +2,11 @@
 and regression tests for every bug the campaigns found (see RELIABILITY.md).
 """
 
-import importlib.util
 import os
 import unittest
 
-from tests.util import ROOT, RawClient, ServerProcess
-
-_spec = importlib.util.spec_from_file_location("stress", os.path.join(ROOT, "tools", "stress.py"))
-stress = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(stress)
+from tests.util import RawClient, ServerProcess
+from tools import stresslib as stress
 # Latency and RSS bounds only on request: they measure the machine (see
 # tools/stress.py PERF_CHECKS); the correctness checks always apply.
 stress.PERF_CHECKS = os.environ.get("GNATSD_PERF_ASSERTS") == "1"

@@ -5,7 +5,6 @@ sockets. Each test names the audit finding it guards against
 (/work/shared/findings/SECURITY-AUDIT.md).
 """
 
-import importlib.util
 import json
 import os
 import re
@@ -19,10 +18,7 @@ import unittest
 
 from tests.util import ROOT, RawClient, ServerProcess, free_port
 
-# tools/stress.py is a script, not a package module: load it by path
-_spec = importlib.util.spec_from_file_location("stress", os.path.join(ROOT, "tools", "stress.py"))
-stress = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(stress)
+from tools import stresslib as stress
 
 CERTS = os.path.join(ROOT, "configs", "certs")
 AUTH_VIOLATION = b"-ERR 'Authorization Violation'"

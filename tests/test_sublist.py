@@ -143,7 +143,7 @@ class TestMatch(unittest.TestCase):
         for s in ["a", "a.b", "a.*", "a.>", ">"]:
             self.sl.insert(sub(s))
         self.sl.insert(sub("a", "q"))
-        self.assertEqual(len(self.sl.all_subs()), 6)
+        self.assertEqual(self.sl.count, 6)
 
 
 if __name__ == "__main__":

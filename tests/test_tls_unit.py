@@ -17,7 +17,7 @@ import warnings
 from gnats import tls
 from gnats.options import Options
 from tests.util import needs
-from gnats.tls import (TLSConfigError, describe, looks_like_tls,
+from gnats.tls import (TLSConfigError, describe,
                        monitor_context, openssl_ciphers, route_contexts, server_context)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -190,7 +190,6 @@ class TestClientPort(unittest.TestCase):
         self.addCleanup(a.close)
         self.addCleanup(b.close)
         a.setblocking(False)
-        self.assertTrue(looks_like_tls(b"\x16\x03\x01"))
         conn = ctx.wrap_socket(a, server_side=True, do_handshake_on_connect=False)
         self.addCleanup(conn.close)
         b.settimeout(TIMEOUT)
@@ -236,12 +235,6 @@ class TestClientPort(unittest.TestCase):
         t.join(TIMEOUT)
         self.assertIsInstance(result.get("client"), ssl.SSLSocket)
         result["client"].close()
-
-    def test_looks_like_tls(self):
-        self.assertFalse(looks_like_tls(b""))
-        self.assertFalse(looks_like_tls(b"CONNECT {}\r\n"))
-        self.assertFalse(looks_like_tls(b"PING\r\n"))
-        self.assertTrue(looks_like_tls(b"\x16"))
 
 
 class TestRoutes(unittest.TestCase):
