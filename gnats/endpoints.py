@@ -15,8 +15,8 @@ import time
 from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
-from . import VERSION
 from .procstats import cpu_count, process_rss, usable_cpus
+from .snapshot import as_snapshot
 from .sublist import subject_matches
 
 DEFAULT_CONNZ_LIMIT = 1024
@@ -188,7 +188,8 @@ def jsonp_callback(q):
 
 
 # ---------------------------------------------------------------------------
-# Endpoint builders: pure functions of (snapshot, query)
+# Endpoint builders: pure functions of (snapshot, query). A snapshot is a
+# snapshot.Snapshot; its plain-data form (dicts) is converted first.
 
 def _host_port(url):
     """nats://user:pw@host:port -> host:port (varz cluster.urls, as in Go)."""
@@ -203,79 +204,78 @@ def _host_port(url):
     return "%s:%d" % (host, port) if port else host
 
 
-def _cluster_varz(cluster, opts):
+def _cluster_varz(cluster):
     """Go's ClusterOptsVarz: every field omitted when empty, so no cluster
     prints as {}."""
     out = {}
-    if not cluster or not cluster.get("port"):
+    if not cluster.port:
         return out
-    if cluster.get("name"):
-        out["name"] = cluster["name"]
-    if cluster.get("host"):
-        out["addr"] = cluster["host"]
-    out["cluster_port"] = cluster["port"]
-    auth_timeout = cluster.get("auth_timeout") or getattr(opts, "cluster_auth_timeout", 0) or 2.0
-    out["auth_timeout"] = float(auth_timeout)
-    urls = [_host_port(u) for u in cluster.get("urls") or []]
+    if cluster.name:
+        out["name"] = cluster.name
+    if cluster.host:
+        out["addr"] = cluster.host
+    out["cluster_port"] = cluster.port
+    out["auth_timeout"] = float(cluster.auth_timeout or 2.0)
+    urls = [_host_port(u) for u in cluster.urls or ()]
     if urls:
         out["urls"] = urls
-    tls_timeout = cluster.get("tls_timeout") or getattr(opts, "cluster_tls_timeout", 0)
-    if tls_timeout:
-        out["tls_timeout"] = float(tls_timeout)
-    if cluster.get("tls_required", getattr(opts, "cluster_tls", False)):
+    if cluster.tls_timeout:
+        out["tls_timeout"] = float(cluster.tls_timeout)
+    if cluster.tls_required:
         out["tls_required"] = True
-    if cluster.get("tls_verify", getattr(opts, "cluster_tls_verify", False)):
+    if cluster.tls_verify:
         out["tls_verify"] = True
     return out
 
 
-def build_varz(snap, opts, req_stats, proc):
+def build_varz(snap, req_stats, proc):
     """/varz: nats-server 2.9's fields plus the seed README's older ones
     (ssl_required, max_pending_size, cluster_port)."""
-    sv = snap.get("server", {})
-    st = snap.get("stats", {})
-    now = snap.get("now") or time.time()
-    start = snap.get("start") or now
-    cluster = sv.get("cluster") or {}
+    snap = as_snapshot(snap)
+    sv = snap.server
+    st = snap.stats
+    now = snap.now or time.time()
+    start = snap.start or now
+    cluster = sv.cluster
     v = {
-        "server_id": sv.get("server_id", ""),
-        "server_name": sv.get("server_name", ""),
-        "version": sv.get("version", VERSION),
-        "proto": sv.get("proto", 1),
-        "go": sv.get("go", ""),
-        "host": sv.get("host", ""),
-        "port": sv.get("port", 0),
-        "auth_required": bool(sv.get("auth_required")),
-        "ssl_required": bool(sv.get("tls_required")),
-        "tls_required": bool(sv.get("tls_required")),
-        "tls_verify": bool(sv.get("tls_verify")),
+        "server_id": sv.server_id,
+        "server_name": sv.server_name,
+        "version": sv.version,
+        "proto": sv.proto,
+        "go": sv.go,
+        "host": sv.host,
+        "port": sv.port,
+        "auth_required": bool(sv.auth_required),
+        "ssl_required": bool(sv.tls_required),
+        "tls_required": bool(sv.tls_required),
+        "tls_verify": bool(sv.tls_verify),
     }
-    if sv.get("connect_urls"):
-        v["connect_urls"] = list(sv["connect_urls"])
-    v["max_connections"] = sv.get("max_connections", 0)
-    if sv.get("max_subscriptions"):
-        v["max_subscriptions"] = sv["max_subscriptions"]
+    if sv.connect_urls:
+        v["connect_urls"] = list(sv.connect_urls)
+    v["max_connections"] = sv.max_connections
+    if sv.max_subscriptions:
+        v["max_subscriptions"] = sv.max_subscriptions
     v.update({
-        "ping_interval": int(round(sv.get("ping_interval", 0) * 1e9)),
-        "ping_max": sv.get("ping_max", 0),
-        "http_host": sv.get("http_host", ""),
-        "http_port": sv.get("http_port", 0),
+        "ping_interval": int(round(sv.ping_interval * 1e9)),
+        "ping_max": sv.ping_max,
+        "http_host": sv.http_host,
+        "http_port": sv.http_port,
         "http_base_path": "",
-        "https_port": sv.get("https_port", 0),
-        "auth_timeout": float(sv.get("auth_timeout", 0)),
-        "max_control_line": sv.get("max_control_line", 0),
-        "max_payload": sv.get("max_payload", 0),
-        "max_pending": sv.get("max_pending", 0),
-        "max_pending_size": sv.get("max_pending", 0),
-        "cluster": _cluster_varz(cluster, opts),
-        "cluster_port": cluster.get("port", 0) or 0,
+        "https_port": sv.https_port,
+        "auth_timeout": float(sv.auth_timeout),
+        "max_control_line": sv.max_control_line,
+        "max_payload": sv.max_payload,
+        "max_pending": sv.max_pending,
+        "max_pending_size": sv.max_pending,
+        "cluster": _cluster_varz(cluster),
+        "cluster_port": cluster.port or 0,
         "gateway": {},
         "leaf": {},
         "mqtt": {},
         "websocket": {},
         "jetstream": {},
-        "tls_timeout": float(sv.get("tls_timeout", 0)),
-        "write_deadline": int(round(sv.get("write_deadline", 0) * 1e9)),
+        "tls_timeout": float(sv.tls_timeout),
+        "write_deadline": int(round(sv.write_deadline * 1e9)),
         "start": go_time(start),
         "now": go_time(now),
         "uptime": go_uptime(now - start),
@@ -283,19 +283,19 @@ def build_varz(snap, opts, req_stats, proc):
         "cores": cpu_count(),
         "gomaxprocs": usable_cpus(),
         "cpu": float(proc.cpu()),
-        "connections": st.get("connections", 0),
-        "total_connections": st.get("total_connections", 0),
-        "routes": st.get("routes", 0),
-        "remotes": st.get("remotes", 0),
+        "connections": st.connections,
+        "total_connections": st.total_connections,
+        "routes": st.routes,
+        "remotes": st.remotes,
         "leafnodes": 0,
-        "in_msgs": st.get("in_msgs", 0),
-        "out_msgs": st.get("out_msgs", 0),
-        "in_bytes": st.get("in_bytes", 0),
-        "out_bytes": st.get("out_bytes", 0),
-        "slow_consumers": st.get("slow_consumers", 0),
-        "subscriptions": st.get("subscriptions", 0),
+        "in_msgs": st.in_msgs,
+        "out_msgs": st.out_msgs,
+        "in_bytes": st.in_bytes,
+        "out_bytes": st.out_bytes,
+        "slow_consumers": st.slow_consumers,
+        "subscriptions": st.subscriptions,
         "http_req_stats": dict(sorted(req_stats.items())),
-        "config_load_time": go_time(snap.get("config_load_time") or start),
+        "config_load_time": go_time(snap.config_load_time or start),
     })
     return v
 
@@ -314,69 +314,81 @@ def _cipher_name(name):
 
 
 def _sub_details(entry, cid):
-    if entry.get("subs_detail") is not None:
-        return [dict(d) for d in entry["subs_detail"]]
-    return [{"subject": s, "cid": cid} for s in entry.get("subs") or []]
+    detail = entry.subs_detail
+    if detail is None:
+        return [{"subject": s, "cid": cid} for s in entry.subs or ()]
+    out = []
+    for subject, sid, queue, max_msgs in zip(entry.subs, detail.sids, detail.queues, detail.maxes):
+        d = {"subject": subject, "sid": sid, "cid": cid}
+        if queue is not None:
+            d["qgroup"] = queue
+        if max_msgs:
+            d["max"] = max_msgs
+        out.append(d)
+    return out
 
 
 def _conn_info(c, now, subs, auth):
-    cid = c.get("cid", 0)
+    cid = c.cid
     ci = {
         "cid": cid,
         "kind": "Client",
         "type": "nats",
-        "ip": c.get("ip", ""),
-        "port": c.get("port", 0),
-        "start": go_time(c.get("start")),
-        "last_activity": go_time(c.get("last_activity")),
+        "ip": c.ip,
+        "port": c.port,
+        "start": go_time(c.start),
+        "last_activity": go_time(c.last_activity),
     }
-    if c.get("stop"):
-        ci["stop"] = go_time(c["stop"])
-    if c.get("reason"):
-        ci["reason"] = c["reason"]
-    end = c.get("stop") or now
+    if c.stop:
+        ci["stop"] = go_time(c.stop)
+    if c.reason:
+        ci["reason"] = c.reason
+    end = c.stop or now
     ci.update({
-        "rtt": go_rtt(c.get("rtt", 0)),
-        "uptime": go_uptime(end - (c.get("start") or end)),
-        "idle": go_uptime(end - (c.get("last_activity") or end)),
-        "pending_bytes": c.get("pending_bytes", 0),
-        "in_msgs": c.get("in_msgs", 0),
-        "out_msgs": c.get("out_msgs", 0),
-        "in_bytes": c.get("in_bytes", 0),
-        "out_bytes": c.get("out_bytes", 0),
-        "subscriptions": c.get("subscriptions", 0),
+        "rtt": go_rtt(c.rtt),
+        "uptime": go_uptime(end - (c.start or end)),
+        "idle": go_uptime(end - (c.last_activity or end)),
+        "pending_bytes": c.pending_bytes,
+        "in_msgs": c.in_msgs,
+        "out_msgs": c.out_msgs,
+        "in_bytes": c.in_bytes,
+        "out_bytes": c.out_bytes,
+        "subscriptions": c.subscriptions,
     })
-    for key in ("name", "lang", "version"):
-        if c.get(key):
-            ci[key] = c[key]
-    if c.get("tls_version"):
-        ci["tls_version"] = _tls_version(c["tls_version"])
-        if c.get("tls_cipher_suite"):
-            ci["tls_cipher_suite"] = _cipher_name(c["tls_cipher_suite"])
-    if auth and c.get("user"):
-        ci["authorized_user"] = c["user"]
+    if c.name:
+        ci["name"] = c.name
+    if c.lang:
+        ci["lang"] = c.lang
+    if c.version:
+        ci["version"] = c.version
+    if c.tls_version:
+        ci["tls_version"] = _tls_version(c.tls_version)
+        if c.tls_cipher_suite:
+            ci["tls_cipher_suite"] = _cipher_name(c.tls_cipher_suite)
+    if auth and c.user:
+        ci["authorized_user"] = c.user
     if subs == "detail":
         ci["subscriptions_list_detail"] = _sub_details(c, cid)
     elif subs:
-        ci["subscriptions_list"] = list(c.get("subs") or [])
+        ci["subscriptions_list"] = list(c.subs or ())
     return ci
 
 
 # sort name -> (key(entry, now), descending). cid/start/uptime ascend as in Go.
 _SORTS = {
-    "cid": (lambda c, now: c.get("cid", 0), False),
-    "start": (lambda c, now: c.get("cid", 0), False),
-    "subs": (lambda c, now: c.get("subscriptions", 0), True),
-    "pending": (lambda c, now: c.get("pending_bytes", 0), True),
-    "msgs_to": (lambda c, now: c.get("out_msgs", 0), True),
-    "msgs_from": (lambda c, now: c.get("in_msgs", 0), True),
-    "bytes_to": (lambda c, now: c.get("out_bytes", 0), True),
-    "bytes_from": (lambda c, now: c.get("in_bytes", 0), True),
-    "last": (lambda c, now: c.get("last_activity", 0), True),
-    "idle": (lambda c, now: (c.get("stop") or now) - (c.get("last_activity") or now), True),
-    "uptime": (lambda c, now: (c.get("stop") or now) - (c.get("start") or now), False),
-    "stop": (lambda c, now: c.get("stop", 0), True),
-    "reason": (lambda c, now: c.get("reason", ""), False),
+    "cid": (lambda c, now: c.cid, False),
+    "start": (lambda c, now: c.cid, False),
+    "subs": (lambda c, now: c.subscriptions, True),
+    "pending": (lambda c, now: c.pending_bytes, True),
+    "msgs_to": (lambda c, now: c.out_msgs, True),
+    "msgs_from": (lambda c, now: c.in_msgs, True),
+    "bytes_to": (lambda c, now: c.out_bytes, True),
+    "bytes_from": (lambda c, now: c.in_bytes, True),
+    "last": (lambda c, now: c.last_activity, True),
+    "idle": (lambda c, now: (c.stop or now) - (c.last_activity or now), True),
+    "uptime": (lambda c, now: (c.stop or now) - (c.start or now), False),
+    "stop": (lambda c, now: c.stop, True),
+    "reason": (lambda c, now: c.reason, False),
 }
 _CLOSED_ONLY_SORTS = ("stop", "reason")
 _STATES = {"open": "open", "closed": "closed", "any": "all", "all": "all"}
@@ -399,16 +411,17 @@ def build_connz(snap, q):
     if sort in _CLOSED_ONLY_SORTS and state == "open":
         raise QueryError("sort by %s only valid on closed connections" % sort)
 
-    now = snap.get("now") or time.time()
+    snap = as_snapshot(snap)
+    now = snap.now or time.time()
     conns = []
     if state in ("open", "all"):
-        conns.extend(snap.get("connections") or [])
+        conns.extend(snap.connections)
     if state in ("closed", "all"):
-        conns.extend(snap.get("closed_connections") or [])
+        conns.extend(snap.closed_connections)
     total = len(conns)
     if cid:
         # One connection by id: Go reports it as a page of one.
-        conns = [c for c in conns if c.get("cid") == cid]
+        conns = [c for c in conns if c.cid == cid]
         offset, limit = 0, 1
     else:
         key, descending = _SORTS[sort]
@@ -417,7 +430,7 @@ def build_connz(snap, q):
         conns = conns[offset:offset + limit]
     page = [_conn_info(c, now, subs, auth) for c in conns]
     return {
-        "server_id": snap.get("server", {}).get("server_id", ""),
+        "server_id": snap.server.server_id,
         "now": go_time(now),
         "num_connections": len(page),
         "total": total,
@@ -428,48 +441,43 @@ def build_connz(snap, q):
 
 
 def _route_info(r, now, subs):
-    rid = r.get("rid", 0)
     ri = {
-        "rid": rid,
-        "remote_id": r.get("remote_id", ""),
-        "did_solicit": bool(r.get("did_solicit")),
-        "is_configured": bool(r.get("is_configured")),
-        "ip": r.get("ip", ""),
-        "port": r.get("port", 0),
-        "start": go_time(r.get("start")),
-        "last_activity": go_time(r.get("last_activity")),
-        "rtt": go_rtt(r.get("rtt", 0)),
-        "uptime": go_uptime(now - (r.get("start") or now)),
-        "idle": go_uptime(now - (r.get("last_activity") or now)),
-        "pending_size": r.get("pending_size", 0),
-        "in_msgs": r.get("in_msgs", 0),
-        "out_msgs": r.get("out_msgs", 0),
-        "in_bytes": r.get("in_bytes", 0),
-        "out_bytes": r.get("out_bytes", 0),
-        "subscriptions": r.get("subscriptions", 0),
+        "rid": r.rid,
+        "remote_id": r.remote_id,
+        "did_solicit": bool(r.did_solicit),
+        "is_configured": bool(r.is_configured),
+        "ip": r.ip,
+        "port": r.port,
+        "start": go_time(r.start),
+        "last_activity": go_time(r.last_activity),
+        "rtt": go_rtt(r.rtt),
+        "uptime": go_uptime(now - (r.start or now)),
+        "idle": go_uptime(now - (r.last_activity or now)),
+        "pending_size": r.pending_size,
+        "in_msgs": r.in_msgs,
+        "out_msgs": r.out_msgs,
+        "in_bytes": r.in_bytes,
+        "out_bytes": r.out_bytes,
+        "subscriptions": r.subscriptions,
     }
     if subs == "detail":
-        ri["subscriptions_list_detail"] = [{"subject": s} for s in r.get("subs") or []]
+        ri["subscriptions_list_detail"] = [{"subject": s} for s in r.subs or ()]
     elif subs:
-        ri["subscriptions_list"] = list(r.get("subs") or [])
+        ri["subscriptions_list"] = list(r.subs or ())
     return ri
 
 
 def build_routez(snap, q):
     subs = query_bool(q, "subs", allow_detail=True)
-    now = snap.get("now") or time.time()
-    routes = [_route_info(r, now, subs) for r in snap.get("routes") or []]
+    snap = as_snapshot(snap)
+    now = snap.now or time.time()
+    routes = [_route_info(r, now, subs) for r in snap.routes]
     return {
-        "server_id": snap.get("server", {}).get("server_id", ""),
+        "server_id": snap.server.server_id,
         "now": go_time(now),
         "num_routes": len(routes),
         "routes": routes,
     }
-
-
-_SUBLIST_FIELDS = (("num_subscriptions", 0), ("num_cache", 0), ("num_inserts", 0),
-                   ("num_removes", 0), ("num_matches", 0), ("cache_hit_rate", 0.0),
-                   ("max_fanout", 0), ("avg_fanout", 0.0))
 
 
 def build_subsz(snap, q):
@@ -481,17 +489,17 @@ def build_subsz(snap, q):
     test = q.get("test", "")
     if test and (any(t in ("", "*", ">") for t in test.split(".")) or " " in test):
         raise QueryError("invalid test subject: expected a literal subject")
-    sl = snap.get("sublist", {})
-    stats = {k: sl.get(k, d) for k, d in _SUBLIST_FIELDS}
+    snap = as_snapshot(snap)
+    stats = snap.sublist._asdict()
     if not (subs or test):
         return stats
     found = []
-    for c in snap.get("connections") or []:
-        for s in c.get("subs") or []:
+    for c in snap.connections:
+        for s in c.subs or ():
             if not test or subject_matches(s, test):
-                found.append({"account": "$G", "subject": s, "cid": c.get("cid", 0)})
-    out = {"server_id": snap.get("server", {}).get("server_id", ""),
-           "now": go_time(snap.get("now") or time.time())}
+                found.append({"account": "$G", "subject": s, "cid": c.cid})
+    out = {"server_id": snap.server.server_id,
+           "now": go_time(snap.now or time.time())}
     out.update(stats)
     out.update({"total": len(found), "offset": offset, "limit": limit})
     if subs:

@@ -49,6 +49,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from .endpoints import (QueryError, build_connz, build_metrics, build_routez, build_subsz,
                         build_varz, jsonp_callback, parse_query, to_json)
 from .procstats import ProcStats
+from .snapshot import as_snapshot
 
 MAX_HTTP_CONNECTIONS = 64
 MAX_HEADER_BYTES = 1 << 20  # request line and headers of one request
@@ -199,8 +200,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def page_metrics(self, q):
         snap = self.monitor.snapshot(conns=False)
-        now = snap.get("now") or time.time()
-        start = snap.get("start") or now
+        now = snap.now or time.time()
+        start = snap.start or now
         body = build_metrics(self.monitor.varz(snap), build_subsz(snap, {}),
                              max(0.0, now - start), start)
         self._send(200, body, METRICS_TYPE)
@@ -422,12 +423,15 @@ def _join_host_port(host, port):
 class Monitor:
     """The monitoring HTTP and/or HTTPS listeners and their threads.
 
-    get_snapshot(fresh, conns) -> dict is called from the monitor's threads; it must
-    be thread-safe. The monitor only reads what it returns.
+    get_snapshot(fresh, conns) -> snapshot.Snapshot (or its plain-data form)
+    is called from the monitor's threads; it must be thread-safe. Everything
+    the endpoints show comes from it, options included: `opts` gives only
+    the addresses to listen on (not reloadable, as in nats-server).
     """
 
     def __init__(self, opts, get_snapshot, log, ssl_context=None):
-        self.opts = opts
+        self.host = opts.http_host or opts.host or "0.0.0.0"
+        self._ports = (opts.http_port, opts.https_port)
         self.get_snapshot = get_snapshot
         self.log = log
         self.ssl_context = ssl_context
@@ -451,6 +455,8 @@ class Monitor:
     def snapshot(self, conns=True):
         try:
             snap = self.get_snapshot(True, conns)
+            if snap:
+                snap = as_snapshot(snap)
         except Exception as e:
             self.log.error("Monitor: snapshot failed: %s: %s" % (type(e).__name__, e))
             snap = None
@@ -459,21 +465,20 @@ class Monitor:
         return snap
 
     def varz(self, snap):
-        return build_varz(snap, self.opts, self.request_stats(), self.proc)
+        return build_varz(snap, self.request_stats(), self.proc)
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self):
         """Bind the configured listeners and start serving. Raises OSError
         when a port cannot be bound, ValueError for HTTPS without TLS."""
-        o = self.opts
-        host = o.http_host or o.host or "0.0.0.0"
+        http_port, https_port = self._ports
         try:
-            if o.http_port:
-                self.http_port = self._listen(host, o.http_port, None, "http")
-            if o.https_port:
+            if http_port:
+                self.http_port = self._listen(self.host, http_port, None, "http")
+            if https_port:
                 if self.ssl_context is None:
                     raise ValueError("https monitoring needs a TLS certificate and key")
-                self.https_port = self._listen(host, o.https_port, self.ssl_context, "https")
+                self.https_port = self._listen(self.host, https_port, self.ssl_context, "https")
         except BaseException:
             self.stop()
             raise

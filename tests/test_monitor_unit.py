@@ -261,7 +261,7 @@ class TestFormatting(unittest.TestCase):
     def test_builders_tolerate_sparse_snapshots(self):
         # A snapshot missing optional parts still formats (no KeyError).
         snap = {"now": time.time(), "start": time.time() - 5}
-        v = M.build_varz(snap, Options(), {}, M.ProcStats())
+        v = E.build_varz(snap, {}, M.ProcStats())
         self.assertEqual(v["connections"], 0)
         self.assertEqual(M.build_connz(snap, {})["connections"], [])
         self.assertEqual(M.build_routez(snap, {})["routes"], [])
@@ -271,7 +271,7 @@ class TestFormatting(unittest.TestCase):
         snap = FakeServer().get_snapshot()
         snap["server"]["cluster"] = {"name": "c1", "host": "127.0.0.1", "port": 6222,
                                      "urls": ["nats://127.0.0.1:6223", "nats-route://u:p@h2:6224"]}
-        v = M.build_varz(snap, Options(), {}, M.ProcStats())
+        v = E.build_varz(snap, {}, M.ProcStats())
         self.assertEqual(v["cluster_port"], 6222)
         self.assertEqual(v["cluster"]["cluster_port"], 6222)
         self.assertEqual(v["cluster"]["name"], "c1")
