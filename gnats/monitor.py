@@ -467,6 +467,15 @@ class Monitor:
     def varz(self, snap):
         return build_varz(snap, self.request_stats(), self.proc)
 
+    def set_tls_context(self, ctx):
+        """A reload rebuilt the certificate: new HTTPS handshakes use `ctx`,
+        open connections keep theirs (nats-server's getMonitoringTLSConfig
+        takes the TLS config in force at each handshake). Reactor thread."""
+        self.ssl_context = ctx
+        for srv, _ in self._servers:
+            if srv.ssl_context is not None:
+                srv.ssl_context = ctx     # read once per connection, in its own thread
+
     # -- lifecycle -----------------------------------------------------------------
     def start(self):
         """Bind the configured listeners and start serving. Raises OSError
