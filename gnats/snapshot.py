@@ -233,9 +233,9 @@ def as_snapshot(snap):
 # ---------------------------------------------------------------------------
 # Records of live connections (reactor thread)
 
-# Records of live connections are made by tuple.__new__ in field order,
-# skipping a NamedTuple's own __new__ (a Python function, 2x the cost of the
-# dict literal it replaced). tests/test_restructure_snapshot.py checks every
+# conn_record builds with tuple.__new__ in field order, skipping the
+# NamedTuple's own __new__ (a Python function, 2x the cost of the dict
+# literal it replaced). tests/test_restructure_snapshot.py checks every
 # field of a record built here.
 _make = tuple.__new__
 
