@@ -16,6 +16,7 @@ server configuration". A refusal or a bad file therefore applies nothing.
 TLS contexts are rebuilt on every reload while TLS is on, even with the
 same file names: rotating a certificate means replacing the file's content.
 New handshakes use the new context; established connections keep theirs.
+The HTTPS monitor, which serves the client certificate, takes it too.
 
 Credentials: when the client (or cluster) authorization changed, every
 authenticated connection is checked again against the new one (Go's
@@ -171,7 +172,7 @@ class ClientTLS(Concern):
     always = True
 
     def prepare(self, srv, old, new, changed):
-        self.ctx = None
+        self.ctx = self.monitor_ctx = None
         self.digest = ""
         if new.tls:
             from .tls import TLSConfigError, files_digest, server_context
@@ -180,11 +181,21 @@ class ClientTLS(Concern):
             except (TLSConfigError, OSError) as e:
                 raise ReloadError(str(e)) from None
             self.digest = files_digest(new.tls_cert, new.tls_key, new.tls_ca_cert)
+        if srv.monitor is not None and srv.monitor.https_port:
+            # the HTTPS monitor serves the client certificate: the new one
+            # (a config that drops it is refused, as at startup)
+            from .tls import TLSConfigError, monitor_context
+            try:
+                self.monitor_ctx = monitor_context(new)
+            except (TLSConfigError, OSError) as e:
+                raise ReloadError(str(e)) from None
 
     def commit(self, srv, old, new, changed):
         rotated = self.digest != srv.tls_digest
         srv.tls_context = self.ctx
         srv.tls_digest = self.digest
+        if self.monitor_ctx is not None:
+            srv.monitor.set_tls_context(self.monitor_ctx)
         if rotated or any(f in changed for f in self.fields if f != "tls_timeout"):
             srv.log.notice("Reloaded: tls = %s" % ("enabled" if new.tls else "disabled"))
         if "tls_timeout" in changed:

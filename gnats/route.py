@@ -445,26 +445,6 @@ class Route(Connection):
     def on_closed(self, reason):
         self.cluster.route_closed(self, reason)
 
-    # -- monitoring ------------------------------------------------------
-    def snapshot(self):
-        return {
-            "rid": self.rid,
-            "remote_id": self.remote_id,
-            "did_solicit": self.did_solicit,
-            "is_configured": self.is_configured,
-            "ip": self.ip,
-            "port": self.port,
-            "pending_size": len(self.wbuf),
-            "in_msgs": self.in_msgs,
-            "out_msgs": self.out_msgs,
-            "in_bytes": self.in_bytes,
-            "out_bytes": self.out_bytes,
-            "subscriptions": len(self.subs),
-            "subs": [s.subject for s in self.subs.values()],
-            "start": self.start,
-            "last_activity": self.last_activity,
-        }
-
 
 class Solicit:
     """A route this server dials: a configured URL (`explicit`, redialled

@@ -1,23 +1,18 @@
-"""The server: listeners, the connection registry, lifecycle and signals,
-and the stats snapshot the monitor reads.
+"""The server: listeners, the connection registry, lifecycle and signals.
 
-Everything here runs on the reactor thread except `get_snapshot`, which the
-HTTP monitor thread calls: it asks the reactor for a fresh snapshot through
-a thread-safe call and waits (bounded) for it, so monitoring never touches
-live connection state.
+Everything here runs on the reactor thread. The monitor's threads read the
+server only through `self.snapshots` (gnats/snapshot.py), which owns the
+closed-connection ring and hands out snapshots the reactor built.
 """
 
 import base64
-import itertools
 import json
 import os
 import platform
 import signal
 import socket
 import sys
-import threading
 import time
-from collections import deque
 
 from .authz import refuse_unenforced
 from . import RELEASE, SERVER_NAME, VERSION
@@ -26,16 +21,11 @@ from .client import Client
 from .conn import set_socket_options
 from .listener import Listener, bind_listener
 from .reactor import EVENT_READ, Reactor
+from .snapshot import Snapshots
 from .sublist import Sublist
 
 SLOW_CHECK_INTERVAL = 0.25  # how often write-blocked connections are checked
-MAX_CLOSED_CLIENTS = 10000  # closed connections remembered for /connz (as nats-server)
 SUB_REMOVE_SLICE = 20000    # subscriptions of a closed client removed per reactor turn
-# Subscription details kept across all those records. The ring bounds the
-# number of records, not their size: every client that left after holding
-# 100k subscriptions kept ~34 MB alive, so a few reconnecting abusers
-# could exhaust memory. Oldest records lose their lists first.
-MAX_CLOSED_SUB_DETAILS = 100000
 
 
 def new_server_id():
@@ -62,10 +52,6 @@ class Server:
         self.routes = {}            # rid -> Route
         self.next_cid = 0
         self.write_blocked = set()
-        # recently closed connections for /connz?state=closed (bounded)
-        self.closed_conns = deque(maxlen=MAX_CLOSED_CLIENTS)
-        self._closed_with_subs = deque()    # records still holding a subs list, oldest first
-        self._closed_subs_n = 0
         self.start_time = time.time()
         self.config_load_time = self.start_time
         self.in_msgs = self.in_bytes = 0
@@ -77,9 +63,7 @@ class Server:
         self.lame_duck = False
         self.shutting_down = False
         self.exit_code = 0
-        self._snap_lock = threading.Lock()
-        self._snaps = {}            # with connection lists (True) or not -> latest
-        self._snap_next = {}        # kind -> event of a requested build not yet started
+        self.snapshots = Snapshots(self)    # for the monitor; the closed-connection ring
         self.client_auth = _client_auth(opts)
         self.apply_limits()
 
@@ -150,7 +134,7 @@ class Server:
         if self.opts.https_port:
             from .tls import monitor_context
             ctx = monitor_context(self.opts)
-        self.monitor = Monitor(self.opts, self.get_snapshot, self.log, ctx)
+        self.monitor = Monitor(self.opts, self.snapshots.get, self.log, ctx)
         self.monitor.start()
 
     def client_urls(self, advertised=True):
@@ -314,10 +298,7 @@ class Server:
 
     def client_closed(self, c, reason):
         self.clients.pop(c.cid, None)
-        rec = conn_record(c, MAX_CLOSED_SUB_DETAILS)     # never build more than the ring keeps
-        rec["stop"] = time.time()
-        rec["reason"] = reason
-        self.remember_closed(rec)
+        self.snapshots.remember_closed(c, reason)
         subs = list(c.subs.values())
         c.subs.clear()
         self.remove_closed_subs(subs, 0)
@@ -325,24 +306,6 @@ class Server:
         self._closed_out_bytes += c.out_bytes
         if self.log.debug_on:
             self.log.debug("%s - Client connection closed: %s" % (c.tag(), reason))
-
-    def remember_closed(self, rec):
-        """Append to the closed-connection ring within MAX_CLOSED_SUB_DETAILS.
-        (A list is replaced, never changed: snapshots may share it.)"""
-        ring, with_subs, cap = self.closed_conns, self._closed_with_subs, MAX_CLOSED_SUB_DETAILS
-        if len(ring) == ring.maxlen and with_subs and with_subs[0] is ring[0]:
-            self._closed_subs_n -= len(with_subs.popleft()["subs_detail"])   # about to drop out
-        n = len(rec["subs_detail"])
-        if n > cap:
-            rec["subs"], rec["subs_detail"], n = rec["subs"][:cap], rec["subs_detail"][:cap], cap
-        while self._closed_subs_n + n > cap:
-            old = with_subs.popleft()
-            self._closed_subs_n -= len(old["subs_detail"])
-            old["subs"], old["subs_detail"] = [], []
-        if n:
-            with_subs.append(rec)
-            self._closed_subs_n += n
-        ring.append(rec)
 
     # -- interest -----------------------------------------------------------
     def add_sub(self, sub):
@@ -380,97 +343,6 @@ class Server:
                     c.check_slow(now)
         if not self.shutting_down:
             self.reactor.call_later(SLOW_CHECK_INTERVAL, self.check_write_blocked)
-
-    # -- monitoring snapshot -------------------------------------------------
-    def get_snapshot(self, fresh=True, conns=True):
-        """Called from the monitor thread. Returns the snapshot built by the
-        reactor thread, asking for a fresh one first (waits up to 1 s; a
-        stalled reactor yields the previous snapshot, or None). Without
-        `conns` the per-connection lists are left out: /varz, /subsz and
-        /metrics need only totals, and listing 10k connections took ~65 ms."""
-        kind = bool(conns)
-        if fresh:
-            # Requests share one pending build of each kind: a build per
-            # request queued faster than the reactor could build them, and
-            # hammering the monitor froze every client.
-            with self._snap_lock:
-                ev = self._snap_next.get(kind)
-                queue = ev is None
-                if queue:
-                    ev = self._snap_next[kind] = threading.Event()
-            if queue:
-                self.reactor.call_soon_threadsafe(self._publish_snapshot, ev, kind)
-            ev.wait(1.0)
-        with self._snap_lock:
-            return self._snaps.get(kind)
-
-    def _publish_snapshot(self, ev, conns=True):
-        with self._snap_lock:
-            if self._snap_next.get(conns) is ev:
-                del self._snap_next[conns]      # later requests need a later build
-        snap = self.build_snapshot(conns)
-        with self._snap_lock:
-            self._snaps[conns] = snap
-        if ev is not None:
-            ev.set()
-
-    def build_snapshot(self, with_conns=True):
-        o = self.opts
-        conns = []
-        out_msgs = self._closed_out_msgs
-        out_bytes = self._closed_out_bytes
-        if with_conns:
-            for cid in sorted(self.clients):
-                c = self.clients[cid]
-                out_msgs += c.out_msgs
-                out_bytes += c.out_bytes
-                conns.append(conn_record(c))
-        else:
-            for c in self.clients.values():
-                out_msgs += c.out_msgs
-                out_bytes += c.out_bytes
-        routes = []
-        in_msgs = self.in_msgs
-        in_bytes = self.in_bytes
-        for rid in sorted(self.routes):
-            r = self.routes[rid]
-            out_msgs += r.out_msgs
-            out_bytes += r.out_bytes
-            routes.append(r.snapshot())
-        cluster = {"name": "", "host": o.cluster_host, "port": 0, "urls": []}
-        if self.cluster is not None:
-            cluster = {"name": self.cluster.name, "host": o.cluster_host or "0.0.0.0",
-                       "port": self.cluster.port, "urls": list(o.routes)}
-        mon = self.monitor
-        return {
-            "now": time.time(), "start": self.start_time, "config_load_time": self.config_load_time,
-            "server": {
-                "server_id": self.server_id, "server_name": self.server_name, "version": VERSION,
-                "proto": 1, "go": "python" + platform.python_version(), "host": o.host,
-                "port": getattr(self, "port", o.port), "auth_required": self.client_auth.required,
-                "tls_required": bool(o.tls), "tls_verify": bool(o.tls_verify),
-                "max_connections": o.max_connections, "ping_interval": o.ping_interval,
-                "ping_max": o.ping_max, "http_host": o.http_host or o.host,
-                "http_port": mon.http_port if mon else o.http_port,
-                "https_port": mon.https_port if mon else o.https_port,
-                "auth_timeout": self.client_auth.timeout, "max_control_line": self.max_control_line,
-                "max_payload": self.max_payload, "max_pending": self.max_pending,
-                "tls_timeout": o.tls_timeout, "write_deadline": o.write_deadline,
-                "max_subscriptions": o.max_subscriptions, "cluster": cluster,
-                "connect_urls": self.cluster.connect_urls() if self.cluster is not None else [],
-            },
-            "stats": {
-                "connections": len(self.clients), "total_connections": self.total_connections,
-                "routes": len(self.routes), "remotes": len(self.routes),
-                "in_msgs": in_msgs, "out_msgs": out_msgs, "in_bytes": in_bytes,
-                "out_bytes": out_bytes, "slow_consumers": self.slow_consumers,
-                "subscriptions": self.sublist.count,
-            },
-            "sublist": self.sublist.stats(),
-            "connections": conns,
-            "closed_connections": list(self.closed_conns) if with_conns else [],
-            "routes": routes,
-        }
 
     # -- lifecycle -----------------------------------------------------------
     def install_signal_handlers(self):
@@ -589,33 +461,6 @@ class Server:
             self.reactor.call_later(step * len(clients) + 0.05, self.shutdown)
         else:
             self.shutdown()
-
-
-def conn_record(c, max_subs=None):
-    """A client connection as plain data for the monitoring snapshot, with
-    at most `max_subs` subscriptions listed (the count stays complete)."""
-    subs = list(itertools.islice(c.subs.values(), max_subs))
-    return {
-        "cid": c.cid, "ip": c.ip, "port": c.port, "start": c.start,
-        "last_activity": c.last_activity, "rtt": c.rtt,
-        "pending_bytes": len(c.wbuf), "in_msgs": c.in_msgs, "out_msgs": c.out_msgs,
-        "in_bytes": c.in_bytes, "out_bytes": c.out_bytes,
-        "subscriptions": len(c.subs), "subs": [s.subject for s in subs],
-        "subs_detail": [_sub_detail(s, c.cid) for s in subs],
-        "name": c.name, "lang": c.lang, "version": c.version,
-        "tls_version": c.tls_version, "tls_cipher_suite": c.tls_cipher, "user": c.user,
-    }
-
-
-def _sub_detail(s, cid):
-    # no per-subscription message count: the fast path counts per
-    # connection only, and a wrong figure is worse than none
-    d = {"subject": s.subject, "sid": s.sid.decode("latin-1"), "cid": cid}
-    if s.queue is not None:
-        d["qgroup"] = s.queue
-    if s.max_msgs:
-        d["max"] = s.max_msgs
-    return d
 
 
 def _hostport(host, port):

@@ -17,9 +17,11 @@ import threading
 import time
 import unittest
 
+from gnats import endpoints as E
 from gnats import monitor as M
 from gnats.log import Logger
 from gnats.options import Options
+from gnats.sublist import subject_matches
 from tests.util import dependency_missing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -167,44 +169,44 @@ class TestFormatting(unittest.TestCase):
                  (1500000000, "1.5s"), (120 * 10**9, "2m0s"), (3600 * 10**9, "1h0m0s"),
                  (3723 * 10**9 + 5 * 10**8, "1h2m3.5s"), (-1500, "-1.5µs")]
         for ns, want in cases:
-            self.assertEqual(M.go_duration_ns(ns), want, ns)
+            self.assertEqual(E.go_duration_ns(ns), want, ns)
 
     def test_go_rtt_truncates_below_a_millisecond(self):
-        self.assertEqual(M.go_rtt(0.000547891), "547µs")
-        self.assertEqual(M.go_rtt(0.0123), "12.3ms")
-        self.assertEqual(M.go_rtt(0), "0s")
-        self.assertEqual(M.go_rtt(None), "0s")
+        self.assertEqual(E.go_rtt(0.000547891), "547µs")
+        self.assertEqual(E.go_rtt(0.0123), "12.3ms")
+        self.assertEqual(E.go_rtt(0), "0s")
+        self.assertEqual(E.go_rtt(None), "0s")
 
     def test_go_uptime(self):
         cases = [(0, "0s"), (4.9, "4s"), (64, "1m4s"), (18 * 3600 + 30 * 60 + 12, "18h30m12s"),
                  (86400 + 2 * 3600 + 3 * 60 + 4, "1d2h3m4s"), (86400, "1d0h0m0s"),
                  (366 * 86400 + 5, "1y1d0h0m5s"), (-3, "0s")]
         for secs, want in cases:
-            self.assertEqual(M.go_uptime(secs), want, secs)
+            self.assertEqual(E.go_uptime(secs), want, secs)
 
     def test_go_time(self):
         ts = 1461702034.684376
-        s = M.go_time(ts)
+        s = E.go_time(ts)
         self.assertRegex(s, RFC3339)
         self.assertTrue(s.split("T")[1].split(".")[1].startswith("684376"), s)
         # the offset is the local one; parse back to the same instant
         from datetime import datetime
         back = datetime.fromisoformat(s.replace("Z", "+00:00"))
         self.assertAlmostEqual(back.timestamp(), ts, places=5)
-        whole = M.go_time(1461702034.0)
+        whole = E.go_time(1461702034.0)
         self.assertNotIn(".", whole)       # Go omits a zero fraction
-        self.assertRegex(M.go_time(1461702034.5), r"\.5(Z|[+-])")   # trailing zeros trimmed
-        self.assertEqual(M.go_time(0), "0001-01-01T00:00:00Z")
+        self.assertRegex(E.go_time(1461702034.5), r"\.5(Z|[+-])")   # trailing zeros trimmed
+        self.assertEqual(E.go_time(0), "0001-01-01T00:00:00Z")
 
     def test_go_time_utc_is_z(self):
         old = os.environ.get("TZ")
         os.environ["TZ"] = "UTC"
         try:
             time.tzset()
-            self.assertTrue(M.go_time(1461702034.25).endswith(".25Z"))
+            self.assertTrue(E.go_time(1461702034.25).endswith(".25Z"))
             os.environ["TZ"] = "EST+5"
             time.tzset()
-            self.assertTrue(M.go_time(1461702034.25).endswith(".25-05:00"), M.go_time(1461702034.25))
+            self.assertTrue(E.go_time(1461702034.25).endswith(".25-05:00"), E.go_time(1461702034.25))
         finally:
             if old is None:
                 del os.environ["TZ"]
@@ -220,21 +222,21 @@ class TestFormatting(unittest.TestCase):
         self.assertEqual(json.loads(M.to_json({"rtt": "547µs"})), {"rtt": "547µs"})
 
     def test_query_values(self):
-        self.assertEqual(M.query_int({}, "limit", 1024), 1024)
-        self.assertEqual(M.query_int({"limit": ""}, "limit", 1024), 1024)
-        self.assertEqual(M.query_int({"limit": "7"}, "limit", 1024), 7)
+        self.assertEqual(E.query_int({}, "limit", 1024), 1024)
+        self.assertEqual(E.query_int({"limit": ""}, "limit", 1024), 1024)
+        self.assertEqual(E.query_int({"limit": "7"}, "limit", 1024), 7)
         for bad in ("abc", "-1", "1.5", " 1", "+1", "9" * 40, "١"):
             with self.assertRaises(M.QueryError, msg=bad):
-                M.query_int({"limit": bad}, "limit", 1024)
+                E.query_int({"limit": bad}, "limit", 1024)
         for v in ("1", "t", "true", "True", "TRUE"):
-            self.assertIs(M.query_bool({"subs": v}, "subs"), True)
+            self.assertIs(E.query_bool({"subs": v}, "subs"), True)
         for v in ("", "0", "f", "false"):
-            self.assertIs(M.query_bool({"subs": v}, "subs"), False)
-        self.assertEqual(M.query_bool({"subs": "detail"}, "subs", allow_detail=True), "detail")
+            self.assertIs(E.query_bool({"subs": v}, "subs"), False)
+        self.assertEqual(E.query_bool({"subs": "detail"}, "subs", allow_detail=True), "detail")
         with self.assertRaises(M.QueryError):
-            M.query_bool({"subs": "detail"}, "subs")
+            E.query_bool({"subs": "detail"}, "subs")
         with self.assertRaises(M.QueryError):
-            M.query_bool({"subs": "yes"}, "subs")
+            E.query_bool({"subs": "yes"}, "subs")
 
     def test_callback_names(self):
         for ok in ("cb", "app.cb_1", "$", "jQuery123_456", "a.b.c"):
@@ -246,7 +248,7 @@ class TestFormatting(unittest.TestCase):
                 M.jsonp_callback({"callback": bad})
 
     def test_subject_matches(self):
-        m = M.subject_matches
+        m = subject_matches
         self.assertTrue(m("foo", "foo"))
         self.assertFalse(m("foo", "foo.bar"))
         self.assertTrue(m("foo.*", "foo.bar"))
@@ -259,7 +261,7 @@ class TestFormatting(unittest.TestCase):
     def test_builders_tolerate_sparse_snapshots(self):
         # A snapshot missing optional parts still formats (no KeyError).
         snap = {"now": time.time(), "start": time.time() - 5}
-        v = M.build_varz(snap, Options(), {}, M.ProcStats())
+        v = E.build_varz(snap, {}, M.ProcStats())
         self.assertEqual(v["connections"], 0)
         self.assertEqual(M.build_connz(snap, {})["connections"], [])
         self.assertEqual(M.build_routez(snap, {})["routes"], [])
@@ -269,7 +271,7 @@ class TestFormatting(unittest.TestCase):
         snap = FakeServer().get_snapshot()
         snap["server"]["cluster"] = {"name": "c1", "host": "127.0.0.1", "port": 6222,
                                      "urls": ["nats://127.0.0.1:6223", "nats-route://u:p@h2:6224"]}
-        v = M.build_varz(snap, Options(), {}, M.ProcStats())
+        v = E.build_varz(snap, {}, M.ProcStats())
         self.assertEqual(v["cluster_port"], 6222)
         self.assertEqual(v["cluster"]["cluster_port"], 6222)
         self.assertEqual(v["cluster"]["name"], "c1")

@@ -193,29 +193,22 @@ class TestRegressions(unittest.TestCase):
         # every client that left after holding 100k subscriptions kept its
         # whole subscription list in the closed-connection ring: ~34 MB
         # each, 10,000 records deep (found by the abuse campaign)
-        import collections
-        from gnats import server as S
-        bed = stress.Bed()
-        srv = bed.server
-        saved = S.MAX_CLOSED_SUB_DETAILS
-        S.MAX_CLOSED_SUB_DETAILS = 100
-        srv.closed_conns = collections.deque(maxlen=5)
-        try:
-            def rec(n):
-                return {"subscriptions": n, "subs": ["s"] * n, "subs_detail": [{}] * n}
-            for n in (30, 0, 50, 40, 7, 500, 0, 0, 0, 3, 60, 60):
-                srv.remember_closed(rec(n))
-                ring = list(srv.closed_conns)
-                kept = sum(len(r["subs_detail"]) for r in ring)
-                self.assertLessEqual(kept, 100)
-                self.assertEqual(kept, srv._closed_subs_n)
-                self.assertEqual(len(ring[-1]["subs_detail"]), min(n, 100))   # newest first served
-                self.assertEqual(ring[-1]["subscriptions"], n)                 # the count stays true
-                self.assertTrue(all(len(r["subs"]) == len(r["subs_detail"]) for r in ring))
-            self.assertLessEqual(len(srv._closed_with_subs), 5)
-        finally:
-            S.MAX_CLOSED_SUB_DETAILS = saved
-            bed.close()
+        from gnats.snapshot import ClosedRing, ConnRecord, SubDetails
+        ring = ClosedRing(maxlen=5, max_details=100)
+
+        def rec(n):
+            return ConnRecord(subscriptions=n, subs=("s",) * n,
+                              subs_detail=SubDetails(("1",) * n, (None,) * n, (0,) * n))
+        for n in (30, 0, 50, 40, 7, 500, 0, 0, 0, 3, 60, 60):
+            ring.append(rec(n))
+            records = ring.records()
+            kept = sum(len(r.subs) for r in records)
+            self.assertLessEqual(kept, 100)
+            self.assertEqual(kept, ring.details)
+            self.assertEqual(len(records[-1].subs), min(n, 100))          # newest first served
+            self.assertEqual(records[-1].subscriptions, n)                 # the count stays true
+            self.assertTrue(all(len(r.subs) == len(d) for r in records for d in r.subs_detail))
+        self.assertLessEqual(len(ring._with_subs), 5)
 
     def test_server_survives_each_regression_over_a_socket(self):
         with ServerProcess() as srv:
