@@ -39,9 +39,8 @@ from . import VERSION
 from . import parser as P
 from .conn import Connection, set_socket_options
 from .delivery import build_fast_bases, deliver, fast_entry, match_publish
-from .dial import Dial
 from .inbound import cache_entry, process_input
-from .listener import Listener, bind_listener
+from .net import Dial, Listener, bind_listener
 from .parser import ProtocolError
 from .reactor import EVENT_READ
 from .sublist import Subscription, valid_subject

@@ -23,7 +23,7 @@ from . import RELEASE, SERVER_NAME, VERSION
 from . import parser as P
 from .client import Client
 from .conn import set_socket_options
-from .listener import Listener, bind_listener
+from .net import Listener, bind_listener
 from .reactor import EVENT_READ, Reactor
 from .sublist import Sublist
 
