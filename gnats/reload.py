@@ -276,7 +276,7 @@ class ClusterRoutes(Concern):
         self.add, self.remove = [], []
         if srv.cluster is None or "routes" not in changed:
             return
-        from .route import RouteURL
+        from .cluster import RouteURL
         self.add = [u for u in new.routes if u not in old.routes]
         self.remove = [u for u in old.routes if u not in new.routes]
         try:
@@ -295,7 +295,7 @@ class ClusterRoutes(Concern):
 def _update_routes(cl, add, remove):
     """Dial the added URLs (RouteURL); drop the routes of the removed ones
     (URL texts) for good, as nats-server's routesOption."""
-    from .route import Solicit
+    from .cluster import Solicit
     keep = []
     for s in cl.configured:
         if s.url.text in remove:

@@ -108,7 +108,7 @@ class Server:
         if o.http_port or o.https_port:
             self.start_monitor()
         if o.cluster_port:
-            from .route import Cluster
+            from .cluster import Cluster
             self.cluster = Cluster(self)
             self.cluster.start()
         port = o.port
