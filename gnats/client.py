@@ -65,10 +65,10 @@ class Client(Connection):
     def trace_in(self, line):
         if line.lstrip()[:7].upper() == b"CONNECT":
             line = mask_connect(line)     # never log secrets
-        self.log.trace("%s - <<- [%s]" % (self.tag(), _show(line)))
+        self.log.trace("%s - <<- [%s]" % (self.tag(), P.show(line)))
 
     def trace_out(self, line):
-        self.log.trace("%s - ->> [%s]" % (self.tag(), _show(line)))
+        self.log.trace("%s - ->> [%s]" % (self.tag(), P.show(line)))
 
     # the hot loop: see inbound.py
     process = process_input
@@ -165,7 +165,7 @@ class Client(Connection):
             raise ProtocolError(P.ERR_PARSER, "payload not followed by CRLF")
         if self.log.trace_on:
             self.trace_in(line)
-            self.log.trace("%s - <<- MSG_PAYLOAD: [%s]" % (self.tag(), _show(buf[after:end])))
+            self.log.trace("%s - <<- MSG_PAYLOAD: [%s]" % (self.tag(), P.show(buf[after:end])))
         self.ok()
         payload = buf[after:end + 2]
         self.publish(subject, reply, -1, payload, result)
@@ -375,8 +375,3 @@ class Client(Connection):
 def _str(v):
     return v if isinstance(v, str) else ("" if v is None else str(v))
 
-
-def _show(b):
-    if isinstance(b, (bytes, bytearray)):
-        b = bytes(b).decode("utf-8", "replace")
-    return b.rstrip("\r\n")

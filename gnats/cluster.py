@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 from . import VERSION
 from .conn import set_socket_options
-from .net import Dial, Listener, bind_listener
+from .net import Dial, Listener, bind_listener, hostport
 from .reactor import EVENT_READ
 from .route import Route
 from .sublist import Subscription
@@ -70,9 +70,7 @@ class RouteURL:
         self.password = unquote(u.password) if u.password else ""
 
     def hostport(self):
-        if ":" in self.host:
-            return "[%s]:%d" % (self.host, self.port)
-        return "%s:%d" % (self.host, self.port)
+        return hostport(self.host, self.port)
 
     def redacted(self):
         """The URL for logs: never the password."""
@@ -80,12 +78,6 @@ class RouteURL:
         if self.user:
             cred = self.user + (":xxxxx" if self.password else "") + "@"
         return "%s://%s%s" % (self.scheme, cred, self.hostport())
-
-
-def _hostport(host, port):
-    if ":" in host:
-        return "[%s]:%d" % (host, port)
-    return "%s:%d" % (host, port)
 
 
 class Solicit:
@@ -222,7 +214,7 @@ class Cluster:
         self.log.notice("Cluster name is %s" % self.name)
         if self.name_dynamic:
             self.log.warn("Cluster name was dynamically generated, consider setting one")
-        self.log.notice("Listening for route connections on %s" % _hostport(host, self.port))
+        self.log.notice("Listening for route connections on %s" % hostport(host, self.port))
         if self.tls_server_ctx is not None:
             self.log.notice("TLS required for route connections")
 
@@ -272,7 +264,7 @@ class Cluster:
         if not o.cluster_no_advertise:
             info["connect_urls"] = srv.client_urls()
         if adv:
-            info["ip"] = "nats-route://%s/" % _hostport(host, port)
+            info["ip"] = "nats-route://%s/" % hostport(host, port)
         return info
 
     def connect_urls(self):
@@ -482,7 +474,7 @@ class Cluster:
             port = info.get("port")
             if not isinstance(port, int):
                 return
-            info["ip"] = "nats-route://%s/" % _hostport(r.ip, port)
+            info["ip"] = "nats-route://%s/" % hostport(r.ip, port)
         line = ("INFO %s\r\n" % json.dumps(info, separators=(",", ":"))).encode()
         for other in self.remotes.values():
             if other is not r:
@@ -498,7 +490,7 @@ class Cluster:
             if isinstance(ip, str) and ip:
                 url = RouteURL(ip)
             else:
-                url = RouteURL("nats-route://%s/" % _hostport(str(info.get("host")), int(info.get("port"))))
+                url = RouteURL("nats-route://%s/" % hostport(str(info.get("host")), int(info.get("port"))))
         except (ValueError, TypeError):
             self.log.error("Error parsing URL from INFO: %r" % ip)
             return

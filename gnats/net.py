@@ -1,7 +1,7 @@
 """Socket plumbing shared by every connection kind, driven by the reactor:
 listening sockets (bind IPv4 or IPv6, port 0 for a free one, hand accepted
 sockets to a callback: the client and route ports) and a nonblocking TCP
-connect (routes dial with it)."""
+connect (routes dial with it); how addresses are written and advertised."""
 
 import errno
 import os
@@ -129,3 +129,30 @@ class Dial:
     def _fail(self, why):
         self.closed = True
         self.failed(why)
+
+
+def hostport(host, port):
+    """host:port, with an IPv6 host in brackets ([::1]:4222)."""
+    if ":" in host:
+        return "[%s]:%d" % (host, port)
+    return "%s:%d" % (host, port)
+
+
+_LOCAL_IP = None
+
+
+def local_ip():
+    """A non-loopback address of this host for advertising, else 127.0.0.1."""
+    global _LOCAL_IP
+    if _LOCAL_IP is None:
+        ip = "127.0.0.1"
+        try:
+            for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+                a = info[4][0]
+                if not a.startswith("127."):
+                    ip = a
+                    break
+        except OSError:
+            pass
+        _LOCAL_IP = ip
+    return _LOCAL_IP

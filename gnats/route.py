@@ -30,12 +30,6 @@ MAX_JSON_LINE = 64 * 1024   # INFO/CONNECT may be longer than max_control_line
 MAX_REMOTE_SUBS = 1 << 20   # interest entries one peer may register (memory bound)
 
 
-def _show(b):
-    if isinstance(b, (bytes, bytearray)):
-        b = bytes(b).decode("utf-8", "replace")
-    return b.rstrip("\r\n")
-
-
 def _masked(line):
     """A CONNECT line with its password hidden (both directions are traced)."""
     if line.lstrip()[:7].upper() == b"CONNECT":
@@ -88,10 +82,10 @@ class Route(Connection):
 
     # -- tracing -------------------------------------------------------
     def trace_in(self, line):
-        self.log.trace("%s - <<- [%s]" % (self.tag(), _show(_masked(line))))
+        self.log.trace("%s - <<- [%s]" % (self.tag(), P.show(_masked(line))))
 
     def trace_out(self, line):
-        self.log.trace("%s - ->> [%s]" % (self.tag(), _show(_masked(line))))
+        self.log.trace("%s - ->> [%s]" % (self.tag(), P.show(_masked(line))))
 
     def send_proto(self, line):
         """Queue one control line (CRLF included)."""
@@ -170,7 +164,7 @@ class Route(Connection):
         elif op == b"CONNECT":
             self.process_connect(P.parse_json_arg(line, 7))
         elif op == b"-ERR":
-            text = _show(line[4:]).strip()
+            text = P.show(line[4:]).strip()
             self.log.error("%s - Route Error %s" % (self.tag(), text))
             self.close_conn("Remote Error")
         elif op == b"+OK":
@@ -223,7 +217,7 @@ class Route(Connection):
         trace = self.log.trace_on
         if trace:
             self.trace_in(line)
-            self.log.trace("%s - <<- MSG_PAYLOAD: [%s]" % (self.tag(), _show(buf[after:end])))
+            self.log.trace("%s - <<- MSG_PAYLOAD: [%s]" % (self.tag(), P.show(buf[after:end])))
         if acc != b"$G":
             return None                 # another account (a Go node's $SYS): not ours
         srv = self.server

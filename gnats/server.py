@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import sys
 import threading
 import time
@@ -23,7 +22,7 @@ from . import RELEASE, SERVER_NAME, VERSION
 from . import parser as P
 from .client import Client
 from .conn import set_socket_options
-from .net import Listener, bind_listener
+from .net import Listener, bind_listener, hostport, local_ip
 from .reactor import EVENT_READ, Reactor
 from .sublist import Sublist
 
@@ -119,7 +118,7 @@ class Server:
         sock = bind_listener(o.host, port)
         self.port = sock.getsockname()[1]
         self.listener = Listener(self.reactor, sock, self.accept_client)
-        log.notice("Listening for client connections on %s" % _hostport(o.host, self.port))
+        log.notice("Listening for client connections on %s" % hostport(o.host, self.port))
         if self.client_auth.plaintext_passwords:
             from .auth import PLAINTEXT_WARNING
             log.warn(PLAINTEXT_WARNING)
@@ -158,7 +157,7 @@ class Server:
         connect."""
         host = (advertised and self.opts.client_advertise) or self.opts.host
         if host in ("", "0.0.0.0", "::"):
-            host = _local_ip()
+            host = local_ip()
         if ":" in host and not host.startswith("["):
             if host.count(":") == 1:
                 return [host]
@@ -180,9 +179,9 @@ class Server:
         ports = {"nats": ["nats://%s" % u for u in self.client_urls(advertised=False)]}
         if self.monitor is not None:
             if self.monitor.http_port:
-                ports["monitoring"] = ["http://%s:%d" % (_local_ip(), self.monitor.http_port)]
+                ports["monitoring"] = ["http://%s:%d" % (local_ip(), self.monitor.http_port)]
         if self.cluster is not None:
-            ports["cluster"] = ["nats://%s:%d" % (_local_ip(), self.cluster.port)]
+            ports["cluster"] = ["nats://%s:%d" % (local_ip(), self.cluster.port)]
         path = os.path.join(d, "%s_%d.ports" % (os.path.basename(sys.argv[0] or "gnatsd").split(".")[0], os.getpid()))
         try:
             with open(path, "w") as f:
@@ -614,29 +613,3 @@ def _sub_detail(s, cid):
     if s.max_msgs:
         d["max"] = s.max_msgs
     return d
-
-
-def _hostport(host, port):
-    if ":" in host:
-        return "[%s]:%d" % (host, port)
-    return "%s:%d" % (host, port)
-
-
-_LOCAL_IP = None
-
-
-def _local_ip():
-    """A non-loopback address of this host for advertising, else 127.0.0.1."""
-    global _LOCAL_IP
-    if _LOCAL_IP is None:
-        ip = "127.0.0.1"
-        try:
-            for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
-                a = info[4][0]
-                if not a.startswith("127."):
-                    ip = a
-                    break
-        except OSError:
-            pass
-        _LOCAL_IP = ip
-    return _LOCAL_IP
