@@ -285,7 +285,8 @@ class Client(Connection):
         if not self.authed or (again and self.server.client_auth.required):
             # as nats-server, every CONNECT is checked, a second one too:
             # wrong credentials there close the connection
-            self.server.authorize_client(self, obj)
+            srv = self.server
+            srv.authorizer.authorize(self, obj, lambda: srv.client_auth, self.auth_done)
             return
         self.ok()
 
@@ -314,9 +315,6 @@ class Client(Connection):
         """Called (on the reactor thread) when credentials were accepted."""
         self.authed = True
         self.user = user or ""
-        for t in self.timers:
-            if t.fn == self.auth_timeout:
-                t.cancel()
         self.ok()
 
     def auth_timeout(self):
@@ -361,12 +359,6 @@ class Client(Connection):
             self.start_tls(self.tls_ctx, True, self.server.opts.tls_timeout)
             return
         Connection.on_readable(self)
-
-    def on_tls_ready(self):
-        if self.log.debug_on:
-            from .tls import describe
-            self.log.debug("%s - TLS handshake complete" % self.tag())
-            self.log.debug("%s - %s" % (self.tag(), describe(self.sock)))
 
     def info_json(self):
         return json.dumps(self.server.client_info(self), separators=(",", ":"))

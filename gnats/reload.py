@@ -20,12 +20,12 @@ New handshakes use the new context; established connections keep theirs.
 Credentials: when the client (or cluster) authorization changed, every
 authenticated connection is checked again against the new one (Go's
 reloadAuthorization / isRouterAuthorized); a bcrypt check runs in the
-server's auth worker pool and its verdict comes back through the reactor's
-call_soon_threadsafe, so a reload with many rotated hashes never stalls
-traffic. Until its verdict arrives a connection keeps working on the
-credentials it passed under the previous configuration, as in Go. A
-connection that never sent CONNECT while authorization was off is closed
-when a reload turns it on (it has no credentials to check).
+auth worker pool (gnats/authorize.py) and its verdict comes back through
+the reactor's call_soon_threadsafe, so a reload with many rotated hashes
+never stalls traffic. Until its verdict arrives a connection keeps
+working on the credentials it passed under the previous configuration, as
+in Go. A connection that never sent CONNECT while authorization was off is
+closed when a reload turns it on (it has no credentials to check).
 
 Everything here runs on the reactor thread, except the bcrypt checks.
 """
@@ -374,7 +374,6 @@ def apply_options(srv, new):
 
 def recheck_clients(srv, auth):
     """Every client against the client authorization now in force (D1, D5)."""
-    pool = None
     for c in list(srv.clients.values()):
         if c.closed:
             continue
@@ -384,19 +383,14 @@ def recheck_clients(srv, auth):
         if not c.authed or c.paused:
             # Not yet authenticated: its CONNECT is checked against the auth
             # in force when it arrives (an in-flight check is redone if the
-            # auth changed meanwhile; see Server._auth_result).
+            # auth changed meanwhile; see gnats/authorize.py).
             continue
         if not c.connected:
             # Let in while authorization was off and never sent CONNECT:
             # nothing to check, so it goes, as in nats-server.
             _client_violation(c)
             continue
-        obj = c.connect_obj or {}
-        if auth.needs_slow_check(obj):
-            pool = pool or srv._auth_pool()
-            pool.submit(_slow_check, srv, auth, obj, _client_verdict, c)
-        else:
-            _client_verdict(srv, auth, c, auth.check(obj))
+        srv.authorizer.check(auth, c.connect_obj or {}, _client_verdict, srv, auth, c)
 
 
 def recheck_routes(srv, auth):
@@ -405,17 +399,7 @@ def recheck_routes(srv, auth):
     for r in list(srv.cluster.conns.values()):
         if r.closed or r.did_solicit or not r.ready:
             continue                # unready routes are checked at CONNECT
-        obj = r.connect_obj or {}
-        if auth.needs_slow_check(obj):
-            srv._auth_pool().submit(_slow_check, srv, auth, obj, _route_verdict, r)
-        else:
-            _route_verdict(srv, auth, r, auth.check(obj))
-
-
-def _slow_check(srv, auth, obj, verdict, conn):
-    # runs in an auth worker thread; the verdict is applied on the reactor
-    user = auth.check(obj)
-    srv.reactor.call_soon_threadsafe(verdict, srv, auth, conn, user)
+        srv.authorizer.check(auth, r.connect_obj or {}, _route_verdict, srv, auth, r)
 
 
 def _client_verdict(srv, auth, c, user):

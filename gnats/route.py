@@ -120,10 +120,6 @@ class Route(Connection):
             self.log.debug("%s - Route connect msg sent" % self.tag())
 
     def on_tls_ready(self):
-        if self.log.debug_on:
-            from .tls import describe
-            self.log.debug("%s - TLS handshake complete" % self.tag())
-            self.log.debug("%s - %s" % (self.tag(), describe(self.sock)))
         if self.did_solicit:
             self.send_connect()
         else:
@@ -308,37 +304,14 @@ class Route(Connection):
         if self.did_solicit or self.ready:
             return                      # nothing to learn from a second CONNECT
         self.connect_obj = obj
-        auth = self.cluster.auth
-        if auth.needs_slow_check(obj):
-            self.paused = True
-            srv = self.server
+        cluster = self.cluster
+        self.server.authorizer.authorize(self, obj, lambda: cluster.auth, self.auth_done)
 
-            def work():
-                user = auth.check(obj)
-                self.reactor.call_soon_threadsafe(self._auth_result, obj, user, auth)
-            srv._auth_pool().submit(work)
-            return
-        self._auth_result(obj, auth.check(obj), auth)
-
-    def _auth_result(self, obj, user, auth):
-        if self.closed:
-            return
-        if auth is not self.cluster.auth:
-            self.process_connect(obj)   # a reload changed the credentials meanwhile
-            return
-        resume = self.paused
-        self.paused = False
-        if user is None:
-            self.refuse_auth()
-            return
-        if not self.cluster.accept_connect(self, obj):
-            return
-        self.ready = True
-        for t in self.timers:
-            if t.fn == self.auth_timeout:
-                t.cancel()
-        if resume and self.pend:
-            self.feed(b"")
+    def auth_done(self, user):
+        """CONNECT passed authorization (gnats/authorize.py); the cluster
+        may still refuse the route (to ourselves, another cluster name)."""
+        if self.cluster.accept_connect(self, self.connect_obj):
+            self.ready = True
 
     def process_info(self, info):
         sid = info.get("server_id")

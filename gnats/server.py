@@ -20,6 +20,7 @@ from collections import deque
 
 from . import RELEASE, SERVER_NAME, VERSION
 from . import parser as P
+from .authorize import Authorizer
 from .client import Client
 from .conn import set_socket_options
 from .net import Listener, bind_listener, hostport, local_ip
@@ -78,6 +79,7 @@ class Server:
         self._snaps = {}            # with connection lists (True) or not -> latest
         self._snap_next = {}        # kind -> event of a requested build not yet started
         self.client_auth = _client_auth(opts)
+        self.authorizer = Authorizer(self.reactor)    # CONNECT checks off the reactor thread
         self.apply_limits()
 
     def apply_limits(self):
@@ -265,49 +267,6 @@ class Server:
         for c in list(self.clients.values()):
             if c.protocol >= 1 and c.connected and not c.closed and c.authed:
                 c.send_now(("INFO %s \r\n" % c.info_json()).encode())
-
-    def authorize_client(self, c, connect):
-        """CONNECT from a client that must authenticate. A bcrypt check runs
-        in a worker thread (it takes ~0.1 s by design) while the client's
-        further input waits, so the reactor stays responsive."""
-        auth = self.client_auth
-        if auth.needs_slow_check(connect):
-            c.paused = True
-
-            def work():
-                user = auth.check(connect)
-                self.reactor.call_soon_threadsafe(self._auth_result, c, user, auth)
-            self._auth_pool().submit(work)
-            return
-        self._auth_result(c, auth.check(connect), auth)
-
-    _pool = None
-
-    def _auth_pool(self):
-        # Two workers: bcrypt releases the GIL, and a flood of connections
-        # then queues instead of spawning a thread each.
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth")
-        return self._pool
-
-    def _auth_result(self, c, user, auth):
-        if c.closed:
-            return
-        if auth is not self.client_auth:
-            # a reload replaced the credentials while this check ran:
-            # check again against those in force now
-            self.authorize_client(c, c.connect_obj or {})
-            return
-        if user is None:
-            c.refuse_auth()
-            return
-        c.auth_done(user)
-        if c.paused:
-            c.paused = False
-            if c.pend:
-                c.feed(b"")
-        self.reactor.dirty.add(c)
 
     def client_closed(self, c, reason):
         self.clients.pop(c.cid, None)
@@ -522,8 +481,7 @@ class Server:
     def _cleanup(self):
         # An embedded server lives on in its process: leave no thread, pipe
         # or selector behind (a bcrypt check still running is waited for).
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        self.authorizer.close()
         self.reactor.close()
         if self.opts.pid_file:
             try:
