@@ -169,7 +169,6 @@ class Cluster:
         self.listener = None
         self.shutting_down = False
         self.conns = {}             # rid -> Route: every route connection
-        self.routes = server.routes  # rid -> Route: registered routes only
         self.remotes = {}           # remote server_id -> registered Route
         self.next_rid = 0
         self.plain_refs = {}        # subject -> local plain subscriptions
@@ -431,11 +430,9 @@ class Cluster:
         r.registered = False
         if self.remotes.get(r.remote_id) is r:
             del self.remotes[r.remote_id]
-        if self.routes.pop(r.rid, None) is not None:
-            srv = self.server
-            srv._closed_out_msgs += r.out_msgs
-            srv._closed_out_bytes += r.out_bytes
-            r.out_msgs = r.out_bytes = 0
+        srv = self.server
+        if srv.routes.pop(r.rid, None) is not None:     # the server's registry
+            srv.retire_counters(r)
 
     def _keeps(self, existing, new):
         """Of two routes to one server, keep the one dialled by the server
@@ -451,7 +448,7 @@ class Cluster:
     def register(self, r):
         sid = r.remote_id
         self.remotes[sid] = r
-        self.routes[r.rid] = r
+        self.server.routes[r.rid] = r
         r.registered = True
         if r.solicit is not None:
             r.solicit.remote_id = sid
@@ -526,14 +523,8 @@ class Cluster:
         self.conns.pop(r.rid, None)
         self.log.notice("%s - Router connection closed: %s" % (r.tag(), reason))
         was_registered = r.registered and self.remotes.get(r.remote_id) is r
-        r.remove_remote_subs()
-        r.registered = False
+        self.unregister(r)
         if was_registered:
-            del self.remotes[r.remote_id]
-            self.routes.pop(r.rid, None)
-            srv = self.server
-            srv._closed_out_msgs += r.out_msgs
-            srv._closed_out_bytes += r.out_bytes
             self._update_urls()
         s = r.solicit
         if s is not None and s.route is r:

@@ -93,6 +93,13 @@ class Server:
     _closed_out_msgs = 0
     _closed_out_bytes = 0
 
+    def retire_counters(self, conn):
+        """A connection leaves the registry: its out counters join the
+        closed totals (zeroed, so they are never counted twice)."""
+        self._closed_out_msgs += conn.out_msgs
+        self._closed_out_bytes += conn.out_bytes
+        conn.out_msgs = conn.out_bytes = 0
+
     # -- start -------------------------------------------------------------
     def start(self):
         o = self.opts
@@ -277,8 +284,7 @@ class Server:
         subs = list(c.subs.values())
         c.subs.clear()
         self.remove_closed_subs(subs, 0)
-        self._closed_out_msgs += c.out_msgs
-        self._closed_out_bytes += c.out_bytes
+        self.retire_counters(c)
         if self.log.debug_on:
             self.log.debug("%s - Client connection closed: %s" % (c.tag(), reason))
 
