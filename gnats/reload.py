@@ -155,6 +155,8 @@ class Limits(Concern):
                 v = getattr(new, f)
                 text = go_duration(v) if f in ("ping_interval", "write_deadline") else _go(v)
                 srv.log.notice("Reloaded: %s = %s" % (f, text))
+        if "ping_interval" in changed:
+            rearm_pings(srv, new.ping_interval)
         excess = len(srv.clients) - new.max_connections
         if "max_connections" in changed and excess > 0:
             for c in list(srv.clients.values())[-excess:]:   # the newest go first
@@ -370,6 +372,23 @@ def apply_options(srv, new):
     for c in active:
         c.commit(srv, old, new, changed)
     srv.log.notice("Reloaded server configuration")
+
+
+def rearm_pings(srv, interval):
+    """The keep-alive PING already armed for each connection, client or
+    route, goes by the new interval from now (later ones re-arm from the
+    options in force anyway): shortened from 2 minutes, it would otherwise
+    wait out the old one."""
+    conns = list(srv.clients.values())
+    if srv.cluster is not None:
+        conns += list(srv.cluster.conns.values())
+    for c in conns:
+        if c.closed:
+            continue
+        for t in c.timers:
+            if t.fn == c.ping_timer:
+                t.cancel()
+        c.timers.append(c.reactor.call_later(interval, c.ping_timer))
 
 
 def recheck_clients(srv, auth):
