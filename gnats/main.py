@@ -1,5 +1,6 @@
 """Entry point: options, logger, server, run."""
 
+import functools
 import gc
 import sys
 
@@ -8,7 +9,7 @@ from .log import Logger
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    from .cli import main_options
+    from .cli import build_options, main_options
     opts = main_options(argv)       # prints and exits for -h, -v, errors
     try:
         log = Logger(debug=opts.debug, trace=opts.trace, logtime=opts.logtime,
@@ -26,7 +27,8 @@ def main(argv=None):
     # keeps the same collector with fewer, still small, passes.
     gc.set_threshold(10000, 20, 20)
     try:
-        server = Server(opts, log)
+        # a SIGHUP reload builds the options again from the same command line
+        server = Server(opts, log, rebuild=functools.partial(build_options, opts.cmdline))
     except (ValueError, OSError) as e:
         log.fatal("Error configuring server: %s" % e)
         return 1

@@ -366,8 +366,6 @@ def apply_options(srv, new):
         for c in active:
             c.abandon()
         raise
-    if getattr(new, "cmdline", None) is None and hasattr(old, "cmdline"):
-        new.cmdline = old.cmdline
     srv.opts = new
     for c in active:
         c.commit(srv, old, new, changed)

@@ -49,8 +49,9 @@ def _client_auth(opts):
 
 
 class Server:
-    def __init__(self, opts, log):
+    def __init__(self, opts, log, rebuild=None):
         self.opts = opts
+        self.rebuild = rebuild      # () -> fresh Options for a SIGHUP reload (main.py's)
         self.log = log
         self.reactor = Reactor(log)
         self.sublist = Sublist()
@@ -506,17 +507,16 @@ class Server:
 
     # -- reload (SIGHUP) -----------------------------------------------------
     def reload(self):
-        """Re-read the configuration file and the command line, then apply
-        them (gnats/reload.py); a bad file or a refused change keeps the
-        running configuration."""
-        cmdline = getattr(self.opts, "cmdline", None)
-        if cmdline is None or not self.opts.config_file:
+        """Build the options again with `rebuild` (main.py re-reads the
+        configuration file and the command line), then apply them
+        (gnats/reload.py); a bad file or a refused change keeps the running
+        configuration."""
+        if self.rebuild is None or not self.opts.config_file:
             self.log.error("Failed to reload server configuration: no configuration file")
             return
-        from .cli import build_options
         from .reload import ReloadError
         try:
-            self.apply_options(build_options(cmdline))
+            self.apply_options(self.rebuild())
         except (ReloadError, ValueError, OSError) as e:    # ConfigError is a ValueError
             self.log.error("Failed to reload server configuration: %s" % e)
 
