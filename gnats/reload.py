@@ -33,6 +33,7 @@ Everything here runs on the reactor thread, except the bcrypt checks.
 import dataclasses
 
 from . import parser as P
+from . import procfiles
 
 
 class ReloadError(Exception):
@@ -320,11 +321,11 @@ class Process(Concern):
     def commit(self, srv, old, new, changed):
         log = srv.log
         if "pid_file" in changed and new.pid_file:
-            srv.write_pid_file()
+            procfiles.write_pid_file(srv)
             log.notice("Reloaded: pid_file = %s" % new.pid_file)
         if "ports_file_dir" in changed:
-            srv.remove_ports_file()
-            srv.write_ports_file()
+            procfiles.remove_ports_file(srv)
+            procfiles.write_ports_file(srv)
             log.notice("Reloaded: ports_file_dir = %s" % new.ports_file_dir)
         if "client_advertise" in changed:
             # INFO is built per connection from the options: nothing to redo

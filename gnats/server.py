@@ -9,17 +9,16 @@ live connection state.
 
 import base64
 import itertools
-import json
 import os
 import platform
 import signal
-import sys
 import threading
 import time
 from collections import deque
 
 from . import RELEASE, SERVER_NAME, VERSION
 from . import parser as P
+from . import procfiles
 from .authorize import Authorizer
 from .client import Client
 from .conn import set_socket_options
@@ -135,8 +134,8 @@ class Server:
         if o.tls:
             log.notice("TLS required for client connections")
         log.debug("server id is %s" % self.server_id)
-        self.write_pid_file()
-        self.write_ports_file()
+        procfiles.write_pid_file(self)
+        procfiles.write_ports_file(self)
         self.reactor.call_later(SLOW_CHECK_INTERVAL, self.check_write_blocked)
         log.notice("Server is ready")
         if self.cluster is not None:
@@ -148,6 +147,7 @@ class Server:
         self.tls_context = server_context(o)
         self.tls_digest = files_digest(o.tls_cert, o.tls_key, o.tls_ca_cert)
 
+    ports_file = ""             # the ports file written (procfiles.py), removed at exit
     tls_context = None
     tls_digest = ""             # of the certificate files in use (reload spots rotation)
 
@@ -173,34 +173,6 @@ class Server:
                 return [host]
             host = "[%s]" % host
         return ["%s:%d" % (host, self.port)]
-
-    def write_pid_file(self):
-        if self.opts.pid_file:
-            try:
-                with open(self.opts.pid_file, "w") as f:
-                    f.write(str(os.getpid()))
-            except OSError as e:
-                self.log.error("Could not write pid file: %s" % e)
-
-    def write_ports_file(self):
-        d = self.opts.ports_file_dir
-        if not d:
-            return
-        ports = {"nats": ["nats://%s" % u for u in self.client_urls(advertised=False)]}
-        if self.monitor is not None:
-            if self.monitor.http_port:
-                ports["monitoring"] = ["http://%s:%d" % (local_ip(), self.monitor.http_port)]
-        if self.cluster is not None:
-            ports["cluster"] = ["nats://%s:%d" % (local_ip(), self.cluster.port)]
-        path = os.path.join(d, "%s_%d.ports" % (os.path.basename(sys.argv[0] or "gnatsd").split(".")[0], os.getpid()))
-        try:
-            with open(path, "w") as f:
-                json.dump(ports, f)
-            self.ports_file = path
-        except OSError as e:
-            self.log.error("Could not write ports file: %s" % e)
-
-    ports_file = ""
 
     # -- clients -------------------------------------------------------------
     def accept_client(self, sock, addr):
@@ -490,20 +462,8 @@ class Server:
         # or selector behind (a bcrypt check still running is waited for).
         self.authorizer.close()
         self.reactor.close()
-        if self.opts.pid_file:
-            try:
-                os.unlink(self.opts.pid_file)
-            except OSError:
-                pass
-        self.remove_ports_file()
-
-    def remove_ports_file(self):
-        if self.ports_file:
-            try:
-                os.unlink(self.ports_file)
-            except OSError:
-                pass
-            self.ports_file = ""
+        procfiles.remove_pid_file(self)
+        procfiles.remove_ports_file(self)
 
     # -- reload (SIGHUP) -----------------------------------------------------
     def reload(self):
