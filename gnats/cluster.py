@@ -23,6 +23,7 @@ import random
 from urllib.parse import unquote, urlsplit
 
 from . import VERSION
+from .auth import RouteAuth
 from .conn import set_socket_options
 from .net import Dial, Listener, bind_listener, hostport
 from .reactor import EVENT_READ
@@ -176,7 +177,6 @@ class Cluster:
         self._urls = []             # connect_urls for clients
         self.configured = [Solicit(self, RouteURL(u), True) for u in o.routes]
         self.implicit = {}          # host:port -> Solicit learned by gossip
-        from .auth import RouteAuth
         self.auth = RouteAuth(o)
         self.tls_server_ctx = self.tls_client_ctx = None
         self.tls_digest = ""        # of the certificate files in use (reload spots rotation)

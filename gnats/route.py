@@ -20,6 +20,7 @@ Go node's `$SYS`) are read and ignored.
 import json
 
 from . import parser as P
+from .auth import mask_connect
 from .conn import Connection
 from .delivery import build_fast_bases, deliver, fast_entry, match_publish
 from .inbound import cache_entry, process_input
@@ -33,7 +34,6 @@ MAX_REMOTE_SUBS = 1 << 20   # interest entries one peer may register (memory bou
 def _masked(line):
     """A CONNECT line with its password hidden (both directions are traced)."""
     if line.lstrip()[:7].upper() == b"CONNECT":
-        from .auth import mask_connect
         return mask_connect(bytes(line))
     return line
 

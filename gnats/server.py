@@ -19,11 +19,14 @@ from collections import deque
 from . import RELEASE, SERVER_NAME, VERSION
 from . import parser as P
 from . import procfiles
+from .auth import PLAINTEXT_WARNING, ClientAuth
 from .authorize import Authorizer
 from .client import Client
+from .cluster import Cluster
 from .conn import set_socket_options
 from .net import Listener, bind_listener, hostport, local_ip
 from .reactor import EVENT_READ, Reactor
+from .reload import ReloadError, apply_options as apply_reload
 from .sublist import Sublist
 
 SLOW_CHECK_INTERVAL = 0.25  # how often write-blocked connections are checked
@@ -40,11 +43,6 @@ def new_server_id():
     # nats-server 2.x ids: 56 upper-case base32 characters starting with 'N'
     raw = base64.b32encode(os.urandom(35)).decode().rstrip("=")
     return ("N" + raw)[:56]
-
-
-def _client_auth(opts):
-    from .auth import ClientAuth
-    return ClientAuth(opts)
 
 
 class Server:
@@ -78,7 +76,7 @@ class Server:
         self._snap_lock = threading.Lock()
         self._snaps = {}            # with connection lists (True) or not -> latest
         self._snap_next = {}        # kind -> event of a requested build not yet started
-        self.client_auth = _client_auth(opts)
+        self.client_auth = ClientAuth(opts)
         self.authorizer = Authorizer(self.reactor)    # CONNECT checks off the reactor thread
         self.apply_limits()
 
@@ -116,7 +114,6 @@ class Server:
         if o.http_port or o.https_port:
             self.start_monitor()
         if o.cluster_port:
-            from .cluster import Cluster
             self.cluster = Cluster(self)
             self.cluster.start()
         port = o.port
@@ -129,7 +126,6 @@ class Server:
         self.listener = Listener(self.reactor, sock, self.accept_client)
         log.notice("Listening for client connections on %s" % hostport(o.host, self.port))
         if self.client_auth.plaintext_passwords:
-            from .auth import PLAINTEXT_WARNING
             log.warn(PLAINTEXT_WARNING)
         if o.tls:
             log.notice("TLS required for client connections")
@@ -474,7 +470,6 @@ class Server:
         if self.rebuild is None or not self.opts.config_file:
             self.log.error("Failed to reload server configuration: no configuration file")
             return
-        from .reload import ReloadError
         try:
             self.apply_options(self.rebuild())
         except (ReloadError, ValueError, OSError) as e:    # ConfigError is a ValueError
@@ -483,8 +478,7 @@ class Server:
     def apply_options(self, new_opts):
         """Apply new Options to the running server (reactor thread only), or
         raise reload.ReloadError with nats-server's text, applying nothing."""
-        from .reload import apply_options
-        apply_options(self, new_opts)
+        apply_reload(self, new_opts)
         self.config_load_time = time.time()
 
     # -- lame duck (SIGUSR2) -------------------------------------------------
