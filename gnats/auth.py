@@ -37,7 +37,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, Optional
 
 try:
     import bcrypt

@@ -65,10 +65,10 @@ class Client(Connection):
     def trace_in(self, line):
         if line.lstrip()[:7].upper() == b"CONNECT":
             line = mask_connect(line)     # never log secrets
-        self.log.trace("%s - <<- [%s]" % (self.tag(), _show(line)))
+        self.log.trace("%s - <<- [%s]" % (self.tag(), P.show(line)))
 
     def trace_out(self, line):
-        self.log.trace("%s - ->> [%s]" % (self.tag(), _show(line)))
+        self.log.trace("%s - ->> [%s]" % (self.tag(), P.show(line)))
 
     # the hot loop: see inbound.py
     process = process_input
@@ -165,7 +165,7 @@ class Client(Connection):
             raise ProtocolError(P.ERR_PARSER, "payload not followed by CRLF")
         if self.log.trace_on:
             self.trace_in(line)
-            self.log.trace("%s - <<- MSG_PAYLOAD: [%s]" % (self.tag(), _show(buf[after:end])))
+            self.log.trace("%s - <<- MSG_PAYLOAD: [%s]" % (self.tag(), P.show(buf[after:end])))
         self.ok()
         payload = buf[after:end + 2]
         self.publish(subject, reply, -1, payload, result)
@@ -285,7 +285,8 @@ class Client(Connection):
         if not self.authed or (again and self.server.client_auth.required):
             # as nats-server, every CONNECT is checked, a second one too:
             # wrong credentials there close the connection
-            self.server.authorize_client(self, obj)
+            srv = self.server
+            srv.authorizer.authorize(self, obj, lambda: srv.client_auth, self.auth_done)
             return
         self.ok()
 
@@ -314,9 +315,6 @@ class Client(Connection):
         """Called (on the reactor thread) when credentials were accepted."""
         self.authed = True
         self.user = user or ""
-        for t in self.timers:
-            if t.fn == self.auth_timeout:
-                t.cancel()
         self.ok()
 
     def auth_timeout(self):
@@ -362,12 +360,6 @@ class Client(Connection):
             return
         Connection.on_readable(self)
 
-    def on_tls_ready(self):
-        if self.log.debug_on:
-            from .tls import describe
-            self.log.debug("%s - TLS handshake complete" % self.tag())
-            self.log.debug("%s - %s" % (self.tag(), describe(self.sock)))
-
     def info_json(self):
         return json.dumps(self.server.client_info(self), separators=(",", ":"))
 
@@ -375,8 +367,3 @@ class Client(Connection):
 def _str(v):
     return v if isinstance(v, str) else ("" if v is None else str(v))
 
-
-def _show(b):
-    if isinstance(b, (bytes, bytearray)):
-        b = bytes(b).decode("utf-8", "replace")
-    return b.rstrip("\r\n")

@@ -16,6 +16,7 @@ import time
 
 from . import parser as P
 from .reactor import EVENT_READ, EVENT_WRITE
+from .tls import describe
 
 MIN_READ = 32 * 1024
 MAX_READ = 1024 * 1024
@@ -458,6 +459,9 @@ class Connection:
             self.write_blocked = True
             self.last_write_progress = time.monotonic()
             self.server.write_blocked.add(self)
+        if self.log.debug_on:
+            self.log.debug("%s - TLS handshake complete" % self.tag())
+            self.log.debug("%s - %s" % (self.tag(), describe(self.sock)))
         self.on_tls_ready()
         # data may already be decrypted and waiting
         if not self.closed and self.sock.pending():

@@ -1,9 +1,10 @@
 """Entry point: options, logger, server, run."""
 
+import functools
 import gc
 import sys
 
-from .cli import main_options
+from .cli import build_options, main_options
 from .log import Logger
 
 
@@ -28,7 +29,8 @@ def main(argv=None):
     # keeps the same collector with fewer, still small, passes.
     gc.set_threshold(10000, 20, 20)
     try:
-        server = Server(opts, log)
+        # a SIGHUP reload builds the options again from the same command line
+        server = Server(opts, log, rebuild=functools.partial(build_options, opts.cmdline))
     except (ValueError, OSError) as e:
         log.fatal("Error configuring server: %s" % e)
         return 1

@@ -48,6 +48,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .endpoints import (QueryError, build_connz, build_metrics, build_routez, build_subsz,
                         build_varz, jsonp_callback, parse_query, to_json)
+from .net import hostport
 from .procstats import ProcStats
 from .snapshot import as_snapshot
 
@@ -416,10 +417,6 @@ def _family(host):
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _join_host_port(host, port):
-    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
-
-
 class Monitor:
     """The monitoring HTTP and/or HTTPS listeners and their threads.
 
@@ -498,13 +495,13 @@ class Monitor:
             srv = _HTTPServer((host, bind_port), self._handler, _family(host), ctx, self.log)
         except OSError as e:
             raise OSError(e.errno or errno.EADDRINUSE, "can't listen for %s monitoring on %s: %s"
-                          % (scheme, _join_host_port(host, bind_port), e.strerror or e)) from None
+                          % (scheme, hostport(host, bind_port), e.strerror or e)) from None
         actual = srv.server_address[1]
         t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.25},
                              name="monitor-%s" % scheme, daemon=True)
         self._servers.append((srv, t))
         t.start()
-        self.log.notice("Starting %s monitor on %s" % (scheme, _join_host_port(host, actual)))
+        self.log.notice("Starting %s monitor on %s" % (scheme, hostport(host, actual)))
         return actual
 
     def stop(self):

@@ -131,3 +131,10 @@ def parse_json_arg(line, op_len):
 def snippet(buf, pos, n=32):
     """A short printable sample of offending input, for the error log."""
     return repr(bytes(buf[pos:pos + n]))
+
+
+def show(b):
+    """A protocol line or payload as trace text (no line end)."""
+    if isinstance(b, (bytes, bytearray)):
+        b = bytes(b).decode("utf-8", "replace")
+    return b.rstrip("\r\n")

@@ -21,12 +21,12 @@ The HTTPS monitor, which serves the client certificate, takes it too.
 Credentials: when the client (or cluster) authorization changed, every
 authenticated connection is checked again against the new one (Go's
 reloadAuthorization / isRouterAuthorized); a bcrypt check runs in the
-server's auth worker pool and its verdict comes back through the reactor's
-call_soon_threadsafe, so a reload with many rotated hashes never stalls
-traffic. Until its verdict arrives a connection keeps working on the
-credentials it passed under the previous configuration, as in Go. A
-connection that never sent CONNECT while authorization was off is closed
-when a reload turns it on (it has no credentials to check).
+auth worker pool (gnats/authorize.py) and its verdict comes back through
+the reactor's call_soon_threadsafe, so a reload with many rotated hashes
+never stalls traffic. Until its verdict arrives a connection keeps
+working on the credentials it passed under the previous configuration, as
+in Go. A connection that never sent CONNECT while authorization was off is
+closed when a reload turns it on (it has no credentials to check).
 
 Everything here runs on the reactor thread, except the bcrypt checks.
 """
@@ -37,6 +37,7 @@ from .authz import refuse_unenforced
 from . import parser as P
 from .auth import PLAINTEXT_WARNING, AuthError, ClientAuth, RouteAuth
 from .log import Logger
+from . import procfiles
 
 
 class ReloadError(Exception):
@@ -158,6 +159,8 @@ class Limits(Concern):
                 v = getattr(new, f)
                 text = go_duration(v) if f in ("ping_interval", "write_deadline") else _go(v)
                 srv.log.notice("Reloaded: %s = %s" % (f, text))
+        if "ping_interval" in changed:
+            rearm_pings(srv, new.ping_interval)
         excess = len(srv.clients) - new.max_connections
         if "max_connections" in changed and excess > 0:
             for c in list(srv.clients.values())[-excess:]:   # the newest go first
@@ -286,7 +289,7 @@ class ClusterRoutes(Concern):
         self.add, self.remove = [], []
         if srv.cluster is None or "routes" not in changed:
             return
-        from .route import RouteURL
+        from .cluster import RouteURL
         self.add = [u for u in new.routes if u not in old.routes]
         self.remove = [u for u in old.routes if u not in new.routes]
         try:
@@ -305,7 +308,7 @@ class ClusterRoutes(Concern):
 def _update_routes(cl, add, remove):
     """Dial the added URLs (RouteURL); drop the routes of the removed ones
     (URL texts) for good, as nats-server's routesOption."""
-    from .route import Solicit
+    from .cluster import Solicit
     keep = []
     for s in cl.configured:
         if s.url.text in remove:
@@ -328,11 +331,11 @@ class Process(Concern):
     def commit(self, srv, old, new, changed):
         log = srv.log
         if "pid_file" in changed and new.pid_file:
-            srv.write_pid_file()
+            procfiles.write_pid_file(srv)
             log.notice("Reloaded: pid_file = %s" % new.pid_file)
         if "ports_file_dir" in changed:
-            srv.remove_ports_file()
-            srv.write_ports_file()
+            procfiles.remove_ports_file(srv)
+            procfiles.write_ports_file(srv)
             log.notice("Reloaded: ports_file_dir = %s" % new.ports_file_dir)
         if "client_advertise" in changed:
             # INFO is built per connection from the options: nothing to redo
@@ -378,17 +381,31 @@ def apply_options(srv, new):
         for c in active:
             c.abandon()
         raise
-    if getattr(new, "cmdline", None) is None and hasattr(old, "cmdline"):
-        new.cmdline = old.cmdline
     srv.opts = new
     for c in active:
         c.commit(srv, old, new, changed)
     srv.log.notice("Reloaded server configuration")
 
 
+def rearm_pings(srv, interval):
+    """The keep-alive PING already armed for each connection, client or
+    route, goes by the new interval from now (later ones re-arm from the
+    options in force anyway): shortened from 2 minutes, it would otherwise
+    wait out the old one."""
+    conns = list(srv.clients.values())
+    if srv.cluster is not None:
+        conns += list(srv.cluster.conns.values())
+    for c in conns:
+        if c.closed:
+            continue
+        for t in c.timers:
+            if t.fn == c.ping_timer:
+                t.cancel()
+        c.timers.append(c.reactor.call_later(interval, c.ping_timer))
+
+
 def recheck_clients(srv, auth):
     """Every client against the client authorization now in force (D1, D5)."""
-    pool = None
     for c in list(srv.clients.values()):
         if c.closed:
             continue
@@ -398,19 +415,14 @@ def recheck_clients(srv, auth):
         if not c.authed or c.paused:
             # Not yet authenticated: its CONNECT is checked against the auth
             # in force when it arrives (an in-flight check is redone if the
-            # auth changed meanwhile; see Server._auth_result).
+            # auth changed meanwhile; see gnats/authorize.py).
             continue
         if not c.connected:
             # Let in while authorization was off and never sent CONNECT:
             # nothing to check, so it goes, as in nats-server.
             _client_violation(c)
             continue
-        obj = c.connect_obj or {}
-        if auth.needs_slow_check(obj):
-            pool = pool or srv._auth_pool()
-            pool.submit(_slow_check, srv, auth, obj, _client_verdict, c)
-        else:
-            _client_verdict(srv, auth, c, auth.check(obj))
+        srv.authorizer.check(auth, c.connect_obj or {}, _client_verdict, srv, auth, c)
 
 
 def recheck_routes(srv, auth):
@@ -419,17 +431,7 @@ def recheck_routes(srv, auth):
     for r in list(srv.cluster.conns.values()):
         if r.closed or r.did_solicit or not r.ready:
             continue                # unready routes are checked at CONNECT
-        obj = r.connect_obj or {}
-        if auth.needs_slow_check(obj):
-            srv._auth_pool().submit(_slow_check, srv, auth, obj, _route_verdict, r)
-        else:
-            _route_verdict(srv, auth, r, auth.check(obj))
-
-
-def _slow_check(srv, auth, obj, verdict, conn):
-    # runs in an auth worker thread; the verdict is applied on the reactor
-    user = auth.check(obj)
-    srv.reactor.call_soon_threadsafe(verdict, srv, auth, conn, user)
+        srv.authorizer.check(auth, r.connect_obj or {}, _route_verdict, srv, auth, r)
 
 
 def _client_verdict(srv, auth, c, user):

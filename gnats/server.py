@@ -6,21 +6,23 @@ closed-connection ring and hands out snapshots the reactor built.
 """
 
 import base64
-import json
 import os
 import platform
 import signal
-import socket
-import sys
 import time
 
 from .authz import refuse_unenforced
 from . import RELEASE, SERVER_NAME, VERSION
 from . import parser as P
+from . import procfiles
+from .auth import PLAINTEXT_WARNING, ClientAuth
+from .authorize import Authorizer
 from .client import Client
+from .cluster import Cluster
 from .conn import set_socket_options
-from .listener import Listener, bind_listener
+from .net import Listener, bind_listener, hostport, local_ip
 from .reactor import EVENT_READ, Reactor
+from .reload import ReloadError, apply_options as apply_reload
 from .snapshot import Snapshots
 from .sublist import Sublist
 
@@ -34,15 +36,11 @@ def new_server_id():
     return ("N" + raw)[:56]
 
 
-def _client_auth(opts):
-    from .auth import ClientAuth
-    return ClientAuth(opts)
-
-
 class Server:
-    def __init__(self, opts, log):
+    def __init__(self, opts, log, rebuild=None):
         refuse_unenforced(opts)
         self.opts = opts
+        self.rebuild = rebuild      # () -> fresh Options for a SIGHUP reload (main.py's)
         self.log = log
         self.reactor = Reactor(log)
         self.sublist = Sublist()
@@ -64,7 +62,8 @@ class Server:
         self.shutting_down = False
         self.exit_code = 0
         self.snapshots = Snapshots(self)    # for the monitor; the closed-connection ring
-        self.client_auth = _client_auth(opts)
+        self.client_auth = ClientAuth(opts)
+        self.authorizer = Authorizer(self.reactor)    # CONNECT checks off the reactor thread
         self.apply_limits()
 
     def apply_limits(self):
@@ -77,6 +76,13 @@ class Server:
     # snapshot time: receivers count their own deliveries)
     _closed_out_msgs = 0
     _closed_out_bytes = 0
+
+    def retire_counters(self, conn):
+        """A connection leaves the registry: its out counters join the
+        closed totals (zeroed, so they are never counted twice)."""
+        self._closed_out_msgs += conn.out_msgs
+        self._closed_out_bytes += conn.out_bytes
+        conn.out_msgs = conn.out_bytes = 0
 
     # -- start -------------------------------------------------------------
     def start(self):
@@ -94,7 +100,6 @@ class Server:
         if o.http_port or o.https_port:
             self.start_monitor()
         if o.cluster_port:
-            from .route import Cluster
             self.cluster = Cluster(self)
             self.cluster.start()
         port = o.port
@@ -105,15 +110,14 @@ class Server:
         sock = bind_listener(o.host, port)
         self.port = sock.getsockname()[1]
         self.listener = Listener(self.reactor, sock, self.accept_client)
-        log.notice("Listening for client connections on %s" % _hostport(o.host, self.port))
+        log.notice("Listening for client connections on %s" % hostport(o.host, self.port))
         if self.client_auth.plaintext_passwords:
-            from .auth import PLAINTEXT_WARNING
             log.warn(PLAINTEXT_WARNING)
         if o.tls:
             log.notice("TLS required for client connections")
         log.debug("server id is %s" % self.server_id)
-        self.write_pid_file()
-        self.write_ports_file()
+        procfiles.write_pid_file(self)
+        procfiles.write_ports_file(self)
         self.reactor.call_later(SLOW_CHECK_INTERVAL, self.check_write_blocked)
         log.notice("Server is ready")
         if self.cluster is not None:
@@ -125,6 +129,7 @@ class Server:
         self.tls_context = server_context(o)
         self.tls_digest = files_digest(o.tls_cert, o.tls_key, o.tls_ca_cert)
 
+    ports_file = ""             # the ports file written (procfiles.py), removed at exit
     tls_context = None
     tls_digest = ""             # of the certificate files in use (reload spots rotation)
 
@@ -144,40 +149,12 @@ class Server:
         connect."""
         host = (advertised and self.opts.client_advertise) or self.opts.host
         if host in ("", "0.0.0.0", "::"):
-            host = _local_ip()
+            host = local_ip()
         if ":" in host and not host.startswith("["):
             if host.count(":") == 1:
                 return [host]
             host = "[%s]" % host
         return ["%s:%d" % (host, self.port)]
-
-    def write_pid_file(self):
-        if self.opts.pid_file:
-            try:
-                with open(self.opts.pid_file, "w") as f:
-                    f.write(str(os.getpid()))
-            except OSError as e:
-                self.log.error("Could not write pid file: %s" % e)
-
-    def write_ports_file(self):
-        d = self.opts.ports_file_dir
-        if not d:
-            return
-        ports = {"nats": ["nats://%s" % u for u in self.client_urls(advertised=False)]}
-        if self.monitor is not None:
-            if self.monitor.http_port:
-                ports["monitoring"] = ["http://%s:%d" % (_local_ip(), self.monitor.http_port)]
-        if self.cluster is not None:
-            ports["cluster"] = ["nats://%s:%d" % (_local_ip(), self.cluster.port)]
-        path = os.path.join(d, "%s_%d.ports" % (os.path.basename(sys.argv[0] or "gnatsd").split(".")[0], os.getpid()))
-        try:
-            with open(path, "w") as f:
-                json.dump(ports, f)
-            self.ports_file = path
-        except OSError as e:
-            self.log.error("Could not write ports file: %s" % e)
-
-    ports_file = ""
 
     # -- clients -------------------------------------------------------------
     def accept_client(self, sock, addr):
@@ -253,57 +230,13 @@ class Server:
             if c.protocol >= 1 and c.connected and not c.closed and c.authed:
                 c.send_now(("INFO %s \r\n" % c.info_json()).encode())
 
-    def authorize_client(self, c, connect):
-        """CONNECT from a client that must authenticate. A bcrypt check runs
-        in a worker thread (it takes ~0.1 s by design) while the client's
-        further input waits, so the reactor stays responsive."""
-        auth = self.client_auth
-        if auth.needs_slow_check(connect):
-            c.paused = True
-
-            def work():
-                user = auth.check(connect)
-                self.reactor.call_soon_threadsafe(self._auth_result, c, user, auth)
-            self._auth_pool().submit(work)
-            return
-        self._auth_result(c, auth.check(connect), auth)
-
-    _pool = None
-
-    def _auth_pool(self):
-        # Two workers: bcrypt releases the GIL, and a flood of connections
-        # then queues instead of spawning a thread each.
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth")
-        return self._pool
-
-    def _auth_result(self, c, user, auth):
-        if c.closed:
-            return
-        if auth is not self.client_auth:
-            # a reload replaced the credentials while this check ran:
-            # check again against those in force now
-            self.authorize_client(c, c.connect_obj or {})
-            return
-        if user is None:
-            c.refuse_auth()
-            return
-        c.auth_done(user)
-        if c.paused:
-            c.paused = False
-            if c.pend:
-                c.feed(b"")
-        self.reactor.dirty.add(c)
-
     def client_closed(self, c, reason):
         self.clients.pop(c.cid, None)
         self.snapshots.remember_closed(c, reason)
         subs = list(c.subs.values())
         c.subs.clear()
         self.remove_closed_subs(subs, 0)
-        self._closed_out_msgs += c.out_msgs
-        self._closed_out_bytes += c.out_bytes
+        self.retire_counters(c)
         if self.log.debug_on:
             self.log.debug("%s - Client connection closed: %s" % (c.tag(), reason))
 
@@ -397,45 +330,29 @@ class Server:
     def _cleanup(self):
         # An embedded server lives on in its process: leave no thread, pipe
         # or selector behind (a bcrypt check still running is waited for).
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        self.authorizer.close()
         self.reactor.close()
-        if self.opts.pid_file:
-            try:
-                os.unlink(self.opts.pid_file)
-            except OSError:
-                pass
-        self.remove_ports_file()
-
-    def remove_ports_file(self):
-        if self.ports_file:
-            try:
-                os.unlink(self.ports_file)
-            except OSError:
-                pass
-            self.ports_file = ""
+        procfiles.remove_pid_file(self)
+        procfiles.remove_ports_file(self)
 
     # -- reload (SIGHUP) -----------------------------------------------------
     def reload(self):
-        """Re-read the configuration file and the command line, then apply
-        them (gnats/reload.py); a bad file or a refused change keeps the
-        running configuration."""
-        cmdline = getattr(self.opts, "cmdline", None)
-        if cmdline is None or not self.opts.config_file:
+        """Build the options again with `rebuild` (main.py re-reads the
+        configuration file and the command line), then apply them
+        (gnats/reload.py); a bad file or a refused change keeps the running
+        configuration."""
+        if self.rebuild is None or not self.opts.config_file:
             self.log.error("Failed to reload server configuration: no configuration file")
             return
-        from .cli import build_options
-        from .reload import ReloadError
         try:
-            self.apply_options(build_options(cmdline))
+            self.apply_options(self.rebuild())
         except (ReloadError, ValueError, OSError) as e:    # ConfigError is a ValueError
             self.log.error("Failed to reload server configuration: %s" % e)
 
     def apply_options(self, new_opts):
         """Apply new Options to the running server (reactor thread only), or
         raise reload.ReloadError with nats-server's text, applying nothing."""
-        from .reload import apply_options
-        apply_options(self, new_opts)
+        apply_reload(self, new_opts)
         self.config_load_time = time.time()
 
     # -- lame duck (SIGUSR2) -------------------------------------------------
@@ -461,29 +378,3 @@ class Server:
             self.reactor.call_later(step * len(clients) + 0.05, self.shutdown)
         else:
             self.shutdown()
-
-
-def _hostport(host, port):
-    if ":" in host:
-        return "[%s]:%d" % (host, port)
-    return "%s:%d" % (host, port)
-
-
-_LOCAL_IP = None
-
-
-def _local_ip():
-    """A non-loopback address of this host for advertising, else 127.0.0.1."""
-    global _LOCAL_IP
-    if _LOCAL_IP is None:
-        ip = "127.0.0.1"
-        try:
-            for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
-                a = info[4][0]
-                if not a.startswith("127."):
-                    ip = a
-                    break
-        except OSError:
-            pass
-        _LOCAL_IP = ip
-    return _LOCAL_IP

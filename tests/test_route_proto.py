@@ -18,7 +18,7 @@ import unittest
 from gnats.client import Client
 from gnats.log import Logger
 from gnats.options import Options
-from gnats.route import Cluster
+from gnats.cluster import Cluster
 from gnats.server import Server
 from tests.util import RawClient, ServerProcess, free_port
 
