@@ -319,7 +319,7 @@ def churn(port, cycles, inflight=64, timeout=120.0, rst_every=0):
                 d = s.recv(65536)
             except (BlockingIOError, InterruptedError):
                 continue
-            except OSError as e:
+            except OSError:
                 d = b""
             buf += d
             finished = b"PONG\r\n" in buf

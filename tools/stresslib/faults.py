@@ -142,7 +142,7 @@ def faults_tls(half_open=200, python=None, rep=None):
     header, a ClientHello and then silence): the server closes each after
     its TLS timeout, while well-behaved TLS clients keep working."""
     rep = rep or Report("faults: half-open TLS handshakes")
-    limit = raise_nofile(half_open + 1024)
+    raise_nofile(half_open + 1024)
     mport = free_port()
     srv = start_server("--tls", "--tlscert", os.path.join(CERTS, "server-cert.pem"),
                        "--tlskey", os.path.join(CERTS, "server-key.pem"), "-m", str(mport),

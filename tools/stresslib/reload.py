@@ -16,7 +16,6 @@ import time
 from tests import util
 from tests.util import free_port
 from .common import CERTS, Report, server_health, start_server, wait_for
-from .clients import churn
 
 
 AUTH_VIOLATION = b"-ERR 'Authorization Violation'"

@@ -160,11 +160,9 @@ def slow(fast=4, stalled=4, msgs=8000, size=1024, max_pending="1MB", python=None
             slow_socks.append(stalled_subscriber(srv.port, subject))
         res = {}
         th = threading.Thread(target=lambda: res.update(dt=publish_batches(srv.port, subject, payload, msgs)))
-        t0 = time.monotonic()
         th.start()
         full = swarm.wait_all(len(one) * msgs, timeout=120)
         th.join(120)
-        dt = time.monotonic() - t0
         rep.fig("messages published (bytes each)", "%d (%d)" % (msgs, size))
         rep.fig("publisher time s", round(res.get("dt", -1), 2))
         rep.fig("fast subscribers with every message", "%d of %d" % (full, fast))
