@@ -203,6 +203,10 @@ class TestClientPort(unittest.TestCase):
             except (OSError, ssl.SSLError) as e:
                 result["client"] = e
 
+        # Nothing has arrived yet: the first step must ask for more input
+        # instead of blocking (the client starts only after it).
+        with self.assertRaises(ssl.SSLWantReadError):
+            conn.do_handshake()
         t = threading.Thread(target=client, daemon=True)
         t.start()
         sel = selectors.DefaultSelector()
