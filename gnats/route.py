@@ -137,7 +137,7 @@ class Route(Connection):
     headers = True
 
     def __init__(self, cluster, sock, addr, rid, solicit=None):
-        Connection.__init__(self, cluster.server, sock, addr)
+        Connection.__init__(self, cluster.server, sock, addr, cluster.server.sublist)
         self.cluster = cluster
         self.rid = rid
         self.solicit = solicit          # the Solicit that dialled it, or None
@@ -153,12 +153,6 @@ class Route(Connection):
         self.subs = {}                  # (subject, queue or None) -> Subscription
         self.inherited = set()          # keys taken over from a retired duplicate
         self.retired = False
-        self.pcache = {}
-        self.scache = {}                # clients only: stays empty here
-        self.pgen = -1
-        self.pings_out = 0
-        self.paused = False             # a bcrypt check of CONNECT is running
-        self.resume_at = 0
 
     def idtag(self):
         return "rid:%d" % self.rid
@@ -220,11 +214,8 @@ class Route(Connection):
         return length <= MAX_JSON_LINE and _is_json_op(buf, pos)
 
     def process_op(self, line, buf, pos, after):
-        """One control line that is not a cached RMSG. Returns a cache entry
-        for a fast-path RMSG, else None with `resume_at` set (or `need` when
-        a payload is incomplete)."""
-        self.need = 0
-        self.resume_at = after
+        """One control line that is not a cached RMSG (the contract is in
+        inbound.py): returns a cache entry for a fast-path RMSG, else None."""
         op, args = P.split_args(line)
         if not self.ready and op not in (b"CONNECT", b"PING", b"PONG"):
             if self.log.trace_on:
@@ -290,13 +281,9 @@ class Route(Connection):
                 reply = first
             else:
                 raise ProtocolError(P.ERR_PARSER, "bad routed message arguments")
-        end = after + size
-        if end + 2 > len(buf):
-            self.need = end + 2 - pos
+        if not self.inb.payload_end(buf, pos, after, size):
             return None
-        if buf[end] != 13 or buf[end + 1] != 10:
-            raise ProtocolError(P.ERR_PARSER, "payload not followed by CRLF")
-        self.resume_at = end + 2
+        end = after + size
         trace = self.log.trace_on
         if trace:
             self.trace_in(line)
