@@ -3,7 +3,9 @@ PING/PONG, CONNECT), its options, authentication and TLS start.
 
 Input goes through the shared parse loop (inbound.py, `process`), which
 serves repeated and resized PUBs from the client's caches (its
-`inbound.PubState`) and calls `process_op` for every other line.
+`inbound.PubState`) and calls `process_op` for every other line. A client
+belongs to an `Account` (account.py) and resolves subjects in the
+account's subject index; `perms` is where per-client permissions attach.
 
 Everything unusual (queue groups, auto-unsubscribe limits, headers,
 verbose, tracing, no-responders) takes the general path in delivery.py.
@@ -35,7 +37,12 @@ class Client(Connection):
     inbound_state = PubState        # clients PUB: (subject, reply) cache too
 
     def __init__(self, server, sock, addr, cid):
-        Connection.__init__(self, server, sock, addr, server.sublist)
+        # Every client is in the global account until configured accounts
+        # exist; its subject index is the account's.
+        account = server.accounts.global_account
+        Connection.__init__(self, server, sock, addr, account.sublist)
+        self.account = account
+        self.perms = None           # publish/subscribe permissions: none yet
         self.cid = cid
         self.subs = {}              # sid (bytes) -> Subscription
         self.connected = False      # CONNECT seen (lifecycle: see conn.py)
@@ -138,7 +145,7 @@ class Client(Connection):
             st.resume_at = end + 2
             return None
         general = self.verbose or self.log.trace_on
-        result = match_publish(self.server.sublist, subject)
+        result = match_publish(self.account.sublist, subject)
         if not general:
             bases = build_fast_bases(self, subject, reply, result, False)
             if bases is not None and (bases[0] or bases[3] or not (reply and self.no_responders)):
@@ -169,7 +176,7 @@ class Client(Connection):
             self.send_err(P.ERR_INVALID_PUB_SUBJECT)
             return
         self.ok()
-        result = match_publish(self.server.sublist, subject)
+        result = match_publish(self.account.sublist, subject)
         self.publish(subject, reply, hdr, buf[after:after + total + 2], result)
 
     def publish(self, subject, reply, hdr, payload, result):
@@ -187,7 +194,7 @@ class Client(Connection):
     def send_no_responders(self, reply):
         """Answer a request nobody can serve with a 503 status message
         on the requester's own inbox subscription."""
-        r = self.server.sublist.match(reply.decode("latin-1"))
+        r = self.account.sublist.match(reply.decode("latin-1"))
         dirty = self.reactor.dirty
         payload = NO_RESPONDERS_HDR + b"\r\n"
         for sub in r.plain:
@@ -224,7 +231,7 @@ class Client(Connection):
                 sub.max_msgs = max_msgs
                 # limited subscriptions need per-delivery counting: force the
                 # general path by invalidating cached fast entries
-                self.server.sublist.gen += 1
+                self.account.sublist.gen += 1
             else:
                 self.remove_sub(sub)
         self.ok()

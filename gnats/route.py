@@ -26,8 +26,10 @@ subject and every weight change of a queue group cross as RS+/RS-. Remote
 interest becomes `Subscription(route, subject, queue, weight=w)` in the
 server's Sublist, so delivery.py forwards messages with no route-specific
 lookup. Messages from a route are delivered locally only (one hop).
-Only the global account `$G` is served; others (a Go node's `$SYS`) are
-read and ignored.
+Every RS+/RS-/RMSG/HMSG names an account, resolved through the server's
+registry (account.py): a route's interest goes into that account's subject
+index, keyed by (account, subject, queue). Only the global account `$G`
+exists; lines naming another (a Go node's `$SYS`) are read and ignored.
 """
 
 import json
@@ -137,7 +139,10 @@ class Route(Connection):
     headers = True
 
     def __init__(self, cluster, sock, addr, rid, solicit=None):
-        Connection.__init__(self, cluster.server, sock, addr, cluster.server.sublist)
+        # The parse cache follows the global account's index, the one
+        # account routed messages can name today.
+        srv = cluster.server
+        Connection.__init__(self, srv, sock, addr, srv.accounts.global_account.sublist)
         self.cluster = cluster
         self.rid = rid
         self.solicit = solicit          # the Solicit that dialled it, or None
@@ -150,7 +155,7 @@ class Route(Connection):
         self.info_received = False
         self.registered = False
         self.connect_urls = []
-        self.subs = {}                  # (subject, queue or None) -> Subscription
+        self.subs = {}                  # (account, subject, queue or None) -> Subscription
         self.inherited = set()          # keys taken over from a retired duplicate
         self.retired = False
 
@@ -288,10 +293,11 @@ class Route(Connection):
         if trace:
             self.trace_in(line)
             self.log.trace("%s - <<- MSG_PAYLOAD: [%s]" % (self.tag(), _show(buf[after:end])))
-        if acc != b"$G":
-            return None                 # another account (a Go node's $SYS): not ours
+        account = self.server.accounts.find_wire(acc)
+        if account is None:
+            return None                 # an account we do not have (a Go node's $SYS)
         srv = self.server
-        result = match_publish(srv.sublist, subject)
+        result = match_publish(account.sublist, subject)
         if hdr < 0 and queues is None and not trace:
             bases = build_fast_bases(self, subject, reply, result, True)
             if bases is not None:
@@ -311,7 +317,8 @@ class Route(Connection):
         n = len(args)
         if n < 2 or n > 4:
             raise ProtocolError(P.ERR_PARSER, "processRemoteSub parse error")
-        if args[0] != b"$G":
+        account = self.server.accounts.find_wire(args[0])
+        if account is None:
             return
         subject = args[1].decode("latin-1")
         queue = args[2].decode("latin-1") if n >= 3 else None
@@ -321,7 +328,7 @@ class Route(Connection):
         if not valid_subject(subject) or (queue is not None and not valid_subject(queue, wildcards=False)):
             self.log.error("%s - Ignoring remote interest with an invalid subject %r" % (self.tag(), subject))
             return
-        key = (subject, queue)
+        key = (account, subject, queue)
         self.inherited.discard(key)
         sub = self.subs.get(key)
         if sub is not None:
@@ -333,21 +340,22 @@ class Route(Connection):
         sub = Subscription(self, subject, queue, None, weight)
         self.subs[key] = sub
         if self.registered:
-            self.server.sublist.insert(sub)
+            account.sublist.insert(sub)
 
     def process_remote_unsub(self, args):
         """RS- <acc> <subject> [<queue>]"""
         n = len(args)
         if n < 2 or n > 3:
             raise ProtocolError(P.ERR_PARSER, "processRemoteUnsub parse error")
-        if args[0] != b"$G":
+        account = self.server.accounts.find_wire(args[0])
+        if account is None:
             return
-        key = (args[1].decode("latin-1"), args[2].decode("latin-1") if n == 3 else None)
+        key = (account, args[1].decode("latin-1"), args[2].decode("latin-1") if n == 3 else None)
         sub = self.subs.pop(key, None)
         if sub is not None:
             sub.closed = True
             if self.registered:
-                self.server.sublist.remove(sub)
+                account.sublist.remove(sub)
 
     def drop_unconfirmed(self):
         for key in self.inherited:
@@ -355,20 +363,18 @@ class Route(Connection):
             if sub is not None:
                 sub.closed = True
                 if self.registered:
-                    self.server.sublist.remove(sub)
+                    key[0].sublist.remove(sub)
         self.inherited.clear()
 
     def insert_remote_subs(self):
-        sl = self.server.sublist
-        for sub in self.subs.values():
-            sl.insert(sub)
+        for key, sub in self.subs.items():
+            key[0].sublist.insert(sub)
 
     def remove_remote_subs(self):
-        sl = self.server.sublist
-        for sub in self.subs.values():
+        for key, sub in self.subs.items():
             sub.closed = True
             if self.registered:
-                sl.remove(sub)
+                key[0].sublist.remove(sub)
         self.subs.clear()
 
     # -- handshake input -------------------------------------------------

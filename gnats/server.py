@@ -21,11 +21,11 @@ from collections import deque
 
 from . import RELEASE, SERVER_NAME, VERSION
 from . import parser as P
+from .account import Accounts
 from .client import Client
 from .conn import set_socket_options
 from .listener import Listener, bind_listener
 from .reactor import EVENT_READ, Reactor
-from .sublist import Sublist
 
 SLOW_CHECK_INTERVAL = 0.25  # how often write-blocked connections are checked
 MAX_CLOSED_CLIENTS = 10000  # closed connections remembered for /connz (as nats-server)
@@ -53,7 +53,10 @@ class Server:
         self.opts = opts
         self.log = log
         self.reactor = Reactor(log)
-        self.sublist = Sublist()
+        self.accounts = Accounts()
+        # The global account's subject index under its old name, for the
+        # server-wide readers (snapshot, reload, tests, tools/stress.py).
+        self.sublist = self.accounts.global_account.sublist
         self.server_id = new_server_id()
         self.server_name = opts.server_name or self.server_id
         self.clients = {}           # cid -> Client
@@ -318,7 +321,7 @@ class Server:
         self.remember_closed(rec)
         subs = list(c.subs.values())
         c.subs.clear()
-        self.remove_closed_subs(subs, 0)
+        self.remove_closed_subs(c.account.sublist, subs, 0)
         self._closed_out_msgs += c.out_msgs
         self._closed_out_bytes += c.out_bytes
         if self.log.debug_on:
@@ -344,16 +347,16 @@ class Server:
 
     # -- interest -----------------------------------------------------------
     def add_sub(self, sub):
-        self.sublist.insert(sub)
+        sub.client.account.sublist.insert(sub)
         if self.cluster is not None and sub.client.kind == "client":
             self.cluster.local_sub_added(sub)
 
     def remove_sub(self, sub):
-        self.sublist.remove(sub)
+        sub.client.account.sublist.remove(sub)
         if self.cluster is not None and sub.client.kind == "client":
             self.cluster.local_sub_removed(sub)
 
-    def remove_closed_subs(self, subs, start):
+    def remove_closed_subs(self, sl, subs, start):
         """Remove a closed client's subscriptions, SUB_REMOVE_SLICE per
         reactor turn: a client leaving with 1M subscriptions stalled
         everyone for seconds. Until removed they match but deliver nothing
@@ -361,13 +364,13 @@ class Server:
         part = subs[start:start + SUB_REMOVE_SLICE]
         for sub in part:
             sub.closed = True
-        self.sublist.remove_many(part)
+        sl.remove_many(part)
         if self.cluster is not None:
             for sub in part:
                 self.cluster.local_sub_removed(sub)
         nxt = start + SUB_REMOVE_SLICE
         if nxt < len(subs):
-            self.reactor.call_later(0, self.remove_closed_subs, subs, nxt)
+            self.reactor.call_later(0, self.remove_closed_subs, sl, subs, nxt)
 
     # -- slow consumers ------------------------------------------------------
     def check_write_blocked(self):
