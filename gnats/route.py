@@ -24,7 +24,7 @@ Interest: local subscriptions are counted per subject (plain) and per
 (subject, queue) (queue weight); only the first SUB / last UNSUB of a plain
 subject and every weight change of a queue group cross as RS+/RS-. Remote
 interest becomes `Subscription(route, subject, queue, weight=w)` in the
-server's Sublist, so delivery.py forwards messages with no route-specific
+account's Sublist, so delivery.py forwards messages with no route-specific
 lookup. Messages from a route are delivered locally only (one hop).
 Every RS+/RS-/RMSG/HMSG names an account, resolved through the server's
 registry (account.py): a route's interest goes into that account's subject
