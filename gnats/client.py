@@ -20,7 +20,7 @@ from . import parser as P
 from .auth import mask_connect
 from .conn import Connection
 from .delivery import build_fast_bases, deliver, deliver_to_sub, fast_entry, match_publish
-from .inbound import PubState, cache_entry, process_input, scache_put
+from .inbound import PubState, cache_entry, scache_put
 from .parser import ProtocolError
 from .sublist import Subscription, valid_subject
 
@@ -69,9 +69,6 @@ class Client(Connection):
 
     def trace_out(self, line):
         self.log.trace("%s - ->> [%s]" % (self.tag(), _show(line)))
-
-    # the hot loop: see inbound.py
-    process = process_input
 
     # -- one control line (cache miss) -----------------------------------
     def process_op(self, line, buf, pos, after):

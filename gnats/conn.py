@@ -51,7 +51,7 @@ import ssl
 import time
 
 from . import parser as P
-from .inbound import InboundState
+from .inbound import InboundState, process_input
 from .reactor import EVENT_READ, EVENT_WRITE
 
 MIN_READ = 32 * 1024
@@ -271,7 +271,13 @@ class Connection:
     def eof_reason(self):
         return "Client Closed"
 
-    def process(self, data):
+    # The parse loop every kind shares: parse and act on the data, return
+    # the unconsumed tail. Kinds differ by `process_op` and `inbound_state`.
+    process = process_input
+
+    def process_op(self, line, buf, pos, after):
+        """One control line the loop's caches did not serve; returns a cache
+        entry or None (the contract is in inbound.py)."""
         raise NotImplementedError
 
     # -- writing ---------------------------------------------------------

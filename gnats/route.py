@@ -42,7 +42,7 @@ from . import parser as P
 from .conn import Connection, set_socket_options
 from .delivery import build_fast_bases, deliver, fast_entry, match_publish
 from .dial import Dial
-from .inbound import cache_entry, process_input
+from .inbound import cache_entry
 from .listener import Listener, bind_listener
 from .parser import ProtocolError
 from .reactor import EVENT_READ
@@ -211,9 +211,7 @@ class Route(Connection):
         else:
             self.send_info()
 
-    # -- the read loop: see inbound.py -----------------------------------
-    process = process_input
-
+    # -- input (the loop is inbound.py's) ---------------------------------
     def long_line_ok(self, buf, pos, length):
         # INFO and CONNECT carry JSON that may exceed max_control_line
         return length <= MAX_JSON_LINE and _is_json_op(buf, pos)
