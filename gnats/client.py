@@ -1,13 +1,11 @@
-"""One client connection: parse what it sends, deliver what it publishes.
+"""One client connection: the ops a client sends (PUB, HPUB, SUB, UNSUB,
+PING/PONG, CONNECT), its options, authentication and TLS start.
 
-The parse loop (`process`) is the server's hot path. It finds each control
-line once and jumps over payloads by their declared size. A PUB control
-line is resolved once into a cache entry (subject match, ready-made
-delivery prefixes); when the next line is byte-for-byte the same (the
-common case for a publisher in a loop) even the lookup is skipped with one
-`startswith`. Deliveries only append to receivers' buffers; the reactor
-flushes each buffer once per turn. Per-receiver counters are added per run
-of identical lines, not per message. Measured gains are in PERFORMANCE.md.
+Input goes through the shared parse loop (inbound.py, `process`), which
+serves repeated and resized PUBs from the client's caches (its
+`inbound.PubState`) and calls `process_op` for every other line. A client
+belongs to an `Account` (account.py) and resolves subjects in the
+account's subject index; `perms` is where per-client permissions attach.
 
 Everything unusual (queue groups, auto-unsubscribe limits, headers,
 verbose, tracing, no-responders) takes the general path in delivery.py.
@@ -22,7 +20,7 @@ from . import parser as P
 from .auth import mask_connect
 from .conn import Connection
 from .delivery import build_fast_bases, deliver, deliver_to_sub, fast_entry, match_publish
-from .inbound import cache_entry, process_input, scache_put
+from .inbound import PubState, cache_entry, scache_put
 from .parser import ProtocolError
 from .sublist import Subscription, valid_subject
 
@@ -36,14 +34,19 @@ FIRST_PING = 2.0
 
 class Client(Connection):
     kind = "client"
+    inbound_state = PubState        # clients PUB: (subject, reply) cache too
 
     def __init__(self, server, sock, addr, cid):
-        Connection.__init__(self, server, sock, addr)
+        # Every client is in the global account until configured accounts
+        # exist; its subject index is the account's.
+        account = server.accounts.global_account
+        Connection.__init__(self, server, sock, addr, account.sublist)
+        self.account = account
+        self.perms = None           # publish/subscribe permissions: none yet
         self.cid = cid
         self.subs = {}              # sid (bytes) -> Subscription
-        self.connected = False      # CONNECT seen
+        self.connected = False      # CONNECT seen (lifecycle: see conn.py)
         self.authed = not server.client_auth.required
-        self.paused = False         # waiting for a slow (bcrypt) auth check
         # nats-server's defaults until CONNECT says otherwise
         self.verbose = True
         self.pedantic = True
@@ -53,9 +56,6 @@ class Client(Connection):
         self.protocol = 0
         self.name = self.lang = self.version = self.user = ""
         self.connect_obj = None
-        self.pcache = {}            # control line -> fast-path entry (inbound.py)
-        self.scache = {}            # (subject, reply) -> what any size needs
-        self.pgen = -1
         self.rtt = 0.0
 
     def idtag(self):
@@ -70,17 +70,11 @@ class Client(Connection):
     def trace_out(self, line):
         self.log.trace("%s - ->> [%s]" % (self.tag(), P.show(line)))
 
-    # the hot loop: see inbound.py
-    process = process_input
-
     # -- one control line (cache miss) -----------------------------------
     def process_op(self, line, buf, pos, after):
-        """Handle one control line that is not a cached PUB. Sets
-        `resume_at` to where parsing continues; returns a cache entry for a
-        fast-path PUB (the caller then delivers its payload), else None.
-        Sets `need` when the payload has not fully arrived."""
-        self.need = 0
-        self.resume_at = after
+        """Handle one control line that is not a cached PUB (the contract is
+        in inbound.py): returns a cache entry for a fast-path PUB (the loop
+        then delivers its payload), else None."""
         op, args = P.split_args(line)
         if not self.authed and op != b"CONNECT" and op != b"PING":
             if self.log.trace_on:
@@ -127,49 +121,42 @@ class Client(Connection):
                 self.trace_out(b"OK")
 
     def process_pub(self, line, args, buf, pos, after):
+        """A PUB neither of the loop's caches knew. Resolves its subject and
+        reply once for every size: the result goes into scache (which the
+        loop looks up, by the text between "PUB " and the size) and the
+        line's entry into pcache."""
         subject, reply, size = P.parse_pub_args(args)
         if size > self.server.max_payload:
             raise ProtocolError(P.ERR_MAX_PAYLOAD, "payload %d > %d" % (size, self.server.max_payload))
-        end = after + size
-        # Second-level cache, by subject and reply whatever the size: traffic
-        # with varying sizes misses the line cache but not this, and skips
-        # validation, matching and prefix building. The key is the canonical
-        # text between "PUB " and the size, as process_op looks it up.
-        key = subject + b" " + reply if reply else subject
-        bases = self.scache.get(key)
-        if bases is not None:
-            return cache_entry(self, line, fast_entry(bases, size))
+        st = self.inb
         if self.pedantic and not (valid_subject(subject.decode("latin-1"), wildcards=False)
                                   and (not reply or valid_subject(reply.decode("latin-1"), wildcards=False))):
             # the op is refused but the connection stays: skip the payload
+            end = after + size
             if end + 2 > len(buf):
-                self.need = end + 2 - pos
+                st.need = end + 2 - pos
                 return None
             if self.log.trace_on:
                 self.trace_in(line)
             self.send_err(P.ERR_INVALID_PUB_SUBJECT)
-            self.resume_at = end + 2
+            st.resume_at = end + 2
             return None
         general = self.verbose or self.log.trace_on
-        result = match_publish(self.server.sublist, subject)
+        result = match_publish(self.account.sublist, subject)
         if not general:
             bases = build_fast_bases(self, subject, reply, result, False)
             if bases is not None and (bases[0] or bases[3] or not (reply and self.no_responders)):
-                scache_put(self, key, bases)
+                scache_put(self, subject + b" " + reply if reply else subject, bases)
                 return cache_entry(self, line, fast_entry(bases, size))
         # general path: one message, now
-        if end + 2 > len(buf):
-            self.need = end + 2 - pos
+        if not st.payload_end(buf, pos, after, size):
             return None
-        if buf[end] != 13 or buf[end + 1] != 10:
-            raise ProtocolError(P.ERR_PARSER, "payload not followed by CRLF")
+        end = after + size
         if self.log.trace_on:
             self.trace_in(line)
             self.log.trace("%s - <<- MSG_PAYLOAD: [%s]" % (self.tag(), P.show(buf[after:end])))
         self.ok()
-        payload = buf[after:end + 2]
-        self.publish(subject, reply, -1, payload, result)
-        self.resume_at = end + 2
+        self.publish(subject, reply, -1, buf[after:end + 2], result)
         return None
 
     def process_hpub(self, line, args, buf, pos, after):
@@ -180,19 +167,14 @@ class Client(Connection):
             raise ProtocolError(P.ERR_NO_HEADERS, "message headers not supported")
         if total > self.server.max_payload:
             raise ProtocolError(P.ERR_MAX_PAYLOAD, "payload %d > %d" % (total, self.server.max_payload))
-        end = after + total
-        if end + 2 > len(buf):
-            self.need = end + 2 - pos
+        if not self.inb.payload_end(buf, pos, after, total):
             return
-        if buf[end] != 13 or buf[end + 1] != 10:
-            raise ProtocolError(P.ERR_PARSER, "payload not followed by CRLF")
-        self.resume_at = end + 2
         if self.pedantic and not valid_subject(subject.decode("latin-1"), wildcards=False):
             self.send_err(P.ERR_INVALID_PUB_SUBJECT)
             return
         self.ok()
-        result = match_publish(self.server.sublist, subject)
-        self.publish(subject, reply, hdr, buf[after:end + 2], result)
+        result = match_publish(self.account.sublist, subject)
+        self.publish(subject, reply, hdr, buf[after:after + total + 2], result)
 
     def publish(self, subject, reply, hdr, payload, result):
         """General-path publish of one message (payload has its CRLF)."""
@@ -209,7 +191,7 @@ class Client(Connection):
     def send_no_responders(self, reply):
         """Answer a request nobody can serve with a 503 status message
         on the requester's own inbox subscription."""
-        r = self.server.sublist.match(reply.decode("latin-1"))
+        r = self.account.sublist.match(reply.decode("latin-1"))
         dirty = self.reactor.dirty
         payload = NO_RESPONDERS_HDR + b"\r\n"
         for sub in r.plain:
@@ -246,7 +228,7 @@ class Client(Connection):
                 sub.max_msgs = max_msgs
                 # limited subscriptions need per-delivery counting: force the
                 # general path by invalidating cached fast entries
-                self.server.sublist.gen += 1
+                self.account.sublist.gen += 1
             else:
                 self.remove_sub(sub)
         self.ok()
@@ -333,8 +315,6 @@ class Client(Connection):
         self.tls_ctx = ctx
         self.tls_waiting = True
         self.timers.append(self.reactor.call_later(timeout, self._tls_timeout))
-
-    tls_waiting = False
 
     def on_readable(self):
         if self.tls_waiting:

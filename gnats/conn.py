@@ -8,6 +8,42 @@ try `send` at once, and only when the kernel would block register for write
 and keep the rest. Pending output over `max_pending`, or no write progress
 for `write_deadline` seconds, makes a slow consumer: it is dropped so it
 never slows the server or other connections.
+
+Lifecycle
+---------
+Every attribute `Connection` reads is created in `Connection.__init__`;
+subclasses add only their own. The lifecycle is these flags, all plain
+attributes (one load each on the hot path) except `paused`, a property
+because it changes what the socket is registered for. `connected` and
+`authed` belong to Client (a route's counterpart is `ready`), the rest to
+every connection:
+
+  flag                 set by                          means
+  tls_waiting          Client.wait_tls_hello           INFO sent in plain text; the
+                                                       client's first byte must start TLS
+  tls_handshaking      start_tls .. _tls_step          handshake running; no input is
+                                                       parsed, output waits in wbuf
+  connected            Client.process_connect          a CONNECT was seen (clients)
+  authed               Client (ClientAuth), auth_done  may send anything but CONNECT/PING
+                                                       (routes: Route.ready)
+  paused               Server/Route auth checks        a bcrypt check runs: socket out of
+                                                       the read set, input waits in pend
+  deferred             defer_input .. resume_input     this read's time slice ran out
+  write_blocked        flush .. on_writable            the kernel took not all of wbuf
+  closing_after_flush  close_after_flush               a reason: close once wbuf drained
+  closed               close_conn                      final; every other flag is moot
+
+Legal combinations: at most one of tls_waiting / tls_handshaking, and
+neither with connected (TLS comes before the CONNECT is read). `paused` only
+while a CONNECT's credentials are checked (not authed yet, or a client's
+second CONNECT). `deferred` and `paused` may overlap (the deferred turn
+then finds `paused` and leaves the input in pend). `write_blocked` and
+`closing_after_flush` are independent of the rest; `closing_after_flush`
+implies write_blocked until the close. Routes add their cluster states in
+route.py (ready, info_received, registered, retired).
+
+The parse state the loop keeps between reads is one `inbound.InboundState`
+(`inb`), of the class the kind names in `inbound_state`.
 """
 
 import socket
@@ -15,6 +51,7 @@ import ssl
 import time
 
 from . import parser as P
+from .inbound import InboundState, process_input
 from .reactor import EVENT_READ, EVENT_WRITE
 from .tls import describe
 
@@ -32,8 +69,11 @@ _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSL
 
 class Connection:
     kind = "conn"
+    inbound_state = InboundState
+    parser_name = "Client"      # for "<name> parser ERROR" log lines
 
-    def __init__(self, server, sock, addr):
+    def __init__(self, server, sock, addr, sublist):
+        """`sublist`: the subject index this connection's input resolves in."""
         self.server = server
         self.reactor = server.reactor
         self.log = server.log
@@ -43,18 +83,27 @@ class Connection:
         self.wbuf = bytearray()
         self.pend = []              # input chunks not yet parsed
         self.pend_len = 0
-        self.need = 0               # bytes needed before parsing can progress
+        self.inb = self.inbound_state(sublist)
+        self.cache_timer = None     # drops inb's caches once the connection idles
         self.rsize = MIN_READ
-        self.closed = False
-        self.write_blocked = False
         self.last_write_progress = 0.0
         self.start = time.time()
         self.last_activity = self.start
         self.in_msgs = self.in_bytes = self.out_msgs = self.out_bytes = 0
-        self.tls_handshaking = False
+        self.pings_out = 0
+        self.ping_sent_at = 0.0
         self.tls_version = ""
         self.tls_cipher = ""
         self.timers = []
+        # lifecycle (see the module docstring)
+        self.tls_waiting = False
+        self.tls_handshaking = False
+        self._paused = False
+        self._events = EVENT_READ   # what the socket is registered for
+        self.deferred = False
+        self.write_blocked = False
+        self.closing_after_flush = ""
+        self.closed = False
 
     # -- identification for logs ----------------------------------------
     def tag(self):
@@ -125,20 +174,17 @@ class Connection:
         if self.pend:
             self.pend.append(data)
             self.pend_len += len(data)
-            if self.pend_len < self.need:
+            if self.pend_len < self.inb.need:
                 return
             data = b"".join(self.pend)
             self.pend = []
             self.pend_len = 0
-        self.need = 0
         rest = self.process(data)
         if rest and not self.closed:
             self.pend = [rest]
             self.pend_len = len(rest)
 
     # -- sharing the reactor ---------------------------------------------
-    deferred = False
-
     def defer_input(self):
         """This read used up its time slice (inbound.INPUT_SLICE): stop
         reading from the socket, so the backlog stays bounded, and go on in a
@@ -159,9 +205,6 @@ class Connection:
     # into `pend` let one unauthenticated client queue ~40 MB per bcrypt
     # check. Input that came with the CONNECT waits in `pend`
     # (at most one read, MAX_READ).
-    _paused = False
-    _events = EVENT_READ        # what the socket is registered for
-
     @property
     def paused(self):
         return self._paused
@@ -197,19 +240,10 @@ class Connection:
         self._events = ev
 
     # -- parse caches (see inbound.py) -----------------------------------
-    pcache_used = 0             # accounted bytes in pcache / scache
-    scache_used = 0
-    cache_timer = None          # drops the caches once the connection idles
-
     def reset_caches(self):
-        """The subject index changed: what was resolved may be stale."""
-        self.drop_caches()
-        self.pgen = self.server.sublist.gen
-
-    def drop_caches(self):
-        self.pcache.clear()
-        self.scache.clear()
-        self.pcache_used = self.scache_used = 0
+        """Forget what input resolved to (the subject index or the limits
+        changed)."""
+        self.inb.reset()
 
     def cache_filled(self):
         """A cache got an entry and no idle check is pending: drop both
@@ -219,11 +253,11 @@ class Connection:
 
     def _cache_idle(self):
         self.cache_timer = None
-        if self.closed or not (self.pcache or self.scache):
+        if self.closed or not self.inb.holds():
             return
         idle = time.time() - self.last_activity
         if idle >= CACHE_IDLE:
-            self.drop_caches()
+            self.inb.drop()
         else:
             self.cache_timer = self.reactor.call_later(CACHE_IDLE - idle, self._cache_idle)
 
@@ -238,7 +272,13 @@ class Connection:
     def eof_reason(self):
         return "Client Closed"
 
-    def process(self, data):
+    # The parse loop every kind shares: parse and act on the data, return
+    # the unconsumed tail. Kinds differ by `process_op` and `inbound_state`.
+    process = process_input
+
+    def process_op(self, line, buf, pos, after):
+        """One control line the loop's caches did not serve; returns a cache
+        entry or None (the contract is in inbound.py)."""
         raise NotImplementedError
 
     # -- writing ---------------------------------------------------------
@@ -298,8 +338,6 @@ class Connection:
             if self.closing_after_flush:
                 self.close_conn(self.closing_after_flush, flush=False)
 
-    closing_after_flush = ""
-
     def check_slow(self, now):
         """Called periodically for write-blocked connections."""
         if len(self.wbuf) > self.server.max_pending:
@@ -332,7 +370,7 @@ class Connection:
         self.wbuf.clear()
         self.pend = []
         self.pend_len = 0
-        self.drop_caches()
+        self.inb.drop()
         if self.cache_timer is not None:
             self.cache_timer.cancel()
             self.cache_timer = None
@@ -364,10 +402,6 @@ class Connection:
         pass
 
     # -- protocol-level behaviour clients and routes share -----------------
-    parser_name = "Client"      # for "<name> parser ERROR" log lines
-    pings_out = 0
-    ping_sent_at = 0.0
-
     def send_err(self, text):
         self.send_now(P.err_line(text))
         if self.log.trace_on:
@@ -433,7 +467,7 @@ class Connection:
         self._tls_step()
 
     def _tls_timeout(self):
-        if (self.tls_handshaking or getattr(self, "tls_waiting", False)) and not self.closed:
+        if (self.tls_handshaking or self.tls_waiting) and not self.closed:
             self.log.error("%s - TLS handshake timeout" % self.tag())
             self.close_conn("TLS Handshake Timeout", flush=False)
 

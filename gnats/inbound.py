@@ -26,14 +26,25 @@ Measured (parser alone, 1 MiB of 16 B PUBs, /usr/bin/python3 3.11): the
 specialised inner loops below took the no-subscriber case from 0.32 to
 0.17 µs per message, and one subscriber from 0.53 to 0.33 µs.
 
-What a connection provides: `pcache`/`pgen` (the cache and the subject
-index generation it belongs to), `scache` (subject and reply -> the parts of
-an entry that do not depend on the size; client.py fills it), the bytes
-each holds (`pcache_used`/`scache_used`), `cache_timer`/`cache_filled()`
-(drop both once idle), `reset_caches()`, `paused`, `need`/`resume_at` (set by
-`process_op`), `process_op(line, buf, pos, after)` returning an entry or
-None, `long_line_ok(buf, pos, length)`, `defer_input()` and
-`protocol_error(e, buf, pos)`.
+The contract with the connection kinds (client.py, route.py) is declared
+here, not duck-typed: each connection holds one `InboundState` (`conn.inb`),
+whose slots are the whole parse state kept between reads. Besides it the
+loop uses, of the connection: `paused`, `closed`, `defer_input()`,
+`protocol_error(e, buf, pos)`, `long_line_ok(buf, pos, length)`, the
+counters `in_msgs`/`in_bytes`/`last_activity`, `cache_timer`/
+`cache_filled()` (conn.py drops idle caches), `server` (max_payload,
+max_control_line, in_msgs/in_bytes), `reactor.dirty`, and `process_op(line,
+buf, pos, after)`. When the loop calls `process_op`, `inb.resume_at` is the
+end of the line and `inb.need` is 0, so a handler of a line without a
+payload has nothing to set; a handler that consumes a payload calls
+`inb.payload_end(...)`, which sets one or the other (or writes them itself,
+as a refused PUB does). `process_op` returns a cache entry for a message
+the loop delivers (and caches), else None.
+
+Only clients publish with `PUB`: their state is a `PubState`, which adds
+`scache` (subject and reply -> the parts of an entry that do not depend on
+the size). Routes hold a plain `InboundState`, whose `scache` is None, and
+the loop's `PUB ` branch is skipped for them.
 """
 
 import random
@@ -82,16 +93,88 @@ def _bad_payload_end():
     return ProtocolError(P.ERR_PARSER, "payload not followed by CRLF")
 
 
+class InboundState:
+    """What the parse loop keeps for one connection between reads; every
+    field it has is a slot here.
+
+    sublist      the subject index the cached entries were resolved in
+    pgen         that index's generation when they were (stale when it moved)
+    pcache       control line (bytes) -> entry (delivery.py's layouts);
+                 `pcache_used` bytes
+    need         bytes (from the unconsumed tail's start) needed before
+                 parsing can progress; 0 when any more input will do
+    resume_at    where parsing goes on after the op `process_op` handled
+    """
+
+    __slots__ = ("sublist", "pgen", "pcache", "pcache_used", "need", "resume_at")
+
+    scache = None       # this kind has no PUB: the loop skips that branch
+
+    def __init__(self, sublist):
+        self.sublist = sublist
+        self.pgen = -1
+        self.pcache = {}
+        self.pcache_used = 0
+        self.need = 0
+        self.resume_at = 0
+
+    def reset(self):
+        """The subject index changed: what was resolved may be stale."""
+        self.drop()
+        self.pgen = self.sublist.gen
+
+    def drop(self):
+        self.pcache.clear()
+        self.pcache_used = 0
+
+    def holds(self):
+        return bool(self.pcache)
+
+    def payload_end(self, buf, pos, after, size):
+        """A payload of `size` bytes starts at `after` (its op line at
+        `pos`): return the index past its CRLF and resume there, or 0 and
+        `need` set when it has not fully arrived."""
+        end = after + size
+        if end + 2 > len(buf):
+            self.need = end + 2 - pos
+            return 0
+        if buf[end] != 13 or buf[end + 1] != 10:
+            raise _bad_payload_end()
+        self.resume_at = end + 2
+        return end + 2
+
+
+class PubState(InboundState):
+    """A client's state: adds `scache`, (subject, reply) text -> bases,
+    with `scache_used` bytes, for PUBs whose size varies."""
+
+    __slots__ = ("scache", "scache_used")
+
+    def __init__(self, sublist):
+        InboundState.__init__(self, sublist)
+        self.scache = {}
+        self.scache_used = 0
+
+    def drop(self):
+        self.pcache.clear()
+        self.scache.clear()
+        self.pcache_used = self.scache_used = 0
+
+    def holds(self):
+        return bool(self.pcache or self.scache)
+
+
 def process_input(conn, buf):
     """Parse and act on `buf`; return the unconsumed tail (or None)."""
     if conn.paused:
         return buf
     srv = conn.server
-    sl = srv.sublist
-    if conn.pgen != sl.gen:
-        conn.reset_caches()
-    cache = conn.pcache
-    scache = conn.scache
+    st = conn.inb
+    sl = st.sublist
+    if st.pgen != sl.gen:
+        st.reset()
+    cache = st.pcache
+    scache = st.scache
     dirty = conn.reactor.dirty
     maxcl = srv.max_control_line
     maxpay = srv.max_payload
@@ -104,7 +187,7 @@ def process_input(conn, buf):
     rep = 0             # messages handled with the current entry, not yet counted
     in_msgs = in_bytes = 0
     deadline = _monotonic() + INPUT_SLICE
-    conn.need = 0
+    st.need = 0
     try:
         while pos < n:
             eol = find(b"\n", pos)
@@ -116,7 +199,7 @@ def process_input(conn, buf):
                 raise ProtocolError(P.ERR_MAX_CONTROL)
             line = buf[pos:eol + 1]
             ent = cache.get(line)
-            if ent is None and line[:4] == b"PUB ":
+            if ent is None and scache is not None and line[:4] == b"PUB ":
                 # A subject and reply already resolved, with another size:
                 # real traffic, whose payload sizes vary. Only the size is
                 # parsed, and a line that does not repeat at once is not
@@ -130,7 +213,7 @@ def process_input(conn, buf):
                         end = eol + 1 + size
                         if size <= maxpay:
                             if end + 2 > n:
-                                conn.need = end + 2 - pos
+                                st.need = end + 2 - pos
                                 break
                             if startswith(line, end + 2):
                                 ent = cache_entry(conn, line, fast_entry(bases, size))
@@ -167,18 +250,19 @@ def process_input(conn, buf):
                 if _monotonic() > deadline:
                     conn.defer_input()
                     break
+                st.resume_at = eol + 1
                 ent = conn.process_op(line, buf, pos, eol + 1)
                 if ent is None:
                     # not a cacheable message: the op ran, or needs more input
                     if conn.closed:
                         return None
                     if conn.paused:
-                        return buf[conn.resume_at:]
-                    if conn.need:
+                        return buf[st.resume_at:]
+                    if st.need:
                         break
-                    pos = conn.resume_at
-                    if conn.pgen != sl.gen:
-                        conn.reset_caches()
+                    pos = st.resume_at
+                    if st.pgen != sl.gen:
+                        st.reset()
                     continue
             # A cached message line: handle it and every identical line after it.
             size, tgts, counted, receivers, qgroups = ent
@@ -193,7 +277,7 @@ def process_input(conn, buf):
                     while True:
                         end = pos + hop
                         if end + 2 > n:
-                            conn.need = end + 2 - pos
+                            st.need = end + 2 - pos
                             break
                         more = startswith(crl, end)
                         if not more and (buf[end] != 13 or buf[end + 1] != 10):
@@ -207,7 +291,7 @@ def process_input(conn, buf):
                     while True:
                         end = pos + hop
                         if end + 2 > n:
-                            conn.need = end + 2 - pos
+                            st.need = end + 2 - pos
                             break
                         more = startswith(crl, end)
                         if not more and (buf[end] != 13 or buf[end + 1] != 10):
@@ -222,7 +306,7 @@ def process_input(conn, buf):
                     while True:
                         end = pos + hop
                         if end + 2 > n:
-                            conn.need = end + 2 - pos
+                            st.need = end + 2 - pos
                             break
                         more = startswith(crl, end)
                         if not more and (buf[end] != 13 or buf[end + 1] != 10):
@@ -240,7 +324,7 @@ def process_input(conn, buf):
                 while True:
                     end = pos + hop
                     if end + 2 > n:
-                        conn.need = end + 2 - pos
+                        st.need = end + 2 - pos
                         break
                     more = startswith(crl, end)
                     if not more and (buf[end] != 13 or buf[end + 1] != 10):
@@ -268,7 +352,7 @@ def process_input(conn, buf):
                     c.out_bytes += rep * size
                     s.delivered += rep
                 rep = 0
-            if conn.need:
+            if st.need:
                 break
         else:
             pos = n
@@ -306,31 +390,40 @@ def _targets_cost(tgts, qgroups, each):
 
 
 def pcache_cost(line, ent):
-    return len(line) + PCACHE_ENTRY_COST + _targets_cost(ent[1], ent[4], PCACHE_TARGET_COST)
+    _, tgts, _, _, qgroups = ent
+    return len(line) + PCACHE_ENTRY_COST + _targets_cost(tgts, qgroups, PCACHE_TARGET_COST)
 
 
 def scache_cost(key, bases):
-    return len(key) + SCACHE_ENTRY_COST + _targets_cost(bases[0], bases[3], SCACHE_TARGET_COST)
+    tgts, _, _, qgroups = bases
+    return len(key) + SCACHE_ENTRY_COST + _targets_cost(tgts, qgroups, SCACHE_TARGET_COST)
 
 
 def cache_entry(conn, line, ent):
     """Remember what a message control line resolved to."""
-    conn.pcache_used = _put(conn, conn.pcache, conn.pcache_used, line, ent,
-                            pcache_cost(line, ent), PCACHE_BUDGET, pcache_cost)
+    st = conn.inb
+    st.pcache_used = _put(conn, st.pcache, st.pcache_used, line, ent,
+                          pcache_cost(line, ent), PCACHE_BUDGET, pcache_cost)
     return ent
 
 
 def scache_put(conn, key, bases):
     """Remember what a subject and reply resolved to, whatever the size."""
-    conn.scache_used = _put(conn, conn.scache, conn.scache_used, key, bases,
-                            scache_cost(key, bases), SCACHE_BUDGET, scache_cost)
+    st = conn.inb
+    st.scache_used = _put(conn, st.scache, st.scache_used, key, bases,
+                          scache_cost(key, bases), SCACHE_BUDGET, scache_cost)
 
 
 def _put(conn, cache, used, key, value, cost, budget, cost_of):
     """Insert within `budget` bytes; returns the bytes now used. When full,
     the oldest entries go until 1/16 of the budget is free, a chunk at a
     time: evicting half at once cost a ~1 ms stall every few thousand
-    requests, which showed in request/reply p99 latency."""
+    requests, which showed in request/reply p99 latency. A key already
+    present (a PUB line the loop's scache probe missed by its spacing) is
+    replaced, its cost returned first."""
+    old = cache.pop(key, None)
+    if old is not None:
+        used -= cost_of(key, old)
     if used + cost > budget:
         room = budget - (budget >> 4) - cost
         while cache and used > room:

@@ -11,10 +11,14 @@ Handshake (what nats-server 2.9 does, so Go and Python nodes mix):
     server id, so the choice agrees without another round trip.
 
 Interest: RS+/RS- from the peer become `Subscription(route, subject, queue,
-weight=w)` in the server's Sublist, so delivery.py forwards messages with
+weight=w)` in the account's Sublist, so delivery.py forwards messages with
 no route-specific lookup. Messages from a route (RMSG/HMSG) are delivered
-locally only (one hop). Only the global account `$G` is served; others (a
-Go node's `$SYS`) are read and ignored.
+locally only (one hop). Every RS+/RS-/RMSG/HMSG names an account, resolved
+through the server's registry (account.py): a route's interest goes into
+that account's subject index, keyed by (account, subject, queue). Only the
+global account `$G` exists; lines naming another (a Go node's `$SYS`) are
+read and ignored. (What this server tells its peers, and discovery, are
+cluster.py's.)
 """
 
 import json
@@ -23,7 +27,7 @@ from . import parser as P
 from .auth import mask_connect
 from .conn import Connection
 from .delivery import build_fast_bases, deliver, fast_entry, match_publish
-from .inbound import cache_entry, process_input
+from .inbound import cache_entry
 from .parser import ProtocolError
 from .sublist import Subscription, valid_subject
 
@@ -54,7 +58,10 @@ class Route(Connection):
     headers = True
 
     def __init__(self, cluster, sock, addr, rid, solicit=None):
-        Connection.__init__(self, cluster.server, sock, addr)
+        # The parse cache follows the global account's index, the one
+        # account routed messages can name today.
+        srv = cluster.server
+        Connection.__init__(self, srv, sock, addr, srv.accounts.global_account.sublist)
         self.cluster = cluster
         self.rid = rid
         self.solicit = solicit          # the Solicit that dialled it, or None
@@ -67,15 +74,9 @@ class Route(Connection):
         self.info_received = False
         self.registered = False
         self.connect_urls = []
-        self.subs = {}                  # (subject, queue or None) -> Subscription
+        self.subs = {}                  # (account, subject, queue or None) -> Subscription
         self.inherited = set()          # keys taken over from a retired duplicate
         self.retired = False
-        self.pcache = {}
-        self.scache = {}                # clients only: stays empty here
-        self.pgen = -1
-        self.pings_out = 0
-        self.paused = False             # a bcrypt check of CONNECT is running
-        self.resume_at = 0
 
     def idtag(self):
         return "rid:%d" % self.rid
@@ -125,19 +126,14 @@ class Route(Connection):
         else:
             self.send_info()
 
-    # -- the read loop: see inbound.py -----------------------------------
-    process = process_input
-
+    # -- input (the loop is inbound.py's) ---------------------------------
     def long_line_ok(self, buf, pos, length):
         # INFO and CONNECT carry JSON that may exceed max_control_line
         return length <= MAX_JSON_LINE and _is_json_op(buf, pos)
 
     def process_op(self, line, buf, pos, after):
-        """One control line that is not a cached RMSG. Returns a cache entry
-        for a fast-path RMSG, else None with `resume_at` set (or `need` when
-        a payload is incomplete)."""
-        self.need = 0
-        self.resume_at = after
+        """One control line that is not a cached RMSG (the contract is in
+        inbound.py): returns a cache entry for a fast-path RMSG, else None."""
         op, args = P.split_args(line)
         if not self.ready and op not in (b"CONNECT", b"PING", b"PONG"):
             if self.log.trace_on:
@@ -203,21 +199,18 @@ class Route(Connection):
                 reply = first
             else:
                 raise ProtocolError(P.ERR_PARSER, "bad routed message arguments")
-        end = after + size
-        if end + 2 > len(buf):
-            self.need = end + 2 - pos
+        if not self.inb.payload_end(buf, pos, after, size):
             return None
-        if buf[end] != 13 or buf[end + 1] != 10:
-            raise ProtocolError(P.ERR_PARSER, "payload not followed by CRLF")
-        self.resume_at = end + 2
+        end = after + size
         trace = self.log.trace_on
         if trace:
             self.trace_in(line)
             self.log.trace("%s - <<- MSG_PAYLOAD: [%s]" % (self.tag(), P.show(buf[after:end])))
-        if acc != b"$G":
-            return None                 # another account (a Go node's $SYS): not ours
+        account = self.server.accounts.find_wire(acc)
+        if account is None:
+            return None                 # an account we do not have (a Go node's $SYS)
         srv = self.server
-        result = match_publish(srv.sublist, subject)
+        result = match_publish(account.sublist, subject)
         if hdr < 0 and queues is None and not trace:
             bases = build_fast_bases(self, subject, reply, result, True)
             if bases is not None:
@@ -237,7 +230,8 @@ class Route(Connection):
         n = len(args)
         if n < 2 or n > 4:
             raise ProtocolError(P.ERR_PARSER, "processRemoteSub parse error")
-        if args[0] != b"$G":
+        account = self.server.accounts.find_wire(args[0])
+        if account is None:
             return
         subject = args[1].decode("latin-1")
         queue = args[2].decode("latin-1") if n >= 3 else None
@@ -247,7 +241,7 @@ class Route(Connection):
         if not valid_subject(subject) or (queue is not None and not valid_subject(queue, wildcards=False)):
             self.log.error("%s - Ignoring remote interest with an invalid subject %r" % (self.tag(), subject))
             return
-        key = (subject, queue)
+        key = (account, subject, queue)
         self.inherited.discard(key)
         sub = self.subs.get(key)
         if sub is not None:
@@ -259,21 +253,22 @@ class Route(Connection):
         sub = Subscription(self, subject, queue, None, weight)
         self.subs[key] = sub
         if self.registered:
-            self.server.sublist.insert(sub)
+            account.sublist.insert(sub)
 
     def process_remote_unsub(self, args):
         """RS- <acc> <subject> [<queue>]"""
         n = len(args)
         if n < 2 or n > 3:
             raise ProtocolError(P.ERR_PARSER, "processRemoteUnsub parse error")
-        if args[0] != b"$G":
+        account = self.server.accounts.find_wire(args[0])
+        if account is None:
             return
-        key = (args[1].decode("latin-1"), args[2].decode("latin-1") if n == 3 else None)
+        key = (account, args[1].decode("latin-1"), args[2].decode("latin-1") if n == 3 else None)
         sub = self.subs.pop(key, None)
         if sub is not None:
             sub.closed = True
             if self.registered:
-                self.server.sublist.remove(sub)
+                account.sublist.remove(sub)
 
     def drop_unconfirmed(self):
         for key in self.inherited:
@@ -281,20 +276,18 @@ class Route(Connection):
             if sub is not None:
                 sub.closed = True
                 if self.registered:
-                    self.server.sublist.remove(sub)
+                    key[0].sublist.remove(sub)
         self.inherited.clear()
 
     def insert_remote_subs(self):
-        sl = self.server.sublist
-        for sub in self.subs.values():
-            sl.insert(sub)
+        for key, sub in self.subs.items():
+            key[0].sublist.insert(sub)
 
     def remove_remote_subs(self):
-        sl = self.server.sublist
-        for sub in self.subs.values():
+        for key, sub in self.subs.items():
             sub.closed = True
             if self.registered:
-                sl.remove(sub)
+                key[0].sublist.remove(sub)
         self.subs.clear()
 
     # -- handshake input -------------------------------------------------

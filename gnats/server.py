@@ -15,6 +15,7 @@ from .authz import refuse_unenforced
 from . import RELEASE, SERVER_NAME, VERSION
 from . import parser as P
 from . import procfiles
+from .account import Accounts
 from .auth import PLAINTEXT_WARNING, ClientAuth
 from .authorize import Authorizer
 from .client import Client
@@ -24,7 +25,6 @@ from .net import Listener, bind_listener, hostport, local_ip
 from .reactor import EVENT_READ, Reactor
 from .reload import ReloadError, apply_options as apply_reload
 from .snapshot import Snapshots
-from .sublist import Sublist
 
 SLOW_CHECK_INTERVAL = 0.25  # how often write-blocked connections are checked
 SUB_REMOVE_SLICE = 20000    # subscriptions of a closed client removed per reactor turn
@@ -43,7 +43,10 @@ class Server:
         self.rebuild = rebuild      # () -> fresh Options for a SIGHUP reload (main.py's)
         self.log = log
         self.reactor = Reactor(log)
-        self.sublist = Sublist()
+        self.accounts = Accounts()
+        # The global account's subject index under its old name, for the
+        # server-wide readers (snapshot, reload, tests, tools/stress.py).
+        self.sublist = self.accounts.global_account.sublist
         self.server_id = new_server_id()
         self.server_name = opts.server_name or self.server_id
         self.clients = {}           # cid -> Client
@@ -235,23 +238,23 @@ class Server:
         self.snapshots.remember_closed(c, reason)
         subs = list(c.subs.values())
         c.subs.clear()
-        self.remove_closed_subs(subs, 0)
+        self.remove_closed_subs(c.account.sublist, subs, 0)
         self.retire_counters(c)
         if self.log.debug_on:
             self.log.debug("%s - Client connection closed: %s" % (c.tag(), reason))
 
     # -- interest -----------------------------------------------------------
     def add_sub(self, sub):
-        self.sublist.insert(sub)
+        sub.client.account.sublist.insert(sub)
         if self.cluster is not None and sub.client.kind == "client":
             self.cluster.local_sub_added(sub)
 
     def remove_sub(self, sub):
-        self.sublist.remove(sub)
+        sub.client.account.sublist.remove(sub)
         if self.cluster is not None and sub.client.kind == "client":
             self.cluster.local_sub_removed(sub)
 
-    def remove_closed_subs(self, subs, start):
+    def remove_closed_subs(self, sl, subs, start):
         """Remove a closed client's subscriptions, SUB_REMOVE_SLICE per
         reactor turn: a client leaving with 1M subscriptions stalled
         everyone for seconds. Until removed they match but deliver nothing
@@ -259,13 +262,13 @@ class Server:
         part = subs[start:start + SUB_REMOVE_SLICE]
         for sub in part:
             sub.closed = True
-        self.sublist.remove_many(part)
+        sl.remove_many(part)
         if self.cluster is not None:
             for sub in part:
                 self.cluster.local_sub_removed(sub)
         nxt = start + SUB_REMOVE_SLICE
         if nxt < len(subs):
-            self.reactor.call_later(0, self.remove_closed_subs, subs, nxt)
+            self.reactor.call_later(0, self.remove_closed_subs, sl, subs, nxt)
 
     # -- slow consumers ------------------------------------------------------
     def check_write_blocked(self):

@@ -88,9 +88,9 @@ def cache_bytes(c):
     """Bytes the parse caches of connection `c` hold in keys and ready-made
     prefixes (what the audit measured), counted from their contents."""
     n = 0
-    for line, ent in c.pcache.items():
+    for line, ent in c.inb.pcache.items():
         n += len(line) + sum(len(t[1]) for t in ent[1])
-    for key, bases in c.scache.items():
+    for key, bases in c.inb.scache.items():
         n += len(key) + sum(len(t[1]) for t in bases[0])
     return n
 
@@ -149,7 +149,7 @@ class TestParseCacheBounds(unittest.TestCase):
         # 4 prefixes in both caches, about 110 MiB
         self.assertGreater(held, 100 * 1024)
         self.assertLessEqual(held, 4 * MiB)
-        accounted = self.s.call(lambda: (lambda c: c.pcache_used + c.scache_used)(self.s.srv.clients[cid]))
+        accounted = self.s.call(lambda: (lambda c: c.inb.pcache_used + c.inb.scache_used)(self.s.srv.clients[cid]))
         self.assertLessEqual(held, accounted)
         self.assertLessEqual(accounted, 4 * MiB + 64 * 1024)
         stop.set()
@@ -164,7 +164,7 @@ class TestParseCacheBounds(unittest.TestCase):
         self.assertGreater(self.s.call(lambda: cache_bytes(self.s.srv.clients[cid])), 0)
         # conn.CACHE_IDLE (2 s) without input: both caches empty
         self.assertTrue(self.s.wait_for(lambda: cache_bytes(self.s.srv.clients[cid]) == 0))
-        self.assertEqual(self.s.call(lambda: self.s.srv.clients[cid].pcache_used), 0)
+        self.assertEqual(self.s.call(lambda: self.s.srv.clients[cid].inb.pcache_used), 0)
         # and a dropped cache is only a miss: delivery still works
         sub = RawClient(self.s.port)
         sub.send(b"SUB %s.b.1 7\r\n" % (b"x" * 3950))
@@ -319,7 +319,7 @@ class TestClosedConnectionBuffers(unittest.TestCase):
         sub.close()                             # leaves with a reset
         self.assertTrue(s.wait_for(lambda: sc.closed))
         # the publisher sent nothing since: its cache still names that buffer
-        pinned = s.call(lambda: sum(len(wb) for ent in s.srv.clients[pcid].pcache.values()
+        pinned = s.call(lambda: sum(len(wb) for ent in s.srv.clients[pcid].inb.pcache.values()
                                     for wb, _ in ent[1]))
         self.assertEqual(s.call(lambda: len(sc.wbuf)), 0)
         self.assertEqual(pinned, 0)
