@@ -19,7 +19,7 @@ from gnats.inbound import InboundState, PubState, pcache_cost, scache_cost
 from gnats.log import Logger
 from gnats.options import Options
 from gnats.parser import ProtocolError
-from gnats.route import Cluster
+from gnats.cluster import Cluster
 from gnats.server import Server
 from tests.util import RawClient, ServerProcess
 
