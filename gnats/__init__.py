@@ -1,21 +1,35 @@
 """gnatsd.py: a NATS messaging server in pure Python.
 
-Module map (one concern each):
-  reactor   the selectors event loop and its timer heap
-  client    one client connection: read, parse, deliver, flush
-  parser    control-line parsing helpers shared by clients and routes
-  sublist   the subject index (token trie with '*' and '>', match cache)
-  server    lifecycle: listeners, accept, connection registry, stats snapshot
-  route     cluster routes (RS+/RS-/RMSG), discovery
-  monitor   the HTTP(S) monitoring thread (/varz, /connz, ...)
-  options   the Options object and how config values map onto it
-  conf      the NATS config file format (pure: text in, dict out)
-  cli       the command line
-  auth      credential checks (plain and bcrypt)
-  tls       ssl.SSLContext construction
-  log       the log line format and destinations
-  embed     gnats.run(): a server in a background thread of this process
-  testing   unittest support (NatsServerTestCase)
+Module map (one concern each), from the hot core outwards:
+  reactor    the selectors event loop, its timer heap, the end-of-turn flush
+  net        listening sockets, the nonblocking dial, host:port helpers
+  conn       nonblocking socket I/O of every connection; the lifecycle flags
+  inbound    the parse loop clients and routes share, and its declared state
+  delivery   how a message reaches subscribers; the cache-entry layouts
+  parser     control-line argument parsing and the -ERR texts
+  sublist    the subject index (token trie with '*' and '>', match cache)
+  account    accounts, each owning a subject index; the registry ($G)
+  client     one client connection: CONNECT, SUB/UNSUB, PUB/HPUB
+  route      one route connection: RS+/RS-/RMSG/HMSG, INFO/CONNECT
+  cluster    membership, gossip, redial, duplicates, interest across routes
+  authorize  credential checks off the reactor thread, for clients and routes
+  server     lifecycle: accept, registry, signals, lame duck
+  reload     what each option change on reload applies or refuses
+  snapshot   the monitoring snapshot: typed records, closed ring, hand-over
+  endpoints  /varz /connz /routez /subsz /metrics as pure functions
+  monitor    the HTTP(S) monitoring server
+  procstats  process memory/CPU figures; procfiles: pid and ports files
+  options    the Options object and how config values map onto it
+  conf       the NATS config file format (pure: text in, dict out)
+  cli        the command line; main: the entry point
+  auth       credential checks (plain, bcrypt, nkeys, no_auth_user)
+  authz      authorization config keys; permissions: the permission model
+  nkeys      nkey decoding and Ed25519 verify; certmap: certificate -> user
+  tls        ssl.SSLContext construction
+  log        the log line format and destinations
+  dashboard  the live page served at /
+  embed      gnats.run(): a server in a background thread of this process
+  testing    unittest support (NatsServerTestCase)
   pytest_plugin  the nats_server / nats_server_factory / nats_cluster fixtures
 
 The public Python API is `gnats.run(config=None, **options)` (gnats.embed).
