@@ -164,7 +164,10 @@ class _Lines:
 def py_client(ctl, name, role, port, subject, size, count):
     """Publisher or subscriber on nats-py, in a fresh event loop."""
     import asyncio
-    return asyncio.run(_py_run(ctl, name, role, port, subject.decode(), size, count))
+    try:
+        return asyncio.run(_py_run(ctl, name, role, port, subject.decode(), size, count))
+    except Exception as e:      # nats-py's own errors are not OSErrors: report, no traceback
+        return {"error": "nats-py %s: %s: %s" % (role, type(e).__name__, e)}
 
 
 async def _py_run(ctl, name, role, port, subject, size, count):
@@ -214,7 +217,7 @@ async def _py_run(ctl, name, role, port, subject, size, count):
         ctl.pub_done.set()
     else:
         deadline = time.monotonic() + ctl.timeout
-        while not reached.is_set():
+        while not reached.is_set() and not nc.is_closed:     # closed: cut by the server
             if ctl.abort.is_set() or time.monotonic() > deadline:
                 timed_out = True
                 break
@@ -224,13 +227,17 @@ async def _py_run(ctl, name, role, port, subject, size, count):
                 pass
         # Anything already on its way arrives before the PONG; then let the
         # callback catch up with what the library has read (sub.delivered).
-        await nc.flush(10)
+        try:
+            await nc.flush(10)
+        except Exception as e:  # e.g. the server cut us as a slow consumer
+            errs.append("final flush: %s: %s" % (type(e).__name__, e))
         deadline = time.monotonic() + 10.0
-        while got["msgs"] < sub.delivered and time.monotonic() < deadline:
+        while got["msgs"] < sub.delivered and time.monotonic() < deadline and not nc.is_closed:
             await asyncio.sleep(0.001)
     cpu = time.process_time() - c0
     closing = True
-    await nc.close()
+    if not nc.is_closed:
+        await nc.close()
     return _result(role, got["msgs"], got["bytes"], sent, timed_out, errs, got["t_done"], cpu)
 
 

@@ -76,7 +76,9 @@ func main() {
 	flag.Parse()
 
 	var elog errlog
+	closed := make(chan struct{}) // the server cut us: stop waiting for messages
 	nc, err := nats.Connect(*url, nats.Name("bench-go"), nats.NoReconnect(),
+		nats.ClosedHandler(func(_ *nats.Conn) { close(closed) }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, e error) { elog.add(e.Error()) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, e error) {
 			if e != nil {
@@ -140,6 +142,7 @@ func main() {
 		case <-reached:
 			fmt.Fprintln(out, "reached")
 			out.Flush()
+		case <-closed:
 		case <-time.After(*timeout):
 			res.TimedOut = true
 		}
