@@ -51,6 +51,31 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertIn("| PASS |", row)
         self.assertIn("gnatsd.py", r.stdout)
 
+    def test_quick_ours_nats_py_pubsub128(self):
+        """A client-library row: nats-py publisher and subscriber, exact counts."""
+        try:
+            import nats  # noqa: F401
+        except ImportError:
+            self.skipTest("nats-py is not installed")
+        r = run_bench("--quick", "--only", "ours", "--scenario", "py-pubsub128", "--python", sys.executable,
+                      "--msgs", "5000")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        row = table_row(r.stdout, "py-pubsub128")
+        self.assertIsNotNone(row, r.stdout)
+        self.assertIn("| 5k | dlv |", row)
+        self.assertIn("| PASS |", row)
+
+    def test_client_group_is_opt_in(self):
+        wanted, unknown = scenarios.select("core")
+        self.assertEqual(unknown, [])
+        self.assertIn("pubsub16", wanted)
+        self.assertFalse([n for n in wanted if n.startswith(("py-", "go-"))])
+        wanted, _ = scenarios.select("clients,pub16")
+        self.assertIn("go-fanout5", wanted)
+        self.assertIn("py-pub16", wanted)
+        self.assertIn("pub16", wanted)
+        self.assertEqual(scenarios.select("clients,nosuch")[1], ["nosuch"])
+
     def test_bad_arguments_are_clear_errors(self):
         r = run_bench("--scenario", "nosuch")
         self.assertEqual(r.returncode, 2)

@@ -3,12 +3,13 @@
 
 Usage (from the checkout root):
 
-    python3 tools/bench.py                          # every scenario, median of 3 runs
+    python3 tools/bench.py                          # every core scenario, median of 3 runs
+    python3 tools/bench.py --scenario clients       # the same flows through nats-py and nats.go
     python3 tools/bench.py --scenario pubsub16,fanout5 --runs 5
     python3 tools/bench.py --quick                  # small smoke run, one run each
     python3 tools/bench.py --only go --json out.json
 
-Options: --scenario a,b (default all), --runs N (3), --msgs N (published
+Options: --scenario a,b (names or groups: core, the default; clients; all), --runs N (3), --msgs N (published
 messages per run; requests for reqrep, connections for idle10k), --quick,
 --only ours|go, --python PATH (interpreter for ours; default the distribution's
 python3 on the system PATH, e.g. /usr/bin/python3, whose figures count),
@@ -23,6 +24,16 @@ foo.> among 1,000 other subscriptions, mixed sizes), mixed (2,000 subjects,
 mixed sizes), reqrep (sequential request/reply latency, 128 B), tls (1:1 over
 TLS, 128 B), cluster (pub on node A, sub on node B; CPU of both nodes), idle10k
 (10,000 idle connections, RSS per connection).
+
+Client-library scenarios (group "clients", not run by default): py-X and go-X
+for X in pub16, pubsub16, pubsub128, pubsub1k, fanout5 run the flow X through
+nats-py (asyncio) or nats.go workers, one process per connection, with the
+same checks on message counts and payload bytes. The Go workers are a small
+program (tools/benchlib/goload/main.go) built offline at bench time against
+Debian's golang-go and golang-github-nats-io-go-nats-dev; without them, or
+without nats-py for the load generator's python, those rows are SKIP with the
+reason. nats-py cannot saturate a server (the rows describe the library's
+pace); nats.go can.
 
 What is measured: each run starts fresh servers, connects every worker (raw
 sockets, one process each; subscribers' interest confirmed with PING/PONG),
@@ -59,7 +70,9 @@ def parse_args(argv):
     ap = argparse.ArgumentParser(prog="bench.py", description="gnatsd.py vs nats-server benchmark",
                                  epilog="See the module docstring for what each figure means.")
     names = [s.name for s in scenarios.all_scenarios()]
-    ap.add_argument("--scenario", default="all", help="comma-separated: %s (default all)" % ",".join(names))
+    ap.add_argument("--scenario", default="core",
+                    help="comma-separated names or groups (%s; default core): %s"
+                    % (", ".join(scenarios.GROUPS), ",".join(names)))
     ap.add_argument("--runs", type=int, default=None, help="runs per side, median reported (default 3)")
     ap.add_argument("--msgs", type=int, default=None, help="messages per run (overrides each scenario's default)")
     ap.add_argument("--quick", action="store_true", help="small smoke run: 1/20 of the messages, one run")
@@ -74,10 +87,10 @@ def parse_args(argv):
                     help="seconds to let a new cluster resolve duplicate routes before measuring (2)")
     ap.add_argument("--json", default=None, help="also write the results to this file")
     args = ap.parse_args(argv)
-    wanted = names if args.scenario == "all" else [n.strip() for n in args.scenario.split(",") if n.strip()]
-    unknown = [n for n in wanted if n not in names]
+    wanted, unknown = scenarios.select(args.scenario)
     if unknown:
-        ap.error("unknown scenario %s; known: %s" % (", ".join(unknown), ", ".join(names)))
+        ap.error("unknown scenario %s; known: %s (groups: %s)"
+                 % (", ".join(unknown), ", ".join(names), ", ".join(scenarios.GROUPS)))
     args.wanted = wanted
     if args.runs is None:
         args.runs = 1 if args.quick else 3

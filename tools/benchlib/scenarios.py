@@ -9,6 +9,10 @@ Measured window: from the start signal (every connection is set up and its
 interest confirmed by PING/PONG) to the moment the last subscriber has its
 full count (pub-only: the publisher's final PONG). Server CPU is the change in
 utime+stime over that window, summed over the server processes involved.
+
+Client-library scenarios (py-*, go-*) run the same kind of flow through
+nats-py or nats.go workers (clients.py) instead of raw sockets: one subject,
+one payload size, each subscriber its own connection and its own target.
 """
 
 import math
@@ -19,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
-from . import load
+from . import clients, load
 from .servers import Server, ServerError, free_port
 
 CTX = multiprocessing.get_context("fork")
@@ -45,6 +49,7 @@ class Scenario:
     tls: bool = False
     cluster: bool = False
     size: int = 128               # reqrep payload
+    client: str = ""              # "py" (nats-py) or "go" (nats.go) workers; "" = raw sockets
 
 
 def matches(pattern, subject):
@@ -108,7 +113,53 @@ def all_scenarios():
                  "pub on node A -> sub on node B, 128 B (CPU of both nodes)",
                  [(b"bench.route", 128)], [SubConn([(b"bench.route", None)])], cluster=True),
         Scenario("idle10k", "idle", 10_000, "conn", "10,000 idle connections: RSS per connection"),
-    ]
+    ] + client_scenarios()
+
+
+def client_scenarios():
+    """The core flows through real client libraries (opt-in: --scenario clients).
+
+    nats-py publishes about 450k msgs/s and its subscriber counts 50-150k/s
+    on this kind of machine, so its counts are smaller (runs of 4-6 s, still
+    only 20-60 of the 10 ms ticks of server CPU); the nats.go counts give runs
+    about as long as the raw-socket ones."""
+    out = []
+    for lib, what, counts in (("py", "nats-py (asyncio)", (2_000_000, 900_000, 600_000, 300_000, 150_000)),
+                              ("go", "nats.go", (6_000_000, 3_000_000, 2_000_000, 500_000, 400_000))):
+        rows = (("pub16", "pub", "publish only, 16 B, no subscriber", b"bench.pub", 16, 0),
+                ("pubsub16", "dlv", "pub -> sub 1:1, 16 B", b"bench.ps", 16, 1),
+                ("pubsub128", "dlv", "pub -> sub 1:1, 128 B", b"bench.ps", 128, 1),
+                ("pubsub1k", "dlv", "pub -> sub 1:1, 1 KiB", b"bench.ps", 1024, 1),
+                ("fanout5", "dlv", "fan-out 1:5, 128 B (per delivered)", b"bench.fan", 128, 5))
+        for (name, per, about, subject, size, nsubs), msgs in zip(rows, counts):
+            out.append(Scenario("%s-%s" % (lib, name), "flow", msgs, per, "%s, %s clients" % (about, what),
+                                [(subject, size)], [SubConn([(subject, None)]) for _ in range(nsubs)],
+                                client=lib))
+    return out
+
+
+# Names --scenario accepts for a set of scenarios; the default is "core".
+GROUPS = {
+    "core": lambda sc: not sc.client,
+    "clients": lambda sc: bool(sc.client),
+    "all": lambda sc: True,
+}
+
+
+def select(spec):
+    """Scenario names for a --scenario value (names and group names, comma-separated)."""
+    known = all_scenarios()
+    wanted, unknown = [], []
+    for item in (n.strip() for n in spec.split(",")):
+        if not item:
+            continue
+        if item in GROUPS:
+            wanted += [sc.name for sc in known if GROUPS[item](sc)]
+        elif any(sc.name == item for sc in known):
+            wanted.append(item)
+        else:
+            unknown.append(item)
+    return list(dict.fromkeys(wanted)), unknown
 
 
 def check_subject(subject):
@@ -292,6 +343,8 @@ class Run:
 
     def _flow(self):
         sc = self.sc
+        if sc.client:
+            return self._client_flow()
         cycles = max(1, math.ceil(self.msgs / len(sc.plan)))
         groups = expected(sc, cycles)
         ctl = Control(len(sc.subscribers), self.opts.timeout)
@@ -314,6 +367,37 @@ class Run:
         res = self._collect(ctl, names + ["pub"], self.opts.timeout)
         cpu1 = self._cpu()
         return self._flow_verdict(res, groups, cycles * len(sc.plan), cpu1 - cpu0, t0)
+
+    def _client_flow(self):
+        """The flow through client-library workers: same window, same checks,
+        payload bytes instead of frame bytes."""
+        sc = self.sc
+        (subject, size), = sc.plan
+        if sc.client == "go":
+            try:
+                lead = (clients.go_binary(self.logdir),)
+            except clients.Unavailable as e:
+                raise SkipRun("nats.go load program: %s" % e)
+            fn = clients.go_client
+        else:
+            reason = clients.nats_py_reason()
+            if reason:
+                raise SkipRun(reason)
+            fn, lead = clients.py_client, ()
+        port = self.servers[0].port
+        groups = {"conn%d" % i: ([i], self.msgs, self.msgs * size) for i in range(len(sc.subscribers))}
+        ctl = Control(len(sc.subscribers), self.opts.timeout)
+        names = ["sub%d" % i for i in range(len(sc.subscribers))]
+        for name in names:
+            self._spawn(ctl, name, fn, *lead, "sub", port, subject, size, self.msgs)
+        self._wait_ready(ctl, names)
+        self._spawn(ctl, "pub", fn, *lead, "pub", port, subject, size, self.msgs)
+        self._wait_ready(ctl, ["pub"])
+        cpu0, t0 = self._cpu(), time.monotonic()
+        ctl.start.set()
+        res = self._collect(ctl, names + ["pub"], self.opts.timeout + 30.0)
+        cpu1 = self._cpu()
+        return self._flow_verdict(res, groups, self.msgs, cpu1 - cpu0, t0)
 
     def _flow_verdict(self, res, groups, published, cpu, t0):
         problems = []
