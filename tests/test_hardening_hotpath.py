@@ -20,7 +20,7 @@ from gnats.log import Logger
 from gnats.options import Options
 from gnats.reactor import EVENT_READ
 from gnats.server import Server
-from tests.util import RawClient, ServerProcess
+from tests.util import RawClient, ServerCase, ServerProcess
 
 try:
     import bcrypt
@@ -326,22 +326,10 @@ class TestClosedConnectionBuffers(unittest.TestCase):
         pub.close()
 
 
-class TestWireDetails(unittest.TestCase):
+class TestWireDetails(ServerCase):
     """M1, M2, M6 and UNSUB <sid> <max>, checked against nats-server 2.9.10
     and 2.15.1 over a socket (both give the bytes expected here)."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = ServerProcess()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.srv.stop()
-
-    def client(self, connect=b'{"verbose":false,"pedantic":false}'):
-        c = RawClient(self.srv.port, connect)
-        self.addCleanup(c.close)
-        return c
 
     def test_m1_only_space_and_tab_separate_arguments(self):
         c = self.client()

@@ -13,7 +13,7 @@ import time
 import unittest
 import urllib.request
 
-from tests.util import PYTHON, GNATSD, ROOT, RawClient, ServerProcess, wait_for
+from tests.util import GNATSD, PYTHON, ROOT, RawClient, ServerCase, ServerProcess, wait_for
 
 
 def http_json(port, path):
@@ -21,19 +21,7 @@ def http_json(port, path):
         return json.loads(r.read())
 
 
-class TestBasics(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = ServerProcess()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.srv.stop()
-
-    def client(self, connect=b'{"verbose":false,"pedantic":false}'):
-        c = RawClient(self.srv.port, connect)
-        self.addCleanup(c.close)
-        return c
+class TestBasics(ServerCase):
 
     def test_info_fields(self):
         c = self.client(None)

@@ -339,6 +339,28 @@ class RawClient:
             pass
 
 
+
+class ServerCase(unittest.TestCase):
+    """One gnatsd.py process for the whole class (`server_args`), and
+    `client()`: a RawClient closed when the test ends."""
+    server_args = ()
+    client_connect = b'{"verbose":false,"pedantic":false}'
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = ServerProcess(*cls.server_args)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def client(self, connect=Ellipsis):
+        # connect=None: no CONNECT at all (RawClient's meaning)
+        c = RawClient(self.srv.port, self.client_connect if connect is Ellipsis else connect)
+        self.addCleanup(c.close)
+        return c
+
+
 def parse_msgs(data):
     """Split protocol bytes into (op, args, payload) messages, skipping the
     lines that carry no payload (INFO, PING, PONG, +OK)."""
