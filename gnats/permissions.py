@@ -398,6 +398,11 @@ class ConnectionPermissions:
         self.pub_cache.put(subject, allowed)
         return allowed
 
+    def cacheable(self, subject: str) -> bool:
+        """After can_publish allowed subject: was that the static verdict (a
+        caller may cache it), not a one-off response grant?"""
+        return not self.perms.checks_publish or self._verdicts.get(subject) is True
+
     def can_subscribe(self, subject: str, queue: Optional[str] = None) -> bool:
         if not self.perms.can_subscribe(subject, queue):
             return False
