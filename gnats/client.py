@@ -355,8 +355,10 @@ class Client(Connection):
             self.perms = None
         elif old is None or old.perms is not rules:
             self.perms = ConnectionPermissions(rules)
-        if self.perms is not old and (old is not None or self.subs):
-            self.permissions_changed()
+        if self.perms is not old:
+            self.reset_caches()     # its own cached PUB lines were checked under `old`
+            if old is not None or self.subs:
+                self.permissions_changed()
 
     def permissions_changed(self):
         """After a reload: drop the subscriptions no longer allowed, with the

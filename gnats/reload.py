@@ -412,6 +412,7 @@ def recheck_clients(srv, auth):
             continue
         if not auth.required:
             c.authed = True         # an in-flight check is redone under `auth`
+            c.set_user(c.user)      # no users: no permissions either
             continue
         if not c.authed or c.paused:
             # Not yet authenticated: its CONNECT is checked against the auth

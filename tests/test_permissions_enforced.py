@@ -243,16 +243,18 @@ class TestReload(WithServer):
         d.send(b"SUB dflt.x 1\r\n")
         d.ping()
         gone = login(self.srv.port, b"admin", b"a")
-        new = USERS.replace('allow: ["foo.>", "q.> workers"]', 'allow: ["foo.a"]') \
+        p = login(self.srv.port, b"pub", b"p")
+        p.send(b"PUB foo.c 1\r\nc\r\n" * 3)      # cached by the publisher
+        self.assertEqual(lines(p.ping()), [])
+        new = USERS.replace('deny: ["foo.secret"]', 'deny: ["foo.secret", "foo.c"]').replace('allow: ["foo.>", "q.> workers"]', 'allow: ["foo.a"]') \
             .replace('subscribe: "dflt.>"', 'subscribe: "other.>"') \
             .replace('{user: admin, password: a, permissions: {publish: ">", subscribe: ">"}}', '')
         reload(self.srv, new, 1)
         self.assertEqual(lines(s.ping()), [sub_err(b"foo.b")])
         self.assertEqual(lines(d.ping()), [sub_err(b"dflt.x")])
         self.assertTrue(gone.closed())
-        p = login(self.srv.port, b"pub", b"p")
-        p.send(b"PUB foo.a 1\r\na\r\nPUB foo.b 1\r\nb\r\n")
-        p.ping()
+        p.send(b"PUB foo.c 1\r\nc\r\n" * 2 + b"PUB foo.a 1\r\na\r\nPUB foo.b 1\r\nb\r\n")
+        self.assertEqual(lines(p.ping()), [pub_err(b"foo.c")] * 2)
         self.assertEqual(delivered(s), [(b"foo.a", b"1", b"a")])
         d.send(b"PUB dflt.x 1\r\nx\r\n")
         self.assertEqual(delivered(d), [])
