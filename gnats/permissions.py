@@ -424,6 +424,9 @@ class ConnectionPermissions:
             allowed = self.pub_cache.get(reply)
             if allowed is None:
                 allowed = self.perms.can_publish(reply)
-            if not allowed:
+            # nats-server asks its full publish check here, which uses up
+            # one response of a live grant for this reply (and then does
+            # not renew it): a reused reply subject alternates.
+            if not allowed and not self.responses.use(reply):
                 self.responses.record(reply)
         return True
