@@ -5,7 +5,14 @@ Input goes through the shared parse loop (inbound.py, `process`), which
 serves repeated and resized PUBs from the client's caches (its
 `inbound.PubState`) and calls `process_op` for every other line. A client
 belongs to an `Account` (account.py) and resolves subjects in the
-account's subject index; `perms` is where per-client permissions attach.
+account's subject index.
+
+Permissions (issue 16): `perms` is the client's ConnectionPermissions, or
+None for an unrestricted client, which then takes exactly the old paths. A
+PUB is checked before its cache entries are built, so the loop's caches
+only ever hold permitted lines; a PUB allowed only by a response grant is
+delivered on the general path, never cached. Receivers' delivery filters
+and grants are applied by delivery.py.
 
 Everything unusual (queue groups, auto-unsubscribe limits, headers,
 verbose, tracing, no-responders) takes the general path in delivery.py.

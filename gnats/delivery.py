@@ -15,6 +15,13 @@ Two ways, chosen once per distinct PUB control line (see client.py):
 Routes receive at most one RMSG per message, whatever the number of
 matching subscriptions they registered, and never a message that itself
 came from a route (one hop only).
+
+Permissions: a receiving client with a delivery deny filter is left out of
+a fast entry for a denied subject (the entry is per subject, so this is
+decided once), and one that must record a response grant per message
+sends the publisher down the general path, where `deliver_to_sub` asks
+`perms.on_delivery`. Routes carry only what the cluster's export rules
+allow (`_exports`).
 """
 
 import random
