@@ -29,8 +29,8 @@ from .conn import Connection
 from .delivery import build_fast_bases, deliver, deliver_to_sub, fast_entry, match_publish
 from .inbound import PubState, cache_entry, scache_put
 from .parser import ProtocolError
-from .permissions import (ConnectionPermissions, publish_violation, publish_violation_log,
-                          subscribe_violation, subscribe_violation_log)
+from .permissions import (ConnectionPermissions, go_quote, publish_violation,
+                          publish_violation_log, subscribe_violation, subscribe_violation_log)
 from .sublist import Subscription, valid_subject
 
 NO_RESPONDERS_HDR = b"NATS/1.0 503\r\n\r\n"
@@ -377,9 +377,14 @@ class Client(Connection):
             for sub in list(self.subs.values()):
                 if not perms.can_subscribe(sub.subject, sub.queue):
                     self.remove_sub(sub)
-                    self.send_err(subscribe_violation(sub.subject, sub.queue))
-                    self.perm_log(subscribe_violation_log(
-                        sub.subject, sub.queue, sub.sid.decode("latin-1")))
+                    # 2.15's texts (2.9 did not name the queue here)
+                    what = go_quote(sub.subject)
+                    if sub.queue:
+                        what += " using queue " + go_quote(sub.queue)
+                    sid = go_quote(sub.sid.decode("latin-1"))
+                    self.send_err("Permissions Violation for Subscription to %s (sid %s)" % (what, sid))
+                    self.log.notice("Removed sub %s (sid %s) for User %s - not authorized"
+                                    % (what, sid, go_quote(self.user or "N/A")))
         self.account.sublist.gen += 1
 
     def auth_timeout(self):
