@@ -289,13 +289,15 @@ class TestReloadOnGo(TestReload):
 class TestCluster(unittest.TestCase):
     """Node A's cluster permissions: import `imp.>` (what A asks B for),
     export `exp.>` (what B may ask A for)."""
+    exe_a = exe_b = None
 
     def test_import_export_across_a_route(self):
-        a = ServerProcess(config="cluster { listen: 127.0.0.1:-1\n"
-                                 "  permissions { import: \"imp.>\", export: \"exp.>\" } }\n")
+        a = ServerProcess(config="cluster { name: perm, listen: 127.0.0.1:-1\n"
+                                 "  permissions { import: \"imp.>\", export: \"exp.>\" } }\n",
+                          exe=self.exe_a)
         self.addCleanup(a.stop)
-        b = ServerProcess("--cluster", "nats://127.0.0.1:-1",
-                          "--routes", "nats://127.0.0.1:%d" % a.cluster_port)
+        b = ServerProcess("--cluster", "nats://127.0.0.1:-1", "--cluster_name", "perm",
+                          "--routes", "nats://127.0.0.1:%d" % a.cluster_port, exe=self.exe_b)
         self.addCleanup(b.stop)
         ca, cb = RawClient(a.port), RawClient(b.port)
         ca.send(b"SUB imp.x 1\r\nSUB no.x 2\r\nSUB imp.probe 3\r\n")
@@ -325,6 +327,19 @@ class TestCluster(unittest.TestCase):
                                  (got_a and got_a[-1][2] == b"end"), 10))
         self.assertEqual([m[0] for m in got_b], [b"exp.x", b"exp.probe"])
         self.assertEqual([m[0] for m in got_a], [b"imp.x", b"imp.probe"])
+
+
+@unittest.skipUnless(HAVE_GO, "no nats-server 2.15 at " + GO_215)
+class TestClusterGoNodeA(TestCluster):
+    """Node A (the one with permissions) is nats-server 2.15.1: the same
+    subjects cross, so the semantics are its."""
+    exe_a = GO_215
+
+
+@unittest.skipUnless(HAVE_GO, "no nats-server 2.15 at " + GO_215)
+class TestClusterGoNodeB(TestCluster):
+    """Our node A with permissions, facing nats-server 2.15.1."""
+    exe_b = GO_215
 
 
 @unittest.skipIf(nats is None, "nats-py not installed")
