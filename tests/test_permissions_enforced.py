@@ -101,6 +101,11 @@ class WithServer(unittest.TestCase):
         self.srv = ServerProcess(*self.args, config=self.config, exe=self.exe)
         self.addCleanup(self.srv.stop)
 
+    def conn(self, user, pw):
+        c = login(self.srv.port, user, pw)
+        self.addCleanup(c.close)
+        return c
+
 
 class TestClientPermissions(WithServer):
 
@@ -125,10 +130,10 @@ class TestClientPermissions(WithServer):
                               r'Subject "q\.x", Queue: "others", SID 5')
 
     def test_denied_message_never_delivered_to_anyone(self):
-        a = login(self.srv.port, b"admin", b"a")
+        a = self.conn(b"admin", b"a")
         a.send(b"SUB > 1\r\n")
         a.ping()
-        p = login(self.srv.port, b"pub", b"p")
+        p = self.conn(b"pub", b"p")
         p.send(b"PUB foo.secret 1\r\nx\r\n" * 50 + b"PUB foo.ok 1\r\ny\r\n")
         self.assertEqual(lines(p.ping()), [pub_err(b"foo.secret")] * 50)
         self.assertEqual(delivered(a), [(b"foo.ok", b"1", b"y")])
@@ -136,7 +141,8 @@ class TestClientPermissions(WithServer):
     def test_hpub_denied(self):
         p = RawClient(self.srv.port, connect=b'{"verbose":false,"pedantic":false,"headers":true,'
                                               b'"user":"pub","pass":"p"}')
-        a = login(self.srv.port, b"admin", b"a")
+        self.addCleanup(p.close)
+        a = self.conn(b"admin", b"a")
         a.send(b"SUB > 1\r\n")
         a.ping()
         p.send(b"HPUB foo.secret 12 14\r\nNATS/1.0\r\n\r\nxy\r\n")
@@ -144,7 +150,7 @@ class TestClientPermissions(WithServer):
         self.assertEqual(delivered(a), [])
 
     def test_default_permissions_apply_to_users_without_their_own(self):
-        c = login(self.srv.port, b"dflt", b"d")
+        c = self.conn(b"dflt", b"d")
         c.send(b"SUB dflt.a 1\r\nSUB foo 2\r\nPUB dflt.a 1\r\nx\r\nPUB foo 1\r\ny\r\n")
         got = lines(c.ping())
         self.assertEqual([x for x in got if x.startswith(b"-ERR")], [sub_err(b"foo"), pub_err(b"foo")])
@@ -153,10 +159,10 @@ class TestClientPermissions(WithServer):
         self.assertEqual(delivered(c), [(b"dflt.a", b"1", b"z")])
 
     def test_allow_responses_max_and_expiry(self):
-        req = login(self.srv.port, b"pub", b"p")
+        req = self.conn(b"pub", b"p")
         req.send(b"SUB _INBOX.a 1\r\n")
         req.ping()
-        rsp = login(self.srv.port, b"resp", b"r")
+        rsp = self.conn(b"resp", b"r")
         rsp.send(b"SUB req 1\r\n")
         rsp.ping()
         # no grant yet
@@ -185,10 +191,10 @@ class TestClientPermissions(WithServer):
         while a grant for that reply is live uses one response of it and
         does not renew it (max 2: the answer after the second request is
         the third use), so a reused reply subject alternates."""
-        req = login(self.srv.port, b"pub", b"p")
+        req = self.conn(b"pub", b"p")
         req.send(b"SUB _INBOX.a 1\r\n")
         req.ping()
-        rsp = login(self.srv.port, b"resp", b"r")
+        rsp = self.conn(b"resp", b"r")
         rsp.send(b"SUB req 1\r\n")
         rsp.ping()
         errors, answers = [], []
@@ -213,7 +219,7 @@ class TestMonitoring(WithServer):
     args = ("-m", "-1")
 
     def test_connz_auth_shows_user(self):
-        c = login(self.srv.port, b"sub", b"s")
+        c = self.conn(b"sub", b"s")
         url = "http://127.0.0.1:%d/connz?auth=1" % self.srv.monitor_port
         conns = json.load(urllib.request.urlopen(url, timeout=5))["connections"]
         self.assertEqual([x.get("authorized_user") for x in conns], ["sub"])
@@ -249,14 +255,14 @@ def reload(srv, text, count):
 class TestReload(WithServer):
 
     def test_subscriptions_no_longer_allowed_are_removed(self):
-        s = login(self.srv.port, b"sub", b"s")
+        s = self.conn(b"sub", b"s")
         s.send(b"SUB foo.a 1\r\nSUB foo.b 2\r\nSUB q.x workers 3\r\n")
         s.ping()
-        d = login(self.srv.port, b"dflt", b"d")
+        d = self.conn(b"dflt", b"d")
         d.send(b"SUB dflt.x 1\r\n")
         d.ping()
-        gone = login(self.srv.port, b"admin", b"a")
-        p = login(self.srv.port, b"pub", b"p")
+        gone = self.conn(b"admin", b"a")
+        p = self.conn(b"pub", b"p")
         p.send(b"PUB foo.c 1\r\nc\r\n" * 3)      # cached by the publisher
         self.assertEqual(lines(p.ping()), [])
         new = USERS.replace('deny: ["foo.secret"]', 'deny: ["foo.secret", "foo.c"]').replace('allow: ["foo.>", "q.> workers"]', 'allow: ["foo.a"]') \
@@ -300,6 +306,8 @@ class TestCluster(unittest.TestCase):
                           "--routes", "nats://127.0.0.1:%d" % a.cluster_port, exe=self.exe_b)
         self.addCleanup(b.stop)
         ca, cb = RawClient(a.port), RawClient(b.port)
+        self.addCleanup(ca.close)
+        self.addCleanup(cb.close)
         ca.send(b"SUB imp.x 1\r\nSUB no.x 2\r\nSUB imp.probe 3\r\n")
         cb.send(b"SUB exp.x 1\r\nSUB other.x 2\r\nSUB exp.probe 3\r\n")
         ca.ping()
