@@ -156,11 +156,13 @@ class Client(Connection):
             # checked before any entry is built: only permitted subjects
             # reach the caches (a grant of allow_responses is per message)
             subj = subject.decode("utf-8", "surrogateescape")
+            end = after + size
+            if end + 2 > len(buf):
+                # checked once, with the whole message here: a check may use
+                # up a response grant, and this line is parsed again then
+                st.need = end + 2 - pos
+                return None
             if not perms.can_publish(subj):
-                end = after + size
-                if end + 2 > len(buf):
-                    st.need = end + 2 - pos
-                    return None
                 if self.log.trace_on:
                     self.trace_in(line)
                 self.publish_denied(subj)

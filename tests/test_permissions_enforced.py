@@ -185,6 +185,25 @@ class TestClientPermissions(WithServer):
         self.assertEqual(lines(rsp.ping()), [pub_err(b"_INBOX.a")])
         self.assertEqual(delivered(req), [])
 
+    def test_allow_responses_payload_in_a_later_read(self):
+        """A PUB whose payload arrives later is checked once: max 2 allows
+        exactly two answers however the bytes are split."""
+        req = self.conn(b"pub", b"p")
+        req.send(b"SUB _INBOX.b 1\r\n")
+        req.ping()
+        rsp = self.conn(b"resp", b"r")
+        rsp.send(b"SUB req 1\r\n")
+        rsp.ping()
+        req.send(b"PUB req _INBOX.b 1\r\nq\r\n")
+        req.ping()
+        self.assertEqual(len(delivered(rsp)), 1)
+        for payload in (b"1", b"2", b"3"):
+            rsp.send(b"PUB _INBOX.b 1\r\n")
+            time.sleep(0.2)     # the server reads the line alone (if it did not,
+            rsp.send(payload + b"\r\n")     # the test is merely weaker)
+        self.assertEqual(lines(rsp.ping()), [pub_err(b"_INBOX.b")])
+        self.assertEqual([m[2] for m in delivered(req)], [b"1", b"2"])
+
     def test_allow_responses_after_a_cached_request_line(self):
         """The request's line repeats (the publisher's pcache): every
         delivery must still see the grants. As in nats-server, a delivery
