@@ -36,6 +36,7 @@ authorization {
     {user: resp, password: r, permissions: {
         subscribe: "req", allow_responses: {max: 2, expires: "1s"}}}
     {user: dflt, password: d}
+    {user: qd, password: q, permissions: {subscribe: {allow: [">"], deny: ["foo.bar workers"]}}}
     {user: admin, password: a, permissions: {publish: ">", subscribe: ">"}}
   ]
 }
@@ -137,6 +138,18 @@ class TestClientPermissions(WithServer):
         p.send(b"PUB foo.secret 1\r\nx\r\n" * 50 + b"PUB foo.ok 1\r\ny\r\n")
         self.assertEqual(lines(p.ping()), [pub_err(b"foo.secret")] * 50)
         self.assertEqual(delivered(a), [(b"foo.ok", b"1", b"y")])
+
+    def test_queue_deny_entry_filters_a_wildcard_queue_subscription(self):
+        c = self.conn(b"qd", b"q")
+        c.send(b"SUB foo.* workers 1\r\nSUB foo.* 2\r\nSUB foo.bar workers 3\r\n")
+        self.assertEqual(lines(c.ping()), [sub_err(b"foo.bar", b"workers")])
+        a = self.conn(b"admin", b"a")
+        for _ in range(3):      # the publisher's caches on the second and third
+            a.send(b"PUB foo.bar 1\r\nx\r\nPUB foo.baz 1\r\ny\r\n")
+        a.ping()
+        got = delivered(c)
+        self.assertEqual(sorted(got), sorted([(b"foo.bar", b"2", b"x"), (b"foo.baz", b"1", b"y"),
+                                              (b"foo.baz", b"2", b"y")] * 3))
 
     def test_hpub_denied(self):
         p = RawClient(self.srv.port, connect=b'{"verbose":false,"pedantic":false,"headers":true,'
