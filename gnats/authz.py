@@ -319,28 +319,31 @@ def check_no_auth_user(opts) -> None:
 
 # --- what the running server cannot honour yet ---------------------------------
 
+# Enforced (issue 16): users' permissions, default_permissions (and its
+# aliases), cluster permissions; allow_responses is inside permissions.
+PERMISSION_KEYS = ("permission", "permissions", "default_permission", "default_permissions")
+
+
 def unsupported_settings(opts) -> List[Tuple[str, object]]:
     """(key, position or None) of each authorization setting in opts that the
     connection path does not enforce yet; empty when there is none. The
     start-up path (and a reload) must refuse a non-empty answer, e.g.
     `FILE:LINE:COL: permissions: not enforced yet by this build (issue 16)`."""
     found = list(opts.__dict__.get("_authz_set", []))
+    found = [(k, p) for k, p in found if k.rsplit(".", 1)[-1] not in PERMISSION_KEYS]
     keys = {k for k, _ in found}
 
     def add(key, present):
         if present and not any(k == key or k.endswith("." + key) for k in keys):
             found.append((key, None))
     # Options built in code (the embed API) have no positions: look at values.
-    add("permissions", any(u.get("permissions") for u in list(opts.users) + list(opts.nkeys)))
     add("nkey", bool(opts.nkeys))
-    add("default_permissions", opts.default_permissions is not None)
     add("no_auth_user", bool(opts.no_auth_user))
     add("allow_non_tls", opts.allow_non_tls)
     add("verify_and_map", opts.tls_verify_and_map or opts.cluster_tls_verify_and_map)
     add("handshake_first", opts.tls_handshake_first)
     add("allowed_connection_types",
         any(u.get("allowed_connection_types") for u in list(opts.users) + list(opts.nkeys)))
-    add("cluster.permissions", opts.cluster_permissions is not None)
     return found
 
 

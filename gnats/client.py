@@ -5,7 +5,14 @@ Input goes through the shared parse loop (inbound.py, `process`), which
 serves repeated and resized PUBs from the client's caches (its
 `inbound.PubState`) and calls `process_op` for every other line. A client
 belongs to an `Account` (account.py) and resolves subjects in the
-account's subject index; `perms` is where per-client permissions attach.
+account's subject index.
+
+Permissions (issue 16): `perms` is the client's ConnectionPermissions, or
+None for an unrestricted client, which then takes exactly the old paths. A
+PUB is checked before its cache entries are built, so the loop's caches
+only ever hold permitted lines; a PUB allowed only by a response grant is
+delivered on the general path, never cached. Receivers' delivery filters
+and grants are applied by delivery.py.
 
 Everything unusual (queue groups, auto-unsubscribe limits, headers,
 verbose, tracing, no-responders) takes the general path in delivery.py.
@@ -22,6 +29,8 @@ from .conn import Connection
 from .delivery import build_fast_bases, deliver, deliver_to_sub, fast_entry, match_publish
 from .inbound import PubState, cache_entry, scache_put
 from .parser import ProtocolError
+from .permissions import (ConnectionPermissions, go_quote, publish_violation,
+                          publish_violation_log, subscribe_violation, subscribe_violation_log)
 from .sublist import Subscription, valid_subject
 
 NO_RESPONDERS_HDR = b"NATS/1.0 503\r\n\r\n"
@@ -141,7 +150,26 @@ class Client(Connection):
             self.send_err(P.ERR_INVALID_PUB_SUBJECT)
             st.resume_at = end + 2
             return None
-        general = self.verbose or self.log.trace_on
+        perms = self.perms
+        cacheable = True
+        if perms is not None:
+            # checked before any entry is built: only permitted subjects
+            # reach the caches (a grant of allow_responses is per message)
+            subj = subject.decode("utf-8", "surrogateescape")
+            end = after + size
+            if end + 2 > len(buf):
+                # checked once, with the whole message here: a check may use
+                # up a response grant, and this line is parsed again then
+                st.need = end + 2 - pos
+                return None
+            if not perms.can_publish(subj):
+                if self.log.trace_on:
+                    self.trace_in(line)
+                self.publish_denied(subj)
+                st.resume_at = end + 2
+                return None
+            cacheable = perms.cacheable(subj)
+        general = self.verbose or self.log.trace_on or not cacheable
         result = match_publish(self.account.sublist, subject)
         if not general:
             bases = build_fast_bases(self, subject, reply, result, False)
@@ -172,9 +200,26 @@ class Client(Connection):
         if self.pedantic and not valid_subject(subject.decode("latin-1"), wildcards=False):
             self.send_err(P.ERR_INVALID_PUB_SUBJECT)
             return
+        if self.perms is not None:
+            subj = subject.decode("utf-8", "surrogateescape")
+            if not self.perms.can_publish(subj):
+                self.publish_denied(subj)
+                return
         self.ok()
         result = match_publish(self.account.sublist, subject)
         self.publish(subject, reply, hdr, buf[after:after + total + 2], result)
+
+    def publish_denied(self, subj):
+        """nats-server's pubPermissionViolation: -ERR, an error log line,
+        and the connection stays open."""
+        self.send_err(publish_violation(subj))
+        self.perm_log(publish_violation_log(subj))
+
+    def perm_log(self, text):
+        """A violation in nats-server 2.15's form: the account and user after
+        the connection (2.9 wrote `User "name"` after the dash instead)."""
+        self.log.error('%s - "%s/user:%s" - %s' % (self.tag(), self.account.wire.decode("latin-1"),
+                                                  self.user, text))
 
     def publish(self, subject, reply, hdr, payload, result):
         """General-path publish of one message (payload has its CRLF)."""
@@ -207,6 +252,11 @@ class Client(Connection):
         if not valid_subject(subj) or (queue is not None and not valid_subject(queue.decode("latin-1"), wildcards=False)):
             self.send_err(P.ERR_INVALID_SUBJECT)
             return
+        qname = queue.decode("latin-1") if queue is not None else None
+        if self.perms is not None and not self.perms.can_subscribe(subj, qname):
+            self.send_err(subscribe_violation(subj, qname))
+            self.perm_log(subscribe_violation_log(subj, qname, sid.decode("latin-1")))
+            return
         if sid in self.subs:
             # nats-server ignores a duplicate sid
             self.ok()
@@ -215,7 +265,7 @@ class Client(Connection):
         if limit and len(self.subs) >= limit:
             self.send_err(P.ERR_MAX_SUBS)
             return
-        sub = Subscription(self, subj, queue.decode("latin-1") if queue is not None else None, sid)
+        sub = Subscription(self, subj, qname, sid)
         self.subs[sid] = sub
         self.server.add_sub(sub)
         self.ok()
@@ -296,8 +346,48 @@ class Client(Connection):
     def auth_done(self, user):
         """Called (on the reactor thread) when credentials were accepted."""
         self.authed = True
-        self.user = user or ""
+        self.set_user(user)
         self.ok()
+
+    def set_user(self, user):
+        """Who the client is now, and what it may do. `user` is a UserEntry
+        (auth.py), or a user name, looked up among the users in force, whose
+        entries already carry default_permissions where a user has none.
+        Unrestricted clients get perms None: they pay nothing."""
+        if isinstance(user, str):
+            # the name-only flows (today's CONNECT check, reload re-checks)
+            user = self.server.client_auth._entries.get(user) or user
+        self.user = getattr(user, "name", user) or ""
+        rules = getattr(user, "permissions", None)
+        old = self.perms
+        if rules is None:
+            self.perms = None
+        elif old is None or old.perms is not rules:
+            self.perms = ConnectionPermissions(rules)
+        if self.perms is not old:
+            self.reset_caches()     # its own cached PUB lines were checked under `old`
+            if old is not None or self.subs:
+                self.permissions_changed()
+
+    def permissions_changed(self):
+        """After a reload: drop the subscriptions no longer allowed, with the
+        error nats-server sends (processSubsOnConfigReload), and make every
+        publisher resolve its cached lines again (delivery filters and
+        response grants are decided when an entry is built)."""
+        perms = self.perms
+        if perms is not None:
+            for sub in list(self.subs.values()):
+                if not perms.can_subscribe(sub.subject, sub.queue):
+                    self.remove_sub(sub)
+                    # 2.15's texts (2.9 did not name the queue here)
+                    what = go_quote(sub.subject)
+                    if sub.queue:
+                        what += " using queue " + go_quote(sub.queue)
+                    sid = go_quote(sub.sid.decode("latin-1"))
+                    self.send_err("Permissions Violation for Subscription to %s (sid %s)" % (what, sid))
+                    self.log.notice("Removed sub %s (sid %s) for User %s - not authorized"
+                                    % (what, sid, go_quote(self.user or "N/A")))
+        self.account.sublist.gen += 1
 
     def auth_timeout(self):
         if not self.authed and not self.closed:

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 from . import VERSION
 from .auth import RouteAuth
 from .conn import set_socket_options
+from .permissions import compile_permissions
 from .net import Dial, Listener, bind_listener, hostport
 from .reactor import EVENT_READ
 from .route import Route
@@ -172,6 +173,7 @@ class Cluster:
         self.conns = {}             # rid -> Route: every route connection
         self.remotes = {}           # remote server_id -> registered Route
         self.next_rid = 0
+        self._perm_spec = self._perms = None    # route_perms() compiles once per spec
         self.plain_refs = {}        # subject -> local plain subscriptions
         self.queue_refs = {}        # (subject, queue) -> local members
         self._urls = []             # connect_urls for clients
@@ -543,13 +545,30 @@ class Cluster:
                 if s.remote_id == r.remote_id and s.idle():
                     s.retry()
 
+    # -- permissions ------------------------------------------------------
+    def route_perms(self):
+        """The cluster's `permissions { import, export }` compiled (publish
+        is import: what we ask peers for; subscribe is export: what peers
+        may ask us for, nats-server canImport/canExport), or None."""
+        spec = self.server.opts.cluster_permissions
+        if spec is not self._perm_spec:
+            self._perm_spec, self._perms = spec, compile_permissions(spec)
+        return self._perms
+
+    def imports(self, subject):
+        """Do we send RS+ for local interest on subject?"""
+        p = self.route_perms()
+        return p is None or p.can_publish(subject)
+
     # -- local interest --------------------------------------------------
     def send_local_subs(self, r):
         parts = []
         for subj in self.plain_refs:
-            parts.append(b"RS+ $G %s\r\n" % subj.encode("latin-1"))
+            if self.imports(subj):
+                parts.append(b"RS+ $G %s\r\n" % subj.encode("latin-1"))
         for (subj, queue), w in self.queue_refs.items():
-            parts.append(b"RS+ $G %s %s %d\r\n" % (subj.encode("latin-1"), queue.encode("latin-1"), w))
+            if self.imports(subj):
+                parts.append(b"RS+ $G %s %s %d\r\n" % (subj.encode("latin-1"), queue.encode("latin-1"), w))
         if parts:
             r.send_now(b"".join(parts))
             if self.log.trace_on:
@@ -562,6 +581,8 @@ class Cluster:
 
     def local_sub_added(self, sub):
         subj = sub.subject
+        if not self.imports(subj):
+            return
         if sub.queue is None:
             n = self.plain_refs.get(subj, 0) + 1
             self.plain_refs[subj] = n
@@ -575,6 +596,8 @@ class Cluster:
 
     def local_sub_removed(self, sub):
         subj = sub.subject
+        if not self.imports(subj):
+            return
         if sub.queue is None:
             n = self.plain_refs.get(subj, 0) - 1
             if n > 0:

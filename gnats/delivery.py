@@ -15,6 +15,13 @@ Two ways, chosen once per distinct PUB control line (see client.py):
 Routes receive at most one RMSG per message, whatever the number of
 matching subscriptions they registered, and never a message that itself
 came from a route (one hop only).
+
+Permissions: a receiving client with a delivery deny filter is left out of
+a fast entry for a denied subject (the entry is per subject, so this is
+decided once), and one that must record a response grant per message
+sends the publisher down the general path, where `deliver_to_sub` asks
+`perms.on_delivery`. Routes carry only what the cluster's export rules
+allow (`_exports`).
 """
 
 import random
@@ -116,13 +123,17 @@ def build_fast_bases(src, subject, reply, result, from_route):
         if sub.max_msgs:
             return None
         if c.kind == "route":
-            if from_route or c in seen_routes:
+            if from_route or c in seen_routes or not _exports(c, subject):
                 continue
             seen_routes.add(c)
             tgts.append((c.wbuf, b"RMSG " + src.account.wire + b" " + subject + sfx))
             counted.append((c, _ROUTE_SINK))
         else:
             if c is src and not echo:
+                continue
+            if c.perms is not None and not _fast_ok(c.perms, subject, None, reply):
+                if reply and c.perms.responses is not None:
+                    return None
                 continue
             tgts.append((c.wbuf, b"MSG " + subject + b" " + sub.sid + sfx))
             counted.append((c, sub))
@@ -143,12 +154,37 @@ def build_fast_bases(src, subject, reply, result, from_route):
                     return None
                 if c is src and not echo:
                     continue
+                if c.perms is not None and not _fast_ok(c.perms, subject, sub.queue, reply):
+                    if reply and c.perms.responses is not None:
+                        return None
+                    continue
                 members.append((c.wbuf, b"MSG " + subject + b" " + sub.sid + sfx, c, sub))
                 receivers.add(c)
             if members:
                 qgroups.append(tuple(members))
         qgroups = tuple(qgroups) or None
     return tuple(tgts), tuple(counted), frozenset(receivers), qgroups
+
+
+def _exports(route, subject):
+    """May a message on subject cross this route? Its interest was checked
+    against the cluster's export rules when it came; a wildcard interest
+    overlapping an export deny still must not carry denied subjects
+    (nats-server's delivery deny filter, for routes too)."""
+    p = route.cluster.route_perms()
+    return p is None or p.sub_deny is None or not p.delivery_denied(
+        subject.decode("utf-8", "surrogateescape"))
+
+
+def _fast_ok(perms, subject, queue, reply):
+    """May a cached entry deliver `subject` to a client with permissions?
+    Decided once per entry: the delivery filter depends on the subject (and
+    queue) only. False also when a response grant must be recorded per
+    message (the caller then takes the general path)."""
+    if reply and perms.responses is not None:
+        return False
+    return perms.deny_filter is None or not perms.perms.delivery_denied(
+        subject.decode("utf-8", "surrogateescape"), queue)
 
 
 def fast_entry(bases, size):
@@ -194,7 +230,7 @@ def deliver(server, src, subject, reply, hdr, payload, result, from_route, route
     if routes:
         acc = src.account.wire
         for r, queues in routes.items():
-            if r.closed:
+            if r.closed or not _exports(r, subject):
                 continue
             r.wbuf += rmsg_prefix(acc, subject, reply, queues, hdr, size)
             r.wbuf += payload
@@ -240,6 +276,10 @@ def deliver_to_sub(sub, subject, reply, hdr, payload, size, dirty):
     c = sub.client
     if sub.closed or c.closed:
         return False
+    if c.perms is not None and not c.perms.on_delivery(
+            subject.decode("utf-8", "surrogateescape"), sub.queue,
+            reply.decode("utf-8", "surrogateescape") if reply else None):
+        return False                # the delivery filter (a grant is recorded)
     sub.delivered += 1
     if sub.max_msgs:
         if sub.delivered > sub.max_msgs:

@@ -398,6 +398,11 @@ class ConnectionPermissions:
         self.pub_cache.put(subject, allowed)
         return allowed
 
+    def cacheable(self, subject: str) -> bool:
+        """After can_publish allowed subject: was that the static verdict (a
+        caller may cache it), not a one-off response grant?"""
+        return not self.perms.checks_publish or self._verdicts.get(subject) is True
+
     def can_subscribe(self, subject: str, queue: Optional[str] = None) -> bool:
         if not self.perms.can_subscribe(subject, queue):
             return False
@@ -419,6 +424,9 @@ class ConnectionPermissions:
             allowed = self.pub_cache.get(reply)
             if allowed is None:
                 allowed = self.perms.can_publish(reply)
-            if not allowed:
+            # nats-server asks its full publish check here, which uses up
+            # one response of a live grant for this reply (and then does
+            # not renew it): a reused reply subject alternates.
+            if not allowed and not self.responses.use(reply):
                 self.responses.record(reply)
         return True

@@ -207,7 +207,8 @@ class ClientTLS(Concern):
 
 class ClientAuthorization(Concern):
     _CREDS = {"username": "authorization username", "password": "authorization password",
-              "authorization": "authorization token", "users": "authorization users"}
+              "authorization": "authorization token", "users": "authorization users",
+              "default_permissions": "default_permissions"}
     # the TLS fields too: an unset auth timeout follows the TLS timeout
     fields = tuple(_CREDS) + ("auth_timeout", "tls", "tls_timeout")
 
@@ -411,6 +412,7 @@ def recheck_clients(srv, auth):
             continue
         if not auth.required:
             c.authed = True         # an in-flight check is redone under `auth`
+            c.set_user(c.user)      # no users: no permissions either
             continue
         if not c.authed or c.paused:
             # Not yet authenticated: its CONNECT is checked against the auth
@@ -440,7 +442,7 @@ def _client_verdict(srv, auth, c, user):
     if user is None:
         _client_violation(c)
     else:
-        c.user = user
+        c.set_user(user)
 
 
 def _client_violation(c):

@@ -209,6 +209,9 @@ class Route(Connection):
         account = self.server.accounts.find_wire(acc)
         if account is None:
             return None                 # an account we do not have (a Go node's $SYS)
+        perms = self.cluster.route_perms()
+        if perms is not None and not perms.can_publish(subject.decode("utf-8", "surrogateescape")):
+            return None                 # not imported: never cached, never delivered
         srv = self.server
         result = match_publish(account.sublist, subject)
         if hdr < 0 and queues is None and not trace:
@@ -240,6 +243,11 @@ class Route(Connection):
             weight = 1
         if not valid_subject(subject) or (queue is not None and not valid_subject(queue, wildcards=False)):
             self.log.error("%s - Ignoring remote interest with an invalid subject %r" % (self.tag(), subject))
+            return
+        perms = self.cluster.route_perms()
+        if perms is not None and not perms.can_subscribe(subject, queue):
+            if self.log.debug_on:
+                self.log.debug("%s - Ignoring remote interest on %r: not exported" % (self.tag(), subject))
             return
         key = (account, subject, queue)
         self.inherited.discard(key)

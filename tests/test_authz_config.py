@@ -226,7 +226,9 @@ class TestGoodConfigs(ConfFiles):
         for name, text in GOOD.items():
             with self.subTest(name):
                 opts, path = self.load(text % FILL, name)
-                self.assertTrue(authz.unsupported_settings(opts), name)
+                # permissions are enforced since issue 16: never refused
+                self.assertEqual([k for k, _ in authz.unsupported_settings(opts)
+                                  if k.rsplit(".", 1)[-1] in authz.PERMISSION_KEYS], [], name)
 
     @needs(HAVE_GO, "no nats-server 2.15 at " + GO_215)
     def test_nats_server_accepts_them_too(self):
@@ -350,10 +352,11 @@ class TestUnsupportedSettings(ConfFiles):
         opts, path = self.load(text)
         found = authz.unsupported_settings(opts)
         keys = [k for k, _ in found]
-        for key in ("no_auth_user", "authorization.default_permissions",
-                    "authorization.users.permissions", "authorization.users.nkey",
-                    "allow_non_tls", "cluster.permissions"):
+        for key in ("no_auth_user", "authorization.users.nkey", "allow_non_tls"):
             self.assertIn(key, keys)
+        for key in ("authorization.default_permissions", "authorization.users.permissions",
+                    "cluster.permissions"):
+            self.assertNotIn(key, keys)     # enforced (issue 16)
         for key, pos in found:
             self.assertIsNotNone(pos, key)
             self.assertEqual(pos.file, path)
@@ -369,7 +372,7 @@ class TestUnsupportedSettings(ConfFiles):
         o.no_auth_user = "a"
         o.tls_handshake_first = True
         self.assertEqual(sorted(k for k, _ in authz.unsupported_settings(o)),
-                         ["handshake_first", "no_auth_user", "permissions"])
+                         ["handshake_first", "no_auth_user"])
         self.assertTrue(all(p is None for _, p in authz.unsupported_settings(o)))
 
 
@@ -592,13 +595,13 @@ class TestUnenforcedSettingsAreRefused(unittest.TestCase):
 
     def test_process_refuses_to_start_with_the_key_named(self):
         path = self.write("listen: 127.0.0.1:-1\nauthorization { users = [\n"
-                          "  {user: a, password: b, permissions: {publish: foo}} ] }\n")
+                          "  {user: a, password: b, allowed_connection_types: [STANDARD]} ] }\n")
         gnatsd = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gnatsd.py")
         p = subprocess.run([sys.executable, gnatsd, "-c", path], capture_output=True,
                            text=True, timeout=30)
         self.assertEqual(p.returncode, 1)
         self.assertIn("%s:3:" % path, p.stdout + p.stderr)
-        self.assertIn("permissions: not enforced yet", p.stdout + p.stderr)
+        self.assertIn("allowed_connection_types: not enforced yet", p.stdout + p.stderr)
 
     def test_embedded_server_raises_value_error(self):
         import gnats
@@ -612,7 +615,7 @@ class TestUnenforcedSettingsAreRefused(unittest.TestCase):
         with gnats.run(authorization={"users": [{"user": "a", "password": "b"}]}) as srv:
             with self.assertRaises(ReloadError) as cm:
                 srv.reload(authorization={"users": [
-                    {"user": "a", "password": "b", "permissions": {"publish": "foo"}}]})
+                    {"user": "a", "password": "b", "allowed_connection_types": ["STANDARD"]}]})
             self.assertIn("not enforced yet", str(cm.exception))
             with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
                 self.assertTrue(s.recv(4096).startswith(b"INFO "))

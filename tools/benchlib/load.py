@@ -87,8 +87,9 @@ def _read_until(sock, data, marker, deadline):
     return data[:i], data[i:]
 
 
-def connect(port, tls=False, ops=b"", timeout=20.0, host="127.0.0.1"):
-    """Connect, handshake, send ops, PING and wait for the PONG.
+def connect(port, tls=False, ops=b"", timeout=20.0, host="127.0.0.1", auth=None):
+    """Connect, handshake, send ops, PING and wait for the PONG. auth:
+    (user, password) for CONNECT, or None.
 
     Returns (socket, bytes received after the PONG)."""
     deadline = time.monotonic() + timeout
@@ -105,7 +106,10 @@ def connect(port, tls=False, ops=b"", timeout=20.0, host="127.0.0.1"):
         sock = _tls_context().wrap_socket(sock)
         sock.settimeout(POLL)
         rest = b""
-    sock.sendall((CONNECT_TLS if tls else CONNECT) + ops + b"PING\r\n")
+    hello = CONNECT_TLS if tls else CONNECT
+    if auth:
+        hello = hello.replace(b'"name"', b'"user":"%s","pass":"%s","name"' % auth)
+    sock.sendall(hello + ops + b"PING\r\n")
     _, rest = _read_until(sock, rest, b"PONG\r\n", deadline)
     return sock, rest
 
@@ -133,9 +137,9 @@ def run_worker(fn, ctl, name, *args):
     ctl.done_q.put(("done", name, result))
 
 
-def publisher(ctl, name, port, tls, plan, cycles):
+def publisher(ctl, name, port, tls, plan, cycles, auth=None):
     """Send `cycles` repetitions of plan [(subject, size)], then PING/PONG."""
-    sock, _ = connect(port, tls)
+    sock, _ = connect(port, tls, auth=auth)
     cycle = b"".join(pub_frame(s, n) for s, n in plan)
     per_chunk = max(1, CHUNK_TARGET // len(cycle))
     chunk = cycle * per_chunk
@@ -204,9 +208,9 @@ class StreamCounter:
         return self.nbytes - 6 * (self.pings + self.pongs)
 
 
-def subscriber(ctl, name, port, tls, ops, slot, group_slots, target):
+def subscriber(ctl, name, port, tls, ops, slot, group_slots, target, auth=None):
     """Count MSG frames until the group reaches target, then check for surplus."""
-    sock, early = connect(port, tls, ops)
+    sock, early = connect(port, tls, ops, auth=auth)
     counts = ctl.counts
     sc = StreamCounter()
     view = sc.view

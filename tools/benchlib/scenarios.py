@@ -17,6 +17,7 @@ one payload size, each subscriber its own connection and its own target.
 
 import math
 import multiprocessing
+import os
 import queue
 import random
 import time
@@ -50,6 +51,20 @@ class Scenario:
     cluster: bool = False
     size: int = 128               # reqrep payload
     client: str = ""              # "py" (nats-py) or "go" (nats.go) workers; "" = raw sockets
+    config: str = ""              # server config file text (both sides), e.g. PERMS_CONFIG
+    auth: Optional[Tuple[bytes, bytes]] = None     # CONNECT user and password
+
+
+# Issue 16: a user allowed bench.> both ways, with a few deny entries that
+# do not overlap the benched subjects (the common shape: a sandbox and some
+# forbidden corners). The same file for nats-server.
+PERMS_CONFIG = """authorization { users = [
+  {user: bench, password: bench, permissions: {
+    publish: {allow: ["bench.>", "_INBOX.>"], deny: ["bench.secret", "bench.admin.>", "sys.*"]},
+    subscribe: {allow: ["bench.>", "_INBOX.>"], deny: ["bench.secret", "bench.admin.>", "sys.*"]}}}
+] }
+"""
+PERMS_AUTH = (b"bench", b"bench")
 
 
 def matches(pattern, subject):
@@ -93,6 +108,12 @@ def all_scenarios():
                  [(b"bench.ps", 16)], one),
         Scenario("pubsub128", "flow", 4_000_000, "dlv", "pub -> sub 1:1, 128 B",
                  [(b"bench.ps", 128)], one),
+        Scenario("pub16perm", "flow", 12_000_000, "pub",
+                 "pub16 by a user with permissions (allow bench.>, 3 denies)",
+                 [(b"bench.pub", 16)], config=PERMS_CONFIG, auth=PERMS_AUTH),
+        Scenario("pubsub16perm", "flow", 6_000_000, "dlv",
+                 "pubsub16, both users with permissions (allow bench.>, 3 denies)",
+                 [(b"bench.ps", 16)], one, config=PERMS_CONFIG, auth=PERMS_AUTH),
         Scenario("pubsub1k", "flow", 1_000_000, "dlv", "pub -> sub 1:1, 1 KiB",
                  [(b"bench.ps", 1024)], one),
         Scenario("fanout5", "flow", 2_000_000, "dlv", "fan-out 1:5, 128 B (per delivered)",
@@ -263,6 +284,11 @@ class Run:
         extra = []
         if self.sc.tls:
             extra = ["--tls", "--tlscert", self.opts.tlscert, "--tlskey", self.opts.tlskey]
+        if self.sc.config:
+            path = os.path.join(self.logdir, "%s.conf" % self.sc.name)
+            with open(path, "w") as f:
+                f.write(self.sc.config)
+            extra += ["-c", path]
         if not self.sc.cluster:
             self.servers.append(self.side.server(self.logdir, extra).start())
             return
@@ -356,11 +382,11 @@ class Run:
                 name = "sub%d" % idx
                 names.append(name)
                 self._spawn(ctl, name, load.subscriber, sub_port, sc.tls,
-                            sub_ops(sc.subscribers[idx]), idx, slots, target)
+                            sub_ops(sc.subscribers[idx]), idx, slots, target, sc.auth)
         self._wait_ready(ctl, names)
         if sc.cluster and not load.probe_route(pub_port, sub_port, b"bench.probe"):
             raise SkipRun("%s: interest did not cross the route within 15s" % self.side.label)
-        self._spawn(ctl, "pub", load.publisher, pub_port, sc.tls, sc.plan, cycles)
+        self._spawn(ctl, "pub", load.publisher, pub_port, sc.tls, sc.plan, cycles, sc.auth)
         self._wait_ready(ctl, ["pub"])
         cpu0, t0 = self._cpu(), time.monotonic()
         ctl.start.set()
