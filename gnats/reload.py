@@ -422,7 +422,8 @@ def recheck_clients(srv, auth):
             # nothing to check, so it goes, as in nats-server.
             _client_violation(c)
             continue
-        srv.authorizer.check(auth, c.connect_obj or {}, _client_verdict, srv, auth, c)
+        srv.authorizer.check(auth, c.connect_obj or {}, _client_verdict, srv, auth, c,
+                             ctx=c.auth_context())
 
 
 def recheck_routes(srv, auth):
@@ -440,7 +441,7 @@ def _client_verdict(srv, auth, c, user):
     if user is None:
         _client_violation(c)
     else:
-        c.user = user
+        c.user = user.name          # a UserEntry (auth.ClientAuth.identify)
 
 
 def _client_violation(c):
