@@ -450,6 +450,11 @@ class ClientAuth(_Credentials):
         if self.tls_map and self._entries and isinstance(connect, dict) \
                 and not self._nkey_of(connect):
             entry = self.authenticate_cert(ctx.cert) if ctx.cert else None
+            # nats-server still compares the CONNECT password with the mapped
+            # user's (mapped users have none: a password given is refused)
+            if entry is not None and not check_secret(
+                    self._users.get(entry.name, ""), connect.get("pass") or ""):
+                entry = None
         else:
             entry = self.authenticate(connect, ctx.nonce)
         if entry is None or not entry.allows_connection_type(ctx.kind):
