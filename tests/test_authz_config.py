@@ -226,7 +226,10 @@ class TestGoodConfigs(ConfFiles):
         for name, text in GOOD.items():
             with self.subTest(name):
                 opts, path = self.load(text % FILL, name)
-                self.assertTrue(authz.unsupported_settings(opts), name)
+                # what remains unenforced is permissions (and route mapping);
+                # nkeys, no_auth_user and the client TLS keys are enforced
+                for key, _ in authz.unsupported_settings(opts):
+                    self.assertRegex(key, r"permissions?$|^cluster\.tls\.verify_and_map$", name)
 
     @unittest.skipUnless(HAVE_GO, "no nats-server 2.15 at " + GO_215)
     def test_nats_server_accepts_them_too(self):
@@ -350,17 +353,19 @@ class TestUnsupportedSettings(ConfFiles):
         opts, path = self.load(text)
         found = authz.unsupported_settings(opts)
         keys = [k for k, _ in found]
-        for key in ("no_auth_user", "authorization.default_permissions",
-                    "authorization.users.permissions", "authorization.users.nkey",
-                    "allow_non_tls", "cluster.permissions"):
+        for key in ("authorization.default_permissions",
+                    "authorization.users.permissions", "cluster.permissions"):
             self.assertIn(key, keys)
+        for key in ("no_auth_user", "authorization.users.nkey", "allow_non_tls"):
+            self.assertNotIn(key, keys)     # enforced (issue 16, auth-wire)
         for key, pos in found:
             self.assertIsNotNone(pos, key)
             self.assertEqual(pos.file, path)
-        pos = dict(found)["no_auth_user"]
-        self.assertEqual((pos.line, pos.col), where(text, "no_auth_user"))
-        msg = authz.unsupported_message("no_auth_user", pos)
-        self.assertEqual(msg, "%s: no_auth_user: not enforced yet by this build (issue 16)" % (pos,))
+        pos = dict(found)["authorization.default_permissions"]
+        self.assertEqual((pos.line, pos.col), where(text, "default_permissions"))
+        msg = authz.unsupported_message("default_permissions", pos)
+        self.assertEqual(msg, "%s: default_permissions: not enforced yet by this build (issue 16)"
+                         % (pos,))
 
     def test_options_built_in_code(self):
         o = options.Options()
@@ -369,7 +374,7 @@ class TestUnsupportedSettings(ConfFiles):
         o.no_auth_user = "a"
         o.tls_handshake_first = True
         self.assertEqual(sorted(k for k, _ in authz.unsupported_settings(o)),
-                         ["handshake_first", "no_auth_user", "permissions"])
+                         ["permissions"])
         self.assertTrue(all(p is None for _, p in authz.unsupported_settings(o)))
 
 
@@ -603,8 +608,9 @@ class TestUnenforcedSettingsAreRefused(unittest.TestCase):
     def test_embedded_server_raises_value_error(self):
         import gnats
         with self.assertRaises(ValueError) as cm:
-            gnats.run(no_auth_user="a", authorization={"users": [{"user": "a", "password": "b"}]})
-        self.assertIn("no_auth_user", str(cm.exception))
+            gnats.run(authorization={"users": [{"user": "a", "password": "b",
+                                                "permissions": {"publish": "x"}}]})
+        self.assertIn("permissions", str(cm.exception))
 
     def test_reload_adding_permissions_is_refused(self):
         import gnats
