@@ -17,9 +17,11 @@ token, a token wins over a single user/password. A config file that sets two of
 them is an error, reported with its file position by the config module
 (options._authorization).
 
-Who is it (issue 16 groundwork, not wired yet): `.authenticate(connect,
-nonce)` answers the matched UserEntry (name, compiled permissions, allowed
-connection types) instead of a bare name, and covers what `.check` does not:
+Who is it (issue 16): clients go through `ClientAuth.identify(connect, ctx)`
+(the Authorizer calls it; routes keep `.check` through `RouteAuth.identify`),
+which answers the matched UserEntry (name, compiled permissions, allowed
+connection types) instead of a bare name. `.authenticate(connect, nonce)`
+covers what `.check` does not:
 nkey users (the CONNECT `sig` over the INFO nonce, an Ed25519 verify of
 ~1.3 ms: `.needs_signature_check` says when to run it off the reactor) and
 `no_auth_user` (a CONNECT without credentials is that user);
@@ -397,6 +399,15 @@ class _Credentials:
         return certmap.cert_user(peercert, self._entries)
 
 
+class AuthContext(NamedTuple):
+    """What a client connection adds to its CONNECT for identify(): the
+    nonce its INFO carried, its certificate (getpeercert(), None without
+    TLS) and its connection type as nats-server names it."""
+    nonce: str = ""
+    cert: Any = None
+    kind: str = "STANDARD"
+
+
 class ClientAuth(_Credentials):
     """Client-port credentials from Options (username/password, authorization
     token, users list, auth_timeout). Raises AuthError for unusable config."""
@@ -460,15 +471,6 @@ class ClientAuth(_Credentials):
         if entry is None or not entry.allows_connection_type(ctx.kind):
             return None
         return entry
-
-
-class AuthContext(NamedTuple):
-    """What a client connection adds to its CONNECT for identify(): the
-    nonce its INFO carried, its certificate (getpeercert(), None without
-    TLS) and its connection type as nats-server names it."""
-    nonce: str = ""
-    cert: Any = None
-    kind: str = "STANDARD"
 
 
 class RouteAuth(_Credentials):
