@@ -17,9 +17,11 @@ token, a token wins over a single user/password. A config file that sets two of
 them is an error, reported with its file position by the config module
 (options._authorization).
 
-Who is it (issue 16 groundwork, not wired yet): `.authenticate(connect,
-nonce)` answers the matched UserEntry (name, compiled permissions, allowed
-connection types) instead of a bare name, and covers what `.check` does not:
+Who is it (issue 16): clients go through `ClientAuth.identify(connect, ctx)`
+(the Authorizer calls it; routes keep `.check` through `RouteAuth.identify`),
+which answers the matched UserEntry (name, compiled permissions, allowed
+connection types) instead of a bare name. `.authenticate(connect, nonce)`
+covers what `.check` does not:
 nkey users (the CONNECT `sig` over the INFO nonce, an Ed25519 verify of
 ~1.3 ms: `.needs_signature_check` says when to run it off the reactor) and
 `no_auth_user` (a CONNECT without credentials is that user);
@@ -37,7 +39,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, NamedTuple, Optional
 
 try:
     import bcrypt
@@ -381,10 +383,29 @@ class _Credentials:
             return None
         return self._entries.get(name) or (UserEntry(name) if name else _ANONYMOUS)
 
+    # -- what the Authorizer calls (gnats.authorize) -------------------------
+    def is_slow(self, connect: Any) -> bool:
+        """True when identify(connect, ...) should run off the reactor."""
+        return self.needs_slow_check(connect)
+
+    def identify(self, connect: Any, ctx: Any = None):
+        """The verdict the connection's CONNECT path expects (None:
+        refused). Routes: the user name, as check() gives it."""
+        return self.check(connect)
+
     def authenticate_cert(self, peercert: Any) -> Optional[UserEntry]:
         """tls { verify_and_map }: the user the client certificate (as
         SSLSocket.getpeercert() gives it) names, or None."""
         return certmap.cert_user(peercert, self._entries)
+
+
+class AuthContext(NamedTuple):
+    """What a client connection adds to its CONNECT for identify(): the
+    nonce its INFO carried, its certificate (getpeercert(), None without
+    TLS) and its connection type as nats-server names it."""
+    nonce: str = ""
+    cert: Any = None
+    kind: str = "STANDARD"
 
 
 class ClientAuth(_Credentials):
@@ -414,11 +435,42 @@ class ClientAuth(_Credentials):
         self._entries = _entries(opts, "user")
         self._nkeys = _entries(opts, "nkey")
         self.no_auth_user = getattr(opts, "no_auth_user", "") or ""
+        self.tls_map = bool(getattr(opts, "tls_verify_and_map", False))
         _need_bcrypt(secrets)
         # nats-server warns about plain passwords, not about plain tokens.
         self.plaintext_passwords = self.mode in ("user", "users") and any(
             s and not is_bcrypt(s) for s in secrets)
         self.timeout = _timeout(opts.auth_timeout, opts.tls, opts.tls_timeout)
+
+    @property
+    def nonce_required(self) -> bool:
+        """INFO carries a nonce only when nkey users exist (nats-server
+        nonceRequired, without JWT operators)."""
+        return bool(self._nkeys)
+
+    def is_slow(self, connect: Any) -> bool:
+        return self.needs_slow_check(connect) or self.needs_signature_check(connect)
+
+    def identify(self, connect: Any, ctx: Any = None) -> Optional[UserEntry]:
+        """The UserEntry a client's CONNECT (with its AuthContext) proves,
+        or None. nats-server processClientOrLeafAuthentication's order: a
+        claimed nkey; else, with verify_and_map, the certificate alone
+        names the user (a CONNECT user is ignored); else no_auth_user and
+        the credentials. The user must allow this connection type."""
+        ctx = ctx or AuthContext()
+        if self.tls_map and self._entries and isinstance(connect, dict) \
+                and not self._nkey_of(connect):
+            entry = self.authenticate_cert(ctx.cert) if ctx.cert else None
+            # nats-server still compares the CONNECT password with the mapped
+            # user's (mapped users have none: a password given is refused)
+            if entry is not None and not check_secret(
+                    self._users.get(entry.name, ""), connect.get("pass") or ""):
+                entry = None
+        else:
+            entry = self.authenticate(connect, ctx.nonce)
+        if entry is None or not entry.allows_connection_type(ctx.kind):
+            return None
+        return entry
 
 
 class RouteAuth(_Credentials):

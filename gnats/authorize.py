@@ -28,38 +28,41 @@ class Authorizer:
         self.reactor = reactor
         self._pool = None
 
-    def check(self, auth, obj, verdict, *args):
-        """Check CONNECT `obj` against `auth`; call `verdict(*args, user)` on
-        the reactor thread (user None: refused). A fast check calls it at
-        once, a slow one after the worker is done."""
-        if not auth.needs_slow_check(obj):
-            verdict(*args, auth.check(obj))
+    def check(self, auth, obj, verdict, *args, ctx=None):
+        """Check CONNECT `obj` (with the connection's auth.AuthContext `ctx`,
+        clients only) against `auth`; call `verdict(*args, user)` on the
+        reactor thread, user as `auth.identify` answers it (a UserEntry for
+        clients, a name for routes; None: refused). A fast check calls it
+        at once, a slow one (bcrypt, an nkey signature) after the worker is
+        done."""
+        if not auth.is_slow(obj):
+            verdict(*args, auth.identify(obj, ctx))
             return
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
             self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth")
-        self._pool.submit(self._work, auth, obj, verdict, args)
+        self._pool.submit(self._work, auth, obj, ctx, verdict, args)
 
-    def _work(self, auth, obj, verdict, args):
+    def _work(self, auth, obj, ctx, verdict, args):
         # runs in a worker thread
-        user = auth.check(obj)
+        user = auth.identify(obj, ctx)
         self.reactor.call_soon_threadsafe(verdict, *args, user)
 
-    def authorize(self, conn, obj, current, done):
+    def authorize(self, conn, obj, current, done, ctx=None):
         """A CONNECT that must authenticate, against the authorization
         `current()` returns (the one in force: a reload replaces it)."""
         auth = current()
-        if auth.needs_slow_check(obj):
+        if auth.is_slow(obj):
             conn.paused = True
-        self.check(auth, obj, self._verdict, conn, obj, auth, current, done)
+        self.check(auth, obj, self._verdict, conn, obj, auth, current, done, ctx, ctx=ctx)
 
-    def _verdict(self, conn, obj, auth, current, done, user):
+    def _verdict(self, conn, obj, auth, current, done, ctx, user):
         if conn.closed:
             return
         if auth is not current():
             # a reload replaced the credentials while this check ran:
             # check again against those in force now
-            self.authorize(conn, obj, current, done)
+            self.authorize(conn, obj, current, done, ctx)
             return
         if user is None:
             conn.refuse_auth()

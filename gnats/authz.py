@@ -253,14 +253,10 @@ def cluster_permissions(opts, f) -> None:
 def no_auth_user(opts, f) -> None:
     opts.no_auth_user = f.str()
     opts.__dict__["_no_auth_user_pos"] = f.value_pos
-    if opts.no_auth_user:
-        remember(opts, f.name, f.key_pos)
 
 
 def allow_non_tls(opts, f) -> None:
     opts.allow_non_tls = f.bool()
-    if opts.allow_non_tls:
-        remember(opts, f.name, f.key_pos)
 
 
 def tls_verify_and_map(prefix: str):
@@ -269,7 +265,8 @@ def tls_verify_and_map(prefix: str):
         setattr(opts, prefix + "tls_verify_and_map", on)
         if on:                  # as nats-server: mapping implies verify
             setattr(opts, prefix + "tls_verify", True)
-            remember(opts, f.name, f.key_pos)
+            if prefix:          # routes do not map certificates yet
+                remember(opts, f.name, f.key_pos)
     return handler
 
 
@@ -297,8 +294,6 @@ def tls_handshake_first(opts, f) -> None:
         f.fail("field %s should be a boolean or a string, got %s" % (_q(f.key), _describe(v)))
     opts.tls_handshake_first = first
     opts.tls_handshake_first_fallback = delay
-    if first:
-        remember(opts, f.name, f.key_pos)
 
 
 def check_no_auth_user(opts) -> None:
@@ -337,13 +332,7 @@ def unsupported_settings(opts) -> List[Tuple[str, object]]:
         if present and not any(k == key or k.endswith("." + key) for k in keys):
             found.append((key, None))
     # Options built in code (the embed API) have no positions: look at values.
-    add("nkey", bool(opts.nkeys))
-    add("no_auth_user", bool(opts.no_auth_user))
-    add("allow_non_tls", opts.allow_non_tls)
-    add("verify_and_map", opts.tls_verify_and_map or opts.cluster_tls_verify_and_map)
-    add("handshake_first", opts.tls_handshake_first)
-    add("allowed_connection_types",
-        any(u.get("allowed_connection_types") for u in list(opts.users) + list(opts.nkeys)))
+    add("verify_and_map", opts.cluster_tls_verify_and_map)     # routes map no certificates
     return found
 
 

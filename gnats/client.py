@@ -24,10 +24,11 @@ import socket
 import time
 
 from . import parser as P
-from .auth import mask_connect
+from .auth import AuthContext, mask_connect
 from .conn import Connection
 from .delivery import build_fast_bases, deliver, deliver_to_sub, fast_entry, match_publish
 from .inbound import PubState, cache_entry, scache_put
+from .nkeys import make_nonce
 from .parser import ProtocolError
 from .permissions import (ConnectionPermissions, go_quote, publish_violation,
                           publish_violation_log, subscribe_violation, subscribe_violation_log)
@@ -56,6 +57,11 @@ class Client(Connection):
         self.subs = {}              # sid (bytes) -> Subscription
         self.connected = False      # CONNECT seen (lifecycle: see conn.py)
         self.authed = not server.client_auth.required
+        # the nonce of this connection's INFO, kept: an nkey user signed it,
+        # and a reload re-checks the signature against it
+        self.nonce = make_nonce() if server.client_auth.nonce_required else ""
+        self.info_pending = False   # handshake_first: INFO after the handshake
+        self.tls_optional = False   # allow_non_tls: plain text may follow INFO
         # nats-server's defaults until CONNECT says otherwise
         self.verbose = True
         self.pedantic = True
@@ -318,7 +324,8 @@ class Client(Connection):
             # as nats-server, every CONNECT is checked, a second one too:
             # wrong credentials there close the connection
             srv = self.server
-            srv.authorizer.authorize(self, obj, lambda: srv.client_auth, self.auth_done)
+            srv.authorizer.authorize(self, obj, lambda: srv.client_auth, self.auth_done,
+                                     self.auth_context())
             return
         self.ok()
 
@@ -343,8 +350,14 @@ class Client(Connection):
         if self.log.trace_on:
             self.trace_out(b"PING")
 
+    def auth_context(self):
+        """What identifies this client besides its CONNECT (auth.AuthContext)."""
+        cert = self.sock.getpeercert() if self.tls_version else None
+        return AuthContext(self.nonce, cert)
+
     def auth_done(self, user):
-        """Called (on the reactor thread) when credentials were accepted."""
+        """Called (on the reactor thread) when credentials were accepted;
+        user: the auth.UserEntry they prove."""
         self.authed = True
         self.set_user(user)
         self.ok()
@@ -399,12 +412,43 @@ class Client(Connection):
         self.server.client_closed(self, reason)
 
     # -- TLS -------------------------------------------------------------
-    def wait_tls_hello(self, ctx, timeout):
+    def wait_tls_hello(self, ctx, timeout, optional=False):
         """INFO went out in plain text; the client must now start TLS. A
-        client that sends plain protocol instead is told so and closed."""
+        client that sends plain protocol instead is told so and closed,
+        unless TLS is `optional` (allow_non_tls): then it goes on in plain
+        text, as nats-server peeks at the first bytes for a handshake."""
+        self.tls_ctx = ctx
+        self.tls_waiting = True
+        self.tls_optional = optional
+        if not optional:
+            self.timers.append(self.reactor.call_later(timeout, self._tls_timeout))
+
+    def wait_tls_first(self, ctx, timeout, fallback):
+        """tls { handshake_first }: the client speaks first with a TLS
+        ClientHello and INFO follows the handshake. fallback > 0: a client
+        silent that long gets INFO in plain text and the usual TLS-after-INFO
+        flow (nats-server's "300ms" / "auto"); 0: it waits for the handshake
+        until the TLS timeout."""
+        self.info_pending = True
         self.tls_ctx = ctx
         self.tls_waiting = True
         self.timers.append(self.reactor.call_later(timeout, self._tls_timeout))
+        if fallback > 0:
+            self.timers.append(self.reactor.call_later(fallback, self._tls_first_fallback))
+
+    def _tls_first_fallback(self):
+        if self.closed or not self.tls_waiting or not self.info_pending:
+            return
+        self.info_pending = False
+        self.send_info()
+
+    def send_info(self):
+        self.send_now(("INFO %s \r\n" % self.info_json()).encode())
+
+    def on_tls_ready(self):
+        if self.info_pending:
+            self.info_pending = False
+            self.send_info()
 
     def on_readable(self):
         if self.tls_waiting:
@@ -419,6 +463,14 @@ class Client(Connection):
                 self.close_conn(self.eof_reason(), flush=False)
                 return
             self.tls_waiting = False
+            if first != b"\x16" and self.tls_optional:
+                Connection.on_readable(self)    # a plain client (allow_non_tls)
+                return
+            if first != b"\x16" and self.info_pending:
+                # handshake_first: nats-server closes without a word
+                self.log.error("%s - TLS handshake error: client sent plain text" % self.tag())
+                self.close_conn("TLS Handshake Failure", flush=False)
+                return
             if first != b"\x16":       # not a TLS handshake record
                 self.log.error("%s - TLS handshake error: client sent plain text" % self.tag())
                 self.send_err(P.ERR_TLS_REQUIRED)

@@ -436,7 +436,7 @@ def _user_extra(u, entry, name):
         if got is None:
             raise ConfigError('unknown field "%s"' % g.key, g.key_pos)
         u[got[0]] = got[1]
-        if got[1]:
+        if got[1] and got[0] not in ("nkey", "allowed_connection_types"):
             authz.remember(o, name + "." + got[0], g.key_pos)
     return h
 

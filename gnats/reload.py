@@ -170,8 +170,11 @@ class Limits(Concern):
 
 
 class ClientTLS(Concern):
+    # handshake_first and allow_non_tls are read at each accept: a new
+    # value applies to the connections that come after the reload
     fields = ("tls", "tls_verify", "tls_cert", "tls_key", "tls_ca_cert",
-              "tls_cipher_suites", "tls_timeout")
+              "tls_cipher_suites", "tls_timeout", "tls_handshake_first",
+              "tls_handshake_first_fallback", "allow_non_tls")
     always = True
 
     def prepare(self, srv, old, new, changed):
@@ -208,7 +211,9 @@ class ClientTLS(Concern):
 class ClientAuthorization(Concern):
     _CREDS = {"username": "authorization username", "password": "authorization password",
               "authorization": "authorization token", "users": "authorization users",
-              "default_permissions": "default_permissions"}
+              "default_permissions": "default_permissions",
+              "nkeys": "authorization nkey users", "no_auth_user": "no_auth_user",
+              "tls_verify_and_map": "tls verify_and_map"}
     # the TLS fields too: an unset auth timeout follows the TLS timeout
     fields = tuple(_CREDS) + ("auth_timeout", "tls", "tls_timeout")
 
@@ -424,7 +429,8 @@ def recheck_clients(srv, auth):
             # nothing to check, so it goes, as in nats-server.
             _client_violation(c)
             continue
-        srv.authorizer.check(auth, c.connect_obj or {}, _client_verdict, srv, auth, c)
+        srv.authorizer.check(auth, c.connect_obj or {}, _client_verdict, srv, auth, c,
+                             ctx=c.auth_context())
 
 
 def recheck_routes(srv, auth):

@@ -181,23 +181,29 @@ class Server:
         self.reactor.register(sock, EVENT_READ, c)
         if self.log.debug_on:
             self.log.debug("%s - Client connection created" % c.tag())
-        info = ("INFO %s \r\n" % c.info_json()).encode()
-        if self.tls_context is not None:
+        o = self.opts
+        if self.tls_context is not None and o.tls_handshake_first:
+            # the client's ClientHello comes first, INFO after the handshake
+            c.wait_tls_first(self.tls_context, o.tls_timeout, o.tls_handshake_first_fallback)
+        elif self.tls_context is not None:
             # INFO goes out in plain text, then the handshake runs in the reactor
             try:
-                sock.send(info)
+                sock.send(("INFO %s \r\n" % c.info_json()).encode())
             except OSError:
                 c.close_conn("Write Error", flush=False)
                 return
-            c.wait_tls_hello(self.tls_context, self.opts.tls_timeout)
+            c.wait_tls_hello(self.tls_context, o.tls_timeout, optional=o.allow_non_tls)
         else:
-            c.send_now(info)
+            c.send_info()
         if self.client_auth.required:
             c.timers.append(self.reactor.call_later(self.client_auth.timeout, c.auth_timeout))
         c.timers.append(self.reactor.call_later(self.opts.ping_interval, c.ping_timer))
 
     def client_info(self, c):
         o = self.opts
+        # allow_non_tls: TLS is offered, not required (nats-server 2.x says
+        # tls_available instead of tls_required)
+        tls_required = bool(o.tls) and not o.allow_non_tls
         info = {
             "server_id": self.server_id,
             "server_name": self.server_name,
@@ -209,13 +215,17 @@ class Server:
             "port": self.port,
             "headers": True,
             "auth_required": self.client_auth.required,
-            "ssl_required": bool(o.tls),
-            "tls_required": bool(o.tls),
+            "ssl_required": tls_required,
+            "tls_required": tls_required,
             "tls_verify": bool(o.tls_verify),
             "max_payload": self.max_payload,
             "client_id": c.cid,
             "client_ip": c.ip,
         }
+        if o.tls and o.allow_non_tls:
+            info["tls_available"] = True
+        if c.nonce and not c.connected:
+            info["nonce"] = c.nonce     # the first INFO only, as nats-server
         if self.cluster is not None:
             urls = self.cluster.connect_urls()
             if urls:

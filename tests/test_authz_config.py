@@ -226,9 +226,10 @@ class TestGoodConfigs(ConfFiles):
         for name, text in GOOD.items():
             with self.subTest(name):
                 opts, path = self.load(text % FILL, name)
-                # permissions are enforced since issue 16: never refused
-                self.assertEqual([k for k, _ in authz.unsupported_settings(opts)
-                                  if k.rsplit(".", 1)[-1] in authz.PERMISSION_KEYS], [], name)
+                # issue 16 enforces every client setting; what remains
+                # refused is certificate mapping on routes
+                for key, _ in authz.unsupported_settings(opts):
+                    self.assertEqual(key, "cluster.tls.verify_and_map", name)
 
     @needs(HAVE_GO, "no nats-server 2.15 at " + GO_215)
     def test_nats_server_accepts_them_too(self):
@@ -346,34 +347,36 @@ class TestNoAuthUserCheck(ConfFiles):
 
 
 class TestUnsupportedSettings(ConfFiles):
-    def test_lists_each_key_with_its_position(self):
+    ROUTE_MAP = ("cluster { listen: 127.0.0.1:-1\n  tls { cert_file: \"%s\", key_file: \"%s\",\n"
+                 "    ca_file: \"%s\", verify_and_map: true } }\n"
+                 % (os.path.join(CERTS, "server-cert.pem"), os.path.join(CERTS, "server-key.pem"),
+                    os.path.join(CERTS, "ca.pem")))
+
+    def test_every_client_setting_is_enforced(self):
         text = GOOD["full"] % FILL + "\nallow_non_tls: true\ncluster { listen: 127.0.0.1:-1\n" \
             "  permissions { export: x } }\n"
         opts, path = self.load(text)
+        self.assertEqual(authz.unsupported_settings(opts), [])
+
+    def test_route_certificate_mapping_is_listed_with_its_position(self):
+        opts, path = self.load(self.ROUTE_MAP)
         found = authz.unsupported_settings(opts)
-        keys = [k for k, _ in found]
-        for key in ("no_auth_user", "authorization.users.nkey", "allow_non_tls"):
-            self.assertIn(key, keys)
-        for key in ("authorization.default_permissions", "authorization.users.permissions",
-                    "cluster.permissions"):
-            self.assertNotIn(key, keys)     # enforced (issue 16)
-        for key, pos in found:
-            self.assertIsNotNone(pos, key)
-            self.assertEqual(pos.file, path)
-        pos = dict(found)["no_auth_user"]
-        self.assertEqual((pos.line, pos.col), where(text, "no_auth_user"))
-        msg = authz.unsupported_message("no_auth_user", pos)
-        self.assertEqual(msg, "%s: no_auth_user: not enforced yet by this build (issue 16)" % (pos,))
+        self.assertEqual([k for k, _ in found], ["cluster.tls.verify_and_map"])
+        pos = found[0][1]
+        self.assertEqual(pos.file, path)
+        self.assertEqual((pos.line, pos.col), where(self.ROUTE_MAP, "verify_and_map"))
+        self.assertEqual(authz.unsupported_message(*found[0]),
+                         "%s: cluster.tls.verify_and_map: not enforced yet by this build (issue 16)"
+                         % (pos,))
 
     def test_options_built_in_code(self):
         o = options.Options()
-        self.assertEqual(authz.unsupported_settings(o), [])
         o.users = [{"user": "a", "password": "b", "permissions": {"publish": "x"}}]
         o.no_auth_user = "a"
         o.tls_handshake_first = True
-        self.assertEqual(sorted(k for k, _ in authz.unsupported_settings(o)),
-                         ["handshake_first", "no_auth_user"])
-        self.assertTrue(all(p is None for _, p in authz.unsupported_settings(o)))
+        self.assertEqual(authz.unsupported_settings(o), [])
+        o.cluster_tls_verify_and_map = True
+        self.assertEqual(authz.unsupported_settings(o), [("verify_and_map", None)])
 
 
 def b64url(raw):
@@ -579,9 +582,9 @@ if __name__ == "__main__":
 
 
 class TestUnenforcedSettingsAreRefused(unittest.TestCase):
-    """Until the connection path enforces them, settings that restrict
-    clients must stop the server from starting (and a reload from applying
-    them), never load and be ignored."""
+    """A setting the running server does not enforce (today only certificate
+    mapping on routes) stops the server from starting and a reload from
+    applying it, never loads and is ignored."""
 
     def setUp(self):
         self.dir = tempfile.mkdtemp()
@@ -593,29 +596,35 @@ class TestUnenforcedSettingsAreRefused(unittest.TestCase):
             f.write(text)
         return path
 
+    def route_tls(self, mapped):
+        tls = {"cert_file": os.path.join(CERTS, "server-cert.pem"),
+               "key_file": os.path.join(CERTS, "server-key.pem"),
+               "ca_file": os.path.join(CERTS, "ca.pem")}
+        if mapped:
+            tls["verify_and_map"] = True
+        return {"port": -1, "tls": tls}
+
     def test_process_refuses_to_start_with_the_key_named(self):
-        path = self.write("listen: 127.0.0.1:-1\nauthorization { users = [\n"
-                          "  {user: a, password: b, allowed_connection_types: [STANDARD]} ] }\n")
-        gnatsd = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gnatsd.py")
+        path = self.write("listen: 127.0.0.1:-1\n" + TestUnsupportedSettings.ROUTE_MAP)
+        gnatsd = os.path.join(ROOT, "gnatsd.py")
         p = subprocess.run([sys.executable, gnatsd, "-c", path], capture_output=True,
                            text=True, timeout=30)
         self.assertEqual(p.returncode, 1)
-        self.assertIn("%s:3:" % path, p.stdout + p.stderr)
-        self.assertIn("allowed_connection_types: not enforced yet", p.stdout + p.stderr)
+        self.assertIn("%s:4:" % path, p.stdout + p.stderr)
+        self.assertIn("verify_and_map: not enforced yet", p.stdout + p.stderr)
 
     def test_embedded_server_raises_value_error(self):
         import gnats
         with self.assertRaises(ValueError) as cm:
-            gnats.run(no_auth_user="a", authorization={"users": [{"user": "a", "password": "b"}]})
-        self.assertIn("no_auth_user", str(cm.exception))
+            gnats.run(cluster=self.route_tls(True))
+        self.assertIn("verify_and_map", str(cm.exception))
 
-    def test_reload_adding_permissions_is_refused(self):
+    def test_reload_adding_it_is_refused(self):
         import gnats
         from gnats.reload import ReloadError
-        with gnats.run(authorization={"users": [{"user": "a", "password": "b"}]}) as srv:
+        with gnats.run(cluster=self.route_tls(False)) as srv:
             with self.assertRaises(ReloadError) as cm:
-                srv.reload(authorization={"users": [
-                    {"user": "a", "password": "b", "allowed_connection_types": ["STANDARD"]}]})
+                srv.reload(cluster=self.route_tls(True))
             self.assertIn("not enforced yet", str(cm.exception))
             with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
                 self.assertTrue(s.recv(4096).startswith(b"INFO "))

@@ -9,6 +9,8 @@
 #   wrongca.pem / wrongca-key.pem         a second, unrelated CA
 #   client-wrongca-cert.pem / -key.pem    client certificate signed by wrongca
 #   srva-*.pem, srvb-*.pem                route certificates (serverAuth+clientAuth)
+#   client-dns-cert.pem / -key.pem        client certificate, DNS SAN only (verify_and_map)
+#   client-dn-cert.pem / -key.pem         client certificate, no SAN: mapped by subject DN
 set -eu
 cd "$(dirname "$0")"
 DAYS=3650
@@ -42,7 +44,7 @@ ext() {
         echo "extendedKeyUsage = $1"
         echo "subjectKeyIdentifier = hash"
         echo "authorityKeyIdentifier = keyid"
-        [ -n "$2" ] && echo "subjectAltName = $2"
+        if [ -n "$2" ]; then echo "subjectAltName = $2"; fi
     } > "$TMP/leaf.ext"
 }
 
@@ -65,6 +67,8 @@ leaf client-cert.pem client-key.pem client ca clientAuth "DNS:localhost, email:c
 leaf client-wrongca-cert.pem client-wrongca-key.pem client wrongca clientAuth "DNS:localhost"
 leaf srva-cert.pem srva-key.pem srva ca "serverAuth, clientAuth" "$LOCAL"
 leaf srvb-cert.pem srvb-key.pem srvb ca "serverAuth, clientAuth" "$LOCAL"
+leaf client-dns-cert.pem client-dns-key.pem client-dns ca clientAuth "DNS:mapped.example.com"
+leaf client-dn-cert.pem client-dn-key.pem client-dn ca clientAuth ""
 
 # The expired certificate: 'openssl x509' cannot back-date, 'openssl ca' can.
 key client-expired-key.pem
@@ -94,7 +98,7 @@ openssl ca -batch -notext -config "$TMP/ca.cnf" -cert ca.pem -keyfile ca-key.pem
 chmod 644 ./*.pem
 # Check the result: every certificate verifies against its CA, the expired one
 # fails for exactly that reason.
-for c in server-cert client-cert srva-cert srvb-cert; do
+for c in server-cert client-cert client-dns-cert client-dn-cert srva-cert srvb-cert; do
     openssl verify -CAfile ca.pem "$c.pem"
 done
 openssl verify -CAfile wrongca.pem client-wrongca-cert.pem
