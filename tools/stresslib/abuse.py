@@ -10,7 +10,7 @@ import threading
 import time
 
 from tests.util import RawClient, free_port
-from .common import (Report, idle_for_rss, proc_mem, raise_nofile, server_health, settle_rss,
+from .common import (Report, idle_for_rss, proc_mem, raise_nofile, recv_ready, server_health, settle_rss,
                      start_server, varz, wait_for)
 
 
@@ -70,12 +70,9 @@ def read_all_until_closed(socks, timeout):
     while closed < len(socks) and time.monotonic() < deadline:
         for key, _ in sel.select(0.2):
             s = key.fileobj
-            try:
-                d = s.recv(65536)
-            except (BlockingIOError, InterruptedError):
+            d = recv_ready(s)
+            if d is None:
                 continue
-            except OSError:
-                d = b""
             if d:
                 data[s] += d
             else:

@@ -12,6 +12,7 @@ import time
 
 from tests.util import RawClient
 from .bed import split_chunks
+from .common import recv_ready
 
 
 def answer_pings(client):
@@ -315,12 +316,9 @@ def churn(port, cycles, inflight=64, timeout=120.0, rst_every=0):
             started += 1
         for key, _ in sel.select(0.5):
             s, buf, i = key.data
-            try:
-                d = s.recv(65536)
-            except (BlockingIOError, InterruptedError):
+            d = recv_ready(s)
+            if d is None:
                 continue
-            except OSError:
-                d = b""
             buf += d
             finished = b"PONG\r\n" in buf
             if finished or not d:

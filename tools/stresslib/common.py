@@ -91,6 +91,17 @@ def raise_nofile(want):
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def recv_ready(sock, size=65536):
+    """What a readable nonblocking socket has: bytes, b"" at EOF or on an
+    error, None when nothing has arrived after all (a spurious wake-up)."""
+    try:
+        return sock.recv(size)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""
+
+
 def server_health(srv, rep):
     """A server process must still be running and its log must hold no
     traceback and no internal error."""
