@@ -293,6 +293,7 @@ def build_varz(snap, req_stats, proc):
         "in_bytes": st.in_bytes,
         "out_bytes": st.out_bytes,
         "slow_consumers": st.slow_consumers,
+        "stalled_clients": st.stalled_clients,     # producer stalls (nats-server 2.11+)
         "subscriptions": st.subscriptions,
         "http_req_stats": dict(sorted(req_stats.items())),
         "config_load_time": go_time(snap.config_load_time or start),

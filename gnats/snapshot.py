@@ -179,6 +179,7 @@ class Stats(NamedTuple):
     in_bytes: int = 0
     out_bytes: int = 0
     slow_consumers: int = 0
+    stalled_clients: int = 0
     subscriptions: int = 0
 
 
@@ -378,7 +379,7 @@ class Snapshots:
             routes=len(srv.routes), remotes=len(srv.routes),
             in_msgs=srv.in_msgs, out_msgs=out_msgs, in_bytes=srv.in_bytes,
             out_bytes=out_bytes, slow_consumers=srv.slow_consumers,
-            subscriptions=srv.sublist.count)
+            stalled_clients=srv.stalls, subscriptions=srv.sublist.count)
         return Snapshot(
             now=time.time(), start=srv.start_time, config_load_time=srv.config_load_time,
             server=server_info(srv), stats=stats, sublist=SublistStats(**srv.sublist.stats()),
