@@ -29,11 +29,13 @@ specialised inner loops below took the no-subscriber case from 0.32 to
 The contract with the connection kinds (client.py, route.py) is declared
 here, not duck-typed: each connection holds one `InboundState` (`conn.inb`),
 whose slots are the whole parse state kept between reads. Besides it the
-loop uses, of the connection: `paused`, `closed`, `defer_input()`,
-`protocol_error(e, buf, pos)`, `long_line_ok(buf, pos, length)`, the
+loop uses, of the connection: `paused`, `stalled`, `closed`, `defer_input()`,
+`can_stall` and `stall_check(receivers, parsed)` (producer back-pressure,
+conn.py), `protocol_error(e, buf, pos)`, `long_line_ok(buf, pos, length)`, the
 counters `in_msgs`/`in_bytes`/`last_activity`, `cache_timer`/
 `cache_filled()` (conn.py drops idle caches), `server` (max_payload,
-max_control_line, in_msgs/in_bytes), `reactor.dirty`, and `process_op(line,
+max_control_line, in_msgs/in_bytes, stall_small/stall_window/
+write_blocked), `reactor.dirty`, and `process_op(line,
 buf, pos, after)`. When the loop calls `process_op`, `inb.resume_at` is the
 end of the line and `inb.need` is 0, so a handler of a line without a
 payload has nothing to set; a handler that consumes a payload calls
