@@ -277,6 +277,12 @@ class Connection:
         ttl = STALL_MAX if len(receiver.wbuf) >= srv.max_pending else STALL_MIN
         if ttl > left:
             ttl = left
+        # A stall leaves the rest of the read in pend, copied again by each
+        # resume: with small windows (a small max_pending) keep reads to a
+        # few windows, or a 1 MiB read costs ~100 copies of its remainder.
+        cap = 8 * srv.stall_window
+        if self.rsize > cap:
+            self.rsize = max(MIN_READ, cap)
         self.stalled = True
         self.stalled_on = receiver
         self.stall_started = time.monotonic()

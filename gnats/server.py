@@ -20,7 +20,7 @@ from .auth import PLAINTEXT_WARNING, ClientAuth
 from .authorize import Authorizer
 from .client import Client
 from .cluster import Cluster
-from .conn import MAX_READ, STALL_INPUT, set_socket_options
+from .conn import MAX_READ, set_socket_options
 from .net import Listener, bind_listener, hostport, local_ip
 from .reactor import EVENT_READ, Reactor
 from .reload import ReloadError, apply_options as apply_reload
@@ -82,10 +82,10 @@ class Server:
         # read (MAX_READ, ~3x that in MSG lines) could carry a receiver
         # from empty past it; and within a run every stall_window bytes,
         # so a receiver overshoots the gate by far less than the quarter
-        # left to max_pending.
+        # left to max_pending (at the default, 2 MiB: whole reads).
         self.stall_at = o.max_pending // 4 * 3
         self.stall_small = self.stall_at < 4 * MAX_READ
-        self.stall_window = max(1024, min(STALL_INPUT, self.stall_at // 24))
+        self.stall_window = max(1024, min(MAX_READ, self.stall_at // 24))
 
     # out counters of connections that are gone (live ones are summed at
     # snapshot time: receivers count their own deliveries)
