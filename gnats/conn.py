@@ -57,7 +57,9 @@ publishes to it waits until the receiver drains below that (or wrote all
 it had), for at most 2 ms (5 ms once the receiver holds max_pending), and
 at most 10 ms per 64 KiB read of its input, so fast producers slow to the
 pace of their consumers and only consumers that truly stop reading reach
-max_pending or write_deadline and are cut. Routes are never stalled.
+max_pending or write_deadline and are cut. Routes are never stalled. One
+difference, for receivers that drain slowly but steadily (STALL_PROGRESS):
+their stalls go on up to STALL_PACED without using the budget.
 With one thread nobody can wait in place: the producer stops parsing
 (`stall_on`; the rest of its input waits in pend, its socket leaves the
 read set, the reactor serves everyone else) and goes on when the receiver's
@@ -148,7 +150,7 @@ class Connection:
         self.write_blocked = False
         # back-pressure: as a producer, the stall budget (s), the receiver
         # waited on and the timeout; as a receiver, the producers waiting
-        # and how many stalls it caused (nats-server's connz `stalls`)
+        # and how many stalls it caused (/connz `stalls`, as nats-server)
         self.stall_left = STALL_TOTAL
         self.stalled_on = None
         self.stall_timer = None

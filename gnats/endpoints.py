@@ -354,8 +354,10 @@ def _conn_info(c, now, subs, auth):
         "out_msgs": c.out_msgs,
         "in_bytes": c.in_bytes,
         "out_bytes": c.out_bytes,
-        "subscriptions": c.subscriptions,
     })
+    if c.stalls:
+        ci["stalls"] = c.stalls     # as nats-server 2.11+, only when some
+    ci["subscriptions"] = c.subscriptions
     if c.name:
         ci["name"] = c.name
     if c.lang:

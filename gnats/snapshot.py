@@ -89,6 +89,7 @@ class ConnRecord(NamedTuple):
     user: str = ""
     stop: float = 0.0
     reason: str = ""
+    stalls: int = 0         # producers stalled by this receiver (back-pressure)
 
     def listing(self, n):
         """A copy listing at most `n` subscriptions."""
@@ -252,7 +253,8 @@ def conn_record(c, max_subs=None, stop=0.0, reason=""):
         _make(SubDetails, (tuple([s.sid.decode("latin-1") for s in subs]),
                            tuple([s.queue for s in subs]),
                            tuple([s.max_msgs or 0 for s in subs]))),
-        c.name, c.lang, c.version, c.tls_version, c.tls_cipher, c.user, stop, reason))
+        c.name, c.lang, c.version, c.tls_version, c.tls_cipher, c.user, stop, reason,
+        c.stalls))
 
 
 def route_record(r):

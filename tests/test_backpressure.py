@@ -21,8 +21,8 @@ except ImportError:     # pragma: no cover - the test extras install it
 SMALL = "max_pending: 262144\nmax_payload: 65536\nwrite_deadline: \"60s\"\n"
 
 
-def varz(srv):
-    url = "http://127.0.0.1:%d/varz" % srv.monitor_port
+def varz(srv, path="/varz"):
+    url = "http://127.0.0.1:%d%s" % (srv.monitor_port, path)
     with urllib.request.urlopen(url, timeout=5) as r:
         return json.loads(r.read())
 
@@ -84,6 +84,10 @@ class TestBackPressure(unittest.TestCase):
             v = varz(srv)
             self.assertEqual(v["slow_consumers"], 0)
             self.assertGreater(v["stalled_clients"], 0)
+            # /connz counts them on the receiver, as nats-server (omitted when 0)
+            conns = {c["subscriptions"]: c for c in varz(srv, "/connz")["connections"]}
+            self.assertEqual(conns[1]["stalls"], v["stalled_clients"])
+            self.assertNotIn("stalls", conns[0])
             self.assertNotIn("Slow Consumer", srv.output())
 
     def _stuck_subscriber(self, conf, why):
