@@ -44,6 +44,7 @@ FIRST_PING = 2.0
 
 class Client(Connection):
     kind = "client"
+    can_stall = True                # back-pressure stalls clients, not routes
     inbound_state = PubState        # clients PUB: (subject, reply) cache too
 
     def __init__(self, server, sock, addr, cid):
@@ -234,7 +235,12 @@ class Client(Connection):
         self.in_bytes += size
         self.server.in_msgs += 1
         self.server.in_bytes += size
-        n = deliver(self.server, self, subject, reply, hdr, payload, result, False)
+        srv = self.server
+        n = deliver(srv, self, subject, reply, hdr, payload, result, False)
+        if srv.stall_small or srv.write_blocked:
+            # producer back-pressure, as the parse loop's guard mode (conn.py)
+            self.stall_check([s.client for s in result.plain]
+                             + [s.client for g in result.queues for s in g], size)
         if n == 0 and reply and self.no_responders and self.headers \
                 and not result.plain and not result.queues:
             self.send_no_responders(reply)

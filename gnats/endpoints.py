@@ -293,6 +293,7 @@ def build_varz(snap, req_stats, proc):
         "in_bytes": st.in_bytes,
         "out_bytes": st.out_bytes,
         "slow_consumers": st.slow_consumers,
+        "stalled_clients": st.stalled_clients,     # producer stalls (nats-server 2.11+)
         "subscriptions": st.subscriptions,
         "http_req_stats": dict(sorted(req_stats.items())),
         "config_load_time": go_time(snap.config_load_time or start),
@@ -353,8 +354,10 @@ def _conn_info(c, now, subs, auth):
         "out_msgs": c.out_msgs,
         "in_bytes": c.in_bytes,
         "out_bytes": c.out_bytes,
-        "subscriptions": c.subscriptions,
     })
+    if c.stalls:
+        ci["stalls"] = c.stalls     # as nats-server 2.11+, only when some
+    ci["subscriptions"] = c.subscriptions
     if c.name:
         ci["name"] = c.name
     if c.lang:

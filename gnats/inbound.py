@@ -29,11 +29,13 @@ specialised inner loops below took the no-subscriber case from 0.32 to
 The contract with the connection kinds (client.py, route.py) is declared
 here, not duck-typed: each connection holds one `InboundState` (`conn.inb`),
 whose slots are the whole parse state kept between reads. Besides it the
-loop uses, of the connection: `paused`, `closed`, `defer_input()`,
-`protocol_error(e, buf, pos)`, `long_line_ok(buf, pos, length)`, the
+loop uses, of the connection: `paused`, `stalled`, `closed`, `defer_input()`,
+`can_stall` and `stall_check(receivers, parsed)` (producer back-pressure,
+conn.py), `protocol_error(e, buf, pos)`, `long_line_ok(buf, pos, length)`, the
 counters `in_msgs`/`in_bytes`/`last_activity`, `cache_timer`/
 `cache_filled()` (conn.py drops idle caches), `server` (max_payload,
-max_control_line, in_msgs/in_bytes), `reactor.dirty`, and `process_op(line,
+max_control_line, in_msgs/in_bytes, stall_small/stall_window/
+write_blocked), `reactor.dirty`, and `process_op(line,
 buf, pos, after)`. When the loop calls `process_op`, `inb.resume_at` is the
 end of the line and `inb.need` is 0, so a handler of a line without a
 payload has nothing to set; a handler that consumes a payload calls
@@ -166,7 +168,7 @@ class PubState(InboundState):
 
 def process_input(conn, buf):
     """Parse and act on `buf`; return the unconsumed tail (or None)."""
-    if conn.paused:
+    if conn.paused or conn.stalled:
         return buf
     srv = conn.server
     st = conn.inb
@@ -188,6 +190,14 @@ def process_input(conn, buf):
     in_msgs = in_bytes = 0
     deadline = _monotonic() + INPUT_SLICE
     st.need = 0
+    # Producer back-pressure (conn.py): in guard mode a run of identical
+    # lines stops every stall_window bytes (`lim`), and the receivers fed
+    # are checked after each run; spos is where the stall budget was last
+    # credited. Off (no cost but one test per run) while no connection is
+    # write-blocked and max_pending is large.
+    guard = conn.can_stall and (srv.stall_small or bool(srv.write_blocked))
+    win = srv.stall_window
+    spos = 0
     try:
         while pos < n:
             eol = find(b"\n", pos)
@@ -245,6 +255,10 @@ def process_input(conn, buf):
                                 in_msgs += 1
                                 in_bytes += size
                                 pos = end + 2
+                                if guard and receivers:
+                                    if conn.stall_check(receivers, pos - spos):
+                                        break
+                                    spos = pos
                                 continue
             if ent is None:
                 if _monotonic() > deadline:
@@ -256,7 +270,7 @@ def process_input(conn, buf):
                     # not a cacheable message: the op ran, or needs more input
                     if conn.closed:
                         return None
-                    if conn.paused:
+                    if conn.paused or conn.stalled:
                         return buf[st.resume_at:]
                     if st.need:
                         break
@@ -272,6 +286,11 @@ def process_input(conn, buf):
             # One startswith checks both this payload's CRLF and that the
             # next line repeats this one (measured: 20% off the loop).
             crl = b"\r\n" + line
+            lim = n
+            if guard:
+                lim = pos + hop + 2 + win
+                if lim > n:
+                    lim = n
             if qgroups is None:
                 if not tgts:                        # nobody is interested
                     while True:
@@ -290,8 +309,9 @@ def process_input(conn, buf):
                     (wb, pre), = tgts
                     while True:
                         end = pos + hop
-                        if end + 2 > n:
-                            st.need = end + 2 - pos
+                        if end + 2 > lim:
+                            if end + 2 > n:
+                                st.need = end + 2 - pos
                             break
                         more = startswith(crl, end)
                         if not more and (buf[end] != 13 or buf[end + 1] != 10):
@@ -305,8 +325,9 @@ def process_input(conn, buf):
                 else:                               # fan-out
                     while True:
                         end = pos + hop
-                        if end + 2 > n:
-                            st.need = end + 2 - pos
+                        if end + 2 > lim:
+                            if end + 2 > n:
+                                st.need = end + 2 - pos
                             break
                         more = startswith(crl, end)
                         if not more and (buf[end] != 13 or buf[end + 1] != 10):
@@ -323,8 +344,9 @@ def process_input(conn, buf):
                 rand = _rand
                 while True:
                     end = pos + hop
-                    if end + 2 > n:
-                        st.need = end + 2 - pos
+                    if end + 2 > lim:
+                        if end + 2 > n:
+                            st.need = end + 2 - pos
                         break
                     more = startswith(crl, end)
                     if not more and (buf[end] != 13 or buf[end + 1] != 10):
@@ -352,6 +374,10 @@ def process_input(conn, buf):
                     c.out_bytes += rep * size
                     s.delivered += rep
                 rep = 0
+            if guard and receivers and pos > spos:
+                if conn.stall_check(receivers, pos - spos):
+                    break
+                spos = pos
             if st.need:
                 break
         else:

@@ -20,7 +20,7 @@ from .auth import PLAINTEXT_WARNING, ClientAuth
 from .authorize import Authorizer
 from .client import Client
 from .cluster import Cluster
-from .conn import set_socket_options
+from .conn import MAX_READ, set_socket_options
 from .net import Listener, bind_listener, hostport, local_ip
 from .reactor import EVENT_READ, Reactor
 from .reload import ReloadError, apply_options as apply_reload
@@ -58,6 +58,7 @@ class Server:
         self.in_msgs = self.in_bytes = 0
         self.total_connections = 0
         self.slow_consumers = 0
+        self.stalls = 0             # producer stalls (varz stalled_clients)
         self.listener = None
         self.monitor = None
         self.cluster = None
@@ -74,6 +75,17 @@ class Server:
         self.max_payload = o.max_payload
         self.max_control_line = o.max_control_line
         self.max_pending = o.max_pending
+        # Producer back-pressure (conn.py): receivers over stall_at (3/4 of
+        # max_pending, nats-server's mp/4*3) stall the clients feeding them.
+        # The parse loop checks in guard mode: when some connection is
+        # write-blocked (a receiver over stall_at is), or always when one
+        # read (MAX_READ, ~3x that in MSG lines) could carry a receiver
+        # from empty past it; and within a run every stall_window bytes,
+        # so a receiver overshoots the gate by far less than the quarter
+        # left to max_pending (at the default, 2 MiB: whole reads).
+        self.stall_at = o.max_pending // 4 * 3
+        self.stall_small = self.stall_at < 4 * MAX_READ
+        self.stall_window = max(1024, min(MAX_READ, self.stall_at // 24))
 
     # out counters of connections that are gone (live ones are summed at
     # snapshot time: receivers count their own deliveries)

@@ -89,6 +89,7 @@ class ConnRecord(NamedTuple):
     user: str = ""
     stop: float = 0.0
     reason: str = ""
+    stalls: int = 0         # producers stalled by this receiver (back-pressure)
 
     def listing(self, n):
         """A copy listing at most `n` subscriptions."""
@@ -179,6 +180,7 @@ class Stats(NamedTuple):
     in_bytes: int = 0
     out_bytes: int = 0
     slow_consumers: int = 0
+    stalled_clients: int = 0
     subscriptions: int = 0
 
 
@@ -251,7 +253,8 @@ def conn_record(c, max_subs=None, stop=0.0, reason=""):
         _make(SubDetails, (tuple([s.sid.decode("latin-1") for s in subs]),
                            tuple([s.queue for s in subs]),
                            tuple([s.max_msgs or 0 for s in subs]))),
-        c.name, c.lang, c.version, c.tls_version, c.tls_cipher, c.user, stop, reason))
+        c.name, c.lang, c.version, c.tls_version, c.tls_cipher, c.user, stop, reason,
+        c.stalls))
 
 
 def route_record(r):
@@ -378,7 +381,7 @@ class Snapshots:
             routes=len(srv.routes), remotes=len(srv.routes),
             in_msgs=srv.in_msgs, out_msgs=out_msgs, in_bytes=srv.in_bytes,
             out_bytes=out_bytes, slow_consumers=srv.slow_consumers,
-            subscriptions=srv.sublist.count)
+            stalled_clients=srv.stalls, subscriptions=srv.sublist.count)
         return Snapshot(
             now=time.time(), start=srv.start_time, config_load_time=srv.config_load_time,
             server=server_info(srv), stats=stats, sublist=SublistStats(**srv.sublist.stats()),
