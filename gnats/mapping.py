@@ -97,8 +97,9 @@ _INDEX_INT_FUNCS = ((_fn("splitFromLeft"), _SPLIT_LEFT), (_fn("splitFromRight"),
                     (_fn("right"), _RIGHT), (_fn("left"), _LEFT))
 _SPLIT_RE = _fn("split")
 _RANDOM_RE = _fn("random")
-_KNOWN = (_PARTITION_RE, _WILDCARD_RE, _INDEX_INT_FUNCS[0][0], _INDEX_INT_FUNCS[1][0],
-          _INDEX_INT_FUNCS[2][0], _INDEX_INT_FUNCS[3][0], _SPLIT_RE, _RANDOM_RE)
+# (nats-server's main branch leaves left/right out of ValidateMapping's
+# list; 2.15.1 accepts them, checked)
+_KNOWN = (_PARTITION_RE, _WILDCARD_RE, _SPLIT_RE, _RANDOM_RE) + tuple(r for r, _ in _INDEX_INT_FUNCS)
 _COMMA = re.compile(r",%s" % _S)
 _ATOI = re.compile(r"[+-]?[0-9]+\Z")
 INT32_MAX = (1 << 31) - 1
