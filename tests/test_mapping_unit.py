@@ -1,5 +1,6 @@
-"""gnats/mapping.py alone: every transform function, the weighted choice,
-the validation rules and their texts, and the config block's errors.
+"""gnats/transform.py and gnats/mapping.py alone: every transform function,
+the weighted choice, the validation rules and their texts, and the config
+block's errors.
 
 The expected subjects below were produced by nats-server 2.15.1 for the
 same mappings (tests/test_mappings.py compares the two servers live)."""
@@ -8,8 +9,8 @@ import unittest
 from collections import Counter
 
 from gnats import conf
-from gnats.mapping import (CACHE_BUDGET, DROPPED, MappingError, Mappings, SubjectTransform,
-                           fnv1a32, parse_mappings)
+from gnats.mapping import CACHE_BUDGET, DROPPED, Mappings, parse_mappings
+from gnats.transform import MappingError, SubjectTransform, fnv1a32
 
 
 def tr(src, dest, subject):
