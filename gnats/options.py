@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from . import authz
+from . import ws_options
 from .conf import ConfigError, ConfMap, SizedInt, parse_duration
 from .permissions import PermissionSpec
 
@@ -113,6 +114,9 @@ class Options:
     cluster_tls_verify_and_map: bool = False
     cluster_permissions: Optional[PermissionSpec] = None   # publish: import, subscribe: export
     connect_retries: int = 0        # for implicit (discovered) routes
+
+    # websocket { } (issue 21): a ws_options.WsOptions, None without the block
+    websocket: Optional[ws_options.WsOptions] = None
 
     # lame duck
     lame_duck_duration: float = LAME_DUCK_DURATION
@@ -532,6 +536,14 @@ def _cluster(opts, f):
     _walk(opts, f.block_value(), _CLUSTER_TABLE, f.name + ".")
 
 
+def _websocket(opts, f):
+    # issue 21: the block's keys live in ws_options.py
+    ws = opts.websocket = ws_options.WsOptions()
+    ws.pos = f.key_pos
+    _walk(ws, f.block_value(), ws_options.handlers(_walk, _tls_block(""), _credential_table),
+          f.name + ".")
+
+
 # Every top-level key and its aliases (as nats-server spells them; the seed's
 # max_pending_size too).
 _TOP_TABLE = {
@@ -575,6 +587,7 @@ _TOP_TABLE = {
     "allow_non_tls": authz.allow_non_tls,
     "tls": _tls_block(""),
     "cluster": _cluster,
+    "websocket": _websocket,
 }
 
 CONFIG_KEYS = tuple(sorted(_TOP_TABLE))
@@ -599,6 +612,7 @@ def apply_config(opts: "Options", cfg: dict, path: str = "") -> "Options":
         raise ConfigError("max_payload (%d) cannot be higher than max_pending (%d)"
                           % (opts.max_payload, opts.max_pending),
                           cfg.value_pos.get(key) if isinstance(cfg, ConfMap) and key else None)
+    ws_options.validate(opts)       # issue 21: needs the whole file read
     if path:
         opts.config_file = path
     return opts
