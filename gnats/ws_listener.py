@@ -74,7 +74,7 @@ class WsListener:
         self.cookie_fields = [(name, field) for name, field in (
             (ws.jwt_cookie, "jwt"), (ws.username_cookie, "user"),
             (ws.password_cookie, "pass"), (ws.token_cookie, "auth_token")) if name]
-        self.host = ws.host or server.opts.host
+        self.host = ws.host or "0.0.0.0"     # nats-server's default, not the client port's
         self.pending = set()    # handshakes under way
         self.listener = None
         self.port = 0

@@ -31,7 +31,7 @@ def run(coro):
 
 
 class WsCase(unittest.TestCase):
-    config = "websocket { port: -1, no_tls: true }\n"
+    config = "websocket { host: 127.0.0.1, port: -1, no_tls: true }\n"
 
     @classmethod
     def setUpClass(cls):
@@ -137,7 +137,7 @@ class TestNatsPyWs(WsCase):
 
 
 class TestSlowConsumer(WsCase):
-    config = "websocket { port: -1, no_tls: true }\nmax_pending: 262144\nmax_payload: 65536\nwrite_deadline: 1s\n"
+    config = "websocket { host: 127.0.0.1, port: -1, no_tls: true }\nmax_pending: 262144\nmax_payload: 65536\nwrite_deadline: 1s\n"
 
     def test_reader_that_stops_is_cut(self):
         c = WsConn(self.ws_port)
@@ -168,7 +168,7 @@ class TestSlowConsumer(WsCase):
 class TestWsAuthorization(WsCase):
     config = ("authorization { users: [ {user: alice, password: pw1},"
               " {user: tcponly, password: pw2, allowed_connection_types: [\"STANDARD\"]} ] }\n"
-              "websocket { port: -1, no_tls: true, no_auth_user: alice }\n")
+              "websocket { host: 127.0.0.1, port: -1, no_tls: true, no_auth_user: alice }\n")
 
     def test_no_auth_user_and_connection_types(self):
         async def go():
@@ -193,7 +193,7 @@ class TestWsAuthorization(WsCase):
 
 
 class TestWsOwnCredentials(WsCase):
-    config = ("websocket { port: -1, no_tls: true,"
+    config = ("websocket { host: 127.0.0.1, port: -1, no_tls: true,"
               " authorization { user: wsuser, password: wspass, timeout: 2 },"
               " user_cookie: u, pass_cookie: p }\n")
 
@@ -228,7 +228,7 @@ class TestWsOwnCredentials(WsCase):
 
 @needs(HAVE_NATSPY, "nats-py and aiohttp are needed")
 class TestWss(WsCase):
-    config = ('websocket { port: -1, tls { cert_file: "%s", key_file: "%s" } }\n'
+    config = ('websocket { host: 127.0.0.1, port: -1, tls { cert_file: "%s", key_file: "%s" } }\n'
               % (os.path.join(CERTS, "server-cert.pem"), os.path.join(CERTS, "server-key.pem")))
 
     def test_wss_pub_sub_request(self):

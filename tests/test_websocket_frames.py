@@ -169,7 +169,7 @@ CONNECT = b'CONNECT {"verbose":false,"pedantic":false,"protocol":1}\r\n'
 
 
 class WsServerCase(unittest.TestCase):
-    config = "websocket { port: -1, no_tls: true, handshake_timeout: 1 }\nmax_payload: 4096\n"
+    config = "websocket { host: 127.0.0.1, port: -1, no_tls: true, handshake_timeout: 1 }\nmax_payload: 4096\n"
     server_args = ("-m", "-1")
 
     @classmethod
@@ -451,7 +451,7 @@ class TestMonitoring(WsServerCase):
 
 
 class TestCompression(WsServerCase):
-    config = ("websocket { port: -1, no_tls: true, compression: true }\n"
+    config = ("websocket { host: 127.0.0.1, port: -1, no_tls: true, compression: true }\n"
               "max_payload: 4096\n")
 
     def test_negotiated_both_ways(self):
@@ -517,7 +517,7 @@ class TestCompression(WsServerCase):
 
 
 class TestOrigin(WsServerCase):
-    config = ('websocket { port: -1, no_tls: true, same_origin: false,'
+    config = ('websocket { host: 127.0.0.1, port: -1, no_tls: true, same_origin: false,'
               ' allowed_origins: ["http://good.example", "https://secure.example:8443"] }\n')
 
     def test_allowed_and_refused(self):
@@ -532,7 +532,7 @@ class TestOrigin(WsServerCase):
 
 
 class TestSameOrigin(WsServerCase):
-    config = "websocket { port: -1, no_tls: true, same_origin: true }\n"
+    config = "websocket { host: 127.0.0.1, port: -1, no_tls: true, same_origin: true }\n"
 
     def test_same_origin(self):
         self.assertEqual(self.ws(headers={"Origin": "http://127.0.0.1:%d" % self.port}).status, 101)
@@ -555,14 +555,14 @@ class TestConfigErrors(unittest.TestCase):
         self.start_fails("websocket { port: -1 }\n", "websocket requires TLS configuration")
 
     def test_bad_origin(self):
-        self.start_fails('websocket { port: -1, no_tls: true, allowed_origins: ["ftp://x"] }\n',
+        self.start_fails('websocket { host: 127.0.0.1, port: -1, no_tls: true, allowed_origins: ["ftp://x"] }\n',
                          "allowed origins must be absolute URLs with http or https scheme")
 
     def test_unknown_field(self):
-        self.start_fails("websocket { port: -1, no_tls: true, bogus: 1 }\n", 'unknown field "bogus"')
+        self.start_fails("websocket { host: 127.0.0.1, port: -1, no_tls: true, bogus: 1 }\n", 'unknown field "bogus"')
 
     def test_reserved_header(self):
-        self.start_fails('websocket { port: -1, no_tls: true, headers { Upgrade: "x" } }\n',
+        self.start_fails('websocket { host: 127.0.0.1, port: -1, no_tls: true, headers { Upgrade: "x" } }\n',
                          'websocket: invalid header "Upgrade" not allowed')
 
 
