@@ -164,7 +164,9 @@ class WsListener:
         srv.total_connections += 1
         srv.reactor.register(sock, EVENT_READ, c)
         if self.log.debug_on:
-            self.log.debug("%s - Client connection created" % c.tag())
+            self.log.debug("%s - Client connection created (websocket%s%s)"
+                           % (c.tag(), ", compressed" if upgrade.compress else "",
+                              ", browser" if upgrade.browser else ""))
         c.send_info()
         auth = c.client_auth
         if auth.required:
