@@ -55,9 +55,14 @@ class WsOptions:
         return bool(self.username or self.token or self.no_auth_user)
 
     def __eq__(self, other):
-        return isinstance(other, WsOptions) and vars(self) == vars(other)
+        # where the block stood is not a setting (a reload of an edited file)
+        return isinstance(other, WsOptions) and \
+            dict(vars(self), pos=None) == dict(vars(other), pos=None)
 
     __hash__ = None
+
+    def __repr__(self):
+        return "{%s}" % " ".join("%s:%r" % kv for kv in sorted(vars(self).items()) if kv[0] != "pos")
 
 
 def _set(name, getter):

@@ -226,6 +226,31 @@ class TestWsOwnCredentials(WsCase):
         self.assertEqual(tcp.ping(), b"")
 
 
+class TestReload(WsCase):
+    config = "websocket { host: 127.0.0.1, port: -1, no_tls: true }\n"
+
+    def test_reload_keeps_clients_and_refuses_changes(self):
+        import signal
+        from gnats import websocket as W
+        from tests.test_websocket_frames import mask_frame
+        c = WsConn(self.ws_port)
+        self.addCleanup(c.close)
+        c.read_nats_until(b"\r\n")
+        c.send(mask_frame(W.OP_BINARY, CONNECT + b"PING\r\n"))
+        c.read_nats_until(b"PONG\r\n")
+        path = self.srv.config_path
+        with open(path, "w") as f:          # the same block, on another line
+            f.write("\n# moved\n" + self.config)
+        self.srv.signal(signal.SIGHUP)
+        self.assertTrue(self.srv.wait_log("Reloaded server configuration", TIMEOUT))
+        with open(path, "w") as f:
+            f.write("websocket { host: 127.0.0.1, port: -1, no_tls: true, compression: true }\n")
+        self.srv.signal(signal.SIGHUP)
+        self.assertTrue(self.srv.wait_log("config reload not supported for websocket", TIMEOUT))
+        c.send(mask_frame(W.OP_BINARY, b"PING\r\n"))
+        self.assertIn(b"PONG", c.read_nats_until(b"PONG\r\n"))
+
+
 @needs(HAVE_NATSPY, "nats-py and aiohttp are needed")
 class TestWss(WsCase):
     config = ('websocket { host: 127.0.0.1, port: -1, tls { cert_file: "%s", key_file: "%s" } }\n'
