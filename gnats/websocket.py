@@ -27,8 +27,10 @@ direction, as nats-server negotiates it), `split_frames` cuts one for
 browsers into frames of at most BROWSER_FRAME bytes (nats-server does the
 same: browsers handled large frames badly).
 
-Unmasking XORs the payload as one big integer: one C-level pass, about
-1 GB/s, where a Python loop over bytes would cost ~50 ns a byte.
+Unmasking runs in place in the bytearray that collects a read's
+application data, with bytes.translate over each of the 4 byte lanes of
+the key (see unmask_in_place): a few C-level passes, where a Python loop
+over bytes would cost ~50 ns a byte.
 """
 
 import base64
@@ -158,15 +160,31 @@ def split_frames(data, compressed=False):
 
 # -- inbound ----------------------------------------------------------------
 
+# _XOR[k] maps every byte b to b ^ k (for bytes.translate)
+_XOR = [bytes(b ^ k for b in range(256)) for k in range(256)]
+
+
+def unmask_in_place(buf, start, end, key):
+    """XOR buf[start:end] (a bytearray) with the 4-byte key, in place: one
+    translate per key byte over a stride of 4 (aiohttp's pure-Python way).
+    Measured against XOR-ing the region as one big integer, the integer
+    conversions (from_bytes, to_bytes) and their large temporary objects
+    were half the server's CPU time on 1 KiB messages (perf)."""
+    if end - start < 16:
+        for i in range(start, end):
+            buf[i] ^= key[(i - start) & 3]
+        return
+    for i in range(4):
+        buf[start + i:end:4] = buf[start + i:end:4].translate(_XOR[key[i]])
+
+
 def unmask(data, key, offset=0):
-    """XOR data with the 4-byte mask key, starting `offset` bytes into it."""
-    n = len(data)
-    if not n:
-        return b""
+    """data XOR-ed with the 4-byte mask key, starting `offset` bytes into it."""
     if offset:
         key = key[offset:] + key[:offset]
-    k = (key * ((n >> 2) + 1))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(k, "little")).to_bytes(n, "little")
+    buf = bytearray(data)
+    unmask_in_place(buf, 0, len(buf), key)
+    return bytes(buf)
 
 
 class FrameReader:
@@ -196,30 +214,41 @@ class FrameReader:
         self.csize = 0
         self.done = False
 
-    def feed(self, data):
+    def feed(self, data, prefix=b""):
+        """prefix: earlier application data still waiting for the parser;
+        it heads the result, which saves the caller a copy."""
         if self.done:
-            return b"", []
+            return prefix, []
         if self.head:
             data = self.head + data
             self.head = b""
-        out = []
+        out = bytearray(prefix)
         events = []
+        mv = memoryview(data)
         pos = 0
         n = len(data)
         while pos < n:
             if self.rem:
                 take = self.rem if self.rem <= n - pos else n - pos
-                chunk = data[pos:pos + take]
-                pos += take
+                kpos = self.kpos
+                key = self.key
+                if kpos:
+                    key = key[kpos:] + key[:kpos]
                 self.rem -= take
-                if self.mask:
-                    chunk = unmask(chunk, self.key, self.kpos)
-                    self.kpos = (self.kpos + take) & 3
+                self.kpos = (kpos + take) & 3
                 if self.msg_compressed:
+                    chunk = bytearray(mv[pos:pos + take])
+                    pos += take
+                    if self.mask:
+                        unmask_in_place(chunk, 0, take, key)
                     if not self._add_compressed(chunk, out, events):
                         break
                 else:
-                    out.append(chunk)
+                    start = len(out)
+                    out += mv[pos:pos + take]
+                    pos += take
+                    if self.mask:
+                        unmask_in_place(out, start, start + take, key)
                 continue
             # a frame header
             if n - pos < 2:
@@ -277,7 +306,8 @@ class FrameReader:
             if not ln and self.msg_compressed and final:
                 if not self._add_compressed(b"", out, events):
                     break
-        return b"".join(out), events
+        mv.release()
+        return bytes(out), events
 
     def _check(self, b0, b1, ln):
         """The first protocol violation in a frame's first two bytes (the
@@ -358,7 +388,7 @@ class FrameReader:
             return False
         if len(plain) > self.max_payload:
             return self._too_big(events)
-        out.append(plain)
+        out += plain
         return True
 
     def _too_big(self, events):

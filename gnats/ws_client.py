@@ -117,10 +117,25 @@ class WsClient(Client):
 
     # -- inbound -----------------------------------------------------------
     def feed(self, data):
-        events = None
-        if data:
+        if not data:                    # resume_input and the like: pend only
+            Connection.feed(self, data)
+            return
+        pend = self.pend
+        if pend:
+            # the unframed data goes in behind what waits in pend, in the
+            # one copy the reader makes anyway (Connection.feed would join)
+            prefix = pend[0] if len(pend) == 1 else b"".join(pend)
+            self.pend = []
+            self.pend_len = 0
+            data, events = self.ws_reader.feed(data, prefix)
+            if len(data) < self.inb.need:
+                self.pend = [data]
+                self.pend_len = len(data)
+                data = b""
+        else:
             data, events = self.ws_reader.feed(data)
-        Connection.feed(self, data)
+        if data:
+            Connection.feed(self, data)
         if events and not self.closed:
             self.ws_events(events)
 
