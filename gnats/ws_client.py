@@ -71,11 +71,22 @@ class WsClient(Client):
         self.ws_compress = upgrade.compress
         self.ws_browser = upgrade.browser
         self.ws_cookies = upgrade.cookies
+        self.ws_forwarded = upgrade.forwarded
         self.ws_close_sent = False
         self.wbuf += upgrade.response
         self.ws_framed = len(self.wbuf)
         self.tls_version = upgrade.tls_version
         self.tls_cipher = upgrade.tls_cipher
+
+    def idtag(self):
+        return "wid:%d" % self.cid         # nats-server's tag for websocket clients
+
+    def tag(self):
+        fwd = self.ws_forwarded
+        if not fwd:
+            return Client.tag(self)
+        return "%s/%s:%d - %s" % ("[%s]" % fwd if ":" in fwd else fwd, self.ip, self.port,
+                                  self.idtag())
 
     @property
     def client_auth(self):

@@ -17,6 +17,7 @@ no bytes are written by the handshake itself, so a slow reader of the
 response is handled by the client's ordinary flush.
 """
 
+import ipaddress
 import socket
 import ssl
 
@@ -37,9 +38,12 @@ class Upgrade:
     whether permessage-deflate is on, whether the peer is a browser, and
     the credentials its cookies carry ([(CONNECT field, value)])."""
 
-    __slots__ = ("response", "compress", "browser", "cookies", "tls_version", "tls_cipher")
+    __slots__ = ("response", "compress", "browser", "cookies", "tls_version", "tls_cipher",
+                 "forwarded")
 
-    def __init__(self, response, compress, browser, cookies, tls_version, tls_cipher):
+    def __init__(self, response, compress, browser, cookies, tls_version, tls_cipher,
+                 forwarded=""):
+        self.forwarded = forwarded  # X-Forwarded-For's address, for log lines
         self.response = response
         self.compress = compress
         self.browser = browser
@@ -172,8 +176,7 @@ class WsListener:
         if auth.required:
             timeout = self.opts.auth_timeout or auth.timeout
             c.timers.append(srv.reactor.call_later(timeout, c.auth_timeout))
-        ping = self.opts.ping_interval or srv.opts.ping_interval
-        c.timers.append(srv.reactor.call_later(ping, c.ping_timer))
+        c.timers.append(srv.reactor.call_later(srv.opts.ping_interval, c.ping_timer))
 
 
 def _auth_options(opts, ws):
@@ -187,6 +190,15 @@ def _auth_options(opts, ws):
     if ws.username or ws.token:
         o.users, o.nkeys = [], []
     return o
+
+
+def _forwarded_ip(value):
+    """X-Forwarded-For's address when it is a valid IP (nats-server shows
+    it in front of the connection's in log lines)."""
+    try:
+        return str(ipaddress.ip_address(value.strip())) if value else ""
+    except ValueError:
+        return ""
 
 
 class Handshake:
@@ -295,7 +307,8 @@ class Handshake:
             c = self.sock.cipher()
             cipher = c[0] if c else ""
         upgrade = Upgrade(W.upgrade_response(key, compress, ls.extra_headers), compress,
-                          ua.startswith("Mozilla/"), cookies, version, cipher)
+                          ua.startswith("Mozilla/"), cookies, version, cipher,
+                          _forwarded_ip(req.get("x-forwarded-for")))
         sock = self._detach()
         ls.upgraded(sock, self.addr, upgrade)
 

@@ -46,7 +46,7 @@ class WsOptions:
         self.no_auth_user = ""
         self.jwt_cookie = self.username_cookie = self.password_cookie = self.token_cookie = ""
         self.headers = {}               # extra upgrade response headers
-        self.ping_interval = 0.0        # 0: the server's ping_interval
+        self.ping_interval = 0.0        # accepted; the top-level ping_interval applies
         self.pos = None                 # where the block stood, for errors
 
     @property

@@ -384,6 +384,13 @@ class TestFrames(WsServerCase):
         self.assertIn(b"-ERR 'Maximum Payload Violation'", c.read_nats_until(b"-ERR"))
         self.assert_closed_with(c, W.CLOSE_TOO_BIG, "Maximum Payload Exceeded")
 
+    def test_log_tag_names_forwarded_address(self):
+        c = self.connected(headers={"X-Forwarded-For": "10.9.8.7"})
+        c.send_nats(b"PING\r\n", mask=False)
+        self.assert_closed_with(c, W.CLOSE_PROTOCOL_ERROR)
+        self.assertTrue(self.srv.wait_log(r"10\.9\.8\.7/127\.0\.0\.1:\d+ - wid:\d+ - "
+                                          r"websocket protocol error: mask bit missing"))
+
     def test_nats_protocol_error_closes_with_1002(self):
         c = self.connected()
         c.send_nats(b"FOO BAR\r\n")
