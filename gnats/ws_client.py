@@ -73,6 +73,7 @@ class WsClient(Client):
         self.ws_cookies = upgrade.cookies
         self.ws_forwarded = upgrade.forwarded
         self.ws_close_sent = False
+        self.ws_later = []              # control events behind input that waits
         self.wbuf += upgrade.response
         self.ws_framed = len(self.wbuf)
         self.tls_version = upgrade.tls_version
@@ -130,6 +131,9 @@ class WsClient(Client):
     def feed(self, data):
         if not data:                    # resume_input and the like: pend only
             Connection.feed(self, data)
+            if self.ws_later and not self.closed and not self.ws_input_waits():
+                events, self.ws_later = self.ws_later, []
+                self.ws_events(events)
             return
         pend = self.pend
         if pend:
@@ -147,8 +151,18 @@ class WsClient(Client):
             data, events = self.ws_reader.feed(data)
         if data:
             Connection.feed(self, data)
-        if events and not self.closed:
-            self.ws_events(events)
+        if (events or self.ws_later) and not self.closed:
+            # the data before these frames may wait (an auth check, a stall,
+            # a time slice): they come after it, as they came
+            events = self.ws_later + events
+            self.ws_later = []
+            if self.ws_input_waits():
+                self.ws_later = events
+            else:
+                self.ws_events(events)
+
+    def ws_input_waits(self):
+        return bool(self.pend) and (self.deferred or self.stalled or self.paused)
 
     def ws_events(self, events):
         for ev in events:

@@ -226,6 +226,42 @@ class TestWsOwnCredentials(WsCase):
         self.assertEqual(tcp.ping(), b"")
 
 
+def _bcrypt_hash(pw):
+    try:
+        import bcrypt
+    except ImportError:
+        return None
+    return bcrypt.hashpw(pw, bcrypt.gensalt(10)).decode()
+
+
+_HASH = _bcrypt_hash(b"slow")
+
+
+@needs(_HASH is not None, "bcrypt is needed")
+class TestOrderBehindAuthCheck(WsCase):
+    config = ("authorization { users: [ {user: u, password: \"%s\"}, {user: s, password: s} ] }\n"
+              "websocket { host: 127.0.0.1, port: -1, no_tls: true }\n" % _HASH)
+
+    def test_publish_then_close_in_one_read(self):
+        """CONNECT (a bcrypt check: input waits), PUB and a close frame in
+        one write: the PUB is delivered before the close is honoured."""
+        from gnats import websocket as W
+        from tests.test_websocket_frames import mask_frame
+        import struct
+        sub = RawClient(self.srv.port, b'{"user":"s","pass":"s","verbose":false}')
+        self.addCleanup(sub.close)
+        sub.send(b"SUB order 1\r\n")
+        sub.ping(timeout=TIMEOUT)
+        c = WsConn(self.ws_port)
+        self.addCleanup(c.close)
+        c.read_nats_until(b"\r\n")
+        c.send(mask_frame(W.OP_BINARY, b'CONNECT {"user":"u","pass":"slow","verbose":false}\r\n'
+                          b"PUB order 5\r\nfirst\r\n")
+               + mask_frame(W.OP_CLOSE, struct.pack("!H", 1000)))
+        self.assertEqual(c.read_close()[0], 1000)
+        self.assertEqual(sub.read_msg(timeout=TIMEOUT)[2], b"first")
+
+
 class TestReload(WsCase):
     config = "websocket { host: 127.0.0.1, port: -1, no_tls: true }\n"
 
