@@ -288,6 +288,45 @@ class TestFrames(WsServerCase):
         data = c.read_nats_until(b"PONG\r\n")
         self.assertIn(b"MSG foo 1 5\r\nhello\r\n", data)
 
+    def test_one_frame_per_flush(self):
+        c = self.connected()
+        c.send_nats(b"SUB burst 1\r\n" + b"PUB burst 3\r\nabc\r\n" * 200 + b"PING\r\n")
+        out, frames = b"", 0
+        while b"PONG\r\n" not in out:
+            fin, rsv1, op, payload = c.read_frame()
+            self.assertEqual((fin, op), (True, W.OP_BINARY))
+            out += payload
+            frames += 1
+        self.assertEqual(out.count(b"MSG burst 1 3\r\nabc\r\n"), 200)
+        self.assertLessEqual(frames, 3)     # one read, one flush: not a frame per message
+
+    def test_subprotocol_offer_is_not_echoed(self):
+        # nats-server has no subprotocol for clients: the offer is ignored
+        c = self.ws(headers={"Sec-WebSocket-Protocol": "nats, chat"})
+        self.assertEqual(c.status, 101)
+        self.assertNotIn("sec-websocket-protocol", c.headers)
+
+    def test_garbage_never_hurts_the_server(self):
+        import random
+        rnd = random.Random(21)
+        watcher = self.connected()
+        for i in range(60):
+            c = WsConn(self.port)
+            c.read_nats_until(b"\r\n")
+            junk = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 300)))
+            if i % 3 == 0:
+                junk = mask_frame(rnd.choice((0, 1, 2, 8, 9, 10)), junk[:200],
+                                  fin=bool(i % 2), rsv=rnd.choice((0, 0x40)))
+            try:
+                c.send(junk)
+            except OSError:
+                pass
+            c.close()
+        watcher.send_nats(b"PING\r\n")
+        self.assertIn(b"PONG", watcher.read_nats_until(b"PONG\r\n"))
+        self.assertNotIn("Traceback", self.srv.output())
+        self.assertNotIn("internal error", self.srv.output())
+
     def test_text_frames_are_accepted(self):
         c = self.connected()
         c.send(mask_frame(W.OP_TEXT, b"SUB t 1\r\nPUB t 2\r\nhi\r\nPING\r\n"))
@@ -510,6 +549,13 @@ class TestCompression(WsServerCase):
         # 8 x max_payload of compressed bytes at most (random data does not shrink)
         c.send(mask_frame(W.OP_BINARY, os.urandom(8 * 4096 + 10), rsv=0x40))
         self.assert_closed_with(c, W.CLOSE_TOO_BIG, "Maximum Payload Exceeded")
+
+    def test_corrupt_deflate_data(self):
+        c = self.ws(deflate=True)
+        c.read_nats_until(b"\r\n")
+        c.send(mask_frame(W.OP_BINARY, b"\xff\xff\xff\xff garbage", rsv=0x40))
+        self.assert_closed_with(c, W.CLOSE_INVALID_DATA, "invalid compressed data")
+        self.assertNotIn("Traceback", self.srv.output())
 
     def test_not_offered_not_used(self):
         c = self.connected()
