@@ -36,6 +36,18 @@ from tests.util import REQUIRE_DEPS, ROOT, ServerProcess, port_of
 CERTS = os.path.join(ROOT, "configs", "certs")
 NPM = shutil.which("npm")
 NODE = shutil.which("node")
+
+
+def _node_major():
+    """Node's major version (20 brings --experimental-websocket), 0 if unknown."""
+    try:
+        out = subprocess.run([NODE, "--version"], capture_output=True, text=True, timeout=20).stdout
+        return int(out.strip().lstrip("v").split(".")[0])
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return 0
+
+
+NODE_OK = bool(NODE) and _node_major() >= 20
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "",
                              shutil.which("chromium-browser") or "") if p and os.access(p, os.X_OK)),
                 None)
@@ -257,7 +269,7 @@ class TestNatsWs(unittest.TestCase):
         return parse_result(p.stdout)
 
     def node(self, url, env=None):
-        self.need(NODE, "node")
+        self.need(NODE_OK, "node >= 20")
         e = dict(os.environ)
         e.update(env or {})
         p = subprocess.run([NODE, "--experimental-websocket", "run.js", url], cwd=self.page_dir,
