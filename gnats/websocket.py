@@ -57,7 +57,6 @@ CLOSE_INTERNAL = 1011
 CLOSE_TLS = 1015
 
 MAX_CONTROL = 125               # payload bytes of a control frame
-MAX_HEADER = 14                 # 2 + 8 (length) + 4 (mask key)
 COMPRESS_THRESHOLD = 64         # nats-server does not compress smaller flushes
 BROWSER_FRAME = 4096            # nats-server's frame size for browsers
 MSG_MULTIPLE = 8                # compressed message limit: 8 x max_payload ...

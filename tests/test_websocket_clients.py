@@ -210,6 +210,15 @@ class TestWsOwnCredentials(WsCase):
             out = str(e).encode()
         return info, out
 
+    def test_auth_timeout_closes_with_policy_violation(self):
+        c = WsConn(self.ws_port)
+        self.addCleanup(c.close)
+        c.read_nats_until(b"\r\n")
+        t0 = time.monotonic()
+        self.assertIn(b"-ERR 'Authentication Timeout'", c.read_nats_until(b"-ERR"))
+        self.assertEqual(c.read_close(), (1008, "Authentication Timeout"))
+        self.assertGreater(time.monotonic() - t0, 1.0)      # the block's timeout: 2 s
+
     def test_block_credentials_and_cookies(self):
         info, out = self.info_and_reply(
             b'CONNECT {"user":"wsuser","pass":"wspass","verbose":false}\r\n')
