@@ -57,8 +57,12 @@ class WsConn:
             for k, v in (headers or {}).items():
                 lines.append("%s: %s" % (k, v))
             request = ("\r\n".join(lines) + "\r\n\r\n").encode()
-        self.sock.sendall(request)
-        self.status, self.headers = self.read_response()
+        try:
+            self.sock.sendall(request)
+            self.status, self.headers = self.read_response()
+        except Exception:
+            self.sock.close()
+            raise
 
     def _more(self):
         d = self.sock.recv(65536)
