@@ -77,6 +77,12 @@ class Client(Connection):
     def idtag(self):
         return "cid:%d" % self.cid
 
+    # issue 21 (websocket): the credentials this client is checked against;
+    # ws_client.WsClient overrides it with its listener's
+    @property
+    def client_auth(self):
+        return self.server.client_auth
+
     # -- tracing ---------------------------------------------------------
     def trace_in(self, line):
         if line.lstrip()[:7].upper() == b"CONNECT":
@@ -333,11 +339,11 @@ class Client(Connection):
         self.connected = True
         self.connect_obj = obj      # kept to re-check credentials on reload
         self.reset_caches()
-        if not self.authed or (again and self.server.client_auth.required):
+        if not self.authed or (again and self.client_auth.required):
             # as nats-server, every CONNECT is checked, a second one too:
             # wrong credentials there close the connection
             srv = self.server
-            srv.authorizer.authorize(self, obj, lambda: srv.client_auth, self.auth_done,
+            srv.authorizer.authorize(self, obj, lambda: self.client_auth, self.auth_done,
                                      self.auth_context())
             return
         self.ok()
@@ -382,7 +388,7 @@ class Client(Connection):
         Unrestricted clients get perms None: they pay nothing."""
         if isinstance(user, str):
             # the name-only flows (today's CONNECT check, reload re-checks)
-            user = self.server.client_auth._entries.get(user) or user
+            user = self.client_auth._entries.get(user) or user
         self.user = getattr(user, "name", user) or ""
         rules = getattr(user, "permissions", None)
         old = self.perms

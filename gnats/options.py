@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from . import authz
+from . import ws_options
 from .conf import ConfigError, ConfMap, SizedInt, parse_duration
 from .mapping import Mappings, parse_mappings
 from .permissions import PermissionSpec
@@ -117,6 +118,8 @@ class Options:
 
     # subject mappings of the global account (gnats.mapping); None: none
     mappings: Optional[Mappings] = None
+    # websocket { } (issue 21): a ws_options.WsOptions, None without the block
+    websocket: Optional[ws_options.WsOptions] = None
 
     # lame duck
     lame_duck_duration: float = LAME_DUCK_DURATION
@@ -541,6 +544,14 @@ def _mappings(opts, f):
     opts.mappings = ms if len(ms) else None     # an empty block costs nothing
 
 
+def _websocket(opts, f):
+    # issue 21: the block's keys live in ws_options.py
+    ws = opts.websocket = ws_options.WsOptions()
+    ws.pos = f.key_pos
+    _walk(ws, f.block_value(), ws_options.handlers(_walk, _tls_block(""), _credential_table),
+          f.name + ".")
+
+
 # Every top-level key and its aliases (as nats-server spells them; the seed's
 # max_pending_size too).
 _TOP_TABLE = {
@@ -586,6 +597,7 @@ _TOP_TABLE = {
     "cluster": _cluster,
     "mappings": _mappings,
     "maps": _mappings,
+    "websocket": _websocket,
 }
 
 CONFIG_KEYS = tuple(sorted(_TOP_TABLE))
@@ -610,6 +622,7 @@ def apply_config(opts: "Options", cfg: dict, path: str = "") -> "Options":
         raise ConfigError("max_payload (%d) cannot be higher than max_pending (%d)"
                           % (opts.max_payload, opts.max_pending),
                           cfg.value_pos.get(key) if isinstance(cfg, ConfMap) and key else None)
+    ws_options.validate(opts)       # issue 21: needs the whole file read
     if path:
         opts.config_file = path
     return opts
