@@ -1,0 +1,355 @@
+"""Operator mode: who is trusted, which accounts exist, and whether a user
+JWT in a CONNECT proves a user of one of them (nats-server's decentralized
+JWT auth, with the MEMORY resolver).
+
+Theory of operation. `OperatorTrust` is built from the options (operator
+JWTs, `resolver_preload`, `system_account`) when the config loads and
+whenever the client authorization is rebuilt. It decodes each operator JWT
+and collects the keys it vouches for (the operator's own key unless
+`strict_signing_key_usage`, and its signing keys); then it decodes every
+preloaded account JWT and insists that its subject is the key it is filed
+under and that a trusted key signed it. Any failure is a TrustError whose
+message names the account, so the config never loads half-trusted.
+
+A CONNECT then goes through `OperatorTrust.authenticate` (off the reactor
+thread: two Ed25519 verifies, ~2.5 ms), in nats-server's order
+(processClientOrLeafAuthentication): the user JWT decodes and verifies and
+is currently valid; its account (issuer_account, else the issuer) is
+known; the account is still valid and its issuer trusted; the user's
+issuer is the account or one of its signing keys (a scoped key replaces
+the user's permissions and limits with its template); bearer tokens are
+allowed by the account; the connection type is allowed; the nonce
+signature verifies (not for bearer tokens); the user is not revoked; the
+client's address is inside `src`; now is inside `times`. Every refusal is
+"Authorization Violation" on the wire, as in Go; `reason` says which.
+
+The verdict is a `JwtUser`: the user's name (its public key), compiled
+permissions (its own, or the account's default_permissions when it has
+none), the account it belongs to and when it must be disconnected. The
+client calls `JwtUser.bind(client)` on the reactor thread once accepted:
+that puts it in the account named by the account's public key (registered
+in the server's registry on first use), enforces the account's `conn`
+limit, and arms the expiry timer ("User Authentication Expired").
+"""
+
+import re
+import time
+
+from . import jwt as J
+from .jwt import JWTError
+from .nkeys import verify_connect_sig
+from .permissions import (DEFAULT_RESPONSE_EXPIRES, DEFAULT_RESPONSE_MAX_MSGS,
+                          PermissionSpec, ResponseRule, SubjectRule, compile_permissions)
+
+ERR_ACCOUNT_CONNECTIONS = "maximum account active connections exceeded"
+ERR_AUTH_EXPIRED = "User Authentication Expired"
+_MUSTACHE = re.compile(r"{{2}([^}]+)}{2}")
+_MAX_TEMPLATE_EXPANSIONS = 4096     # nats-server maxPermTemplateSubjectExpansions
+
+
+class TrustError(ValueError):
+    """Operator-mode configuration that cannot be trusted."""
+
+
+def read_operator(value: str) -> J.OperatorClaims:
+    """An `operator` config value: a file (decorated or not) or, when no
+    such file exists and it looks like one, the JWT itself
+    (nats-server readOperatorJWT)."""
+    try:
+        with open(value, "r", encoding="utf-8") as f:
+            text = f.read(J.MAX_TOKEN_SIZE + 4096)
+    except (OSError, ValueError) as e:
+        if not value.startswith("eyJ"):
+            raise TrustError("error parsing operator JWT: %s" % (getattr(e, "strerror", "") or e))
+        text = value
+    try:
+        op = J.decode_operator(J.parse_decorated_jwt(text))
+    except JWTError as e:
+        raise TrustError("error parsing operator JWT: %s" % e) from None
+    issues = [i for i in op.validate() if "expired" not in i and "not yet valid" not in i]
+    if issues:
+        raise TrustError("operator %s: %s" % (op.subject, issues[0]))
+    return op
+
+
+def check_preload(key: str, token) -> J.AccountClaims:
+    """One resolver_preload entry, decoded and verified (not yet checked
+    against the operators)."""
+    if not isinstance(token, str):
+        raise TrustError("preload map value should be a string JWT")
+    try:
+        acc = J.decode_account(token)
+    except JWTError as e:
+        raise TrustError('invalid account JWT for "%s": %s' % (key, e)) from None
+    if acc.subject != key:
+        raise TrustError('account JWT for "%s" is for account "%s"' % (key, acc.subject))
+    return acc
+
+
+class OperatorTrust:
+    """The trusted operators and the MEMORY resolver's accounts."""
+
+    def __init__(self, operators, preload=None, system_account=""):
+        self.operators = [read_operator(o) if isinstance(o, str) else o for o in operators]
+        self.trusted = set()
+        # signing keys of operators with strict_signing_key_usage: accounts
+        # they sign may not sign users with their own key
+        self.strict = set()
+        for op in self.operators:
+            self.trusted.update(op.trusted_keys())
+            if op.strict_signing_key_usage:
+                self.strict.update(op.signing_keys)
+        ops_sys = [op.system_account for op in self.operators if op.system_account]
+        if system_account and ops_sys and system_account not in ops_sys:
+            raise TrustError("system_account in config and operator JWT must be identical")
+        self.system_account = system_account or (ops_sys[0] if len(self.operators) == 1
+                                                 and ops_sys else "")
+        self.accounts = {}
+        self.warnings = []          # (account, issue): logged at start, as Go
+        for key, token in (preload or {}).items():
+            acc = check_preload(key, token)
+            if acc.issuer not in self.trusted:
+                raise TrustError('account "%s" is not signed by a trusted operator (issuer %s)'
+                                 % (key, acc.issuer))
+            for issue in acc.validate():
+                self.warnings.append((key, issue))
+            self.accounts[key] = acc
+
+    # -- CONNECT -------------------------------------------------------------
+    def authenticate(self, connect, nonce="", host="", kind="STANDARD", now=None):
+        """(JwtUser, "") when the CONNECT's `jwt` and `sig` prove a user of
+        a known account, else (None, reason)."""
+        if not isinstance(connect, dict):
+            return None, "no CONNECT"
+        token = connect.get("jwt")
+        if not token or not isinstance(token, str):
+            return None, "Authentication requires a user JWT"
+        try:
+            user = J.decode_user(token)
+        except JWTError as e:
+            return None, "User JWT not valid: %s" % e
+        now = int(time.time()) if now is None else now
+        issues = user.validate(now)
+        if issues:
+            return None, "User JWT no longer valid: %s" % "; ".join(issues)
+        account_key = user.account
+        acc = self.accounts.get(account_key)
+        if acc is None:
+            return None, "Account JWT lookup error: %s not found" % account_key
+        if acc.issuer not in self.trusted:
+            return None, "Account JWT not signed by trusted operator"
+        limits = user.limits
+        if user.issuer != account_key or acc.issuer in self.strict:
+            if user.issuer not in acc.signing_keys:
+                return None, "User JWT issuer is not known"
+            scope = acc.signing_keys[user.issuer]
+            if scope is not None:
+                if not user.limits.is_empty():
+                    return None, ("User JWT is not valid: scoped users require no "
+                                  "permissions or limits set")
+                try:
+                    limits = expand_templates(scope.template, user, acc)
+                except ValueError:
+                    return None, "User JWT generated invalid permissions"
+        if acc.expired(now):
+            return None, "Account JWT has expired"
+        if limits.bearer_token and acc.limits.disallow_bearer:
+            return None, "Account does not allow bearer tokens"
+        types = tuple(t.upper() for t in limits.allowed_connection_types)
+        known = tuple(t for t in types if t in J.CONNECTION_TYPES)
+        if types and not known:
+            return None, "invalid connection types %s" % (types,)
+        if known and kind not in known:
+            return None, "Connection type not allowed"
+        if not limits.bearer_token:
+            if not connect.get("sig"):
+                return None, "Signature missing"
+            if not verify_connect_sig(user.subject, nonce, connect.get("sig")):
+                return None, "Signature not verified"
+        if acc.user_revoked(user):
+            return None, "User authentication revoked"
+        if not J.source_allowed(limits, host):
+            return None, "Bad src Ip %s" % host
+        allowed, valid_for = J.time_window(limits)
+        if not allowed:
+            return None, "Outside connect times"
+        expires_in = valid_for
+        if user.expires:
+            left = max(0, user.expires - now)
+            if not expires_in or left < expires_in:
+                expires_in = left
+        return JwtUser(user, acc, limits, self._permissions(limits, acc), known,
+                       expires_in), ""
+
+    def _permissions(self, limits, acc):
+        spec = permission_spec(limits)
+        if spec is None:
+            spec = permission_spec(acc.default_permissions)
+        return compile_permissions(spec) if spec is not None else None
+
+
+def permission_spec(limits):
+    """A PermissionSpec from JWT pub/sub/resp (nats-server
+    buildPermissionsFromJwt), or None when the JWT sets none."""
+    pub = sub = resp = None
+    if limits.pub.allow or limits.pub.deny:
+        pub = SubjectRule(allow=limits.pub.allow or None, deny=limits.pub.deny or None)
+    if limits.sub.allow or limits.sub.deny:
+        sub = SubjectRule(allow=limits.sub.allow or None, deny=limits.sub.deny or None)
+    if limits.resp is not None:
+        max_msgs, ttl_ns = limits.resp
+        resp = ResponseRule(max_msgs=max_msgs or DEFAULT_RESPONSE_MAX_MSGS,
+                            expires=ttl_ns / 1e9 if ttl_ns else DEFAULT_RESPONSE_EXPIRES)
+        # validateResponsePermissions: responses turn the blanket allow off
+        if pub is None or pub.allow is None:
+            pub = SubjectRule(allow=(), deny=pub.deny if pub else None)
+    if pub is None and sub is None and resp is None:
+        return None
+    return PermissionSpec(publish=pub, subscribe=sub, response=resp)
+
+
+# --- scoped signing key templates (nats-server processUserPermissionsTemplate) --
+
+def expand_templates(template, user, acc):
+    """The scope's template with {{name()}}, {{subject()}},
+    {{account-name()}}, {{account-subject()}}, {{tag(x)}} and
+    {{account-tag(x)}} filled in for this user. ValueError when a deny
+    entry cannot be generated or an operation is unknown."""
+    import copy
+    out = copy.copy(template)
+    for attr in ("pub", "sub"):
+        rule = copy.copy(getattr(template, attr))
+        had_allow = bool(rule.allow)
+        rule.allow = tuple(_apply_template(rule.allow, user, acc, False))
+        rule.deny = tuple(_apply_template(rule.deny, user, acc, True))
+        if had_allow and not rule.allow:
+            rule.deny = rule.deny + (">",)      # allow emptied: deny everything
+        setattr(out, attr, rule)
+    return out
+
+
+def _template_values(op, user, acc):
+    low = op.lower()
+    if low == "name()":
+        return [user.name], False
+    if low == "subject()":
+        return [user.subject], False
+    if low == "account-name()":
+        return [acc.name], False
+    if low == "account-subject()":
+        return [user.issuer_account], False
+    for prefix, tags in (("tag(", user.tags), ("account-tag(", acc.tags)):
+        if low.startswith(prefix) and low.endswith(")"):
+            name = op[len(prefix):-1].lower() + ":"
+            return [t[len(name):] for t in tags if t.lower().startswith(name)], True
+    raise ValueError("template operation %r is not defined" % op)
+
+
+def _apply_template(entries, user, acc, strict):
+    out = []
+    for entry in entries:
+        tokens = _MUSTACHE.findall(entry)
+        if not tokens:
+            out.append(entry)
+            continue
+        combos = [entry]
+        for tk in tokens:
+            values, is_tag = _template_values(tk.strip(), user, acc)
+            if is_tag and not values:
+                if strict:
+                    raise ValueError("generated invalid subject")
+                values = [" "]
+            if len(combos) * len(values) > _MAX_TEMPLATE_EXPANSIONS:
+                raise ValueError("template expansion exceeds limit")
+            src = "{{" + tk + "}}"
+            combos = [c.replace(src, v) for c in combos for v in values]
+        for subj in combos:
+            if _valid_subject(subj):
+                out.append(subj)
+            elif strict:
+                raise ValueError("generated invalid subject")
+        if len(out) > _MAX_TEMPLATE_EXPANSIONS:
+            raise ValueError("template expansion exceeds limit")
+    return out
+
+
+def _valid_subject(s):
+    return bool(s) and not any(c in s for c in " \t\r\n") and "" not in s.split(".")
+
+
+# --- the verdict ---------------------------------------------------------------
+
+class JwtUser:
+    """An authenticated JWT user, with what auth.UserEntry has (name,
+    permissions, nkey, connection types) plus its account and expiry."""
+
+    __slots__ = ("name", "permissions", "nkey", "connection_types", "claims",
+                 "account_name", "account_claims", "limits", "expires_in")
+
+    def __init__(self, claims, acc, limits, permissions, connection_types, expires_in):
+        self.name = claims.subject
+        self.nkey = claims.subject
+        self.permissions = permissions
+        self.connection_types = connection_types
+        self.claims = claims
+        self.account_name = acc.subject
+        self.account_claims = acc
+        self.limits = limits
+        self.expires_in = expires_in    # seconds; 0: never
+
+    def allows_connection_type(self, kind: str) -> bool:
+        return not self.connection_types or kind in self.connection_types
+
+    def bind(self, client):
+        """On the reactor thread, once the client is accepted: move it into
+        its account, apply the account's connection limit, arm the expiry.
+        Returns False when it refused (and closed) the client."""
+        srv = client.server
+        wire = self.account_name.encode("latin-1")
+        acc = srv.accounts.find_wire(wire) or srv.accounts.register(self.account_name)
+        if client.account is not acc:
+            if client.subs:
+                # its subscriptions live in the other account's index
+                client.refuse_auth()
+                return False
+            limit = self.account_claims.limits.conn
+            if limit >= 0 and not self.account_claims.limits.is_empty():
+                n = sum(1 for c in srv.clients.values()
+                        if c.account is acc and not c.closed and c is not client)
+                if n >= limit:
+                    client.log.error("%s - %s" % (client.tag(), ERR_ACCOUNT_CONNECTIONS))
+                    client.send_err(ERR_ACCOUNT_CONNECTIONS)
+                    client.close_after_flush("Maximum Account Connections Exceeded")
+                    return False
+            client.account = acc
+            client.inb.sublist = acc.sublist
+            client.reset_caches()
+        for t in client.timers:
+            if getattr(t, "fn", None) == _expire:
+                t.cancel()
+        if self.expires_in:
+            client.timers.append(client.reactor.call_later(self.expires_in, _expire, client))
+        return True
+
+    def __repr__(self):
+        return "<JwtUser %s of %s>" % (self.name, self.account_name)
+
+
+def _expire(client):
+    if client.closed or client.closing_after_flush:
+        return
+    client.send_err(ERR_AUTH_EXPIRED)
+    client.close_after_flush("Authentication Expired")
+
+
+def resolver_kind(value) -> str:
+    """The `resolver` config value this server supports: MEM/MEMORY only
+    (nats-server also has URL(...) and the directory resolvers)."""
+    if isinstance(value, str) and re.match(r"(?i)^\s*(MEM|MEMORY)\s*$", value):
+        return "MEMORY"
+    if isinstance(value, dict):
+        t = value.get("type")
+        if isinstance(t, str) and t.upper() in ("MEM", "MEMORY"):
+            return "MEMORY"
+    raise TrustError("error parsing account resolver: only MEMORY is supported here "
+                     "(nats-server also has URL(...) and directory resolvers)")
