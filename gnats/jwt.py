@@ -535,9 +535,10 @@ _KINDS = {"operator": OperatorClaims, "account": AccountClaims, "user": UserClai
 # --- decoding -----------------------------------------------------------------
 
 def _header(chunk: str):
+    raw = b64url_decode(chunk)
     try:
-        h = json.loads(b64url_decode(chunk))
-    except (ValueError, UnicodeDecodeError):
+        h = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise JWTError("JWT header is not valid JSON") from None
     if not isinstance(h, dict):
         raise JWTError("JWT header is not valid JSON")
@@ -562,8 +563,9 @@ def decode(token, expect: str = "") -> Claims:
     if len(chunks) != 3:
         raise JWTError("expected 3 chunks")
     _header(chunks[0])
+    raw = b64url_decode(chunks[1])
     try:
-        data = json.loads(b64url_decode(chunks[1]))
+        data = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise JWTError("JWT claims are not valid JSON") from None
     if not isinstance(data, dict):
