@@ -403,12 +403,14 @@ class _Credentials:
 class AuthContext(NamedTuple):
     """What a client connection adds to its CONNECT for identify(): the
     nonce its INFO carried, its certificate (getpeercert(), None without
-    TLS), its connection type as nats-server names it and its address
-    (a JWT user's `src` CIDRs)."""
+    TLS), its connection type as nats-server names it, its address (a JWT
+    user's `src` CIDRs) and, when debug logging is on, where to say why a
+    JWT user was refused (called from the auth worker thread)."""
     nonce: str = ""
     cert: Any = None
     kind: str = "STANDARD"
     host: str = ""
+    debug: Any = None
 
 
 class ClientAuth(_Credentials):
@@ -473,7 +475,10 @@ class ClientAuth(_Credentials):
         the credentials. The user must allow this connection type."""
         ctx = ctx or AuthContext()
         if self.trust is not None:
-            user, _ = self.trust.authenticate(connect, ctx.nonce, ctx.host, ctx.kind)
+            user, reason = self.trust.authenticate(connect, ctx.nonce, ctx.host, ctx.kind)
+            if ctx.debug is not None:
+                ctx.debug(reason or "Authenticated JWT: %s of account %s"
+                          % (user.name, user.account_name))
             return user
         if self.tls_map and self._entries and isinstance(connect, dict) \
                 and not self._nkey_of(connect):

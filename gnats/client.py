@@ -359,7 +359,10 @@ class Client(Connection):
     def auth_context(self):
         """What identifies this client besides its CONNECT (auth.AuthContext)."""
         cert = self.sock.getpeercert() if self.tls_version else None
-        return AuthContext(self.nonce, cert, host=self.ip)
+        debug = None
+        if self.log.debug_on and self.server.client_auth.trust is not None:
+            debug = lambda text: self.log.debug("%s - %s" % (self.tag(), text))
+        return AuthContext(self.nonce, cert, host=self.ip, debug=debug)
 
     def auth_done(self, user):
         """Called (on the reactor thread) when credentials were accepted;
