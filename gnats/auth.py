@@ -30,6 +30,11 @@ gnats.certmap). With only nkey
 users configured, `.check` refuses everyone: without a nonce no nkey can be
 verified, and letting anyone in would be worse.
 
+Operator mode (`operator` in the config): ClientAuth's mode is "jwt" and
+`trust` (gnats.jwt_accounts.OperatorTrust) decides alone; every CONNECT is
+a slow check (two Ed25519 verifies) and its verdict is a JwtUser, which
+places the client in its account when the client binds it.
+
 Everything here is safe to call from any thread.
 """
 
