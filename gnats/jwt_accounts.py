@@ -36,6 +36,7 @@ import re
 import time
 
 from . import jwt as J
+from .conf import ConfigError
 from .jwt import JWTError
 from .nkeys import verify_connect_sig
 from .permissions import (DEFAULT_RESPONSE_EXPIRES, DEFAULT_RESPONSE_MAX_MSGS,
@@ -353,3 +354,66 @@ def resolver_kind(value) -> str:
             return "MEMORY"
     raise TrustError("error parsing account resolver: only MEMORY is supported here "
                      "(nats-server also has URL(...) and directory resolvers)")
+
+
+# --- the config keys (handlers for gnats.options' top-level table) ---------------
+
+
+def conf_operators(opts, f):
+    """`operator` (and its aliases): one JWT or file, or a list."""
+    v = f.value
+    items = [(v, f.value_pos)] if isinstance(v, str) else f.str_list()
+    out = []
+    for text, pos in items:
+        try:
+            read_operator(text)
+        except TrustError as e:
+            raise ConfigError(str(e), pos) from None
+        out.append(text)
+    opts.operators = out
+
+
+def conf_resolver(opts, f):
+    """`resolver`: MEM or MEMORY, as a string or `{ type: MEMORY }`."""
+    try:
+        opts.resolver = resolver_kind(f.value)
+    except TrustError as e:
+        f.fail(str(e))
+
+
+def conf_resolver_preload(opts, f):
+    """`resolver_preload { <account public key>: <account JWT> }`."""
+    b = f.block_value()
+    out = {}
+    for key in b:
+        try:
+            check_preload(key, b[key])
+        except TrustError as e:
+            raise ConfigError(str(e), getattr(b, "value_pos", {}).get(key)) from None
+        out[key] = b[key]
+    opts.resolver_preload = out
+
+
+def check_operator_mode(opts, cfg):
+    """The cross-key rules of nats-server validateTrustedOperators, and
+    every preloaded account checked against the operators."""
+    keys = [k for k in ("operator", "operators", "roots", "root", "root_operators",
+                        "root_operator") if k in cfg]
+    at = getattr(cfg, "key_pos", {}).get(keys[0]) if keys else None
+    if not opts.operators:
+        if opts.resolver_preload or opts.resolver:
+            key = "resolver_preload" if opts.resolver_preload else "resolver"
+            raise ConfigError("%s needs an operator (operator mode)" % key,
+                              getattr(cfg, "key_pos", {}).get(key))
+        return
+    if not opts.resolver:
+        raise ConfigError("operators require an account resolver to be configured", at)
+    if getattr(opts, "accounts", None):
+        raise ConfigError("operators do not allow Accounts to be configured directly", at)
+    if opts.users or opts.nkeys:
+        raise ConfigError("operators do not allow users to be configured directly", at)
+    try:
+        trust = OperatorTrust(opts.operators, opts.resolver_preload, opts.system_account)
+    except TrustError as e:
+        raise ConfigError(str(e), at) from None
+    opts.system_account = trust.system_account

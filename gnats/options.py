@@ -540,66 +540,6 @@ def _cluster(opts, f):
     _walk(opts, f.block_value(), _CLUSTER_TABLE, f.name + ".")
 
 
-# -- operator mode -----------------------------------------------------------
-
-def _operators(opts, f):
-    v = f.value
-    items = [(v, f.value_pos)] if isinstance(v, str) else f.str_list()
-    out = []
-    for text, pos in items:
-        try:
-            jwt_accounts.read_operator(text)
-        except jwt_accounts.TrustError as e:
-            raise ConfigError(str(e), pos) from None
-        out.append(text)
-    opts.operators = out
-
-
-def _resolver(opts, f):
-    try:
-        opts.resolver = jwt_accounts.resolver_kind(f.value)
-    except jwt_accounts.TrustError as e:
-        f.fail(str(e))
-
-
-def _resolver_preload(opts, f):
-    b = f.block_value()
-    out = {}
-    for key in b:
-        try:
-            jwt_accounts.check_preload(key, b[key])
-        except jwt_accounts.TrustError as e:
-            raise ConfigError(str(e), getattr(b, "value_pos", {}).get(key)) from None
-        out[key] = b[key]
-    opts.resolver_preload = out
-
-
-def _check_operator_mode(opts, cfg):
-    """The cross-key rules of nats-server validateTrustedOperators, and
-    every preloaded account checked against the operators."""
-    keys = [k for k in ("operator", "operators", "roots", "root", "root_operators",
-                        "root_operator") if k in cfg]
-    at = getattr(cfg, "key_pos", {}).get(keys[0]) if keys else None
-    if not opts.operators:
-        if opts.resolver_preload or opts.resolver:
-            key = "resolver_preload" if opts.resolver_preload else "resolver"
-            raise ConfigError("%s needs an operator (operator mode)" % key,
-                              getattr(cfg, "key_pos", {}).get(key))
-        return
-    if not opts.resolver:
-        raise ConfigError("operators require an account resolver to be configured", at)
-    if getattr(opts, "accounts", None):
-        raise ConfigError("operators do not allow Accounts to be configured directly", at)
-    if opts.users or opts.nkeys:
-        raise ConfigError("operators do not allow users to be configured directly", at)
-    try:
-        trust = jwt_accounts.OperatorTrust(opts.operators, opts.resolver_preload,
-                                           opts.system_account)
-    except jwt_accounts.TrustError as e:
-        raise ConfigError(str(e), at) from None
-    opts.system_account = trust.system_account
-
-
 # Every top-level key and its aliases (as nats-server spells them; the seed's
 # max_pending_size too).
 _TOP_TABLE = {
@@ -643,15 +583,15 @@ _TOP_TABLE = {
     "allow_non_tls": authz.allow_non_tls,
     "tls": _tls_block(""),
     "cluster": _cluster,
-    "resolver": _resolver,
-    "account_resolver": _resolver,
-    "accounts_resolver": _resolver,
-    "resolver_preload": _resolver_preload,
+    "resolver": jwt_accounts.conf_resolver,
+    "account_resolver": jwt_accounts.conf_resolver,
+    "accounts_resolver": jwt_accounts.conf_resolver,
+    "resolver_preload": jwt_accounts.conf_resolver_preload,
     "system_account": _set("system_account", _Field.str),
     "system": _set("system_account", _Field.str),
 }
 for _alias in ("operator", "operators", "roots", "root", "root_operators", "root_operator"):
-    _TOP_TABLE[_alias] = _operators
+    _TOP_TABLE[_alias] = jwt_accounts.conf_operators
 
 CONFIG_KEYS = tuple(sorted(_TOP_TABLE))
 
@@ -663,7 +603,7 @@ def apply_config(opts: "Options", cfg: dict, path: str = "") -> "Options":
     or out of range. A limit given as 0 keeps its default (as nats-server's
     baseline does); max_subscriptions 0 means unlimited."""
     _walk(opts, cfg, _TOP_TABLE, "")
-    _check_operator_mode(opts, cfg)
+    jwt_accounts.check_operator_mode(opts, cfg)
     for name, default in (("max_connections", MAX_CONNECTIONS),
                           ("max_control_line", MAX_CONTROL_LINE),
                           ("max_payload", MAX_PAYLOAD),
