@@ -317,15 +317,16 @@ class Export:
 
 
 class Import:
-    __slots__ = ("name", "subject", "account", "token", "local_subject", "type", "share")
+    __slots__ = ("name", "subject", "account", "token", "local_subject", "to", "type", "share")
 
     def __init__(self, d, what):
         self.name = _str(d, "name", what)
         self.subject = _str(d, "subject", what)
         self.account = _str(d, "account", what)
         self.token = _str(d, "token", what)
-        # `to` is the deprecated spelling of local_subject
-        self.local_subject = _str(d, "local_subject", what) or _str(d, "to", what)
+        self.local_subject = _str(d, "local_subject", what)
+        # deprecated: a stream's prefix, a service's subject in the exporter
+        self.to = _str(d, "to", what)
         self.type = _str(d, "type", what)
         self.share = _bool(d, "share", what)
 
@@ -436,6 +437,22 @@ class AccountClaims(Claims):
         if not user.issued_at or not user.subject:
             return True
         return is_revoked(self.revocations, user.subject, user.issued_at)
+
+
+def subject_contained_in(subject: str, other: str) -> bool:
+    """jwt Subject.IsContainedIn: every subject `subject` matches is one
+    `other` matches."""
+    mine, theirs = subject.split("."), other.split(".")
+    if len(mine) > len(theirs) and theirs[-1] != ">":
+        return False
+    if len(mine) < len(theirs):
+        return False
+    for i, tok in enumerate(theirs):
+        if i == len(theirs) - 1 and tok == ">":
+            return True
+        if tok != mine[i] and tok != "*":
+            return False
+    return True
 
 
 def _dict(v, what):

@@ -15,7 +15,8 @@ import unittest
 
 from gnats import jwt as J
 from gnats.conf import ConfigError, parse
-from gnats.jwt_accounts import OperatorTrust, TrustError, permission_spec
+from gnats.jwt_accounts import (OperatorTrust, TrustError, account_config, check_activation,
+                                permission_spec)
 from gnats.options import Options, apply_config
 from tests.util import needs
 
@@ -459,6 +460,110 @@ class TrustChainTest(unittest.TestCase):
         spec = permission_spec(J.decode_user(token).limits)
         self.assertEqual(spec.publish.allow, ())
         self.assertEqual((spec.response.max_msgs, spec.response.expires), (1, 120.0))
+
+
+@needs(nkeys is not None, "the nkeys package is not installed")
+class AccountSideTest(unittest.TestCase):
+    """Exports, imports and activation tokens turned into what an account
+    of the registry takes (nats-server's accounts config shape)."""
+
+    def setUp(self):
+        self.op = key("O")
+        self.op_jwt = encode("operator", self.op.pub, self.op)
+        self.exp, self.imp, self.other = key("A"), key("A"), key("A")
+        self.exp_sk = key("A")
+
+    def activation(self, subject, kind, importer=None, signer=None, **top):
+        signer = signer or self.exp
+        nats = {"subject": subject, "kind": kind}
+        if signer is self.exp_sk:
+            nats["issuer_account"] = self.exp.pub
+        return encode("activation", (importer or self.imp).pub, signer, nats, **top)
+
+    def trust(self, exporter_nats, importer_nats, other_nats=None):
+        preload = {self.exp.pub: encode("account", self.exp.pub, self.op, exporter_nats),
+                   self.imp.pub: encode("account", self.imp.pub, self.op, importer_nats),
+                   self.other.pub: encode("account", self.other.pub, self.op, other_nats or {})}
+        return OperatorTrust([self.op_jwt], preload)
+
+    def test_public_exports_and_imports(self):
+        trust = self.trust(
+            {"exports": [{"subject": "feed.>", "type": "stream"},
+                         {"subject": "svc.time", "type": "service", "response_type": "Stream"}],
+             "limits": dict(UNLIMITED, conn=5, subs=-1, payload=1024)},
+            {"imports": [{"subject": "feed.>", "account": self.exp.pub, "type": "stream",
+                          "local_subject": "mine.>"},
+                         {"subject": "svc.time", "account": self.exp.pub, "type": "service",
+                          "local_subject": "time"},
+                         {"subject": "nope", "account": self.exp.pub, "type": "stream"},
+                         {"subject": "x", "account": key("A").pub, "type": "stream"}]})
+        cfg, problems = account_config(self.exp.pub, trust)
+        self.assertEqual(cfg["exports"], [{"stream": "feed.>"},
+                                          {"service": "svc.time", "response_type": "stream"}])
+        # -1 is unlimited: only the limits set appear
+        self.assertEqual(cfg["limits"], {"max_connections": 5, "max_payload": 1024})
+        cfg, problems = account_config(self.imp.pub, trust)
+        self.assertEqual(cfg["imports"], [
+            {"stream": {"account": self.exp.pub, "subject": "feed.>"}, "to": "mine.>"},
+            {"service": {"account": self.exp.pub, "subject": "svc.time"}, "to": "time"}])
+        self.assertEqual(len(problems), 2)
+        self.assertIn("no such export", problems[0])
+        self.assertIn("Can't locate account", problems[1])
+
+    def test_private_exports_need_valid_activation_tokens(self):
+        now = int(time.time())
+        good = self.activation("private.>", "stream")
+        via_sk = self.activation("private.a", "stream", signer=self.exp_sk)
+        for_other = self.activation("private.>", "stream", importer=self.other)
+        expired = self.activation("private.>", "stream", exp=now - 5)
+        trust = self.trust(
+            {"exports": [{"subject": "private.>", "type": "stream", "token_req": True}],
+             "signing_keys": [self.exp_sk.pub]},
+            {"imports": [{"subject": "private.>", "account": self.exp.pub, "type": "stream",
+                          "token": good},
+                         {"subject": "private.a", "account": self.exp.pub, "type": "stream",
+                          "token": via_sk},
+                         {"subject": "private.>", "account": self.exp.pub, "type": "stream",
+                          "token": for_other},
+                         {"subject": "private.>", "account": self.exp.pub, "type": "stream",
+                          "token": expired},
+                         {"subject": "private.>", "account": self.exp.pub, "type": "stream"}]},
+            {"imports": [{"subject": "private.>", "account": self.exp.pub, "type": "stream",
+                          "token": for_other}]})
+        exporter = trust.accounts[self.exp.pub]
+        imports = trust.accounts[self.imp.pub].imports
+        self.assertEqual(check_activation(imports[0], self.imp.pub, exporter), "")
+        self.assertEqual(check_activation(imports[1], self.imp.pub, exporter), "")
+        self.assertIn("doesn't match account it is being included in",
+                      check_activation(imports[2], self.imp.pub, exporter))
+        self.assertEqual(check_activation(imports[3], self.imp.pub, exporter), "claim is expired")
+        wrong_kind = J.decode_account(encode("account", self.imp.pub, self.op, {"imports": [
+            {"subject": "private.>", "account": self.exp.pub, "type": "service",
+             "token": good}]})).imports[0]
+        self.assertIn("mismatch between token import type",
+                      check_activation(wrong_kind, self.imp.pub, exporter))
+        wider = J.decode_account(encode("account", self.imp.pub, self.op, {"imports": [
+            {"subject": "private.>", "account": self.exp.pub, "type": "stream",
+             "token": via_sk}]})).imports[0]
+        self.assertIn("doesn't match import", check_activation(wider, self.imp.pub, exporter))
+        cfg, problems = account_config(self.imp.pub, trust)
+        self.assertEqual(len(cfg["imports"]), 2)
+        self.assertEqual(len(problems), 3)
+        self.assertIn("no activation token", problems[2])
+        cfg, _ = account_config(self.exp.pub, trust)
+        self.assertEqual(cfg["exports"], [{"stream": "private.>",
+                                           "accounts": sorted([self.imp.pub, self.other.pub])}])
+
+    def test_revoked_activation(self):
+        token = self.activation("private.>", "stream")
+        trust = self.trust(
+            {"exports": [{"subject": "private.>", "type": "stream", "token_req": True,
+                          "revocations": {self.imp.pub: int(time.time()) + 10}}]},
+            {"imports": [{"subject": "private.>", "account": self.exp.pub, "type": "stream",
+                          "token": token}]})
+        imp = trust.accounts[self.imp.pub].imports[0]
+        self.assertEqual(check_activation(imp, self.imp.pub, trust.accounts[self.exp.pub]),
+                         "activation token revoked")
 
 
 @needs(nkeys is not None, "the nkeys package is not installed")
