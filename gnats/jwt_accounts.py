@@ -428,6 +428,7 @@ class JwtUser:
                 n = sum(1 for c in srv.clients.values()
                         if c.account is acc and not c.closed and c is not client)
                 if n >= limit:
+                    client.verbose = False      # no +OK after the -ERR (auth_done)
                     client.log.error("%s - %s" % (client.tag(), ERR_ACCOUNT_CONNECTIONS))
                     client.send_err(ERR_ACCOUNT_CONNECTIONS)
                     client.close_after_flush("Maximum Account Connections Exceeded")
