@@ -167,7 +167,8 @@ class OperatorModeBase:
         first, _ = raw_connect(self.srv.port, t1, u1)
         self.addCleanup(first.close)
         self.accepted(first)
-        second, _ = raw_connect(self.srv.port, t2, u2)
+        # verbose: the -ERR comes alone, no +OK before it
+        second, _ = raw_connect(self.srv.port, t2, u2, extra={"verbose": True})
         self.addCleanup(second.close)
         self.refused(second, "maximum account active connections exceeded")
         first.send(b"PING\r\n")
