@@ -144,6 +144,17 @@ class OperatorModeBase:
         self.addCleanup(c.close)
         self.refused(c)
 
+    def send_connect(self, obj_bytes):
+        c = RawClient(self.srv.port, connect=None, timeout=10)
+        self.addCleanup(c.close)
+        c.send(b"CONNECT " + obj_bytes + b"\r\nPING\r\n")
+        return c
+
+    def test_junk_jwts_are_refused(self):
+        for obj in (b'{"jwt": "' + b"x" * 3000 + b'"}', b'{"sig": "abc"}', b'{"jwt": null}',
+                    b'{"jwt": "a.b.c", "sig": "abc"}', b'{"verbose": false}'):
+            self.refused(self.send_connect(obj))
+
     def test_bearer_token_needs_no_signature(self):
         _, token, _ = self.setup.user(nats_claims={"bearer_token": True})
         c, _ = raw_connect(self.srv.port, token, None)
@@ -265,7 +276,13 @@ class OperatorModeBase:
 
 
 class GnatsdOperatorModeTest(OperatorModeBase, unittest.TestCase):
-    pass
+    def test_wrongly_typed_fields_are_refused(self):
+        # nats-server closes without a word when CONNECT's JSON does not fit
+        # its types; we say Authorization Violation (and log no traceback)
+        for obj in (b'{"jwt": 12345, "sig": "x"}', b'{"jwt": ["a"]}',
+                    b'{"jwt": "a.b.c", "sig": [1, 2]}', b'{"jwt": {"a": 1}, "sig": 5}'):
+            self.refused(self.send_connect(obj))
+        self.assertNotIn("Traceback", self.srv.output())
 
 
 @needs(HAVE_GO_215, "nats-server 2.15 is not installed")
