@@ -14,6 +14,7 @@ from typing import Dict, List, Optional
 from . import authz
 from . import jwt_accounts
 from .conf import ConfigError, ConfMap, SizedInt, parse_duration
+from .mapping import Mappings, parse_mappings
 from .permissions import PermissionSpec
 
 DEFAULT_PORT = 4222
@@ -121,6 +122,9 @@ class Options:
     cluster_tls_verify_and_map: bool = False
     cluster_permissions: Optional[PermissionSpec] = None   # publish: import, subscribe: export
     connect_retries: int = 0        # for implicit (discovered) routes
+
+    # subject mappings of the global account (gnats.mapping); None: none
+    mappings: Optional[Mappings] = None
 
     # lame duck
     lame_duck_duration: float = LAME_DUCK_DURATION
@@ -540,6 +544,11 @@ def _cluster(opts, f):
     _walk(opts, f.block_value(), _CLUSTER_TABLE, f.name + ".")
 
 
+def _mappings(opts, f):
+    ms = parse_mappings(f.block_value(), pos=f.value_pos)
+    opts.mappings = ms if len(ms) else None     # an empty block costs nothing
+
+
 # Every top-level key and its aliases (as nats-server spells them; the seed's
 # max_pending_size too).
 _TOP_TABLE = {
@@ -589,6 +598,8 @@ _TOP_TABLE = {
     "resolver_preload": jwt_accounts.conf_resolver_preload,
     "system_account": _set("system_account", _Field.str),
     "system": _set("system_account", _Field.str),
+    "mappings": _mappings,
+    "maps": _mappings,
 }
 for _alias in ("operator", "operators", "roots", "root", "root_operators", "root_operator"):
     _TOP_TABLE[_alias] = jwt_accounts.conf_operators
