@@ -33,7 +33,8 @@ permissions (its own, or the account's default_permissions when it has
 none), the account it belongs to and when it must be disconnected. The
 client calls `JwtUser.bind(client)` on the reactor thread once accepted:
 that puts it in the account named by the account's public key (registered
-in the server's registry on first use), enforces the account's `conn`
+in the server's registry on first use, with the account's `mappings`
+claim as gnats.mapping.Mappings), enforces the account's `conn`
 limit, and arms the expiry timer ("User Authentication Expired").
 """
 
@@ -45,6 +46,7 @@ from . import jwt as J
 from .conf import ConfigError
 from .jwt import JWTError
 from .jwt_claims import subject_contained_in
+from .mapping import MappingError, Mappings
 from .nkeys import verify_connect_sig
 from .permissions import (DEFAULT_RESPONSE_EXPIRES, DEFAULT_RESPONSE_MAX_MSGS,
                           PermissionSpec, ResponseRule, SubjectRule, compile_permissions)
@@ -113,6 +115,7 @@ class OperatorTrust:
         self.system_account = system_account or (ops_sys[0] if len(self.operators) == 1
                                                  and ops_sys else "")
         self.accounts = {}
+        self.mappings = {}          # account key -> Mappings or None
         self.warnings = []          # (account, issue): logged at start, as Go
         for key, token in (preload or {}).items():
             acc = check_preload(key, token)
@@ -122,6 +125,32 @@ class OperatorTrust:
             for issue in acc.validate():
                 self.warnings.append((key, issue))
             self.accounts[key] = acc
+            self.mappings[key] = self._mappings(key, acc)
+
+    def _mappings(self, key, acc):
+        """The account's `mappings` claim as gnats.mapping.Mappings (None:
+        none). An entry nats-server's AddWeightedMappings refuses is left
+        out with a warning, as Go ignores its error."""
+        if not acc.mappings:
+            return None
+        ms = Mappings()
+        for src, dests in acc.mappings.items():
+            try:
+                if not isinstance(dests, list):
+                    raise MappingError("expected a list of destinations")
+                spec = []
+                for d in dests:
+                    if not isinstance(d, dict) or not isinstance(d.get("subject"), str):
+                        raise MappingError("a destination needs a subject")
+                    w, cluster = d.get("weight", 0), d.get("cluster", "")
+                    if isinstance(w, bool) or not isinstance(w, int) or w < 0 \
+                            or not isinstance(cluster, str):
+                        raise MappingError("bad weight or cluster")
+                    spec.append((d["subject"], w or 100, cluster))    # 0 means 100
+                ms.add(src, spec)
+            except MappingError as e:
+                self.warnings.append((key, 'mapping "%s": %s' % (src, e)))
+        return ms if len(ms) else None
 
     # -- CONNECT -------------------------------------------------------------
     def authenticate(self, connect, nonce="", host="", kind="STANDARD", now=None):
@@ -187,7 +216,7 @@ class OperatorTrust:
             if not expires_in or left < expires_in:
                 expires_in = left
         return JwtUser(user, acc, limits, self._permissions(limits, acc), known,
-                       expires_in), ""
+                       expires_in, self.mappings.get(account_key)), ""
 
     def _permissions(self, limits, acc):
         spec = permission_spec(limits)
@@ -395,9 +424,10 @@ class JwtUser:
     permissions, nkey, connection types) plus its account and expiry."""
 
     __slots__ = ("name", "permissions", "nkey", "connection_types", "claims",
-                 "account_name", "account_claims", "limits", "expires_in")
+                 "account_name", "account_claims", "limits", "expires_in", "mappings")
 
-    def __init__(self, claims, acc, limits, permissions, connection_types, expires_in):
+    def __init__(self, claims, acc, limits, permissions, connection_types, expires_in,
+                 mappings=None):
         self.name = claims.subject
         self.nkey = claims.subject
         self.permissions = permissions
@@ -407,6 +437,7 @@ class JwtUser:
         self.account_claims = acc
         self.limits = limits
         self.expires_in = expires_in    # seconds; 0: never
+        self.mappings = mappings        # the account's (gnats.mapping), or None
 
     def allows_connection_type(self, kind: str) -> bool:
         return not self.connection_types or kind in self.connection_types
@@ -417,7 +448,13 @@ class JwtUser:
         Returns False when it refused (and closed) the client."""
         srv = client.server
         wire = self.account_name.encode("latin-1")
-        acc = srv.accounts.find_wire(wire) or srv.accounts.register(self.account_name)
+        acc = srv.accounts.find_wire(wire)
+        if acc is None:
+            # first use: the account and its mappings claim
+            acc = srv.accounts.register(self.account_name)
+            if self.mappings is not None:
+                self.mappings.set_cluster(srv.opts.cluster_name)
+                acc.mappings = self.mappings
         if client.account is not acc:
             if client.subs:
                 # its subscriptions live in the other account's index

@@ -455,6 +455,19 @@ class TrustChainTest(unittest.TestCase):
         with self.assertRaisesRegex(TrustError, "must be identical"):
             OperatorTrust([op_jwt], {}, key("A").pub)
 
+    def test_mappings_claim(self):
+        self.accounts[self.a.pub]["mappings"] = {
+            "a.*": [{"subject": "b.$1", "weight": 0}],
+            "c": [{"subject": "d", "weight": 60}, {"subject": "e", "weight": 60}],
+            "f": "not a list"}
+        trust = self.make_trust()
+        ms = trust.mappings[self.a.pub]
+        self.assertEqual(ms.map("a.x"), "b.x")
+        self.assertEqual([k for k, _ in trust.warnings],
+                         [self.a.pub, self.a.pub])
+        self.assertIn("total weight needs to be <= 100", trust.warnings[0][1])
+        self.assertIsNone(trust.mappings[self.b.pub])
+
     def test_response_permission_turns_publish_off(self):
         u, token = self.user(nats={"resp": {"max": 0, "ttl": 0}})
         spec = permission_spec(J.decode_user(token).limits)

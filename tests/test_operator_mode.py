@@ -36,7 +36,8 @@ class Setup:
         self.revoked = key("U")
         accounts = {
             self.a.pub: encode("account", self.a.pub, self.op, {
-                "limits": UNLIMITED, "revocations": {self.revoked.pub: now + 3600}}),
+                "limits": UNLIMITED, "revocations": {self.revoked.pub: now + 3600},
+                "mappings": {"map.*": [{"subject": "mapped.$1"}]}}),
             self.b.pub: encode("account", self.b.pub, self.op, {"limits": UNLIMITED}),
             self.c.pub: encode("account", self.c.pub, self.op, {"limits": dict(UNLIMITED, conn=1)}),
         }
@@ -171,6 +172,23 @@ class OperatorModeBase:
         self.assertEqual(next_line(c), b"hi")
         self.assertEqual(next_line(c), b"-ERR 'Permissions Violation for Publish to \"no\"'")
         self.assertEqual(next_line(c), b"PONG")
+
+    def test_account_mappings_apply(self):
+        u, token, _ = self.setup.user()
+        c, _ = raw_connect(self.srv.port, token, u)
+        self.addCleanup(c.close)
+        self.accepted(c)
+        c.send(b"SUB mapped.> 1\r\nSUB map.> 2\r\nPUB map.x 2\r\nhi\r\nPING\r\n")
+        self.assertEqual(next_line(c), b"MSG mapped.x 1 2")
+        self.assertEqual(next_line(c), b"hi")
+        self.assertEqual(next_line(c), b"PONG")       # nothing on map.x itself
+        # another account has no such mapping
+        ub, tb, _ = self.setup.user(account=self.setup.b)
+        b, _ = raw_connect(self.srv.port, tb, ub)
+        self.addCleanup(b.close)
+        self.accepted(b)
+        b.send(b"SUB map.> 1\r\nPUB map.x 2\r\nhi\r\nPING\r\n")
+        self.assertEqual(next_line(b), b"MSG map.x 1 2")
 
     def test_account_connection_limit(self):
         u1, t1, _ = self.setup.user(account=self.setup.c)
