@@ -372,7 +372,10 @@ class Client(Connection):
     def auth_context(self):
         """What identifies this client besides its CONNECT (auth.AuthContext)."""
         cert = self.sock.getpeercert() if self.tls_version else None
-        return AuthContext(self.nonce, cert)
+        debug = None
+        if self.log.debug_on and self.server.client_auth.trust is not None:
+            debug = lambda text: self.log.debug("%s - %s" % (self.tag(), text))
+        return AuthContext(self.nonce, cert, host=self.ip, debug=debug)
 
     def auth_done(self, user):
         """Called (on the reactor thread) when credentials were accepted;
@@ -389,6 +392,9 @@ class Client(Connection):
         if isinstance(user, str):
             # the name-only flows (today's CONNECT check, reload re-checks)
             user = self.client_auth._entries.get(user) or user
+        bind = getattr(user, "bind", None)
+        if bind is not None and not bind(self):
+            return                  # a JWT user's account refused it (jwt_accounts)
         self.user = getattr(user, "name", user) or ""
         rules = getattr(user, "permissions", None)
         old = self.perms

@@ -9,10 +9,11 @@ Options; the command line is gnats.cli.
 
 import copy
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from . import authz
 from . import ws_options
+from . import jwt_accounts
 from .conf import ConfigError, ConfMap, SizedInt, parse_duration
 from .mapping import Mappings, parse_mappings
 from .permissions import PermissionSpec
@@ -81,6 +82,13 @@ class Options:
     default_permissions: Optional[PermissionSpec] = None
     no_auth_user: str = ""
     auth_timeout: float = 0.0       # 0: AUTH_TIMEOUT, or the TLS timeout if larger
+
+    # operator mode (gnats.jwt_accounts): operator JWTs (or their files),
+    # the MEMORY resolver and its preloaded account JWTs by public key
+    operators: List[str] = field(default_factory=list)
+    resolver: str = ""
+    resolver_preload: Dict[str, str] = field(default_factory=dict)
+    system_account: str = ""
 
     # client TLS
     tls: bool = False
@@ -595,10 +603,18 @@ _TOP_TABLE = {
     "allow_non_tls": authz.allow_non_tls,
     "tls": _tls_block(""),
     "cluster": _cluster,
+    "resolver": jwt_accounts.conf_resolver,
+    "account_resolver": jwt_accounts.conf_resolver,
+    "accounts_resolver": jwt_accounts.conf_resolver,
+    "resolver_preload": jwt_accounts.conf_resolver_preload,
+    "system_account": _set("system_account", _Field.str),
+    "system": _set("system_account", _Field.str),
     "mappings": _mappings,
     "maps": _mappings,
     "websocket": _websocket,
 }
+for _alias in ("operator", "operators", "roots", "root", "root_operators", "root_operator"):
+    _TOP_TABLE[_alias] = jwt_accounts.conf_operators
 
 CONFIG_KEYS = tuple(sorted(_TOP_TABLE))
 
@@ -610,6 +626,7 @@ def apply_config(opts: "Options", cfg: dict, path: str = "") -> "Options":
     or out of range. A limit given as 0 keeps its default (as nats-server's
     baseline does); max_subscriptions 0 means unlimited."""
     _walk(opts, cfg, _TOP_TABLE, "")
+    jwt_accounts.check_operator_mode(opts, cfg)
     for name, default in (("max_connections", MAX_CONNECTIONS),
                           ("max_control_line", MAX_CONTROL_LINE),
                           ("max_payload", MAX_PAYLOAD),
