@@ -181,6 +181,10 @@ class IndexedStore:
     def _skipped(self, seq, ts):
         """A sequence was reserved with no message."""
 
+    def _commit(self):
+        """A public operation that changed the store ends here (FileStore
+        with sync_always: flush and fsync before returning)."""
+
     # -- writing ------------------------------------------------------------
 
     def store_msg(self, subject, hdr, msg, ts=None, ttl=0):
@@ -220,6 +224,7 @@ class IndexedStore:
         if not self._idx:
             self._first = seq + 1
         self._skipped(seq, ts)
+        self._commit()
         return seq
 
     def _enforce_limits(self, ss=None):
@@ -228,11 +233,11 @@ class IndexedStore:
         if per_subj:
             if ss is not None:
                 while ss.count() > per_subj:
-                    self.remove_msg(ss.first())
+                    self._remove(ss.first())
             else:
                 for ss in list(self._subjects.values()):
                     while ss.count() > per_subj:
-                        self.remove_msg(ss.first())
+                        self._remove(ss.first())
         max_msgs = _limit(lim.max_msgs)
         if max_msgs and len(self._idx) > max_msgs:
             self._remove_oldest(lambda: len(self._idx) > max_msgs)
@@ -242,17 +247,24 @@ class IndexedStore:
 
     def _remove_oldest(self, over):
         while self._idx and over():
-            self.remove_msg(self._first)
+            self._remove(self._first)
 
     def update_limits(self, limits):
         self.limits = limits
         self._enforce_limits()
         if _limit(limits.max_age):
             self.expire(time.time_ns())
+        self._commit()
 
     # -- removing -------------------------------------------------------------
 
     def remove_msg(self, seq, erase=False):
+        removed = self._remove(seq, erase)
+        if removed:
+            self._commit()
+        return removed
+
+    def _remove(self, seq, erase=False):
         entry = self._idx.pop(seq, None)
         if entry is None:
             return False
@@ -314,8 +326,9 @@ class IndexedStore:
         for s in victims:
             if seq > 1 and s >= seq:
                 break
-            if self.remove_msg(s):
+            if self._remove(s):
                 purged += 1
+        self._commit()
         return purged
 
     def _purge_all(self):
@@ -326,6 +339,7 @@ class IndexedStore:
         self._ttls = []
         self._first = self._last + 1
         self._dropped_all()
+        self._commit()
         return n
 
     def compact(self, seq):
@@ -339,6 +353,7 @@ class IndexedStore:
                 self._last = seq - 1
                 self._first = seq
                 self._skipped(seq - 1, self._last_ts)
+                self._commit()
             return n
         idx = self._idx
         lo = self._first
@@ -368,6 +383,7 @@ class IndexedStore:
         self._advance_first()
         for s, entry in removed:
             self._dropped(s, entry, False)
+        self._commit()
         return len(removed)
 
     def expire(self, now_ns):
@@ -378,13 +394,15 @@ class IndexedStore:
             cutoff = now_ns - max_age
             idx = self._idx
             while idx and idx[self._first][1] <= cutoff:
-                self.remove_msg(self._first)
+                self._remove(self._first)
                 n += 1
         ttls = self._ttls
         while ttls and ttls[0][0] <= now_ns:
             _, seq = heapq.heappop(ttls)
-            if self.remove_msg(seq):
+            if self._remove(seq):
                 n += 1
+        if n:
+            self._commit()
         return n
 
     def next_expiry(self):
