@@ -324,6 +324,51 @@ class RecoveryTest(TmpDirCase):
         self.assertIsInstance(got[0][1], StoreCorrupt)
 
 
+class SyncPolicyTest(TmpDirCase):
+
+    def test_interval_sync_runs_in_the_background(self):
+        import time
+        st = FileStore(self.new_dir(), sync_interval=0.05)
+        self.addCleanup(st.close)
+        before = st._last_sync
+        deadline = time.monotonic() + 20
+        while st._last_sync == before and time.monotonic() < deadline:
+            st.store_msg("s", b"", b"x")
+            st.flush()
+            time.sleep(0.01)
+        self.assertGreater(st._last_sync, before)
+        self.assertEqual(st.warnings, [])
+
+    def test_rolled_blocks_do_not_pile_up_descriptors(self):
+        st = FileStore(self.new_dir(), block_size=256)
+        self.addCleanup(st.close)
+        fds_before = len(os.listdir("/proc/self/fd"))
+        for i in range(3000):
+            st.store_msg("r", b"", b"y" * 50)
+            st.flush()
+        for seq in range(1, 3001, 7):
+            self.assertEqual(st.load_msg(seq).msg, b"y" * 50)
+        self.assertGreater(len(st._blocks), 1000)
+        self.assertLessEqual(len(os.listdir("/proc/self/fd")), fds_before + 40)
+        st.sync()
+        self.assertEqual(st.state().msgs, 3000)
+
+    def test_sync_always_writes_through(self):
+        d = self.new_dir()
+        st = FileStore(d, sync_always=True)
+        self.addCleanup(st.close)
+        path = os.path.join(d, "blocks", "00000001.blk")
+
+        def on_disk():
+            with open(path, "rb") as f:   # the file as it is, no flush() called
+                data = f.read()
+            return simulate([data[r[1]:r[1] + r[2]] for r in fmt.scan_block(data)])
+        st.store_msg("w", b"", b"durable")
+        self.assertEqual(on_disk(), ({1: ("w", b"", b"durable")}, 1, 1))
+        st.remove_msg(1)
+        self.assertEqual(on_disk(), ({}, 2, 1))
+
+
 class FormatAndLockTest(TmpDirCase):
 
     def make(self):
