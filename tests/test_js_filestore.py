@@ -65,6 +65,9 @@ def simulate(records):
             live[seq] = (subj.decode(), hdr, msg)
         elif kind == fmt.TOMB:
             live.pop(seq, None)
+        elif kind == fmt.TOMBS:
+            for i in range(0, len(msg), 8):
+                live.pop(fmt.U64.unpack(msg[i:i + 8])[0], None)
         elif kind == fmt.MARK:
             mark = max(mark, fmt.U64.unpack(msg)[0])
     live = {s: v for s, v in live.items() if s >= mark}
@@ -91,6 +94,11 @@ class RecoveryTest(TmpDirCase):
         st.skip_msg()
         st.store_msg("c", b"", b"x" * 20)
         st.remove_msg(1)
+        st.store_msg("p", b"", b"p1")
+        st.store_msg("c", b"", b"y")
+        st.store_msg("p", b"", b"p2")
+        st.store_msg("p", b"", b"p3")
+        self.assertEqual(st.purge("p", keep=1), 2)      # a TOMBS record
         st.close()
         return d
 
@@ -100,6 +108,9 @@ class RecoveryTest(TmpDirCase):
         with open(os.path.join(d, "blocks", blk), "rb") as f:
             data = f.read()
         bounds = [(off, off + n) for _, off, n, *_ in fmt.scan_block(data)]
+        kinds = [k for k, *_ in fmt.scan_block(data)]
+        for k in (fmt.MSG, fmt.TOMB, fmt.TOMBS, fmt.SKIP, fmt.MARK):
+            self.assertIn(k, kinds)
         self.assertEqual(bounds[-1][1], len(data))
         records = [data[a:b] for a, b in bounds]
         for cut in range(len(data) + 1):

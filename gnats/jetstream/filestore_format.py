@@ -14,7 +14,8 @@ A block is a sequence of records, each:
     subject, header block, payload     u32 crc32 of everything before it
 
 Kinds: MSG (a message; with the ERASED bit its payload was overwritten and
-it is deleted), TOMB (seq was deleted), SKIP (seq reserved, no message),
+it is deleted), TOMB (seq was deleted), TOMBS (the payload is a list of
+deleted sequences, u64 each: a purge by subject), SKIP (seq reserved, no message),
 MARK (the stream's first sequence moved: the payload is the new first seq,
 seq/ts are the last seq and its time). A sequence is live at recovery when
 its MSG record is intact, not erased, not tombstoned and >= the highest MARK.
@@ -25,6 +26,8 @@ import fcntl
 import json
 import os
 import struct
+import sys
+from array import array
 from zlib import crc32
 
 from .store import StoreCorrupt, StoreError, StoreNewerFormat
@@ -39,7 +42,8 @@ U64 = struct.Struct("<Q")
 MIN_RECORD = HDR_SIZE + CRC.size
 MAX_RECORD = 1 << 30                    # a bigger length field is damage
 
-MSG, TOMB, SKIP, MARK = 1, 2, 3, 4
+MSG, TOMB, SKIP, MARK, TOMBS = 1, 2, 3, 4, 5
+TOMBS_MAX = 65536             # sequences per TOMBS record
 ERASED = 0x80
 
 # Scanner results that are not records.
@@ -67,6 +71,25 @@ def encode_record(kind, seq, ts, ttl, subj, hdr, msg):
     buf = bytearray()
     append_record(buf, kind, seq, ts, ttl, subj, hdr, msg)
     return bytes(buf)
+
+
+def append_tombstones(buf, seqs):
+    """Append TOMBS records for the sorted sequences `seqs`."""
+    for i in range(0, len(seqs), TOMBS_MAX):
+        chunk = array("Q", seqs[i:i + TOMBS_MAX])
+        if sys.byteorder != "little":
+            chunk.byteswap()
+        append_record(buf, TOMBS, chunk[-1], 0, 0, b"", b"", chunk.tobytes())
+
+
+def read_tombstones(data, off, n, slen, hlen):
+    """The sequences of the TOMBS record at `off` in `data`."""
+    seqs = array("Q")
+    a = off + HDR_SIZE + slen + hlen
+    seqs.frombytes(data[a:off + n - CRC.size])
+    if sys.byteorder != "little":
+        seqs.byteswap()
+    return seqs
 
 
 def file_msg_size(slen, hlen, mlen):

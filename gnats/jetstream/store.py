@@ -175,6 +175,11 @@ class IndexedStore:
         """`seq` left the index (self._first already moved past it if it was
         the first)."""
 
+    def _dropped_many(self, items):
+        """Many (seq, entry) left the index at once (purge by subject,
+        compact); self._first is already up to date. A store overriding
+        `_dropped` overrides this too."""
+
     def _dropped_all(self):
         """Every message left the index at once (purge)."""
 
@@ -316,20 +321,41 @@ class IndexedStore:
                 return 0
             total -= keep
         if len(matching) == 1:
-            # One subject: the oldest `total` of it (below seq if given).
             ss = next(iter(matching.values()))
-            victims = list(ss.seqs[ss.head:ss.head + total])
+            victims = ss.seqs[ss.head:ss.head + total]
         else:
             victims = sorted(s for ss in matching.values()
                              for s in ss.seqs[ss.head:])[:total]
-        purged = 0
-        for s in victims:
-            if seq > 1 and s >= seq:
-                break
-            if self._remove(s):
-                purged += 1
+        if seq > 1:
+            victims = victims[:bisect_left(victims, seq)]
+        if not victims:
+            return 0
+        # The victims are every matching message up to the last of them, so
+        # each subject loses a prefix of its array: one trim per subject.
+        cut = victims[-1] + 1
+        for subj, ss in matching.items():
+            ss.trim_below(cut)
+            if not ss.count():
+                del self._subjects[subj]
+        self._remove_entries(victims)
         self._commit()
-        return purged
+        return len(victims)
+
+    def _remove_entries(self, seqs):
+        """Drop `seqs` (live, sorted) from the index, whose subject arrays
+        the caller already updated: one pass, one bulk hook call."""
+        pop = self._idx.pop
+        items = []
+        add = items.append
+        nbytes = 0
+        for s in seqs:
+            e = pop(s)
+            nbytes += e[2]
+            add((s, e))
+        self._bytes -= nbytes
+        if seqs[0] <= self._first:
+            self._advance_first()
+        self._dropped_many(items)
 
     def _purge_all(self):
         n = len(self._idx)
@@ -355,36 +381,30 @@ class IndexedStore:
                 self._skipped(seq - 1, self._last_ts)
                 self._commit()
             return n
-        idx = self._idx
         lo = self._first
-        if seq - lo > len(self._subjects):
-            # Many messages: trim each subject's array once, then the index.
+        idx = self._idx
+        victims = [s for s in range(lo, seq) if s in idx]
+        if len(victims) > len(self._subjects):
+            # Many messages: trim each subject's array once.
             for subj, ss in list(self._subjects.items()):
                 if ss.first() < seq:
                     ss.trim_below(seq)
                     if not ss.count():
                         del self._subjects[subj]
-            per_subject = False
         else:
-            per_subject = True
-        removed = []
-        for s in range(lo, seq):
-            entry = idx.pop(s, None)
-            if entry is not None:
-                removed.append((s, entry))
-                self._bytes -= entry[2]
-                if per_subject:
-                    ss = self._subjects[entry[0]]
-                    if ss.count() == 1:
-                        del self._subjects[entry[0]]
-                    else:
-                        ss.remove(s)
-        self._first = seq
+            for s in victims:
+                subj = idx[s][0]
+                ss = self._subjects[subj]
+                if ss.count() == 1:
+                    del self._subjects[subj]
+                else:
+                    ss.remove(s)
+        if victims:
+            self._remove_entries(victims)
+        self._first = max(self._first, seq)
         self._advance_first()
-        for s, entry in removed:
-            self._dropped(s, entry, False)
         self._commit()
-        return len(removed)
+        return len(victims)
 
     def expire(self, now_ns):
         """Remove messages older than max_age and those whose TTL passed."""

@@ -1,0 +1,131 @@
+"""Recovery of a FileStore at open: read every block, rebuild the index.
+
+What counts (see filestore_format.py): intact MSG records not erased, not
+tombstoned and at or above the highest MARK. A torn tail of the LAST block
+(an incomplete record, or a last record whose checksum fails: a write cut by
+a crash or a power loss) is cut off silently, only counted in
+`store.torn_bytes`; anything else unreadable is reported in
+`store.warnings` with the file and offset: a complete record with a bad
+checksum is skipped and the scan goes on; after an impossible length the
+rest of that block is lost (its records cannot be delimited).
+"""
+
+import os
+
+from . import filestore_format as fmt
+from .store import SubjectSeqs
+
+
+class Recovery:
+    """Rebuilds a FileStore's index from its blocks. Works on the store's
+    private state (_idx, _subjects, _bmap...): it is part of FileStore."""
+
+    def __init__(self, store):
+        self.st = store
+        self.tombs = []
+        self.mark_first = 0
+        self.last = 0
+        self.last_ts = 0
+        self.max_msg_seq = 0
+        self.by_bytes = {}          # subject bytes -> SubjectSeqs
+        self.ttls = []
+
+    def read_block(self, blk, is_last):
+        st = self.st
+        with open(blk.path, "rb") as f:
+            data = f.read()
+        idx = st._idx
+        subjects = st._subjects
+        by_bytes = self.by_bytes
+        ttls = self.ttls
+        hsize = fmt.HDR_SIZE
+        bnum = blk.num
+        end = len(data)
+        valid_end = end
+        for kind, off, n, seq, ts, ttl, slen, hlen in fmt.scan_block(data):
+            if kind == fmt.MSG:
+                if seq <= self.max_msg_seq:
+                    st._warn("%s: offset %d: message seq %d out of order, skipped"
+                             % (blk.path, off, seq))
+                    continue
+                self.max_msg_seq = seq
+                if seq > self.last:
+                    self.last, self.last_ts = seq, ts
+                a = off + hsize
+                sb = data[a:a + slen]
+                ss = by_bytes.get(sb)
+                if ss is None:
+                    subject = sb.decode("utf-8", "surrogateescape")
+                    ss = subjects.get(subject)
+                    if ss is None:
+                        ss = subjects[subject] = SubjectSeqs(subject)
+                    by_bytes[sb] = ss
+                ss.seqs.append(seq)
+                mlen = n - fmt.MIN_RECORD - slen - hlen
+                idx[seq] = (ss.subject, ts, fmt.file_msg_size(slen, hlen, mlen), bnum, off, n)
+                blk.live += 1
+                if ttl > 0:
+                    ttls.append((ts + ttl, seq))
+            elif kind == fmt.TOMB or kind == fmt.TOMBS:
+                if kind == fmt.TOMB:
+                    self.tombs.append(seq)
+                else:
+                    self.tombs.extend(fmt.read_tombstones(data, off, n, slen, hlen))
+                if seq > self.last:
+                    self.last = seq
+            elif kind == fmt.MARK or kind == fmt.SKIP or kind == fmt.MSG | fmt.ERASED:
+                if kind == fmt.MARK:
+                    first = fmt.U64.unpack_from(data, off + hsize + slen + hlen)[0]
+                    self.mark_first = max(self.mark_first, first)
+                if kind != fmt.MARK:
+                    self.max_msg_seq = max(self.max_msg_seq, seq)
+                if seq > self.last:
+                    self.last, self.last_ts = seq, ts
+            elif kind == fmt.BAD:
+                if is_last and off + n == end:
+                    valid_end = off         # the last record, half written
+                    break
+                st._warn("%s: offset %d: record of %d bytes fails its checksum, "
+                         "skipped (seq %d if its header is right)" % (blk.path, off, n, seq))
+            elif kind == fmt.STOP:
+                valid_end = off
+                if not is_last:
+                    st._warn("%s: offset %d: unreadable record length, the last %d bytes "
+                             "of the block are lost" % (blk.path, off, end - off))
+                break
+            else:
+                st._warn("%s: offset %d: unknown record kind %d, skipped"
+                         % (blk.path, off, kind))
+        blk.end = valid_end
+        if is_last and valid_end < end:
+            st.torn_bytes = end - valid_end
+            os.truncate(blk.path, valid_end)
+
+    def finish(self):
+        st = self.st
+        idx = st._idx
+        for seq in self.tombs:
+            if seq in idx:
+                self._drop(seq)
+        if idx and self.mark_first and next(iter(idx)) < self.mark_first:
+            for seq in [s for s in idx if s < self.mark_first]:
+                self._drop(seq)
+        st._last = self.last
+        st._last_ts = self.last_ts
+        st._bytes = sum(e[2] for e in idx.values())
+        if idx:
+            st._first = next(iter(idx))
+        else:
+            st._first = max(self.last + 1, self.mark_first) if self.last else 0
+        self.ttls.sort()
+        st._ttls = self.ttls
+
+    def _drop(self, seq):
+        entry = self.st._idx.pop(seq)
+        self.st._bmap[entry[3]].live -= 1
+        subjects = self.st._subjects
+        ss = subjects[entry[0]]
+        if ss.count() == 1:
+            del subjects[entry[0]]
+        else:
+            ss.remove(seq)
