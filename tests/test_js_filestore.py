@@ -280,6 +280,19 @@ class RecoveryTest(TmpDirCase):
         self.assertEqual(st.expire(now + 5 * 10**9), 1)
         self.assertEqual(st.state().msgs, 1)
 
+    def test_subject_bytes_round_trip(self):
+        d = self.new_dir()
+        st = FileStore(d)
+        odd = b"caf\xe9.\xc3\xa9t\xc3\xa9".decode("utf-8", "surrogateescape")
+        st.store_msg(odd, b"", b"1")
+        st.remove_msg(1, erase=True)
+        st.store_msg(odd, b"", b"2")
+        st.close()
+        st = self.reopen(d)
+        self.assertEqual(st.load_last(odd).msg, b"2")
+        self.assertEqual(st.subjects_state(), {odd: 1})
+        self.assertEqual(st.warnings, [])
+
     def test_unflushed_messages_are_readable(self):
         st = self.reopen(self.new_dir())
         st.store_msg("u", b"", b"buffered")

@@ -77,6 +77,12 @@ class _Block:
         self.end = 0        # bytes of whole records on disk
 
 
+def _enc(subject):
+    """Subjects are str decoded from the wire with surrogateescape: any
+    bytes round-trip (recovery decodes the same way)."""
+    return subject.encode("utf-8", "surrogateescape")
+
+
 def _oserror(path, what, e):
     return StoreError("%s: %s failed: %s" % (path, what, e.strerror or e))
 
@@ -176,14 +182,14 @@ class FileStore(IndexedStore):
     # -- writing ----------------------------------------------------------------
 
     def _msg_size(self, subject, hdr, msg):
-        return fmt.file_msg_size(len(subject.encode()), len(hdr), len(msg))
+        return fmt.file_msg_size(len(_enc(subject)), len(hdr), len(msg))
 
     def _write(self, seq, subject, hdr, msg, ts, ttl, size):
         if self._closed:
             raise StoreError("%s: store is closed" % self.directory)
         if self._write_error:
             self.flush()                    # raises while the disk still fails
-        subj = subject.encode()
+        subj = _enc(subject)
         n = fmt.MIN_RECORD + len(subj) + len(hdr) + len(msg)
         end = self._buf_off + len(self._buf)
         if end and end + n > self.block_size:
@@ -247,7 +253,7 @@ class FileStore(IndexedStore):
         """Overwrite the message's header and payload with zeros in place
         (the record is rewritten whole, kind MSG|ERASED, checksum valid)."""
         blk, off, n = self._bmap[entry[3]], entry[4], entry[5]
-        subj = entry[0].encode()
+        subj = _enc(entry[0])
         rec = fmt.encode_record(fmt.MSG | fmt.ERASED, seq, entry[1], 0, subj, b"",
                                 bytes(n - fmt.MIN_RECORD - len(subj)))
         if blk is self._active and off >= self._buf_off:
@@ -337,8 +343,10 @@ class FileStore(IndexedStore):
             self._write_buf()
         if dead_front:
             self._drop_dead_blocks()
+        # The slack lets a caller that flushes on a sync_interval timer hit
+        # the interval each time instead of every second time.
         if (not self.sync_always and not self._sync_queued
-                and time.monotonic() - self._last_sync >= self.sync_interval):
+                and time.monotonic() - self._last_sync >= self.sync_interval * 0.95):
             self._sync_queued = True
             _syncer.submit(self)
 
@@ -441,7 +449,7 @@ class FileStore(IndexedStore):
 
     def _consumer_path(self, name):
         safe = name if name.replace("-", "").replace("_", "").isalnum() and name.isascii() \
-            else "x-" + name.encode().hex()
+            else "x-" + _enc(name).hex()
         return os.path.join(self.directory, "consumers", safe + ".state")
 
     def write_consumer_state(self, name, data):
