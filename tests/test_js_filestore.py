@@ -15,6 +15,7 @@ import unittest
 
 from gnats.jetstream import filestore_format as fmt
 from gnats.jetstream.filestore import FileStore, lock_store_dir
+from gnats.jetstream.filestore_index import DenseIndex
 from gnats.jetstream.store import (StoreCorrupt, StoreError, StoreLimits,
                                    StoreNewerFormat)
 from tests.test_js_memstore import StoreContract
@@ -346,6 +347,47 @@ class RecoveryTest(TmpDirCase):
         self.assertTrue(done.wait(20))
         self.assertIsNone(got[0][0])
         self.assertIsInstance(got[0][1], StoreCorrupt)
+
+
+class DenseIndexTest(unittest.TestCase):
+    """The file store's array index behaves as the dict it replaces."""
+
+    def test_random_operations_match_a_dict(self):
+        import random
+        rng = random.Random(7)
+        idx, model = DenseIndex(), {}
+        seq = 0
+        for step in range(60000):
+            r = rng.random()
+            if r < 0.5 or not model:
+                seq += 1 if rng.random() < 0.95 else rng.randint(2, 50)
+                e = ("s.%d" % rng.randint(0, 30), step, rng.randint(1, 999), rng.randint(0, 9),
+                     rng.randint(0, 2**31), rng.randint(1, 99))
+                idx[seq] = e
+                model[seq] = e
+            elif r < 0.8:
+                s = min(model)                      # front removal
+                self.assertEqual(idx.pop(s), model.pop(s))
+            else:
+                s = rng.randint(max(1, seq - 200), seq + 5)
+                self.assertEqual(idx.pop(s, None), model.pop(s, None))
+            if step % 997 == 0:
+                self.assertEqual(len(idx), len(model))
+                if model:
+                    self.assertEqual(idx.first(), min(model))
+                    lo = rng.randint(min(model), seq)
+                    self.assertEqual(idx.live_in(lo, lo + 300),
+                                     sorted(k for k in model if lo <= k < lo + 300))
+                for s in range(seq - 100, seq + 2):
+                    self.assertEqual(s in idx, s in model)
+                    self.assertEqual(idx.get(s), model.get(s))
+        # Front trimming kept the arrays near the live span, and subject ids
+        # of vanished subjects were recycled.
+        self.assertLess(len(idx.rlen), 2 * (seq - min(model) + 1) + 4096)
+        self.assertEqual(len(idx.ids), len({e[0] for e in model.values()}))
+        self.assertLessEqual(len(idx.names), 31)
+        with self.assertRaises(ValueError):
+            idx[seq - 1] = ("x", 0, 0, 0, 0, 1)
 
 
 class SyncPolicyTest(TmpDirCase):

@@ -29,6 +29,7 @@ class Recovery:
         self.max_msg_seq = 0
         self.by_bytes = {}          # subject bytes -> SubjectSeqs
         self.ttls = []
+        self.bytes = 0
 
     def read_block(self, blk, is_last):
         st = self.st
@@ -62,7 +63,9 @@ class Recovery:
                     by_bytes[sb] = ss
                 ss.seqs.append(seq)
                 mlen = n - fmt.MIN_RECORD - slen - hlen
-                idx[seq] = (ss.subject, ts, fmt.file_msg_size(slen, hlen, mlen), bnum, off, n)
+                size = fmt.file_msg_size(slen, hlen, mlen)
+                idx[seq] = (ss.subject, ts, size, bnum, off, n)
+                self.bytes += size
                 blk.live += 1
                 if ttl > 0:
                     ttls.append((ts + ttl, seq))
@@ -107,14 +110,14 @@ class Recovery:
         for seq in self.tombs:
             if seq in idx:
                 self._drop(seq)
-        if idx and self.mark_first and next(iter(idx)) < self.mark_first:
-            for seq in [s for s in idx if s < self.mark_first]:
+        if idx and self.mark_first and idx.first() < self.mark_first:
+            for seq in idx.live_in(0, self.mark_first):
                 self._drop(seq)
         st._last = self.last
         st._last_ts = self.last_ts
-        st._bytes = sum(e[2] for e in idx.values())
+        st._bytes = self.bytes
         if idx:
-            st._first = next(iter(idx))
+            st._first = idx.first()
         else:
             st._first = max(self.last + 1, self.mark_first) if self.last else 0
         self.ttls.sort()
@@ -122,6 +125,7 @@ class Recovery:
 
     def _drop(self, seq):
         entry = self.st._idx.pop(seq)
+        self.bytes -= entry[2]
         self.st._bmap[entry[3]].live -= 1
         subjects = self.st._subjects
         ss = subjects[entry[0]]

@@ -150,7 +150,7 @@ class IndexedStore:
 
     def __init__(self, limits=None):
         self.limits = limits or StoreLimits()
-        self._idx = {}              # seq -> entry (subject, ts, size, ...)
+        self._idx = self._new_index()   # seq -> entry (subject, ts, size, ...)
         self._subjects = {}         # subject -> SubjectSeqs
         self._first = 0
         self._last = 0
@@ -160,6 +160,35 @@ class IndexedStore:
         self._consumers = {}        # name -> bytes (in memory here)
 
     # -- hooks for the concrete store -------------------------------------
+
+    def _new_index(self):
+        """An empty seq -> entry map (a dict here; FileStore: arrays)."""
+        return {}
+
+    def _live_between(self, lo, hi):
+        """The live sequences in [lo, hi), in order."""
+        idx = self._idx
+        return [s for s in range(lo, hi) if s in idx]
+
+    def _pop_entries(self, seqs):
+        """Remove the live `seqs` from the index: ([(seq, entry)], bytes)."""
+        pop = self._idx.pop
+        items = []
+        add = items.append
+        nbytes = 0
+        for s in seqs:
+            e = pop(s)
+            nbytes += e[2]
+            add((s, e))
+        return items, nbytes
+
+    def _first_live(self):
+        """The lowest live sequence (the index is not empty)."""
+        idx = self._idx
+        s = self._first
+        while s not in idx:
+            s += 1
+        return s
 
     def _msg_size(self, subject, hdr, msg):
         raise NotImplementedError
@@ -288,14 +317,10 @@ class IndexedStore:
     def _advance_first(self):
         """Move _first to the lowest live sequence (or last+1 when empty).
         Each sequence is passed over once in the store's life."""
-        idx = self._idx
-        if not idx:
+        if not self._idx:
             self._first = self._last + 1
-            return
-        s = self._first
-        while s not in idx:
-            s += 1
-        self._first = s
+        else:
+            self._first = self._first_live()
 
     def purge(self, subject=None, seq=0, keep=0):
         """nats-server's PurgeEx: with no subject (or '>'): everything, or
@@ -344,14 +369,7 @@ class IndexedStore:
     def _remove_entries(self, seqs):
         """Drop `seqs` (live, sorted) from the index, whose subject arrays
         the caller already updated: one pass, one bulk hook call."""
-        pop = self._idx.pop
-        items = []
-        add = items.append
-        nbytes = 0
-        for s in seqs:
-            e = pop(s)
-            nbytes += e[2]
-            add((s, e))
+        items, nbytes = self._pop_entries(seqs)
         self._bytes -= nbytes
         if seqs[0] <= self._first:
             self._advance_first()
@@ -359,7 +377,7 @@ class IndexedStore:
 
     def _purge_all(self):
         n = len(self._idx)
-        self._idx = {}
+        self._idx = self._new_index()
         self._subjects = {}
         self._bytes = 0
         self._ttls = []
@@ -383,7 +401,7 @@ class IndexedStore:
             return n
         lo = self._first
         idx = self._idx
-        victims = [s for s in range(lo, seq) if s in idx]
+        victims = self._live_between(lo, seq)
         if len(victims) > len(self._subjects):
             # Many messages: trim each subject's array once.
             for subj, ss in list(self._subjects.items()):
