@@ -378,6 +378,11 @@ class DenseIndexTest(unittest.TestCase):
                     lo = rng.randint(min(model), seq)
                     self.assertEqual(idx.live_in(lo, lo + 300),
                                      sorted(k for k in model if lo <= k < lo + 300))
+                    self.assertEqual(idx.count_in(lo, lo + 300),
+                                     sum(1 for k in model if lo <= k < lo + 300))
+                    hi = lo + 300
+                    self.assertEqual(idx.dead_in(lo, hi),
+                                     [k for k in range(lo, hi) if k not in model])
                 for s in range(seq - 100, seq + 2):
                     self.assertEqual(s in idx, s in model)
                     self.assertEqual(idx.get(s), model.get(s))

@@ -190,6 +190,12 @@ class FileStore(IndexedStore):
     def _live_between(self, lo, hi):
         return self._idx.live_in(lo, hi)
 
+    def _count_live(self, lo, hi):
+        return self._idx.count_in(lo, hi)
+
+    def _dead_between(self, lo, hi):
+        return self._idx.dead_in(lo, hi)
+
     def _pop_entries(self, seqs):
         return self._idx.pop_many(seqs)
 

@@ -16,6 +16,7 @@ ids, recycled when their last message goes.
 
 from array import array
 from itertools import compress, repeat
+from operator import not_
 
 _TRIM_MIN = 4096
 
@@ -166,6 +167,24 @@ class DenseIndex:
         if a >= b:
             return []
         return list(compress(range(self.base + a, self.base + b), self.rlen[a:b]))
+
+    def count_in(self, lo, hi):
+        """How many live sequences in [lo, hi)."""
+        a = max(lo - self.base, 0)
+        b = min(hi - self.base, len(self.rlen))
+        return (b - a) - self.rlen[a:b].count(0) if a < b else 0
+
+    def dead_in(self, lo, hi):
+        """The sequences in [lo, hi) with no message."""
+        end = self.base + len(self.rlen)
+        if lo >= end or not self.rlen:
+            return list(range(lo, hi))
+        before = list(range(lo, min(hi, self.base)))
+        after = list(range(max(lo, end), hi))
+        a = max(lo - self.base, 0)
+        b = min(hi - self.base, len(self.rlen))
+        inside = list(compress(range(self.base + a, self.base + b), map(not_, self.rlen[a:b])))
+        return before + inside + after
 
     def _trim(self):
         self.first()

@@ -182,6 +182,14 @@ class IndexedStore:
             add((s, e))
         return items, nbytes
 
+    def _count_live(self, lo, hi):
+        """How many live sequences in [lo, hi) (within first..last)."""
+        idx = self._idx
+        if lo - self._first < hi - lo:
+            return len(idx) - sum(1 for s in range(self._first, lo) if s in idx) \
+                - sum(1 for s in range(hi, self._last + 1) if s in idx)
+        return sum(1 for s in range(lo, hi) if s in idx)
+
     def _first_live(self):
         """The lowest live sequence (the index is not empty)."""
         idx = self._idx
@@ -522,10 +530,13 @@ class IndexedStore:
     def deleted_seqs(self):
         """The interior sequences with no message (for stream info's
         `deleted` list); costs a scan of first..last."""
-        idx = self._idx
-        if not idx:
+        if not self._idx:
             return []
-        return [s for s in range(self._first, self._last + 1) if s not in idx]
+        return self._dead_between(self._first, self._last + 1)
+
+    def _dead_between(self, lo, hi):
+        idx = self._idx
+        return [s for s in range(lo, hi) if s not in idx]
 
     def subjects_state(self, subject_filter=">"):
         return {s: ss.count() for s, ss in self._matching(subject_filter).items()}
@@ -539,12 +550,14 @@ class IndexedStore:
         the matching subjects whose last message is at or after start_seq."""
         start = max(start_seq, self._first)
         if _is_all(subject_filter) and not last_per_subject:
+            n = len(self._idx)
             if start <= self._first:
-                return len(self._idx)
-            if start - self._first < self._last - start:
-                return len(self._idx) - sum(
-                    1 for s in range(self._first, start) if s in self._idx)
-            return sum(1 for s in range(start, self._last + 1) if s in self._idx)
+                return n
+            if start > self._last:
+                return 0
+            if self._last - self._first + 1 == n:      # no interior deletes
+                return self._last - start + 1
+            return self._count_live(start, self._last + 1)
         matching = self._matching(subject_filter)
         if last_per_subject:
             return sum(1 for ss in matching.values() if ss.last() >= start)
