@@ -440,6 +440,104 @@ class SyncPolicyTest(TmpDirCase):
         self.assertEqual(on_disk(), ({}, 2, 1))
 
 
+class SnapshotTest(TmpDirCase):
+    """The index snapshot written at a clean close gives the same store as
+    the full recovery, and is never trusted when the blocks changed."""
+
+    def build(self):
+        import time
+        d = self.new_dir()
+        st = FileStore(d, block_size=300)
+        now = time.time_ns()
+        for i in range(1, 61):
+            st.store_msg("s.%d" % (i % 7), b"NATS/1.0\r\nI: %d\r\n\r\n" % i if i % 3 else b"",
+                         b"m%d" % i, ttl=(100 + i) * 10**9 if i % 5 == 0 else 0)
+        st.remove_msg(20)
+        st.remove_msg(33, erase=True)
+        st.purge("s.3", keep=2)
+        st.compact(5)
+        st.skip_msg()
+        self.assertGreater(len(self.blocks(d)), 3)
+        st.close()
+        self.assertTrue(os.path.exists(os.path.join(d, "index.snap")))
+        return d, now
+
+    def picture(self, st):
+        s = st.state()
+        return (s, st.subjects_state(), st.deleted_seqs(), st.next_expiry(),
+                [st.load_msg(q) for q in range(1, s.last_seq + 2)],
+                [st.load_last("s.%d" % k) for k in range(7)],
+                st.num_pending(30, "s.*"), len(st._idx))
+
+    def test_snapshot_equals_full_recovery(self):
+        d, _ = self.build()
+        snap = os.path.join(d, "index.snap")
+        st = FileStore(d, block_size=300)
+        self.assertEqual(st.opened_from, "snapshot")
+        self.assertFalse(os.path.exists(snap))          # used once only
+        with_snap = self.picture(st)
+        st.close()
+        os.unlink(snap)
+        st = FileStore(d, block_size=300)
+        self.assertEqual((st.opened_from, st.warnings), ("blocks", []))
+        self.assertEqual(self.picture(st), with_snap)
+        # Work on a store opened from a snapshot persists like any other.
+        st.close()
+        st = FileStore(d, block_size=300)
+        self.assertEqual(st.opened_from, "snapshot")
+        st.store_msg("s.1", b"", b"after")
+        st.remove_msg(40)
+        st.purge("s.2", keep=1)
+        before = self.picture(st)
+        st.close()
+        os.unlink(snap)
+        st = FileStore(d, block_size=300)
+        self.addCleanup(st.close)
+        self.assertEqual((st.opened_from, st.warnings), ("blocks", []))
+        self.assertEqual(self.picture(st), before)
+
+    def test_changed_or_damaged_blocks_are_not_trusted(self):
+        d, _ = self.build()
+        path = os.path.join(d, "blocks", self.blocks(d)[1])
+        with open(path, "r+b") as f:            # same size, one byte flipped
+            data = bytearray(f.read())
+            data[-6] ^= 0x01
+            f.seek(0)
+            f.write(data)
+        st = FileStore(d, block_size=300)
+        self.addCleanup(st.close)
+        self.assertEqual(st.opened_from, "blocks")
+        self.assertEqual(len(st.warnings), 1)
+        self.assertIn(path, st.warnings[0])
+
+    def test_damaged_snapshot_is_ignored(self):
+        d, _ = self.build()
+        snap = os.path.join(d, "index.snap")
+        with open(snap, "r+b") as f:
+            f.seek(40)
+            f.write(b"\xff\xff")
+        st = FileStore(d, block_size=300)
+        self.addCleanup(st.close)
+        self.assertEqual(st.opened_from, "blocks")
+        self.assertEqual(st.warnings, [])
+        self.assertEqual(st.state().last_seq, 61)
+
+    def test_appended_after_snapshot_is_not_trusted(self):
+        d, _ = self.build()
+        snap = os.path.join(d, "index.snap")
+        with open(snap, "rb") as f:
+            saved = f.read()
+        st = FileStore(d, block_size=300)
+        st.store_msg("late", b"", b"x")
+        st.close()
+        with open(snap, "wb") as f:             # an old snapshot put back
+            f.write(saved)
+        st = FileStore(d, block_size=300)
+        self.addCleanup(st.close)
+        self.assertEqual(st.opened_from, "blocks")
+        self.assertEqual(st.load_last("late").msg, b"x")
+
+
 class FormatAndLockTest(TmpDirCase):
 
     def make(self):

@@ -26,7 +26,10 @@ first sequence, recorded by one MARK record per flush. Blocks at the front
 whose messages are all gone are unlinked (after the MARK is written); a
 purge of everything starts a new block and unlinks all the old ones.
 
-Recovery at open reads every block: the intact records rebuild the index;
+A clean close() also writes an index snapshot (filestore_snapshot.py);
+the next open uses it when the blocks are byte for byte those it
+describes (1M messages: 0.08 s instead of 1.8 s). Otherwise, recovery at
+open reads every block: the intact records rebuild the index;
 a torn tail of the last block (an incomplete record: crash or power loss)
 is cut off; a record in the middle whose checksum fails is skipped and
 reported in `warnings` (nats-server likewise rebuilds and drops bad
@@ -36,8 +39,8 @@ Measured with `python3 -m gnats.jetstream.filestore_bench` (CPython 3.11,
 2 cores shared with other jobs, 16 B payloads, 100 subjects, a flush every
 100 messages): writes 350,000 msgs/s (5.6 MB/s of payload) with the
 default policy, 5,300 msgs/s with sync_always (one fsync each), 280,000
-msgs/s (290 MB/s) with 1 KiB payloads; open (recover) of 1M messages
-1.4-1.7 s, and while open_async runs a 1 ms ticker on another thread is
+msgs/s (290 MB/s) with 1 KiB payloads; open of 1M messages 0.08 s after a
+clean close, 1.4-1.9 s after a crash (full rebuild), and while open_async runs a 1 ms ticker on another thread is
 held up at most 30-120 ms (GIL switching on a busy machine; a plain Python
 loop gives 37 ms); purge of those 1M messages 0.09 s on the calling thread
 (releasing the index; the 8 block files are unlinked). The index
@@ -58,6 +61,7 @@ from . import filestore_format as fmt
 from .filestore_format import lock_store_dir
 from .filestore_index import DenseIndex
 from .filestore_recovery import Recovery
+from .filestore_snapshot import load_snapshot, write_snapshot
 from .store import IndexedStore, StoreCorrupt, StoredMsg, StoreError
 
 __all__ = ["FileStore", "lock_store_dir", "BLOCK_SIZE"]
@@ -71,13 +75,14 @@ MAX_WARNINGS = 100
 
 
 class _Block:
-    __slots__ = ("num", "path", "live", "end")
+    __slots__ = ("num", "path", "live", "end", "crc")
 
     def __init__(self, num, path):
         self.num = num
         self.path = path
         self.live = 0       # live messages in this block
         self.end = 0        # bytes of whole records on disk
+        self.crc = None     # CRC-32 of the file while unchanged (the snapshot's)
 
 
 def _enc(subject):
@@ -105,6 +110,7 @@ class FileStore(IndexedStore):
         self.block_size = block_size
         self.warnings = []          # what recovery dropped, background sync errors
         self.torn_bytes = 0         # bytes of an incomplete last record cut off
+        self.opened_from = None     # "snapshot" (clean close) or "blocks" (rebuilt)
         self._bdir = os.path.join(directory, "blocks")
         self._blocks = []
         self._bmap = {}             # block number -> _Block
@@ -164,10 +170,14 @@ class FileStore(IndexedStore):
             blk = _Block(num, os.path.join(self._bdir, name))
             self._blocks.append(blk)
             self._bmap[num] = blk
-        state = Recovery(self)
-        for i, blk in enumerate(self._blocks):
-            state.read_block(blk, i == len(self._blocks) - 1)
-        state.finish()
+        if load_snapshot(self, names):
+            self.opened_from = "snapshot"
+        else:
+            self.opened_from = "blocks"
+            state = Recovery(self)
+            for i, blk in enumerate(self._blocks):
+                state.read_block(blk, i == len(self._blocks) - 1)
+            state.finish()
         if self._blocks:
             self._active = self._blocks[-1]
             self._wfd = os.open(self._active.path, os.O_RDWR)
@@ -281,6 +291,7 @@ class FileStore(IndexedStore):
             i = off - self._buf_off
             self._buf[i:i + n] = rec
             return
+        blk.crc = None
         try:
             if blk is self._active:
                 os.pwrite(self._wfd, rec, off)
@@ -337,6 +348,7 @@ class FileStore(IndexedStore):
                     done += os.pwrite(self._wfd, view[done:], off + done)
         except OSError as e:
             # Keep only whole records in the file; the buffer is retried.
+            self._active.crc = None
             try:
                 os.ftruncate(self._wfd, off)
             except OSError:
@@ -344,6 +356,7 @@ class FileStore(IndexedStore):
             self._write_error = True
             raise _oserror(self._active.path, "write", e) from None
         self._write_error = False
+        self._active.crc = None
         self._buf_off = self._active.end = off + len(buf)
         del buf[:]
 
@@ -512,6 +525,10 @@ class FileStore(IndexedStore):
         try:
             self.flush()
             self.sync()
+            try:
+                write_snapshot(self)
+            except OSError as e:        # only the next open's speed is at stake
+                self._warn("%s: index snapshot not written: %s" % (self.directory, e))
         finally:
             self._closed = True
             with self._sync_lock:

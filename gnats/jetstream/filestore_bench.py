@@ -64,8 +64,18 @@ def main(argv=None):
 
         t = time.perf_counter()
         st = FileStore(d)
-        print("open (recover) %d msgs: %.2f s" % (st.state().msgs, time.perf_counter() - t))
+        print("open after a clean close (%s) %d msgs: %.2f s"
+              % (st.opened_from, st.state().msgs, time.perf_counter() - t))
         st.close()
+        st = FileStore(d)
+        st._closed = True       # as after kill -9: no index snapshot is left
+        os.close(st._wfd)
+        t = time.perf_counter()
+        st = FileStore(d)
+        print("open after a crash (%s) %d msgs: %.2f s"
+              % (st.opened_from, st.state().msgs, time.perf_counter() - t))
+        st.close()
+        os.unlink(os.path.join(d, "index.snap"))
 
         stop, gaps, got = threading.Event(), [], []
         probe = threading.Thread(target=_stall_probe, args=(stop, gaps))
