@@ -56,6 +56,7 @@ import shutil
 import threading
 import time
 from collections import Counter, OrderedDict
+from zlib import crc32
 
 from . import filestore_format as fmt
 from .filestore_format import lock_store_dir
@@ -82,7 +83,9 @@ class _Block:
         self.path = path
         self.live = 0       # live messages in this block
         self.end = 0        # bytes of whole records on disk
-        self.crc = None     # CRC-32 of the file while unchanged (the snapshot's)
+        # CRC-32 of the file, kept up to date while it only grows (appends),
+        # None once written in place: the snapshot records it.
+        self.crc = None
 
 
 def _enc(subject):
@@ -161,7 +164,7 @@ class FileStore(IndexedStore):
             fmt.check_meta(self.directory)
         else:
             fmt.write_meta(self.directory)
-        for i, name in enumerate(names):
+        for name in names:
             try:
                 num = int(name[:-4])
             except ValueError:
@@ -245,6 +248,7 @@ class FileStore(IndexedStore):
             del self._buf[end - self._buf_off:]
         else:
             del self._buf[:]
+            self._active.crc = None
             try:
                 os.ftruncate(self._wfd, end)
             except OSError:
@@ -315,6 +319,7 @@ class FileStore(IndexedStore):
         path = os.path.join(self._bdir, "%08d.blk" % num)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         blk = _Block(num, path)
+        blk.crc = 0                         # crc32(b"")
         with self._sync_lock:
             old = self._wfd
             if old is not None:
@@ -356,8 +361,10 @@ class FileStore(IndexedStore):
             self._write_error = True
             raise _oserror(self._active.path, "write", e) from None
         self._write_error = False
-        self._active.crc = None
-        self._buf_off = self._active.end = off + len(buf)
+        blk = self._active
+        if blk.crc is not None:
+            blk.crc = crc32(buf, blk.crc)
+        self._buf_off = blk.end = off + len(buf)
         del buf[:]
 
     def flush(self):

@@ -11,6 +11,7 @@ rest of that block is lost (its records cannot be delimited).
 """
 
 import os
+from zlib import crc32
 
 from . import filestore_format as fmt
 from .store import SubjectSeqs
@@ -100,6 +101,7 @@ class Recovery:
                 st._warn("%s: offset %d: unknown record kind %d, skipped"
                          % (blk.path, off, kind))
         blk.end = valid_end
+        blk.crc = crc32(memoryview(data)[:valid_end])      # for the snapshot at close
         if is_last and valid_end < end:
             st.torn_bytes = end - valid_end
             os.truncate(blk.path, valid_end)
