@@ -4,9 +4,10 @@ in-memory sequence/subject index both stores share.
 Theory of operation
 -------------------
 A store holds one stream's messages under consecutive sequence numbers.
-`IndexedStore` keeps, in memory, for every live message an *entry* tuple
-whose first three items are (subject, ts, size); the concrete store adds
-where the body lives (MemStore: the bytes; FileStore: block and offset).
+`IndexedStore` keeps, in memory, a map seq -> *entry* for every live
+message, an entry being a tuple whose first three items are (subject, ts,
+size); the concrete store adds where the body lives (MemStore: the bytes,
+in a dict; FileStore: block and offset, in filestore_index.DenseIndex).
 Beside it, one `SubjectSeqs` per subject: the sorted sequences of that
 subject's live messages, so that a literal subject's count, first and last
 are O(1) and "first message of subject S at or after N" is a bisect.
@@ -14,9 +15,12 @@ are O(1) and "first message of subject S at or after N" is a bisect.
 The base class implements the semantics once (nats-server's, from its
 memstore/filestore): limits remove the oldest messages; purge with subject,
 seq and keep; compact; max_age and per-message TTL; pending counts. The
-concrete store provides five hooks: `_msg_size`, `_write`, `_read`,
-`_dropped` (one message left the index) and `_dropped_all` (everything
-did, at once).
+concrete store provides `_msg_size`, `_write`, `_read`, and is told of
+removals by `_dropped` (one message), `_dropped_many` (a purge by subject,
+a compact), `_dropped_all` (everything) and `_commit` (the end of each
+public change); a store with a faster index than a dict overrides
+`_new_index` and the bulk helpers `_live_between`, `_count_live`,
+`_dead_between`, `_pop_entries` and `_first_live`.
 
 Conventions: times are integer nanoseconds since the epoch (UTC); `ttl` and
 `max_age` are durations in nanoseconds; subjects are str; hdr and msg are
