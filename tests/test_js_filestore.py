@@ -172,6 +172,50 @@ class RecoveryTest(TmpDirCase):
         self.assertEqual(st.load_msg(4).msg, b"payload-4")
         self.assertEqual(st.subject_count("s.3"), 0)
 
+    def test_damaged_length_mid_block_keeps_the_records_after_it(self):
+        d = self.new_dir()
+        st = FileStore(d)
+        for i in range(1, 9):
+            st.store_msg("s", b"", b"p%d" % i)
+        st.close()
+        os.unlink(os.path.join(d, "index.snap"))
+        path = os.path.join(d, "blocks", self.blocks(d)[0])
+        with open(path, "rb") as f:
+            data = bytearray(f.read())
+        recs = list(fmt.scan_block(bytes(data)))
+        off = recs[3][1]                               # seq 4, in the last block
+        data[off:off + 4] = b"\x00\x00\x10\x00"         # a plausible wrong length
+        with open(path, "wb") as f:
+            f.write(data)
+        st = self.reopen(d)
+        self.assertEqual(len(st.warnings), 1)
+        self.assertIn("offset %d" % off, st.warnings[0])
+        self.assertEqual(st.torn_bytes, 0)
+        self.assertEqual(sorted(m.seq for m in map(st.load_msg, range(1, 9)) if m),
+                         [1, 2, 3, 5, 6, 7, 8])
+        self.assertEqual(st.store_msg("s", b"", b"new")[0], 9)
+
+    def test_zero_filled_tail_is_a_torn_tail(self):
+        """Power loss on ext4 can leave the file longer than its data, the
+        rest zeros: cut off silently like any torn tail."""
+        import time
+        d = self.new_dir()
+        st = FileStore(d)
+        for i in range(1, 4):
+            st.store_msg("s", b"", b"p%d" % i)
+        st.close()
+        os.unlink(os.path.join(d, "index.snap"))
+        path = os.path.join(d, "blocks", self.blocks(d)[0])
+        size = os.path.getsize(path)
+        with open(path, "ab") as f:
+            f.write(bytes(4 << 20))
+        t = time.monotonic()
+        st = self.reopen(d)
+        self.assertLess(time.monotonic() - t, 10)
+        self.assertEqual((st.warnings, st.torn_bytes), ([], 4 << 20))
+        self.assertEqual(os.path.getsize(path), size)
+        self.assertEqual(st.state().msgs, 3)
+
     def test_damaged_length_in_an_older_block_loses_its_rest(self):
         d = self.new_dir()
         st = FileStore(d, block_size=120)

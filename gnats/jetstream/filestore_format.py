@@ -25,6 +25,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import struct
 import sys
 from array import array
@@ -47,8 +48,8 @@ TOMBS_MAX = 65536             # sequences per TOMBS record
 ERASED = 0x80
 
 # Scanner results that are not records.
-BAD = -1      # a complete record with a wrong checksum: skipped
-STOP = -2     # cannot read on from here (torn or damaged length): data ends
+DAMAGED = -1  # bytes that are no intact record, with an intact one after them
+STOP = -2     # no intact record from here on: the readable data ends
 
 
 def append_record(buf, kind, seq, ts, ttl, subj, hdr, msg):
@@ -99,32 +100,55 @@ def file_msg_size(slen, hlen, mlen):
     return 22 + slen + mlen + 8
 
 
+# Where a record could start when resynchronizing after damage: the kind
+# byte (offset 4) is a known kind. A regex finds the candidates at C speed.
+_CANDIDATE = re.compile(b"(?=(?s:.{4})[\\x01-\\x05\\x81])")
+
+
+def _valid_at(data, mv, off, end):
+    """The length of an intact record at `off`, or 0."""
+    if end - off < MIN_RECORD:
+        return 0
+    n, kind, seq, ts, ttl, slen, hlen = HDR.unpack_from(data, off)
+    if n < MIN_RECORD or n > end - off or HDR_SIZE + slen + hlen + 4 > n:
+        return 0
+    if crc32(mv[off:off + n - 4]) != CRC.unpack_from(data, off + n - 4)[0]:
+        return 0
+    return n
+
+
+def _resync(data, mv, start, end):
+    """The offset of the next intact record after damage, or -1."""
+    for m in _CANDIDATE.finditer(data, start):
+        p = m.start()
+        if _valid_at(data, mv, p, end):
+            return p
+    return -1
+
+
 def scan_block(data):
-    """Yield (kind, off, rec_len, seq, ts, ttl, slen, hlen) for each record
-    in `data` (bytes of one block). A complete record whose checksum fails
-    yields kind BAD (and the scan goes on past it); a record that cannot be
-    delimited (truncated, or an impossible length) yields STOP with off =
-    where the readable data ends, and the scan stops."""
+    """Yield (kind, off, rec_len, seq, ts, ttl, slen, hlen) for each intact
+    record in `data` (bytes of one block). Where a record is damaged (bad
+    checksum, impossible length), the scan looks for the next intact record
+    and yields (DAMAGED, off, bytes skipped, 0...) before going on; when
+    none follows, it yields (STOP, off, ...) with off = where the readable
+    data ends (a torn tail, when this is the last block) and stops."""
     mv = memoryview(data)
     end = len(data)
     off = 0
-    unpack = HDR.unpack_from
     while off < end:
-        if end - off < MIN_RECORD:
-            yield (STOP, off, 0, 0, 0, 0, 0, 0)
-            return
-        n, kind, seq, ts, ttl, slen, hlen = unpack(data, off)
-        if n < MIN_RECORD or n > MAX_RECORD or HDR_SIZE + slen + hlen + 4 > n:
-            yield (STOP, off, 0, 0, 0, 0, 0, 0)
-            return
-        if off + n > end:
-            yield (STOP, off, n, 0, 0, 0, 0, 0)
-            return
-        if crc32(mv[off:off + n - 4]) != CRC.unpack_from(data, off + n - 4)[0]:
-            yield (BAD, off, n, seq, ts, ttl, slen, hlen)
-        else:
+        n = _valid_at(data, mv, off, end)
+        if n:
+            _, kind, seq, ts, ttl, slen, hlen = HDR.unpack_from(data, off)
             yield (kind, off, n, seq, ts, ttl, slen, hlen)
-        off += n
+            off += n
+            continue
+        nxt = _resync(data, mv, off + 1, end)
+        if nxt < 0:
+            yield (STOP, off, 0, 0, 0, 0, 0, 0)
+            return
+        yield (DAMAGED, off, nxt - off, 0, 0, 0, 0, 0)
+        off = nxt
 
 
 def decode_record(rec):

@@ -2,12 +2,11 @@
 
 What counts (see filestore_format.py): intact MSG records not erased, not
 tombstoned and at or above the highest MARK. A torn tail of the LAST block
-(an incomplete record, or a last record whose checksum fails: a write cut by
-a crash or a power loss) is cut off silently, only counted in
-`store.torn_bytes`; anything else unreadable is reported in
-`store.warnings` with the file and offset: a complete record with a bad
-checksum is skipped and the scan goes on; after an impossible length the
-rest of that block is lost (its records cannot be delimited).
+(bytes after the last intact record: a write cut by a crash or a power
+loss) is cut off silently, only counted in `store.torn_bytes`. Damage
+anywhere else is reported in `store.warnings` with the file and offset:
+damaged bytes followed by intact records are skipped (the scanner finds
+the next intact record), and the records after them are kept.
 """
 
 import os
@@ -85,17 +84,14 @@ class Recovery:
                     self.max_msg_seq = max(self.max_msg_seq, seq)
                 if seq > self.last:
                     self.last, self.last_ts = seq, ts
-            elif kind == fmt.BAD:
-                if is_last and off + n == end:
-                    valid_end = off         # the last record, half written
-                    break
-                st._warn("%s: offset %d: record of %d bytes fails its checksum, "
-                         "skipped (seq %d if its header is right)" % (blk.path, off, n, seq))
+            elif kind == fmt.DAMAGED:
+                st._warn("%s: offset %d: %d bytes are no intact record (bad checksum "
+                         "or length), skipped" % (blk.path, off, n))
             elif kind == fmt.STOP:
                 valid_end = off
                 if not is_last:
-                    st._warn("%s: offset %d: unreadable record length, the last %d bytes "
-                             "of the block are lost" % (blk.path, off, end - off))
+                    st._warn("%s: offset %d: no intact record in the last %d bytes "
+                             "of the block, lost" % (blk.path, off, end - off))
                 break
             else:
                 st._warn("%s: offset %d: unknown record kind %d, skipped"
