@@ -31,9 +31,9 @@ the next open uses it when the blocks are byte for byte those it
 describes (1M messages: 0.08 s instead of 1.8 s). Otherwise, recovery at
 open reads every block: the intact records rebuild the index;
 a torn tail of the last block (an incomplete record: crash or power loss)
-is cut off; a record in the middle whose checksum fails is skipped and
-reported in `warnings` (nats-server likewise rebuilds and drops bad
-records); the rest of a block after an unreadable length is reported lost.
+is cut off; damaged bytes in the middle (a bad checksum, a wrong length)
+are skipped up to the next intact record and reported in `warnings`
+(nats-server likewise rebuilds and drops bad records).
 
 Measured with `python3 -m gnats.jetstream.filestore_bench` (CPython 3.11,
 2 cores shared with other jobs, 16 B payloads, 100 subjects, a flush every
