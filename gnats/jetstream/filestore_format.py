@@ -136,13 +136,16 @@ def scan_block(data):
     mv = memoryview(data)
     end = len(data)
     off = 0
+    unpack = HDR.unpack_from
+    crc_at = CRC.unpack_from
     while off < end:
-        n = _valid_at(data, mv, off, end)
-        if n:
-            _, kind, seq, ts, ttl, slen, hlen = HDR.unpack_from(data, off)
-            yield (kind, off, n, seq, ts, ttl, slen, hlen)
-            off += n
-            continue
+        if end - off >= MIN_RECORD:     # the fast path: _valid_at inlined
+            n, kind, seq, ts, ttl, slen, hlen = unpack(data, off)
+            if (MIN_RECORD <= n <= end - off and HDR_SIZE + slen + hlen + 4 <= n
+                    and crc32(mv[off:off + n - 4]) == crc_at(data, off + n - 4)[0]):
+                yield (kind, off, n, seq, ts, ttl, slen, hlen)
+                off += n
+                continue
         nxt = _resync(data, mv, off + 1, end)
         if nxt < 0:
             yield (STOP, off, 0, 0, 0, 0, 0, 0)
