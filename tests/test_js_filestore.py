@@ -6,11 +6,13 @@ fail the same way ENOSPC does, through the same code path)."""
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import unittest
 
 from gnats.jetstream import filestore_format as fmt
@@ -198,7 +200,6 @@ class RecoveryTest(TmpDirCase):
     def test_zero_filled_tail_is_a_torn_tail(self):
         """Power loss on ext4 can leave the file longer than its data, the
         rest zeros: cut off silently like any torn tail."""
-        import time
         d = self.new_dir()
         st = FileStore(d)
         for i in range(1, 4):
@@ -313,7 +314,6 @@ class RecoveryTest(TmpDirCase):
         self.assertEqual(st.state().first_seq, 16)
 
     def test_ttl_survives_reopen(self):
-        import time
         d = self.new_dir()
         st = FileStore(d)
         now = time.time_ns()
@@ -397,7 +397,6 @@ class DenseIndexTest(unittest.TestCase):
     """The file store's array index behaves as the dict it replaces."""
 
     def test_random_operations_match_a_dict(self):
-        import random
         rng = random.Random(7)
         idx, model = DenseIndex(), {}
         seq = 0
@@ -442,7 +441,6 @@ class DenseIndexTest(unittest.TestCase):
 class SyncPolicyTest(TmpDirCase):
 
     def test_interval_sync_runs_in_the_background(self):
-        import time
         st = FileStore(self.new_dir(), sync_interval=0.05)
         self.addCleanup(st.close)
         before = st._last_sync
@@ -489,7 +487,6 @@ class SnapshotTest(TmpDirCase):
     the full recovery, and is never trusted when the blocks changed."""
 
     def build(self):
-        import time
         d = self.new_dir()
         st = FileStore(d, block_size=300)
         now = time.time_ns()
