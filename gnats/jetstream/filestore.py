@@ -36,16 +36,19 @@ are skipped up to the next intact record and reported in `warnings`
 (nats-server likewise rebuilds and drops bad records).
 
 Measured with `python3 -m gnats.jetstream.filestore_bench` (CPython 3.11,
-2 cores shared with other jobs, 16 B payloads, 100 subjects, a flush every
-100 messages): writes 350,000 msgs/s (5.6 MB/s of payload) with the
-default policy, 5,300 msgs/s with sync_always (one fsync each), 280,000
-msgs/s (290 MB/s) with 1 KiB payloads; open of 1M messages 0.08 s after a
-clean close, 1.4-1.9 s after a crash (full rebuild), and while open_async runs a 1 ms ticker on another thread is
-held up at most 30-120 ms (GIL switching on a busy machine; a plain Python
-loop gives 37 ms); purge of those 1M messages 0.09 s on the calling thread
-(releasing the index; the 8 block files are unlinked). The index
-(filestore_index.DenseIndex) costs about 45 bytes of memory per message
-(1M messages: 45 MB; a dict of tuples took 268 MB) and holds nothing the
+2 cores shared with other jobs, so figures vary 2-4x with their load; 16 B
+payloads, 100 subjects, a flush every 100 messages), best quiet-machine
+runs: writes about 300,000 msgs/s (about 5 MB/s of payload; 290,000 msgs/s
+of process CPU time) with the default policy, 5,300-5,700 msgs/s with
+sync_always (one fsync each), 245,000-280,000 msgs/s (250-290 MB/s) with
+1 KiB payloads; open of 1M messages 0.08-0.10 s after a clean close (index
+snapshot), 1.4-1.8 s after a crash (full rebuild); while open_async
+rebuilds, a 1 ms ticker on another thread is held up 10-30 ms (GIL
+switching; a plain Python loop alone gives 37 ms on a busy machine); purge
+of those 1M messages 0.03-0.09 s on the calling thread (the 8 block files
+are unlinked). The index (filestore_index.DenseIndex) costs about 45 bytes
+of memory per message (1M messages: 45 MB; the dict of tuples it replaced
+took 268 MB, for writes about 20% cheaper in CPU) and holds nothing the
 garbage collector tracks, so a big store does not slow the server's
 collections.
 """
