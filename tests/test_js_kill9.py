@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -55,6 +56,9 @@ class Kill9Test(unittest.TestCase):
     def run_round(self, mode, stored, deleted, rng):
         p = subprocess.Popen([sys.executable, "-c", CHILD, self.dir, mode], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # A child that hung would block readline(): kill it after 60 s.
+        watchdog = threading.Timer(60, p.kill)
+        watchdog.start()
         try:
             first = p.stdout.readline().split()
             self.assertEqual(first[0], b"ready", p.stderr.read() if not first else first)
@@ -73,6 +77,7 @@ class Kill9Test(unittest.TestCase):
                 self.record(line, stored, deleted)
             p.wait(20)
         finally:
+            watchdog.cancel()
             if p.poll() is None:
                 p.kill()
                 p.wait(20)
