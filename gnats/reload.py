@@ -153,7 +153,8 @@ class Limits(Concern):
         srv.apply_limits()
         for c in list(srv.clients.values()):
             c.reset_caches()        # cached PUB entries were sized by the old limits
-        srv.sublist.gen += 1
+        for acc in srv.accounts.all():
+            acc.sublist.bump()
         for f in self.fields:
             if f in changed:
                 v = getattr(new, f)
