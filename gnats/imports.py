@@ -26,6 +26,7 @@ and Chunked (until the export's response threshold, 2 minutes by
 default). The map is bounded in entries and bytes; the oldest go first.
 """
 
+import json
 import os
 import time
 from collections import OrderedDict
@@ -234,11 +235,33 @@ def _service_handler(server, si):
         if client is not None and client.kind == "route":
             return      # the requester's own server served it (and routed it here only by a wildcard)
         target = si.transform.apply(subject.split(".")) if si.transform.wpos else si.subject
+        if hdr is not None and client is not None:
+            hdr = request_info(hdr, si, client)
         nr = None
         if reply:
             nr = si.exporter.responses.new_reply(si.importer, reply, si.export)
         server.publish_internal(si.exporter, target, nr, hdr, msg)
     return on_request
+
+
+def request_info(hdr, si, client):
+    """The request's header block with nats-server's Nats-Request-Info
+    (the requester's account and RTT; its identity too when the import
+    shares it), which Go adds to a request with headers."""
+    info = {}
+    if si.share:
+        info.update(host=client.ip, id=client.cid)
+    info["acc"] = si.importer.name
+    if si.share:
+        for key, val in (("user", client.user), ("name", client.name),
+                         ("lang", client.lang), ("ver", client.version)):
+            if val:
+                info[key] = val
+    info["rtt"] = int(client.rtt * 1e9)
+    line = b"Nats-Request-Info: " + json.dumps(info, separators=(",", ":")).encode() + b"\r\n"
+    if hdr.endswith(b"\r\n\r\n"):
+        return hdr[:-2] + line + b"\r\n"
+    return hdr
 
 
 # -- shadow subscriptions of one client ----------------------------------------
