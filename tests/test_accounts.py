@@ -257,6 +257,90 @@ class AccountsGo(AccountsBehaviour, unittest.TestCase):
     exe = GO_SERVER_215
 
 
+# -- user kinds inside accounts ------------------------------------------------------
+
+SEED = b"SUACUKRKFIVCUKRKFIVCUKRKFIVCUKRKFIVCUKRKFIVCUKRKFIVCUKTGMM"   # 32 bytes 0x2a
+BCRYPT_BPW = "$2b$04$87imHPD2EW/d.E6vKdxL4O1O/Wo0r16b1H74juW9O9Ve5mbhWfil2"   # "bpw", cost 4
+
+
+def nkey_pair():
+    import nkeys
+    return nkeys.from_seed(bytearray(SEED))
+
+
+KINDS_CONF = """
+accounts {
+  N: { users: [{nkey: %s}, {user: hashed, password: "%s"}],
+       default_permissions: {publish: "n.>", subscribe: "n.>"},
+       limits: {max_payload: 1KB} }
+  G: { users: [{user: g, password: g}] }
+}
+authorization { users: [{user: top, password: top}] }
+"""
+
+
+class UserKindsBehaviour:
+    exe = None
+
+    @classmethod
+    def setUpClass(cls):
+        try:
+            pub = nkey_pair().public_key.decode()
+        except ImportError:
+            raise unittest.SkipTest("the nkeys package is not installed")
+        cls.srv = ServerProcess(config=KINDS_CONF % (pub, BCRYPT_BPW), exe=cls.exe)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def nkey_client(self):
+        import base64
+        c = RawClient(self.srv.port, connect=None)
+        self.addCleanup(c.close)
+        nonce = json.loads(c.info[5:])["nonce"]
+        kp = nkey_pair()
+        sig = base64.urlsafe_b64encode(kp.sign(nonce.encode())).decode().rstrip("=")
+        c.send(b"CONNECT " + json.dumps({"verbose": False, "pedantic": False,
+                                         "nkey": kp.public_key.decode(), "sig": sig}).encode() + b"\r\n")
+        c.ping()
+        return c
+
+    def client(self, user, password):
+        c = connect(self.srv.port, user, password)
+        self.addCleanup(c.close)
+        c.ping()
+        return c
+
+    def test_nkey_and_bcrypt_users_share_their_account_with_its_default_permissions(self):
+        nk, hashed = self.nkey_client(), self.client("hashed", "bpw")
+        g, top = self.client("g", "g"), self.client("top", "top")
+        for c in (nk, g, top):
+            c.send(b"SUB n.x 1\r\n")
+            c.ping()
+        hashed.send(b"PUB n.x 2\r\nhi\r\nPUB other 1\r\nx\r\n")
+        self.assertIn(b"Permissions Violation for Publish to \"other\"", hashed.ping())
+        self.assertEqual([m[2] for m in collect(nk, 1)], [b"hi"])
+        top.send(b"PUB n.x 2\r\n$G\r\n")        # the authorization block's user: $G
+        self.assertEqual([m[2] for m in collect(top, 1)], [b"$G"])
+        self.assertEqual(collect(g, 0, 1.0), [])
+        self.assertEqual(collect(nk, 0, 1.0), [])
+
+    def test_account_max_payload_with_a_size_suffix(self):
+        nk = self.nkey_client()
+        nk.send(b"PUB n.big 1025\r\n" + b"x" * 1025 + b"\r\n")
+        self.assertEqual(nk.read_line(), b"-ERR 'Maximum Payload Violation'")
+
+
+class UserKindsPython(UserKindsBehaviour, unittest.TestCase):
+    pass
+
+
+@needs(HAVE_GO_215, "nats-server 2.15 is not at /opt/ns/bin/nats-server")
+class UserKindsGo(UserKindsBehaviour, unittest.TestCase):
+    exe = GO_SERVER_215
+
+
 # -- config errors ----------------------------------------------------------------
 
 BAD = {
