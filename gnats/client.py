@@ -301,7 +301,7 @@ class Client(Connection):
                 sub.max_msgs = max_msgs
                 # limited subscriptions need per-delivery counting: force the
                 # general path by invalidating cached fast entries
-                self.account.sublist.gen += 1
+                self.account.sublist.bump()
             else:
                 self.remove_sub(sub)
         self.ok()
@@ -451,7 +451,10 @@ class Client(Connection):
                     self.send_err("Permissions Violation for Subscription to %s (sid %s)" % (what, sid))
                     self.log.notice("Removed sub %s (sid %s) for User %s - not authorized"
                                     % (what, sid, go_quote(self.user or "N/A")))
-        self.account.sublist.gen += 1
+        self.account.sublist.bump()
+        for shadows in (self.shadows or {}).values():
+            for sh in shadows:      # entries in the exporters were built under `old`
+                sh.account.sublist.bump()
 
     def auth_timeout(self):
         if not self.authed and not self.closed:

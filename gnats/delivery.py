@@ -289,7 +289,9 @@ def deliver_to_sub(sub, subject, reply, hdr, payload, size, dirty):
     if sub.closed or c.closed:
         return False
     if type(sub) is not Subscription and c.kind != "internal":
-        subject = sub.im.to_local(subject)      # a stream import's shadow (imports.py)
+        # a stream import's shadow (imports.py): the importer's subject; as
+        # in nats-server it has no auto-unsubscribe limit of its own
+        subject = sub.im.to_local(subject)
     if c.perms is not None and not c.perms.on_delivery(
             subject.decode("utf-8", "surrogateescape"), sub.queue,
             reply.decode("utf-8", "surrogateescape") if reply else None):

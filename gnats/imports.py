@@ -117,7 +117,9 @@ class StreamImport:
 
 
 class ShadowSub(Subscription):
-    """A client's subscription as seen in an exporting account."""
+    """A client's subscription as seen in an exporting account. As in
+    nats-server 2.15, UNSUB <sid> <max> does not limit what arrives
+    through it (a shadow has no limit of its own)."""
     __slots__ = ("im", "account")
 
 

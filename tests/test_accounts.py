@@ -116,6 +116,16 @@ class AccountsBehaviour:
         self.assertEqual(sorted((m[1][0], m[1][1], m[2]) for m in got),
                          [(b"fromA.pub.one", b"1", b"abc"), (b"fromA.pub.one", b"2", b"abc")])
 
+    def test_stream_import_ignores_auto_unsubscribe_as_go_does(self):
+        # nats-server 2.15: the shadow in the exporter has no limit, so
+        # UNSUB <sid> <max> does not cut what arrives through the import
+        a, b = self.client("a", "a"), self.client("b", "b")
+        b.send(b"SUB fromA.pub.lim 5\r\nUNSUB 5 2\r\n")
+        b.ping()
+        a.send(b"".join(b"PUB pub.lim 1\r\n%d\r\n" % i for i in range(5)))
+        a.ping()
+        self.assertEqual([m[2] for m in collect(b, 5)], [b"%d" % i for i in range(5)])
+
     def test_stream_import_with_to(self):
         a, b = self.client("a", "a"), self.client("b", "b")
         b.send(b"SUB here.* 1\r\n")
