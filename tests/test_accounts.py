@@ -28,6 +28,7 @@ accounts {
       {service: "svc.>"}
       {service: "many", response_type: stream}
       {service: "priv", accounts: [B]}
+      {service: "slow", response_type: chunked, response_threshold: "400ms"}
     ]
   }
   B: {
@@ -38,6 +39,8 @@ accounts {
       {service: {account: A, subject: "svc.x"}, to: "asksvc"}
       {service: {account: A, subject: "many"}}
       {service: {account: A, subject: "priv"}}
+      {service: {account: A, subject: "slow"}}
+      {service: {account: A, subject: "svc.w.>"}, to: "w.>"}
     ]
   }
   C: {
@@ -165,6 +168,19 @@ class AccountsBehaviour:
         got = collect(b, 1)
         self.assertEqual([(m[1][0], m[2]) for m in got], [(b"_INBOX.r1", b"ans")])
 
+    def test_service_import_with_wildcards_maps_the_subject(self):
+        a, b = self.client("a", "a"), self.client("b", "b")
+        a.send(b"SUB svc.w.> 1\r\n")
+        b.send(b"SUB _INBOX.w 9\r\n")
+        a.ping(), b.ping()
+        b.send(b"PUB w.k.l _INBOX.w 1\r\n?\r\n")
+        b.ping()
+        req = collect(a, 1)
+        self.assertEqual([(m[1][0], m[2]) for m in req], [(b"svc.w.k.l", b"?")])
+        a.send(b"PUB %s 2\r\nok\r\n" % req[0][1][2])
+        a.ping()
+        self.assertEqual([m[2] for m in collect(b, 1)], [b"ok"])
+
     def test_service_import_streamed_responses(self):
         a, b = self.client("a", "a"), self.client("b", "b")
         a.send(b"SUB many 1\r\n")
@@ -176,6 +192,22 @@ class AccountsBehaviour:
         a.send(b"".join(b"PUB %s 2\r\nr%d\r\n" % (reply, i) for i in range(5)))
         a.ping()
         self.assertEqual([m[2] for m in collect(b, 5)], [b"r%d" % i for i in range(5)])
+
+    def test_service_response_threshold_expires_the_reply(self):
+        a, b = self.client("a", "a"), self.client("b", "b")
+        a.send(b"SUB slow 1\r\n")
+        b.send(b"SUB _INBOX.slow 9\r\n")
+        a.ping(), b.ping()
+        b.send(b"PUB slow _INBOX.slow 1\r\n?\r\n")
+        b.ping()
+        reply = collect(a, 1)[0][1][2]
+        a.send(b"PUB %s 5\r\nearly\r\n" % reply)
+        a.ping()
+        self.assertEqual([m[2] for m in collect(b, 1)], [b"early"])
+        time.sleep(2.5)     # well past the 400ms threshold
+        a.send(b"PUB %s 4\r\nlate\r\n" % reply)
+        a.ping()
+        self.assertEqual(collect(b, 0, 1.0), [])
 
     def test_service_import_with_headers(self):
         a, b = self.client("a", "a", headers=True), self.client("b", "b", headers=True)
