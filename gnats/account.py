@@ -61,7 +61,7 @@ class Account:
         self.max_connections = 0    # 0: no account limit
         self.max_subscriptions = 0
         self.max_payload = 0
-        self.mappings = None        # parsed `mappings { }` (gnats/mapping.py) or the raw block
+        self.mappings = None        # gnats.mapping.Mappings, or None: no cost
         self.responses = None       # imports.ResponseMap, once a service is imported
         self.update_time = 0.0
 

@@ -9,7 +9,7 @@
         imports: [ {stream: {account: B, subject: "x.>"}, prefix: "fromB"},
                    {service: {account: B, subject: "req"}, to: "b.req"} ]
         limits: { max_connections: 10, max_subscriptions: 100, max_payload: 1024 }
-        mappings: { "orders.*": "orders.v2.$1" }
+        mappings: { "orders.*": "orders.v2.$1" }     # gnats/mapping.py
       }
       B: { ... }
     }
@@ -44,7 +44,7 @@ class AccountSpec:
         self.exports = []           # dicts: kind, subject, accounts (tuple or None), response_type, threshold
         self.imports = []           # dicts: kind, account, subject, to, prefix, share; "_pos"
         self.limits = {}            # max_connections, max_subscriptions, max_payload
-        self.mappings = None        # the raw block (gnats/mapping.py parses it)
+        self.mappings = None        # gnats.mapping.Mappings, or None
         self.default_permissions = None
 
     def _key(self):
@@ -122,8 +122,9 @@ def parse_accounts(opts, f):
             spec.default_permissions = parse_permissions(g.value, g.value_pos, g.name)
 
         def mappings(o, g, spec=spec):
-            spec.mappings = _plain(g.block_value())
-            spec.__dict__["_mappings_pos"] = g.key_pos
+            from .mapping import parse_mappings
+            ms = parse_mappings(g.block_value(), pos=g.value_pos)
+            spec.mappings = ms if len(ms) else None     # an empty block costs nothing
 
         table = {
             "users": users,
@@ -146,14 +147,6 @@ def parse_accounts(opts, f):
         specs.append(spec)
     opts.accounts = specs
     _check_links(specs, f.key_pos)
-
-
-def _plain(v):
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_plain(x) for x in v]
-    return v
 
 
 def _subject(v, pos, what):

@@ -25,8 +25,9 @@ from .imports import link as link_accounts, remove_shadows
 from .internal import InternalClient, Internals
 from .net import Listener, bind_listener, hostport, local_ip
 from .reactor import EVENT_READ, Reactor
-from .reload import ReloadError, apply_options as apply_reload
+from .reload import ReloadError, apply_options as apply_reload, install_mappings
 from .snapshot import Snapshots
+from .ws_listener import WsListener
 
 SLOW_CHECK_INTERVAL = 0.25  # how often write-blocked connections are checked
 SUB_REMOVE_SLICE = 20000    # subscriptions of a closed client removed per reactor turn
@@ -38,18 +39,6 @@ def _routed(sub):
     if c.kind == "client":
         return True
     return isinstance(c, InternalClient) and sub.routed
-
-
-def _parse_mappings(raw):
-    """An account's `mappings { }`: parsed by gnats/mapping.py when it is
-    there (the mappings work), else kept as the raw block."""
-    if raw is None:
-        return None
-    try:
-        from .mapping import parse_mappings
-    except ImportError:
-        return raw
-    return parse_mappings(raw)
 
 
 def _account_of(sub):
@@ -76,6 +65,7 @@ class Server:
         # The global account's subject index under its old name, for the
         # server-wide readers (snapshot, reload, tests, tools/stress.py).
         self.sublist = self.accounts.global_account.sublist
+        install_mappings(self, opts)    # top-level mappings { } (gnats/mapping.py)
         self.internals = Internals(self)    # server-side subscribers (internal.py)
         self.server_id = new_server_id()
         self.server_name = opts.server_name or self.server_id
@@ -92,6 +82,7 @@ class Server:
         self.listener = None
         self.monitor = None
         self.cluster = None
+        self.websocket = None       # the ws_listener.WsListener (issue 21)
         self.lame_duck = False
         self.shutting_down = False
         self.exit_code = 0
@@ -118,12 +109,17 @@ class Server:
             acc.max_connections = lim.get("max_connections", 0)
             acc.max_subscriptions = lim.get("max_subscriptions", 0)
             acc.max_payload = lim.get("max_payload", 0)
-            acc.mappings = _parse_mappings(spec.mappings)
+            acc.mappings = spec.mappings
+            if spec.mappings is not None:
+                spec.mappings.set_cluster(self.opts.cluster_name)   # cluster-scoped destinations
+            acc.sublist.bump()      # cached PUB lines hold what the old mappings gave
             if not acc.update_time:
                 acc.update_time = now
         if not accs.global_account.update_time:
             accs.global_account.update_time = now
-        gone = [a for a in accs.all() if a.name not in keep]
+        # only configured accounts go (not $G, not those operator mode or the
+        # system account registered)
+        gone = [a for a in accs.all() if a.spec is not None and a.name not in keep]
         for acc in gone:
             accs.remove(acc)
             if acc.responses is not None:
@@ -182,6 +178,9 @@ class Server:
             self.cluster.start()
         # after the cluster exists: the imports' routed interest is announced
         self.configure_accounts(o.accounts)
+        if o.websocket is not None and o.websocket.port:
+            self.websocket = WsListener(self, o.websocket)
+            self.websocket.start()
         port = o.port
         if port == 0:
             port = 4222
@@ -434,6 +433,8 @@ class Server:
         self.log.notice("Initiating Shutdown...")
         if self.listener is not None:
             self.listener.close()
+        if self.websocket is not None:
+            self.websocket.close()
         if self.cluster is not None:
             self.cluster.shutdown()
         for c in list(self.clients.values()):
@@ -480,6 +481,8 @@ class Server:
         self.log.notice("Entering lame duck mode, stop accepting new clients")
         if self.listener is not None:
             self.listener.close()
+        if self.websocket is not None:
+            self.websocket.close()
         self.broadcast_info()
         grace = o.lame_duck_grace_period
         duration = max(o.lame_duck_duration - grace, 0.0)

@@ -479,6 +479,13 @@ class AccountsReload(unittest.TestCase):
         # the others stay, with their subscriptions; the import changed form
         a.send(b"PUB keep 1\r\nk\r\n")
         self.assertEqual([m[2] for m in parse_msgs(a.ping()) + a.drain()], [b"k"])
+        # nats-server rewires the import after it closed the moved
+        # clients, not necessarily before: wait for the new form, then count
+        def rewired():
+            a.send(b"PUB s.probe 1\r\np\r\n")
+            a.ping()
+            return [m[1][0] for m in b.drain()][-1:] == [b"t.probe"]
+        wait_for(rewired, TIMEOUT, interval=0.1)
         a.send(b"PUB s.2 1\r\n2\r\n")
         a.ping()
         self.assertEqual([m[1][0] for m in collect(b, 1)], [b"t.2"])
