@@ -46,6 +46,10 @@ accounts {
   C: {
     users: [{user: c, password: c, permissions: {publish: "ok.>", subscribe: ">"}}]
   }
+  M: {
+    users: [{user: m, password: m}]
+    mappings: { "in.*": "out.$1" }
+  }
   L: {
     users: [{user: l, password: l}]
     limits: {max_connections: 2, max_subscriptions: 2, max_payload: 10}
@@ -236,6 +240,16 @@ class AccountsBehaviour:
         c.send(b"PUB priv 1\r\nx\r\n")           # C imports nothing
         b.ping(), c.ping()
         self.assertEqual(collect(a, 0, 1.0), [])
+
+    def test_account_mappings_apply_in_their_account_only(self):
+        m, a = self.client("m", "m"), self.client("a", "a")
+        m.send(b"SUB out.* 1\r\n")
+        a.send(b"SUB out.* 1\r\nSUB in.* 2\r\n")
+        m.ping(), a.ping()
+        m.send(b"PUB in.x 1\r\n1\r\n")
+        self.assertEqual([(x[1][0], x[2]) for x in collect(m, 1)], [(b"out.x", b"1")])
+        a.send(b"PUB in.y 1\r\n2\r\n")     # A has no mapping
+        self.assertEqual([(x[1][0], x[2]) for x in collect(a, 1)], [(b"in.y", b"2")])
 
     def test_permissions_inside_an_account(self):
         c = self.client("c", "c")
