@@ -1,0 +1,263 @@
+"""JetStream for one server: the store directory (locked against a second
+server), the accounts that have JetStream, the internal subscriptions
+that carry the API and the streams' subjects, and the housekeeping turns.
+
+Threads: everything runs on the reactor thread except the periodic
+`sync()` of the stores (fsync), which a worker thread runs every
+`sync_interval` (nats-server's policy; `sync_always` makes each write
+synchronous in the store instead). Buffered writes reach the OS once per
+reactor turn: a store written during the turn is marked with `touch()`,
+which puts the flusher in the reactor's dirty set, flushed at the end of
+the turn with the connections.
+"""
+
+import errno
+import os
+import tempfile
+import threading
+import time
+
+from .. import VERSION
+from . import api
+from .account import JsAccount
+from .storefactory import StoreError, store_limits
+
+try:
+    import fcntl
+except ImportError:     # no advisory locks on this platform
+    fcntl = None
+
+API_SUBJECTS = ("$JS.API.INFO", "$JS.API.STREAM.>")
+HOUSEKEEPING = 1.0          # seconds between max_age/TTL/dedupe passes
+DIRECT_QUEUE = "_sys_"
+
+
+def default_store_dir():
+    # nats-server: os.TempDir()/nats/jetstream
+    return os.path.join(tempfile.gettempdir(), "nats")
+
+
+class StoreDirInUse(ValueError):
+    pass
+
+
+class _Flusher:
+    """Sits in the reactor's dirty set when a store has buffered writes."""
+    closed = False
+
+    def __init__(self, js):
+        self.js = js
+
+    def flush(self):
+        self.js.flush_stores()
+
+
+class JetStream:
+    def __init__(self, server, config):
+        self.server = server
+        self.log = server.log
+        self.version = VERSION
+        self.store_dir = config.get("store_dir") or default_store_dir()
+        self.root = os.path.join(self.store_dir, "jetstream")
+        self.max_memory = config.get("max_memory_store", -1)
+        self.max_store = config.get("max_file_store", -1)
+        self.sync_interval = config.get("sync_interval") or 120.0
+        self.sync_always = bool(config.get("sync_always"))
+        self.accounts = {}          # account name -> JsAccount
+        self._dirty = set()
+        self._flusher = _Flusher(self)
+        self._lock_file = None
+        self._timer = None
+        self._sync_timer = None
+        self._syncing = False
+        self.started = time.time()
+
+    @property
+    def server_name(self):
+        return self.server.server_name
+
+    # -- lifecycle ------------------------------------------------------------
+    def start(self, account_limits=None):
+        """Lock the store directory, enable the global account (and the
+        accounts `account_limits` names: {Account: limits dict}), bring
+        back their streams. ValueError for a directory in use or unusable."""
+        log = self.log
+        try:
+            os.makedirs(self.root, exist_ok=True)
+        except OSError as e:
+            raise ValueError("could not create JetStream storage directory %s: %s" % (self.root, e.strerror))
+        self._lock()
+        log.notice("Starting JetStream")
+        log.notice("  Max Memory:      %s" % _size(self.max_memory))
+        log.notice("  Max Storage:     %s" % _size(self.max_store))
+        log.notice("  Store Directory: \"%s\"" % self.store_dir)
+        if self.sync_always:
+            log.notice("  Sync:            always")
+        else:
+            log.notice("  Sync Interval:   %s" % _secs(self.sync_interval))
+        if account_limits is None:
+            account_limits = {self.server.accounts.global_account: None}
+        for acc, limits in account_limits.items():
+            self.enable_account(acc, limits)
+        self._timer = self.server.reactor.call_later(HOUSEKEEPING, self._housekeeping)
+        if not self.sync_always:
+            self._sync_timer = self.server.reactor.call_later(self.sync_interval, self._sync_turn)
+
+    def _lock(self):
+        if fcntl is None:
+            return
+        path = os.path.join(self.root, ".lock")
+        try:
+            f = open(path, "a+b")
+        except OSError as e:
+            raise ValueError("could not open JetStream lock file %s: %s" % (path, e.strerror))
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            f.close()
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise StoreDirInUse("JetStream store directory %s is in use by another server" % self.store_dir)
+            raise ValueError("could not lock JetStream store directory %s: %s" % (self.store_dir, e.strerror))
+        self._lock_file = f
+
+    def enable_account(self, account, limits=None):
+        jsa = JsAccount(self, account, limits)
+        self.accounts[account.name] = jsa
+        srv = self.server
+
+        def on_api(sub, subject, reply, hdr, msg, client):
+            if not reply:
+                return      # nats-server answers requests only
+            resp = api.handle_api(jsa, subject, msg)
+            if resp is not None:
+                srv.publish_internal(account, reply, None, None, resp)
+
+        jsa.api_subs = [srv.internal_subscribe(account, s, on_api) for s in API_SUBJECTS]
+        jsa.recover()
+        return jsa
+
+    def shutdown(self):
+        """Flush, sync and close every store; release the directory."""
+        for t in (self._timer, self._sync_timer):
+            if t is not None:
+                t.cancel()
+        for jsa in self.accounts.values():
+            for s in jsa.streams.values():
+                try:
+                    s.store.flush()
+                    s.store.sync()
+                except StoreError as e:
+                    self.log.error("JetStream: stream '%s > %s' not synced at shutdown: %s" % (jsa.name, s.name, e))
+            jsa.close()
+        self._dirty.clear()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    # -- subscriptions ---------------------------------------------------------
+    def subscribe_stream(self, jsa, stream):
+        srv = self.server
+
+        def on_msg(sub, subject, reply, hdr, msg, client):
+            if stream.closed:
+                return
+            ack = stream.process_publish(subject, reply, hdr, msg)
+            if ack is not None:
+                srv.publish_internal(jsa.account, reply, None, None, ack)
+
+        def on_direct(sub, subject, reply, hdr, msg, client):
+            if stream.closed or not reply:
+                return
+            rh, rm = api.handle_direct_get(stream, subject, msg)
+            srv.publish_internal(jsa.account, reply, None, rh, rm)
+
+        subs = [srv.internal_subscribe(jsa.account, s, on_msg) for s in stream.config["subjects"]]
+        if stream.config.get("allow_direct"):
+            base = "$JS.API.DIRECT.GET." + stream.name
+            subs.append(srv.internal_subscribe(jsa.account, base, on_direct, queue=DIRECT_QUEUE))
+            subs.append(srv.internal_subscribe(jsa.account, base + ".>", on_direct, queue=DIRECT_QUEUE))
+        stream.subs = subs
+
+    def unsubscribe_stream(self, stream):
+        for sub in stream.subs:
+            self.server.internal_unsubscribe(sub)
+        stream.subs = []
+
+    # -- stores -------------------------------------------------------------------
+    def store_limits(self, cfg):
+        return store_limits(cfg)
+
+    def touch(self, store):
+        self._dirty.add(store)
+        self.server.reactor.dirty.add(self._flusher)
+
+    def untouch(self, store):
+        self._dirty.discard(store)
+
+    def flush_stores(self):
+        dirty, self._dirty = self._dirty, set()
+        for store in dirty:
+            try:
+                store.flush()
+            except StoreError as e:
+                self.log.error("JetStream: flush failed: %s" % e)
+
+    def over_server_limit(self, memory, size):
+        limit = self.max_memory if memory else self.max_store
+        if limit is None or limit < 0:
+            return False
+        return self.usage(memory) + size > limit
+
+    def usage(self, memory):
+        return sum(jsa.usage(memory) for jsa in self.accounts.values())
+
+    def reserved(self, memory):
+        return sum(jsa.reserved(memory) for jsa in self.accounts.values())
+
+    def streams(self):
+        for jsa in self.accounts.values():
+            for s in jsa.streams.values():
+                yield jsa, s
+
+    def _housekeeping(self):
+        now = time.time_ns()
+        for jsa, s in list(self.streams()):
+            if s.store.expire(now):
+                self.touch(s.store)
+            s.expire_dedupe(now)
+        self._timer = self.server.reactor.call_later(HOUSEKEEPING, self._housekeeping)
+
+    def _sync_turn(self):
+        self._sync_timer = self.server.reactor.call_later(self.sync_interval, self._sync_turn)
+        if self._syncing:
+            return      # the previous pass is still running: skip this one
+        stores = [s.store for _, s in self.streams() if s.config["storage"] == "file"]
+        if not stores:
+            return
+        self.flush_stores()
+        self._syncing = True
+        threading.Thread(target=self._sync_stores, args=(stores,), name="js-sync", daemon=True).start()
+
+    def _sync_stores(self, stores):
+        try:
+            for st in stores:
+                try:
+                    st.sync()
+                except (StoreError, OSError, ValueError) as e:
+                    # a store closed meanwhile, or a disk error: logged from the loop
+                    self.server.reactor.call_soon_threadsafe(self.log.error, "JetStream: sync failed: %s" % e)
+        finally:
+            self._syncing = False
+
+
+def _size(n):
+    if n is None or n < 0:
+        return "unlimited"
+    for unit, f in (("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= f:
+            return "%.2f %s" % (n / f, unit)
+    return "%d B" % n
+
+
+def _secs(s):
+    return "%gs" % s
