@@ -21,6 +21,7 @@ from .authorize import Authorizer
 from .client import Client
 from .cluster import Cluster
 from .conn import MAX_READ, set_socket_options
+from .jetstream.manager import JetStream
 from .net import Listener, bind_listener, hostport, local_ip
 from .reactor import EVENT_READ, Reactor
 from .reload import ReloadError, apply_options as apply_reload
@@ -62,6 +63,7 @@ class Server:
         self.listener = None
         self.monitor = None
         self.cluster = None
+        self.jetstream = None       # gnats/jetstream/manager.py when enabled
         self.lame_duck = False
         self.shutting_down = False
         self.exit_code = 0
@@ -114,6 +116,12 @@ class Server:
             self.setup_tls()
         if o.http_port or o.https_port:
             self.start_monitor()
+        if o.jetstream:
+            self.jetstream = JetStream(self, {
+                "store_dir": o.store_dir, "max_memory_store": o.jetstream_max_memory,
+                "max_file_store": o.jetstream_max_store, "sync_interval": o.jetstream_sync_interval,
+                "sync_always": o.jetstream_sync_always})
+            self.jetstream.start()      # ValueError: directory in use or unusable
         if o.cluster_port:
             self.cluster = Cluster(self)
             self.cluster.start()
@@ -246,6 +254,8 @@ class Server:
                 info["cluster"] = self.cluster.name
         if self.lame_duck:
             info["ldm"] = True
+        if self.jetstream is not None:
+            info["jetstream"] = True
         return info
 
     def broadcast_info(self):
@@ -347,6 +357,8 @@ class Server:
             self.cluster.shutdown()
         for c in list(self.clients.values()):
             c.close_conn("Server Shutdown")
+        if self.jetstream is not None:
+            self.jetstream.shutdown()
         if self.monitor is not None:
             self.monitor.stop()
         self.log.notice("Server Exiting..")

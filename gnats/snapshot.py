@@ -206,6 +206,9 @@ class Snapshot(NamedTuple):
     connections: Tuple[ConnRecord, ...] = ()
     closed_connections: Tuple[ConnRecord, ...] = ()
     routes: Tuple[RouteRecord, ...] = ()
+    # JetStream's figures (gnats/jetstream/monitor.py's plain dict, built on
+    # the reactor thread and never changed afterwards); None: not enabled
+    jetstream: Optional[dict] = None
 
     @classmethod
     def from_dict(cls, d):
@@ -387,7 +390,8 @@ class Snapshots:
             server=server_info(srv), stats=stats, sublist=SublistStats(**srv.sublist.stats()),
             connections=tuple(conns),
             closed_connections=self.closed.records() if with_conns else (),
-            routes=tuple(routes))
+            routes=tuple(routes),
+            jetstream=srv.jetstream.monitor_info() if srv.jetstream is not None else None)
 
 
 def server_info(srv):

@@ -13,6 +13,7 @@ the turn with the connections.
 
 import errno
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -35,6 +36,22 @@ DIRECT_QUEUE = "_sys_"
 def default_store_dir():
     # nats-server: os.TempDir()/nats/jetstream
     return os.path.join(tempfile.gettempdir(), "nats")
+
+
+def default_max_memory():
+    # nats-server: 75% of the system's memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4 * 3
+    except (ValueError, OSError, AttributeError):
+        return 1 << 30
+
+
+def default_max_store(path):
+    # nats-server: the free space of the store's file system (1 TB if unknown)
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 1 << 40
 
 
 class StoreDirInUse(ValueError):
@@ -61,6 +78,8 @@ class JetStream:
         self.root = os.path.join(self.store_dir, "jetstream")
         self.max_memory = config.get("max_memory_store", -1)
         self.max_store = config.get("max_file_store", -1)
+        if self.max_memory is None or self.max_memory < 0:
+            self.max_memory = default_max_memory()
         self.sync_interval = config.get("sync_interval") or 120.0
         self.sync_always = bool(config.get("sync_always"))
         self.accounts = {}          # account name -> JsAccount
@@ -87,6 +106,8 @@ class JetStream:
         except OSError as e:
             raise ValueError("could not create JetStream storage directory %s: %s" % (self.root, e.strerror))
         self._lock()
+        if self.max_store is None or self.max_store < 0:
+            self.max_store = default_max_store(self.root)
         log.notice("Starting JetStream")
         log.notice("  Max Memory:      %s" % _size(self.max_memory))
         log.notice("  Max Storage:     %s" % _size(self.max_store))
