@@ -224,19 +224,18 @@ def stream_config(raw, clustered=False):
 
 
 def check_republish(rp, subjects):
+    # nats-server's order: the cycle first, then the transform
     src, dest = rp.get("src") or ">", rp.get("dest") or ""
     if not isinstance(src, str) or not isinstance(dest, str) or not valid_subject(dest):
         raise _invalid("stream configuration for republish destination is not a valid subject")
+    for s in subjects:
+        if subjects_collide(dest, s):
+            raise _invalid("stream configuration for republish destination forms a cycle")
     try:
         SubjectTransform(src, dest)
     except TransformError:
         raise _invalid("stream configuration for republish with transform from '%s' to '%s' not valid"
                        % (src, dest))
-    if not any(subjects_collide(src, s) for s in subjects):
-        raise _invalid("stream configuration for republish source is not a valid subset of the subjects")
-    for s in subjects:
-        if subjects_collide(dest, s):
-            raise _invalid("stream configuration for republish destination forms a cycle")
 
 
 def check_update(old, new):

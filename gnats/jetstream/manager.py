@@ -19,7 +19,7 @@ import threading
 import time
 
 from .. import VERSION
-from . import api
+from . import api, jsz
 from .account import JsAccount
 from .storefactory import StoreError, store_limits
 
@@ -234,6 +234,10 @@ class JetStream:
 
     def reserved(self, memory):
         return sum(jsa.reserved(memory) for jsa in self.accounts.values())
+
+    def monitor_info(self):
+        """The plain dict the monitoring snapshot carries (jsz.py)."""
+        return jsz.collect(self)
 
     def streams(self):
         for jsa in self.accounts.values():
