@@ -101,6 +101,9 @@ class JsAccount:
             store = open_store(cfg, os.path.join(d, "msgs"), self.js)
         except (StoreError, OSError) as e:
             raise E.err(E.STREAM_CREATE, err=str(e))
+        first = cfg.get("first_seq") or 0
+        if first > 1 and store.state().last_seq == 0:
+            store.compact(first)    # a new (or memory) stream starts at first_seq
         stream = Stream(self, cfg, store, created or time.time_ns())
         if persist:
             try:

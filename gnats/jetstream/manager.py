@@ -2,20 +2,20 @@
 server), the accounts that have JetStream, the internal subscriptions
 that carry the API and the streams' subjects, and the housekeeping turns.
 
-Threads: everything runs on the reactor thread except the periodic
-`sync()` of the stores (fsync), which a worker thread runs every
-`sync_interval` (nats-server's policy; `sync_always` makes each write
-synchronous in the store instead). Buffered writes reach the OS once per
-reactor turn: a store written during the turn is marked with `touch()`,
-which puts the flusher in the reactor's dirty set, flushed at the end of
-the turn with the connections.
+Threads: everything runs on the reactor thread. Buffered writes reach the
+OS once per reactor turn: a store written during the turn is marked with `touch()`
+and flushed by the reactor's `before_flush` hook, before the connections
+flush, so the acks leave after the writes they confirm. The
+fsync policy is nats-server's: every `sync_interval` (the store's flush()
+queues its fsync on a background thread when due; a timer here flushes
+idle file stores on the interval so they get theirs), or `sync_always`,
+where the store syncs each write before it returns.
 """
 
 import errno
 import os
 import shutil
 import tempfile
-import threading
 import time
 
 from .. import VERSION
@@ -58,17 +58,6 @@ class StoreDirInUse(ValueError):
     pass
 
 
-class _Flusher:
-    """Sits in the reactor's dirty set when a store has buffered writes."""
-    closed = False
-
-    def __init__(self, js):
-        self.js = js
-
-    def flush(self):
-        self.js.flush_stores()
-
-
 class JetStream:
     def __init__(self, server, config):
         self.server = server
@@ -83,12 +72,10 @@ class JetStream:
         self.sync_interval = config.get("sync_interval") or 120.0
         self.sync_always = bool(config.get("sync_always"))
         self.accounts = {}          # account name -> JsAccount
-        self._dirty = set()
-        self._flusher = _Flusher(self)
+        self._dirty = set()         # stores written this reactor turn
         self._lock_file = None
         self._timer = None
         self._sync_timer = None
-        self._syncing = False
         self.started = time.time()
 
     @property
@@ -120,6 +107,7 @@ class JetStream:
             account_limits = {self.server.accounts.global_account: None}
         for acc, limits in account_limits.items():
             self.enable_account(acc, limits)
+        self.server.reactor.before_flush = self.flush_stores
         self._timer = self.server.reactor.call_later(HOUSEKEEPING, self._housekeeping)
         if not self.sync_always:
             self._sync_timer = self.server.reactor.call_later(self.sync_interval, self._sync_turn)
@@ -162,6 +150,7 @@ class JetStream:
         for t in (self._timer, self._sync_timer):
             if t is not None:
                 t.cancel()
+        self.server.reactor.before_flush = None
         for jsa in self.accounts.values():
             for s in jsa.streams.values():
                 try:
@@ -210,12 +199,14 @@ class JetStream:
 
     def touch(self, store):
         self._dirty.add(store)
-        self.server.reactor.dirty.add(self._flusher)
 
     def untouch(self, store):
         self._dirty.discard(store)
 
     def flush_stores(self):
+        """Reactor, before connections flush: hand buffered writes to the OS."""
+        if not self._dirty:
+            return
         dirty, self._dirty = self._dirty, set()
         for store in dirty:
             try:
@@ -253,26 +244,14 @@ class JetStream:
         self._timer = self.server.reactor.call_later(HOUSEKEEPING, self._housekeeping)
 
     def _sync_turn(self):
+        # A store fsyncs on its own thread from flush() once sync_interval
+        # has passed since its last sync (FileStore's policy); this turn
+        # reaches the stores no write touched since, so idle data is synced
+        # on the interval too, as nats-server's periodic sync does.
         self._sync_timer = self.server.reactor.call_later(self.sync_interval, self._sync_turn)
-        if self._syncing:
-            return      # the previous pass is still running: skip this one
-        stores = [s.store for _, s in self.streams() if s.config["storage"] == "file"]
-        if not stores:
-            return
-        self.flush_stores()
-        self._syncing = True
-        threading.Thread(target=self._sync_stores, args=(stores,), name="js-sync", daemon=True).start()
-
-    def _sync_stores(self, stores):
-        try:
-            for st in stores:
-                try:
-                    st.sync()
-                except (StoreError, OSError, ValueError) as e:
-                    # a store closed meanwhile, or a disk error: logged from the loop
-                    self.server.reactor.call_soon_threadsafe(self.log.error, "JetStream: sync failed: %s" % e)
-        finally:
-            self._syncing = False
+        for _, s in list(self.streams()):
+            if s.config["storage"] == "file":
+                self.touch(s.store)
 
 
 def _size(n):
