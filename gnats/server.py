@@ -116,15 +116,16 @@ class Server:
             self.setup_tls()
         if o.http_port or o.https_port:
             self.start_monitor()
+        if o.cluster_port:
+            self.cluster = Cluster(self)
+            self.cluster.start()
+        # after the cluster exists: its internal subscriptions are route interest
         if o.jetstream:
             self.jetstream = JetStream(self, {
                 "store_dir": o.store_dir, "max_memory_store": o.jetstream_max_memory,
                 "max_file_store": o.jetstream_max_store, "sync_interval": o.jetstream_sync_interval,
                 "sync_always": o.jetstream_sync_always})
             self.jetstream.start()      # ValueError: directory in use or unusable
-        if o.cluster_port:
-            self.cluster = Cluster(self)
-            self.cluster.start()
         port = o.port
         if port == 0:
             port = 4222

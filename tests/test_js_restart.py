@@ -67,6 +67,9 @@ class TestRestart(unittest.TestCase):
                 self.assertEqual((f.state.messages, f.state.first_seq, f.state.last_seq), (19, 1, 20))
                 msg = await js.get_msg("F", 20)
                 self.assertEqual((msg.subject, msg.data), ("f.1", b"payload-19"))
+                # the duplicate window outlives the restart
+                ack = await js.publish("f.0", b"again", headers={"Nats-Msg-Id": "id19"})
+                self.assertEqual((ack.seq, ack.duplicate), (20, True))
                 ack = await js.publish("f.0", b"next")
                 self.assertEqual(ack.seq, 21)
             # the stream still takes publishes on its subjects

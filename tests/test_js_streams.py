@@ -641,6 +641,54 @@ class TestStreamsOnGo(StreamsBehaviour, unittest.TestCase):
     exe = GO_SERVER_215
 
 
+@needs(nats is not None, "nats-py is not installed (pip install nats-py)")
+class TestClusterReach(unittest.TestCase):
+    """Two routed nodes, JetStream on A only: a client of B uses it through
+    ordinary interest, and each request is answered once."""
+
+    def test_api_and_publish_through_a_route(self):
+        store = tempfile.mkdtemp(prefix="js-cluster-")
+        self.addCleanup(shutil.rmtree, store, True)
+        a = ServerProcess("-js", "-sd", store, "--cluster", "nats://127.0.0.1:-1")
+        self.addCleanup(a.stop)
+        b = ServerProcess("--cluster", "nats://127.0.0.1:-1", "--routes",
+                          "nats://127.0.0.1:%d" % a.cluster_port)
+        self.addCleanup(b.stop)
+
+        async def go():
+            nc = await nats.connect("nats://127.0.0.1:%d" % b.port, connect_timeout=5, max_reconnect_attempts=0)
+            try:
+                js = nc.jetstream()
+                info = None
+                for _ in range(100):     # until the route carries A's interest
+                    try:
+                        info = await js.account_info()
+                        break
+                    except Exception:
+                        await asyncio.sleep(0.1)
+                self.assertIsNotNone(info)
+                await js.add_stream(name="C1", subjects=["c1"], storage="memory")
+                for i in range(3):
+                    self.assertEqual((await js.publish("c1", b"%d" % i)).seq, i + 1)
+                replies = []
+                inbox = nc.new_inbox()
+
+                async def on_reply(m):
+                    replies.append(m)
+                await nc.subscribe(inbox, cb=on_reply)
+                await nc.publish("$JS.API.STREAM.INFO.C1", b"", reply=inbox)
+                for _ in range(50):
+                    if replies:
+                        break
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.3)        # a second answer would be here by now
+                self.assertEqual(len(replies), 1)
+                self.assertEqual(json.loads(replies[0].data)["state"]["messages"], 3)
+            finally:
+                await nc.close()
+        asyncio.run(asyncio.wait_for(go(), 30))
+
+
 class TestConfig(unittest.TestCase):
     """The jetstream config keys and flags, ours."""
 

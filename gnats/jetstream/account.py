@@ -173,7 +173,9 @@ class JsAccount:
                 self.js.log.error("JetStream could not recover stream '%s > %s': %s"
                                   % (self.name, name, e.description))
                 continue
-            st = self.streams[cfg["name"]].store.state()
+            stream = self.streams[cfg["name"]]
+            stream.rebuild_dedupe(time.time_ns())
+            st = stream.store.state()
             self.js.log.notice("  Restored %d messages for stream '%s > %s'" % (st.msgs, self.name, name))
 
     def close(self):

@@ -31,6 +31,10 @@ except ImportError:     # no advisory locks on this platform
 API_SUBJECTS = ("$JS.API.INFO", "$JS.API.STREAM.>")
 HOUSEKEEPING = 1.0          # seconds between max_age/TTL/dedupe passes
 DIRECT_QUEUE = "_sys_"
+# The API subscriptions form a queue group: in a cluster each request is
+# answered once, by the requester's own node when it has JetStream (local
+# members are preferred), else by one node that has it.
+API_QUEUE = "_js_api"
 
 
 def default_store_dir():
@@ -141,7 +145,7 @@ class JetStream:
             if resp is not None:
                 srv.publish_internal(account, reply, None, None, resp)
 
-        jsa.api_subs = [srv.internal_subscribe(account, s, on_api) for s in API_SUBJECTS]
+        jsa.api_subs = [srv.internal_subscribe(account, s, on_api, queue=API_QUEUE) for s in API_SUBJECTS]
         jsa.recover()
         return jsa
 

@@ -26,6 +26,7 @@ from .subjects import SubjectTransform
 
 MAX_HEADER = 64 * 1024
 DEDUPE_MAX = 1 << 20    # Nats-Msg-Id entries kept at most (the window bounds them too)
+DEDUPE_REBUILD = 100000 # messages read back at most to rebuild them after a restart
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
 
@@ -197,6 +198,29 @@ class Stream:
             fields.append(("Nats-Msg-Size", str(len(msg))))
             msg = b""
         self.host.publish(dest, None, build_headers(fields, hdr), msg)
+
+    def rebuild_dedupe(self, now_ns, limit=DEDUPE_REBUILD):
+        """After a restart: the Nats-Msg-Id of the messages stored within
+        the duplicate window (newest `limit` at most), as nats-server
+        rebuilds its dedupe map, and the last message's id."""
+        st = self.store.state()
+        horizon = now_ns - self.config["duplicate_window"]
+        found = []
+        seq = st.last_seq
+        while seq >= st.first_seq and seq > 0 and len(found) < limit:
+            sm = self.store.load_msg(seq)
+            seq -= 1
+            if sm is None:
+                continue
+            if sm.ts < horizon:
+                break
+            found.append(sm)
+        for i, sm in enumerate(reversed(found)):
+            msg_id = parse_headers(sm.hdr).get("Nats-Msg-Id", "") if b"Nats-Msg-Id" in sm.hdr else ""
+            if msg_id:
+                self._remember(msg_id, sm.seq, sm.ts)
+            if i == len(found) - 1:
+                self.last_msg_id = msg_id
 
     def _last_before(self, seq):
         prev = seq - 1
