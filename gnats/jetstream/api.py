@@ -15,6 +15,7 @@ Each handler runs on the reactor thread; `jsa` is the account's JsAccount
 import base64
 import json
 import time
+import traceback
 
 from . import errors as E
 from .config import (decode_config, parse_request, same_config, stream_config, update_config)
@@ -245,7 +246,9 @@ def route(subject):
 
 
 def handle_api(jsa, subject, body):
-    """The response bytes for one API request, or None (not an API subject)."""
+    """The response bytes for one API request, or None (not an API subject).
+    A bug in a handler is logged and answered with a 500 body, so the
+    requester learns of it instead of timing out."""
     r = route(subject)
     if r is None:
         return None
@@ -257,7 +260,10 @@ def handle_api(jsa, subject, body):
     jsa.api_total += 1
     try:
         resp.update(handler(jsa, name, body))
-    except E.ApiError as e:
+    except Exception as e:
+        if not isinstance(e, E.ApiError):
+            jsa.js.log.error("JetStream API %s failed: %s\n%s" % (subject, e, traceback.format_exc()))
+            e = E.err(E.STREAM_GENERAL, err="internal error: %s" % type(e).__name__)
         jsa.api_errors += 1
         resp["error"] = e.body()
         for k, v in ERROR_EXTRAS.get(rtype, ()):
