@@ -379,6 +379,7 @@ class StreamsBehaviour:
             self.assertEqual(m.headers["Nats-Stream"], "T1")
             self.assertEqual(m.headers["Nats-Subject"], "t1x.a")
             self.assertEqual(m.headers["Nats-Sequence"], "1")
+            self.assertEqual(m.headers["Nats-Last-Sequence"], "0")
             self.assertEqual(m.headers["X-Mine"], "1")
             await sub.unsubscribe()
             r = await self.req(nc, "$JS.API.STREAM.MSG.GET.T1", {"seq": 1})

@@ -193,7 +193,7 @@ class Stream:
         if dest is None:
             return
         fields = [("Nats-Stream", self.name), ("Nats-Subject", subject), ("Nats-Sequence", str(seq)),
-                  ("Nats-Time-Stamp", rfc3339(ts)), ("Nats-Last-Sequence", str(self._last_before(seq)))]
+                  ("Nats-Time-Stamp", rfc3339(ts)), ("Nats-Last-Sequence", str(seq - 1))]
         if headers_only:
             fields.append(("Nats-Msg-Size", str(len(msg))))
             msg = b""
@@ -221,10 +221,6 @@ class Stream:
                 self._remember(msg_id, sm.seq, sm.ts)
             if i == len(found) - 1:
                 self.last_msg_id = msg_id
-
-    def _last_before(self, seq):
-        prev = seq - 1
-        return prev if prev >= 1 and self.store.load_msg(prev) is not None else 0
 
     # -- state -------------------------------------------------------------
     def state_json(self, subjects_filter=None, deleted_details=False):
