@@ -642,6 +642,49 @@ class TestStreamsOnGo(StreamsBehaviour, unittest.TestCase):
     exe = GO_SERVER_215
 
 
+class ServerLimitsBehaviour:
+    """max_memory_store: a reservation over it is refused at create, and
+    publishes are refused once the usage is over it."""
+    exe = None
+
+    def test_max_memory_store(self):
+        store = tempfile.mkdtemp(prefix="js-limits-")
+        self.addCleanup(shutil.rmtree, store, True)
+        srv = ServerProcess(config='jetstream { store_dir: "%s", max_memory_store: 2000 }\n' % store, exe=self.exe)
+        self.addCleanup(srv.stop)
+
+        async def go():
+            nc = await nats.connect("nats://127.0.0.1:%d" % srv.port, connect_timeout=5, max_reconnect_attempts=0)
+            try:
+                r = await StreamsBehaviour.req(nc, "$JS.API.STREAM.CREATE.BIG",
+                                               {"name": "BIG", "storage": "memory", "max_bytes": 5000})
+                self.assertEqual(r["error"], e(500, 10028, "insufficient memory resources available"))
+                r = await StreamsBehaviour.req(nc, "$JS.API.STREAM.CREATE.M", {"name": "M", "storage": "memory"})
+                self.assertNotIn("error", r)
+                acks = []
+                for _ in range(30):
+                    acks.append(await StreamsBehaviour.pub(nc, "M", b"x" * 100))
+                    if "error" in acks[-1]:
+                        break
+                # 117 bytes each: the 18th crosses 2000, the 19th is refused
+                self.assertEqual(len(acks), 19)
+                self.assertEqual(acks[-1], {"error": e(503, 10023, "insufficient resources"), "stream": "M",
+                                            "seq": 0})
+            finally:
+                await nc.close()
+        asyncio.run(asyncio.wait_for(go(), 30))
+
+
+@needs(nats is not None, "nats-py is not installed (pip install nats-py)")
+class TestServerLimits(ServerLimitsBehaviour, unittest.TestCase):
+    pass
+
+
+@needs(nats is not None and HAVE_GO_215, "nats-py and nats-server 2.15 (/opt/ns/bin/nats-server) are needed")
+class TestServerLimitsOnGo(ServerLimitsBehaviour, unittest.TestCase):
+    exe = GO_SERVER_215
+
+
 @needs(nats is not None, "nats-py is not installed (pip install nats-py)")
 class TestClusterReach(unittest.TestCase):
     """Two routed nodes, JetStream on A only: a client of B uses it through

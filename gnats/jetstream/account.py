@@ -33,6 +33,10 @@ class JsAccount:
         self.api_total = 0
         self.api_errors = 0
         self.api_subs = []              # the $JS.API subscriptions (manager.py)
+        # bytes used per storage kind (True: memory) as of the last
+        # refresh (every housekeeping second) plus what was stored since:
+        # the limit check per publish must not sum every stream
+        self.approx = {True: 0, False: 0}
         self.dir = os.path.join(js.root, self.name, "streams")
 
     # -- what streams call ------------------------------------------------
@@ -46,22 +50,28 @@ class JsAccount:
         size = stored_size(subject, hdr, msg)
         memory = stream.config["storage"] == "memory"
         limit = self.limits["max_memory" if memory else "max_storage"]
-        if limit >= 0 and self.usage(memory) + size > limit:
-            raise E.err(E.MEMORY_EXCEEDED if memory else E.STORAGE_EXCEEDED)
-        if self.js.over_server_limit(memory, size):
-            raise E.err(E.MEMORY_EXCEEDED if memory else E.STORAGE_EXCEEDED)
+        # nats-server refuses once the usage is over a limit (so the last
+        # message stored may cross it)
+        if (limit >= 0 and self.approx[memory] > limit) or self.js.over_server_limit(memory):
+            raise E.err(E.INSUFFICIENT_RESOURCES)
         try:
             seq, ts = stream.store.store_msg(subject, hdr, msg, ttl=ttl)
         except StoreError as e:
             self.js.log.error("JetStream failed to store a msg on stream '%s > %s': %s" % (self.name, stream.name, e))
             raise E.err(E.STORE_FAILED, err=str(e))
         self.js.touch(stream.store)
+        self.approx[memory] += size
+        self.js.approx[memory] += size
         return seq, ts
 
     # -- usage -------------------------------------------------------------
     def usage(self, memory):
         want = "memory" if memory else "file"
         return sum(s.store.state().bytes for s in self.streams.values() if s.config["storage"] == want)
+
+    def refresh_usage(self):
+        self.approx = {True: self.usage(True), False: self.usage(False)}
+        return self.approx
 
     def reserved(self, memory):
         want = "memory" if memory else "file"
@@ -83,6 +93,8 @@ class JsAccount:
                            if s.config["storage"] == cfg["storage"] and s.config["max_bytes"] > 0)
             if reserved + cfg["max_bytes"] > limit:
                 raise E.err(E.MEMORY_EXCEEDED if memory else E.STORAGE_EXCEEDED)
+        if cfg["max_bytes"] > 0 and self.js.over_server_reservation(memory, cfg["max_bytes"], replacing):
+            raise E.err(E.MEMORY_EXCEEDED if memory else E.STORAGE_EXCEEDED)
 
     def check_overlap(self, cfg, replacing=None):
         for s in self.streams.values():

@@ -77,6 +77,7 @@ class JetStream:
         self.sync_always = bool(config.get("sync_always"))
         self.accounts = {}          # account name -> JsAccount
         self._dirty = set()         # stores written this reactor turn
+        self.approx = {True: 0, False: 0}   # usage, as JsAccount.approx
         self._lock_file = None
         self._timer = None
         self._sync_timer = None
@@ -147,6 +148,7 @@ class JetStream:
 
         jsa.api_subs = [srv.internal_subscribe(account, s, on_api, queue=API_QUEUE) for s in API_SUBJECTS]
         jsa.recover()
+        self.refresh_usage()
         return jsa
 
     def shutdown(self):
@@ -218,14 +220,28 @@ class JetStream:
             except StoreError as e:
                 self.log.error("JetStream: flush failed: %s" % e)
 
-    def over_server_limit(self, memory, size):
+    def over_server_limit(self, memory):
         limit = self.max_memory if memory else self.max_store
-        if limit is None or limit < 0:
-            return False
-        return self.usage(memory) + size > limit
+        return limit >= 0 and self.approx[memory] > limit
+
+    def over_server_reservation(self, memory, max_bytes, replacing=None):
+        """Would a stream reserving max_bytes exceed the server's limit?"""
+        limit = self.max_memory if memory else self.max_store
+        want = "memory" if memory else "file"
+        reserved = sum(s.config["max_bytes"] for _, s in self.streams()
+                       if s is not replacing and s.config["storage"] == want and s.config["max_bytes"] > 0)
+        return limit >= 0 and reserved + max_bytes > limit
 
     def usage(self, memory):
         return sum(jsa.usage(memory) for jsa in self.accounts.values())
+
+    def refresh_usage(self):
+        total = {True: 0, False: 0}
+        for jsa in self.accounts.values():
+            u = jsa.refresh_usage()
+            total[True] += u[True]
+            total[False] += u[False]
+        self.approx = total
 
     def reserved(self, memory):
         return sum(jsa.reserved(memory) for jsa in self.accounts.values())
@@ -245,6 +261,7 @@ class JetStream:
             if s.store.expire(now):
                 self.touch(s.store)
             s.expire_dedupe(now)
+        self.refresh_usage()
         self._timer = self.server.reactor.call_later(HOUSEKEEPING, self._housekeeping)
 
     def _sync_turn(self):

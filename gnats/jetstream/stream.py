@@ -25,7 +25,11 @@ from .headers import build_headers, parse_headers, parse_ttl, rfc3339
 from .subjects import SubjectTransform
 
 MAX_HEADER = 64 * 1024
-DEDUPE_MAX = 1 << 20    # Nats-Msg-Id entries kept at most (the window bounds them too)
+# Nats-Msg-Id entries are bounded by the window and by bytes: ids may be
+# long (a header value up to 64 KiB), so a flood of distinct big ids must
+# not hold gigabytes; past the bound the oldest are forgotten early.
+DEDUPE_MAX_BYTES = 64 << 20
+DEDUPE_ENTRY_COST = 100     # the dict slot and the (seq, ts) tuple
 DEDUPE_REBUILD = 100000 # messages read back at most to rebuild them after a restart
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
@@ -49,6 +53,7 @@ class Stream:
         self.consumers = {}         # name -> consumer (issue 19)
         self.on_stored = []         # callables (seq, subject) after each store
         self.dedupe = OrderedDict() # Nats-Msg-Id -> (seq, ts ns), oldest first
+        self.dedupe_bytes = 0
         self.last_msg_id = ""
         self.subs = []              # the internal subscriptions the account holds for it
         self.closed = False
@@ -174,9 +179,12 @@ class Stream:
 
     def _remember(self, msg_id, seq, ts):
         d = self.dedupe
+        if msg_id not in d:
+            self.dedupe_bytes += len(msg_id) + DEDUPE_ENTRY_COST
         d[msg_id] = (seq, ts)
-        if len(d) > DEDUPE_MAX:
-            d.popitem(last=False)
+        while self.dedupe_bytes > DEDUPE_MAX_BYTES:
+            k, _ = d.popitem(last=False)
+            self.dedupe_bytes -= len(k) + DEDUPE_ENTRY_COST
 
     def expire_dedupe(self, now_ns):
         d = self.dedupe
@@ -186,6 +194,7 @@ class Stream:
             if ts >= horizon:
                 break
             del d[k]
+            self.dedupe_bytes -= len(k) + DEDUPE_ENTRY_COST
 
     def _republish(self, subject, seq, ts, hdr, msg):
         transform, headers_only = self.republish
