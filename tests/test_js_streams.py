@@ -50,6 +50,7 @@ EXPECTED = {
     "dnps_needs_new": e(500, 10052, "discard new per subject requires discard new policy to be set"),
     "rollup_needs_purge": e(500, 10052, "roll-ups require the purge permission"),
     "sealed_create": e(500, 10052, "stream configuration for create can not be sealed"),
+    "mirror_direct": e(500, 10052, "stream has no mirror but does have mirror direct"),
     "dup_window_gt_age": e(500, 10052, "duplicates window can not be larger then max age"),
     "name_too_long": e(500, 10052, "stream name is too long, maximum allowed is 255"),
     "republish_cycle": e(500, 10052, "stream configuration for republish destination forms a cycle"),
@@ -206,6 +207,7 @@ class StreamsBehaviour:
             await self.create_err(nc, "E9", {"name": "E9", "subjects": ["e9"], "allow_rollup_hdrs": True,
                                              "deny_purge": True}, "rollup_needs_purge")
             await self.create_err(nc, "E9", {"name": "E9", "subjects": ["e9"], "sealed": True}, "sealed_create")
+            await self.create_err(nc, "E9", {"name": "E9", "mirror_direct": True}, "mirror_direct")
             await self.create_err(nc, "E9", {"name": "E9", "subjects": ["e9"], "max_age": 10 ** 9,
                                              "duplicate_window": 5 * 10 ** 9}, "dup_window_gt_age")
             await self.create_err(nc, "x" * 300, {"name": "x" * 300, "subjects": ["e9"]}, "name_too_long")

@@ -162,6 +162,8 @@ def stream_config(raw, clustered=False):
         raise _invalid("duplicates window can not be negative")
     if c.get("sealed"):
         raise _invalid("stream configuration for create can not be sealed")
+    if c.get("mirror_direct") and not c.get("mirror"):
+        raise _invalid("stream has no mirror but does have mirror direct")
     out = {}
     for f, _, default in FIELDS:
         v = c.get(f)
