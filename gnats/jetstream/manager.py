@@ -10,6 +10,14 @@ fsync policy is nats-server's: every `sync_interval` (the store's flush()
 queues its fsync on a background thread when due; a timer here flushes
 idle file stores on the interval so they get theirs), or `sync_always`,
 where the store syncs each write before it returns.
+
+Accounts: today only the global account exists and gets JetStream with no
+account limits. The hook for configured accounts is `start(account_limits)`
+/ `enable_account(account, limits)`, limits as the API shows them
+({"max_memory", "max_storage", "max_streams", "max_consumers"}, -1 for
+unlimited; nats-server's account block spells them max_mem, max_file,
+max_streams, max_consumers). An account without JetStream gets no API
+subscriptions (requests there find no responder).
 """
 
 import errno
