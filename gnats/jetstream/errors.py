@@ -24,7 +24,6 @@ def err(kind, **fields):
     return ApiError(code, err_code, text.format(**fields) if fields else text)
 
 
-NOT_ENABLED_FOR_ACCOUNT = (503, 10039, "JetStream not enabled for account")
 BAD_REQUEST = (400, 10003, "bad request")
 INVALID_JSON = (400, 10025, "invalid JSON: {err}")
 NOT_EMPTY_REQUEST = (400, 10038, "expected an empty request payload")
