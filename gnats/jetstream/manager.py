@@ -29,7 +29,7 @@ import time
 from .. import VERSION
 from . import api, jsz
 from .account import JsAccount
-from .storefactory import StoreError, store_limits
+from .storefactory import StoreError
 
 try:
     import fcntl
@@ -208,9 +208,6 @@ class JetStream:
         stream.subs = []
 
     # -- stores -------------------------------------------------------------------
-    def store_limits(self, cfg):
-        return store_limits(cfg)
-
     def touch(self, store):
         self._dirty.add(store)
 
@@ -240,9 +237,6 @@ class JetStream:
                        if s is not replacing and s.config["storage"] == want and s.config["max_bytes"] > 0)
         return limit >= 0 and reserved + max_bytes > limit
 
-    def usage(self, memory):
-        return sum(jsa.usage(memory) for jsa in self.accounts.values())
-
     def refresh_usage(self):
         total = {True: 0, False: 0}
         for jsa in self.accounts.values():
@@ -250,9 +244,6 @@ class JetStream:
             total[True] += u[True]
             total[False] += u[False]
         self.approx = total
-
-    def reserved(self, memory):
-        return sum(jsa.reserved(memory) for jsa in self.accounts.values())
 
     def monitor_info(self):
         """The plain dict the monitoring snapshot carries (jsz.py)."""

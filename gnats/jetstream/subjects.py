@@ -1,5 +1,5 @@
 """Subject helpers JetStream needs beyond the subject index: overlap of two
-wildcard subjects, subset, and a minimal subject transform for streams'
+wildcard subjects and a minimal subject transform for streams'
 `subject_transform` and `republish` (positional `*`/`>` and
 `{{wildcard(N)}}` / `$N` references only: the mapping functions of
 nats-server's transforms, partition() and split(), are not here).
@@ -21,24 +21,6 @@ def subjects_collide(a, b):
             return False
     # all shared tokens agree: only subjects of equal length collide
     return len(ta) == len(tb)
-
-
-def subject_is_subset(sub, of):
-    """Is every subject `sub` matches also matched by `of`?"""
-    ts, to = sub.split("."), of.split(".")
-    for i, t in enumerate(to):
-        if t == ">":
-            return len(ts) > i
-        if i >= len(ts):
-            return False
-        s = ts[i]
-        if s == ">":
-            return False
-        if t == "*":
-            continue
-        if s == "*" or s != t:
-            return False
-    return len(ts) == len(to)
 
 
 _REF = re.compile(r"\{\{\s*wildcard\s*\(\s*(\d+)\s*\)\s*\}\}|\$(\d+)")
@@ -86,9 +68,6 @@ class SubjectTransform:
             else:
                 parts.append(("l", t))
         self.parts = parts
-
-    def match(self, subject):
-        return subject_matches(self.src, subject)
 
     def apply(self, subject):
         """The destination for a subject the source matches (else None)."""
