@@ -17,7 +17,8 @@ from . import errors as E
 from .config import config_json, stream_config
 from .stream import Stream, stored_size
 from .subjects import subjects_collide
-from .storefactory import StoreError, open_store, store_limits
+from .store import StoreError
+from .storefactory import open_store, store_limits
 
 META = "meta.json"
 UNLIMITED = {"max_memory": -1, "max_storage": -1, "max_streams": -1, "max_consumers": -1}

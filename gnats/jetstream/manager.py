@@ -29,7 +29,7 @@ import time
 from .. import VERSION
 from . import api, jsz
 from .account import JsAccount
-from .storefactory import StoreError
+from .store import StoreError
 
 try:
     import fcntl

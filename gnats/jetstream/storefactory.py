@@ -7,7 +7,7 @@ at creation: their messages do not survive a restart.
 
 import importlib
 
-from .store import StoreError, StoreLimits   # noqa: F401 (re-exported for the account)
+from .store import StoreLimits
 from .memstore import MemStore
 
 _FILESTORE = "gnats.jetstream.filestore"
