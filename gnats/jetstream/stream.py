@@ -48,6 +48,8 @@ class Stream:
         self.host = host            # the JsAccount: publish(), server_name, version
         self.config = config
         self.name = config["name"]
+        # the ack's fixed part, encoded once (its JSON is built per message)
+        self._ack_head = b'{"stream":' + json.dumps(self.name).encode() + b',"seq":'
         self.store = store
         self.created = created_ns
         self.consumers = {}         # name -> consumer (issue 19)
@@ -80,10 +82,9 @@ class Stream:
             return dumps({"error": e.body(), "stream": self.name, "seq": 0})
         if not reply or cfg.get("no_ack"):
             return None
-        ack = {"stream": self.name, "seq": seq}
         if dup:
-            ack["duplicate"] = True
-        return dumps(ack)
+            return b"%s%d,\"duplicate\":true}" % (self._ack_head, seq)
+        return b"%s%d}" % (self._ack_head, seq)
 
     def _store(self, subject, hdr, msg):
         cfg = self.config
