@@ -632,6 +632,21 @@ class TestStreams(StreamsBehaviour, unittest.TestCase):
             c.close()
         self.assertIs(info["jetstream"], True)
 
+    def test_republish_loop_between_streams_ends(self):
+        # A republishes into B's subjects and B back into A's: each stream
+        # stores a message once, the server stays responsive
+        async def body(nc, js):
+            await self.create(nc, "LA", subjects=["la.*"], storage="memory",
+                              republish={"src": "la.*", "dest": "lb.{{wildcard(1)}}"})
+            await self.create(nc, "LB", subjects=["lb.*"], storage="memory",
+                              republish={"src": "lb.*", "dest": "la.{{wildcard(1)}}"})
+            self.assertEqual(await self.pub(nc, "la.x"), {"stream": "LA", "seq": 1})
+            await nc.flush()
+            a = await self.req(nc, "$JS.API.STREAM.INFO.LA")
+            b = await self.req(nc, "$JS.API.STREAM.INFO.LB")
+            self.assertEqual((a["state"]["messages"], b["state"]["messages"]), (1, 1))
+        self.js_test(body)
+
     def test_store_dir_locked_against_a_second_server(self):
         with self.assertRaises(RuntimeError) as cm:
             ServerProcess("-js", "-sd", self.store)

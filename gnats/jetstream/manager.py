@@ -183,7 +183,7 @@ class JetStream:
         srv = self.server
 
         def on_msg(sub, subject, reply, hdr, msg, client):
-            if stream.closed:
+            if stream.closed or (client is None and stream.republished_here(hdr)):
                 return
             ack = stream.process_publish(subject, reply, hdr, msg)
             if ack is not None:

@@ -159,6 +159,12 @@ class Stream:
             store.remove_msg(seq)
         return seq, False
 
+    def republished_here(self, hdr):
+        """Does a server-published message come from this stream's own
+        republish (through other streams' republish)? Storing it would
+        loop forever: A republishes into B, B back into A..."""
+        return bool(hdr) and b"Nats-Stream" in hdr and parse_headers(hdr).get("Nats-Stream") == self.name
+
     def _stored_subject(self, subject):
         t = self.transform
         if t is not None:
