@@ -645,6 +645,14 @@ class TestStreams(StreamsBehaviour, unittest.TestCase):
             a = await self.req(nc, "$JS.API.STREAM.INFO.LA")
             b = await self.req(nc, "$JS.API.STREAM.INFO.LB")
             self.assertEqual((a["state"]["messages"], b["state"]["messages"]), (1, 1))
+            # a loop entered from outside: LC feeds LD, LD and LE feed each other
+            await self.create(nc, "LC", subjects=["lc"], storage="memory", republish={"src": "lc", "dest": "ld"})
+            await self.create(nc, "LD", subjects=["ld"], storage="memory", republish={"src": "ld", "dest": "le"})
+            await self.create(nc, "LE", subjects=["le"], storage="memory", republish={"src": "le", "dest": "ld"})
+            self.assertEqual(await self.pub(nc, "lc"), {"stream": "LC", "seq": 1})
+            await nc.flush()
+            counts = [(await self.req(nc, "$JS.API.STREAM.INFO." + n))["state"]["messages"] for n in ("LD", "LE")]
+            self.assertEqual(counts, [1, 1])
         self.js_test(body)
 
     def test_store_dir_locked_against_a_second_server(self):

@@ -50,6 +50,8 @@ class Stream:
         self.name = config["name"]
         # the ack's fixed part, encoded once (its JSON is built per message)
         self._ack_head = b'{"stream":' + json.dumps(self.name).encode() + b',"seq":'
+        # the header line this stream's republish adds (loop detection)
+        self._own_mark = ("\r\nNats-Stream: %s\r\n" % self.name).encode()
         self.store = store
         self.created = created_ns
         self.consumers = {}         # name -> consumer (issue 19)
@@ -160,10 +162,10 @@ class Stream:
         return seq, False
 
     def republished_here(self, hdr):
-        """Does a server-published message come from this stream's own
-        republish (through other streams' republish)? Storing it would
-        loop forever: A republishes into B, B back into A..."""
-        return bool(hdr) and b"Nats-Stream" in hdr and parse_headers(hdr).get("Nats-Stream") == self.name
+        """Has a server-published message been through this stream's
+        republish already (any of its Nats-Stream lines names us)? Storing
+        it would loop forever: A republishes into B, B back into A..."""
+        return bool(hdr) and self._own_mark in hdr
 
     def _stored_subject(self, subject):
         t = self.transform
