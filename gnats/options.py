@@ -127,6 +127,14 @@ class Options:
     cluster_permissions: Optional[PermissionSpec] = None   # publish: import, subscribe: export
     connect_retries: int = 0        # for implicit (discovered) routes
 
+    # JetStream (gnats/jetstream/): -1 limits mean "no server-wide limit"
+    jetstream: bool = False
+    store_dir: str = ""             # empty: <temp dir>/nats, as nats-server
+    jetstream_max_memory: int = -1
+    jetstream_max_store: int = -1
+    jetstream_sync_interval: float = 0.0    # 0: 2 minutes
+    jetstream_sync_always: bool = False
+
     # subject mappings of the global account (gnats.mapping); None: none
     mappings: Optional[Mappings] = None
     # websocket { } (issue 21): a ws_options.WsOptions, None without the block
@@ -550,6 +558,44 @@ def _cluster(opts, f):
     _walk(opts, f.block_value(), _CLUSTER_TABLE, f.name + ".")
 
 
+def _jetstream(opts, f):
+    """`jetstream: enabled|disabled|true|false` or `jetstream { ... }`."""
+    v = f.value
+    if isinstance(v, bool):
+        opts.jetstream = v
+    elif isinstance(v, str) and v.lower() in ("enabled", "enable", "true", "disabled", "disable", "false"):
+        opts.jetstream = v.lower() in ("enabled", "enable", "true")
+    elif isinstance(v, dict):
+        opts.jetstream = True
+        _walk(opts, v, _JETSTREAM_TABLE, f.name + ".")
+    else:
+        f.expected('a boolean, "enabled", "disabled" or a block { ... }')
+
+
+def _js_sync_interval(opts, f):
+    # nats-server also takes `sync_interval: always`
+    if isinstance(f.value, str) and f.value.lower() == "always":
+        opts.jetstream_sync_always = True
+    else:
+        opts.jetstream_sync_interval = f.duration()
+
+
+_JETSTREAM_TABLE = {
+    "enabled": _set("jetstream", _Field.bool),
+    "store_dir": _set("store_dir", _Field.str),
+    "storedir": _set("store_dir", _Field.str),
+    "store": _set("store_dir", _Field.str),
+    "max_memory_store": _set("jetstream_max_memory", _Field.size),
+    "max_mem_store": _set("jetstream_max_memory", _Field.size),
+    "max_mem": _set("jetstream_max_memory", _Field.size),
+    "max_file_store": _set("jetstream_max_store", _Field.size),
+    "max_file": _set("jetstream_max_store", _Field.size),
+    "max_disk": _set("jetstream_max_store", _Field.size),
+    "sync_interval": _js_sync_interval,
+    "sync_always": _set("jetstream_sync_always", _Field.bool),
+}
+
+
 def _mappings(opts, f):
     ms = parse_mappings(f.block_value(), pos=f.value_pos)
     opts.mappings = ms if len(ms) else None     # an empty block costs nothing
@@ -616,6 +662,7 @@ _TOP_TABLE = {
     "mappings": _mappings,
     "maps": _mappings,
     "websocket": _websocket,
+    "jetstream": _jetstream,
 }
 for _alias in ("operator", "operators", "roots", "root", "root_operators", "root_operator"):
     _TOP_TABLE[_alias] = jwt_accounts.conf_operators

@@ -23,6 +23,7 @@ from .cluster import Cluster
 from .conn import MAX_READ, set_socket_options
 from .imports import link as link_accounts, remove_shadows
 from .internal import InternalClient, Internals
+from .jetstream.manager import JetStream
 from .net import Listener, bind_listener, hostport, local_ip
 from .reactor import EVENT_READ, Reactor
 from .reload import ReloadError, apply_options as apply_reload, install_mappings
@@ -82,6 +83,7 @@ class Server:
         self.listener = None
         self.monitor = None
         self.cluster = None
+        self.jetstream = None       # gnats/jetstream/manager.py when enabled
         self.websocket = None       # the ws_listener.WsListener (issue 21)
         self.lame_duck = False
         self.shutting_down = False
@@ -178,6 +180,14 @@ class Server:
             self.cluster.start()
         # after the cluster exists: the imports' routed interest is announced
         self.configure_accounts(o.accounts)
+        # after the cluster and the accounts exist: JetStream's internal
+        # subscriptions are route interest in their accounts
+        if o.jetstream:
+            self.jetstream = JetStream(self, {
+                "store_dir": o.store_dir, "max_memory_store": o.jetstream_max_memory,
+                "max_file_store": o.jetstream_max_store, "sync_interval": o.jetstream_sync_interval,
+                "sync_always": o.jetstream_sync_always})
+            self.jetstream.start()      # ValueError: directory in use or unusable
         if o.websocket is not None and o.websocket.port:
             self.websocket = WsListener(self, o.websocket)
             self.websocket.start()
@@ -311,6 +321,8 @@ class Server:
                 info["cluster"] = self.cluster.name
         if self.lame_duck:
             info["ldm"] = True
+        if self.jetstream is not None:
+            info["jetstream"] = True
         return info
 
     def broadcast_info(self):
@@ -439,6 +451,8 @@ class Server:
             self.cluster.shutdown()
         for c in list(self.clients.values()):
             c.close_conn("Server Shutdown")
+        if self.jetstream is not None:
+            self.jetstream.shutdown()
         if self.monitor is not None:
             self.monitor.stop()
         self.log.notice("Server Exiting..")

@@ -230,6 +230,9 @@ class Snapshot(NamedTuple):
     routes: Tuple[RouteRecord, ...] = ()
     accounts: Tuple[AccountRecord, ...] = ()
     system_account: str = ""
+    # JetStream's figures (gnats/jetstream/monitor.py's plain dict, built on
+    # the reactor thread and never changed afterwards); None: not enabled
+    jetstream: Optional[dict] = None
 
     @classmethod
     def from_dict(cls, d):
@@ -415,7 +418,8 @@ class Snapshots:
             closed_connections=self.closed.records() if with_conns else (),
             routes=tuple(routes),
             accounts=tuple([account_record(a) for a in srv.accounts.all()]),
-            system_account=getattr(srv.opts, "system_account", "") or "$SYS")
+            system_account=getattr(srv.opts, "system_account", "") or "$SYS",
+            jetstream=srv.jetstream.monitor_info() if srv.jetstream is not None else None)
 
 
 def account_record(acc):
