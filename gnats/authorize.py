@@ -75,7 +75,7 @@ class Authorizer:
         done(user)
         if conn.closed or conn.closing_after_flush:
             return                  # done() refused it after all
-        if resume and conn.pend:
+        if resume and conn.has_input():
             conn.feed(b"")
         self.reactor.dirty.add(conn)
 

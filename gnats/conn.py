@@ -250,8 +250,13 @@ class Connection:
 
     def resume_input(self):
         self.deferred = False
-        if not self.closed and self.pend:
+        if not self.closed and self.has_input():
             self.feed(b"")
+
+    def has_input(self):
+        """Is input read but not yet parsed (for feed(b""))? A websocket
+        client may also hold raw frames (ws_client.py)."""
+        return bool(self.pend)
 
     # -- producer back-pressure (see the module docstring) ---------------
     def stall_check(self, receivers, parsed):
@@ -345,7 +350,7 @@ class Connection:
     def _stall_resume(self):
         if self.closed or self.stalled:
             return
-        if self.pend and not self.deferred:
+        if not self.deferred and self.has_input():
             self.feed(b"")
         if self.tls_version and not self.closed:
             self._read_tls_pending()

@@ -1,0 +1,105 @@
+"""Session 3 campaign (RELIABILITY.md section 11): the websocket listener,
+operator mode (JWT) and subject mappings attacked from outside, against a
+real gnatsd.py process. Each test here failed before its fix."""
+
+import os
+import socket
+import struct
+import time
+import unittest
+import zlib
+
+from gnats import websocket as W
+from tests.test_websocket_frames import CONNECT, WsConn, mask_frame, ws_port
+from tests.util import RawClient, ServerProcess
+
+TIMEOUT = 20.0
+
+
+def peak_rss_mib(pid):
+    """The process's peak resident set (VmHWM), MiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    raise AssertionError("no VmHWM for %d" % pid)
+
+
+def deflated(data):
+    """data as one permessage-deflate message body (tail removed)."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert body.endswith(W.DEFLATE_TAIL)
+    return body[:-4]
+
+
+class WsCompressedCase(unittest.TestCase):
+    """A server with a compressing websocket listener, default max_payload
+    (1 MiB)."""
+
+    config = "websocket { host: 127.0.0.1, port: -1, no_tls: true, compression: true }\n"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = ServerProcess(config=cls.config)
+        cls.port = ws_port(cls.srv)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def connected(self):
+        c = WsConn(self.port, deflate=True)
+        self.addCleanup(c.close)
+        c.sock.settimeout(TIMEOUT)
+        self.assertEqual(c.status, 101)
+        c.read_nats_until(b"\r\n", inflate=True)
+        c.send_nats(CONNECT + b"PING\r\n")
+        c.read_nats_until(b"PONG\r\n", inflate=True)
+        return c
+
+
+class TestWsInflateBound(WsCompressedCase):
+    def test_one_read_of_small_bombs_is_inflated_in_slices(self):
+        # 400 messages of ~1 KiB that each inflate to a 1 MiB PUB, in one
+        # send: before, one feed inflated all of them at once (peak RSS
+        # +400 MiB); now at most ~1 MiB per reactor turn
+        n = 1024 * 1024 - 100
+        bomb = mask_frame(W.OP_BINARY, deflated(b"PUB x %d\r\n" % n + b"\0" * n + b"\r\n"), rsv=0x40)
+        self.assertLess(len(bomb), 1200)
+        c = self.connected()
+        before = peak_rss_mib(self.srv.proc.pid)
+        c.send(bomb * 400 + mask_frame(W.OP_BINARY, b"PING\r\n"))
+        self.assertEqual(c.read_nats_until(b"PONG\r\n", inflate=True), b"PONG\r\n")
+        grew = peak_rss_mib(self.srv.proc.pid) - before
+        self.assertLess(grew, 100, "peak RSS grew %.0f MiB" % grew)
+
+    def test_held_back_messages_arrive_whole_and_in_order(self):
+        # 40 compressed PUBs of 200 kB in one send cross the per-turn
+        # budget 7 times: all arrive, in order, with a ping answered after
+        sub = RawClient(self.srv.port, timeout=TIMEOUT)
+        self.addCleanup(sub.close)
+        sub.send(b"SUB seq 1\r\nPING\r\n")
+        sub.read_until(b"PONG\r\n")
+        c = self.connected()
+        size = 200000
+        frames = b"".join(
+            mask_frame(W.OP_BINARY, deflated(b"PUB seq %d\r\n%06d" % (size, i) + b"z" * (size - 6)
+                                             + b"\r\n"), rsv=0x40) for i in range(40))
+        c.send(frames + mask_frame(W.OP_PING, b"after") + mask_frame(W.OP_BINARY, b"PING\r\n"))
+        for i in range(40):
+            op, args, payload = sub.read_msg(TIMEOUT)
+            self.assertEqual((op, len(payload), payload[:6]), (b"MSG", size, b"%06d" % i))
+        sub.send(b"PING\r\n")
+        self.assertEqual(sub.read_line(TIMEOUT), b"PONG")     # nothing more came
+        pong = nats_pong = False
+        for _ in range(10):
+            fin, rsv1, op, payload = c.read_frame()
+            pong = pong or (op, payload) == (W.OP_PONG, b"after")
+            nats_pong = nats_pong or (op == W.OP_BINARY and payload == b"PONG\r\n")
+            if pong and nats_pong:
+                break
+        self.assertEqual((pong, nats_pong), (True, True))
+
+if __name__ == "__main__":
+    unittest.main()
