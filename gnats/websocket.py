@@ -202,7 +202,7 @@ class FrameReader:
     """
 
     __slots__ = ("compress", "mask", "max_payload", "max_message", "head", "rem", "key",
-                 "kpos", "in_msg", "msg_compressed", "frame_final", "cbufs", "csize", "done",
+                 "kpos", "in_msg", "msg_compressed", "frame_final", "cbuf", "done",
                  "more")
 
     def __init__(self, max_payload, compress=False, mask=True):
@@ -217,8 +217,10 @@ class FrameReader:
         self.in_msg = False             # a fragmented message is open
         self.msg_compressed = False
         self.frame_final = False
-        self.cbufs = []                 # a compressed message's frames so far
-        self.csize = 0
+        # a compressed message's frames so far, in one buffer: a list of
+        # per-frame chunks cost ~70 bytes of objects per 1-byte frame (3M
+        # such frames held +220 MiB under an 8 MiB limit)
+        self.cbuf = bytearray()
         self.done = False
         self.more = False               # input held back in head (INFLATE_PER_FEED)
 
@@ -389,15 +391,14 @@ class FrameReader:
         """Collect a compressed message; inflate it after its last frame.
         False (with an error event) when it breaks a limit."""
         if chunk:
-            self.csize += len(chunk)
-            if self.csize > self.max_message:
+            if len(self.cbuf) + len(chunk) > self.max_message:
                 return self._too_big(events)
-            self.cbufs.append(chunk)
+            self.cbuf += chunk
         if self.rem or not self.frame_final:
             return True
-        data = b"".join(self.cbufs) + DEFLATE_TAIL
-        self.cbufs = []
-        self.csize = 0
+        data = self.cbuf
+        data += DEFLATE_TAIL
+        self.cbuf = bytearray()
         self.msg_compressed = False
         d = zlib.decompressobj(-15)
         try:
@@ -414,7 +415,7 @@ class FrameReader:
     def _too_big(self, events):
         events.append(("error", CLOSE_TOO_BIG, "Maximum Payload Exceeded"))
         self.done = True
-        self.cbufs = []
+        self.cbuf = bytearray()
         return False
 
 

@@ -100,6 +100,29 @@ class TestWsInflateBound(WsCompressedCase):
             if pong and nats_pong:
                 break
         self.assertEqual((pong, nats_pong), (True, True))
+    def test_a_message_in_one_byte_frames_costs_its_bytes(self):
+        # a 1 MB compressed PUB sent as 1,000,300 one-byte frames: before,
+        # each frame was its own buffer object (~70 bytes each: +70 MiB
+        # for 1 MB of data, ~600 MiB at the 8 MiB message limit)
+        sub = RawClient(self.srv.port, timeout=TIMEOUT)
+        self.addCleanup(sub.close)
+        sub.send(b"SUB tiny 1\r\nPING\r\n")
+        sub.read_until(b"PONG\r\n")
+        body = os.urandom(1000000)
+        z = deflated(b"PUB tiny %d\r\n" % len(body) + body + b"\r\n")
+        self.assertGreater(len(z), 1000000)
+        c = self.connected()
+        before = peak_rss_mib(self.srv.proc.pid)
+        frames = [mask_frame(W.OP_BINARY, z[:1], fin=False, rsv=0x40)]
+        frames += [mask_frame(W.OP_CONT, z[i:i + 1], fin=False) for i in range(1, len(z) - 1)]
+        frames.append(mask_frame(W.OP_CONT, z[-1:]))
+        c.send(b"".join(frames))
+        del frames
+        op, args, payload = sub.read_msg(TIMEOUT)
+        self.assertEqual((op, payload == body), (b"MSG", True))
+        grew = peak_rss_mib(self.srv.proc.pid) - before
+        self.assertLess(grew, 30, "peak RSS grew %.0f MiB" % grew)
+
 
 if __name__ == "__main__":
     unittest.main()
