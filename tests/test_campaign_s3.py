@@ -10,8 +10,15 @@ import unittest
 import zlib
 
 from gnats import websocket as W
+from tests.test_jwt_unit import key, sign_nonce
+from tests.test_operator_mode import Setup, next_line, raw_connect
 from tests.test_websocket_frames import CONNECT, WsConn, mask_frame, ws_port
-from tests.util import RawClient, ServerProcess
+from tests.util import RawClient, ServerProcess, needs
+
+try:
+    import nkeys
+except ImportError:         # pragma: no cover
+    nkeys = None
 
 TIMEOUT = 20.0
 
@@ -122,6 +129,59 @@ class TestWsInflateBound(WsCompressedCase):
         self.assertEqual((op, payload == body), (b"MSG", True))
         grew = peak_rss_mib(self.srv.proc.pid) - before
         self.assertLess(grew, 30, "peak RSS grew %.0f MiB" % grew)
+
+
+@needs(nkeys is not None, "the nkeys package is not installed")
+class TestJwtConnectFlood(unittest.TestCase):
+    """CONNECTs with a real user JWT and a well-formed signature of the
+    wrong nonce cost the server a pure-Python Ed25519 verify each, off the
+    reactor thread."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.setup = Setup()
+        cls.srv = ServerProcess(config=cls.setup.config)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+        cls.setup.close()
+
+    def test_a_real_client_gets_in_behind_a_flood_of_junk_signatures(self):
+        u, token, _ = self.setup.user()
+        good, _ = raw_connect(self.srv.port, token, u)
+        self.addCleanup(good.close)
+        self.assertEqual(next_line(good), b"PONG")
+        junk = (b'CONNECT {"verbose":false,"jwt":"%s","sig":"%s"}\r\nPING\r\n'
+                % (token.encode(), sign_nonce(key("U"), "not the nonce").encode()))
+        socks = []
+        self.addCleanup(lambda: [s.close() for s in socks])
+        for _ in range(1500):       # >= 2 s of checks even on a fast, idle box
+            s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=TIMEOUT)
+            s.sendall(junk)
+            socks.append(s)
+        # before: served oldest first, it waited behind all 1,500 and its
+        # own auth timer (2 s) ran out
+        late, _ = raw_connect(self.srv.port, token, u)
+        self.addCleanup(late.close)
+        self.assertEqual(next_line(late, TIMEOUT), b"PONG")
+        good.send(b"PING\r\n")
+        self.assertEqual(next_line(good, TIMEOUT), b"PONG")
+        answers = {}
+        for s in socks:
+            got = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+            err = got.rsplit(b"\r\n-ERR ", 1)[-1] if b"-ERR" in got else got[-40:]
+            answers[err] = answers.get(err, 0) + 1
+        self.assertEqual(sum(answers.values()), 1500)
+        self.assertLessEqual(set(answers), {b"'Authorization Violation'\r\n",
+                                            b"'Authentication Timeout'\r\n"}, answers)
+        self.assertIn("Server is ready", self.srv.output())
+        self.assertNotIn("Traceback", self.srv.output())
 
 
 if __name__ == "__main__":
