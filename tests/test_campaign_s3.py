@@ -9,6 +9,7 @@ import time
 import unittest
 import zlib
 
+from gnats import conf as C
 from gnats import websocket as W
 from tests.test_jwt_unit import key, sign_nonce
 from tests.test_operator_mode import Setup, next_line, raw_connect
@@ -182,6 +183,31 @@ class TestJwtConnectFlood(unittest.TestCase):
                                             b"'Authentication Timeout'\r\n"}, answers)
         self.assertIn("Server is ready", self.srv.output())
         self.assertNotIn("Traceback", self.srv.output())
+
+
+class TestConfBlockOnNextLine(unittest.TestCase):
+    """`key` + new line + `{` opens a block (as nats-server's lexer); every
+    other `key` + new line form stays the positioned error it was before
+    that change, so no config that loaded before changes meaning. (Go also
+    takes `port\n4222` and `user\n"bob"`: a gap, refused with a position.)"""
+
+    def test_block_on_a_later_line(self):
+        m = C.parse("websocket\n\n  {\n port: -1, no_tls: true }\nport: 1\n")
+        self.assertEqual((m["websocket"]["port"], m["port"]), (-1, 1))
+
+    def test_a_comment_after_the_key_is_not_white_space(self):
+        # nats-server 2.15.1: "Expected a top-level value to end with a new
+        # line, comment or EOF, but got 'c' instead"; before: accepted
+        with self.assertRaises(C.ConfigError) as e:
+            C.parse("mappings # c\n{ a: b }\n", "x.conf")
+        self.assertIn("x.conf:1:13:", str(e.exception))
+
+    def test_other_values_on_the_next_line_stay_errors(self):
+        for text, where in (("port\n4222\n", "1:5"), ("port:\n4222\n", "1:6"),
+                            ("accounts\n[1]\n", "1:9"), ("debug\ntrace: true\n", "1:6")):
+            with self.assertRaises(C.ConfigError, msg=text) as e:
+                C.parse(text, "x.conf")
+            self.assertIn("x.conf:%s: expected a value for" % where, str(e.exception))
 
 
 if __name__ == "__main__":
