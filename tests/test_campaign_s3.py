@@ -4,12 +4,11 @@ real gnatsd.py process. Each test here failed before its fix."""
 
 import os
 import socket
-import struct
-import time
 import unittest
 import zlib
 
 from gnats import conf as C
+from gnats import mapping as M
 from gnats import websocket as W
 from tests.test_jwt_unit import key, sign_nonce
 from tests.test_operator_mode import Setup, next_line, raw_connect
@@ -183,6 +182,46 @@ class TestJwtConnectFlood(unittest.TestCase):
                                             b"'Authentication Timeout'\r\n"}, answers)
         self.assertIn("Server is ready", self.srv.output())
         self.assertNotIn("Traceback", self.srv.output())
+
+
+class TestMappedSubjectCaches(unittest.TestCase):
+    """A mapping may turn a short subject into a huge one: the caches that
+    hold mapped subjects are bounded in bytes, not in entries."""
+
+    def test_unit_mapping_cache_counts_mapped_subjects(self):
+        ms = M.Mappings()
+        ms.add("w.*", [(".".join(["{{wildcard(1)}}"] * 100), 100, "")])
+        for i in range(300):
+            out, fixed = ms.select(b"w.%05d" % i + b"x" * 2000)
+            self.assertEqual((len(out), fixed), (100 * 2005 + 99, True))
+        held = sum(len(k) + len(v[0]) for k, v in ms._cache.items())
+        self.assertLessEqual(held, M.CACHE_BUDGET)        # before: 10.5 MB
+        self.assertLessEqual(ms._used, M.CACHE_BUDGET)
+
+    def test_huge_mapped_subjects_do_not_pile_up(self):
+        # 400 PUBs of 20 kB subjects, each mapped to 2 MB through 100
+        # copies of its wildcard: before, the Sublist match cache (4,096
+        # entries, any size) and the mapping cache kept them: +840 MiB
+        dest = ".".join(["{{wildcard(1)}}"] * 100)
+        srv = ServerProcess(config='max_control_line: 65536\nmappings {\n  "w.*": "%s"\n}\n' % dest)
+        self.addCleanup(srv.stop)
+        sub = RawClient(srv.port, timeout=TIMEOUT)
+        self.addCleanup(sub.close)
+        sub.send(b"SUB abc.> 1\r\nPING\r\n")
+        sub.read_until(b"PONG\r\n")
+        pub = RawClient(srv.port, timeout=TIMEOUT)
+        self.addCleanup(pub.close)
+        pub.send(b"PING\r\n")
+        pub.read_until(b"PONG\r\n")
+        before = peak_rss_mib(srv.proc.pid)
+        for i in range(400):
+            pub.send(b"PUB w.%05d%s 1\r\nx\r\n" % (i, b"x" * 20000))
+        pub.send(b"PUB w.abc 2\r\nok\r\nPING\r\n")
+        pub.read_until(b"PONG\r\n", 120)
+        op, args, payload = sub.read_msg(TIMEOUT)
+        self.assertEqual((op, args[0], payload), (b"MSG", b".".join([b"abc"] * 100), b"ok"))
+        grew = peak_rss_mib(srv.proc.pid) - before
+        self.assertLess(grew, 100, "peak RSS grew %.0f MiB" % grew)
 
 
 class TestConfBlockOnNextLine(unittest.TestCase):
