@@ -7,6 +7,7 @@ import socket
 import unittest
 import zlib
 
+import gnats
 from gnats import conf as C
 from gnats import mapping as M
 from gnats import websocket as W
@@ -247,6 +248,32 @@ class TestConfBlockOnNextLine(unittest.TestCase):
             with self.assertRaises(C.ConfigError, msg=text) as e:
                 C.parse(text, "x.conf")
             self.assertIn("x.conf:%s: expected a value for" % where, str(e.exception))
+
+
+class TestDeferredReadsLeaveNoTimers(unittest.TestCase):
+    def test_a_long_lived_connection_keeps_no_fired_resume_timers(self):
+        # in-process, to count what the connection object holds: 300
+        # compressed 1 MiB PUBs defer the read 150 times; before, each
+        # deferral left its fired Timer in the connection's timers list
+        # (nothing prunes fired ones) for as long as the connection lived
+        with gnats.run(websocket={"host": "127.0.0.1", "port": -1, "no_tls": True,
+                                  "compression": True}) as es:
+            srv = es._server
+            c = WsConn(srv.websocket.port, deflate=True)
+            self.addCleanup(c.close)
+            c.sock.settimeout(TIMEOUT)
+            c.read_nats_until(b"\r\n", inflate=True)
+            c.send_nats(CONNECT + b"PING\r\n")
+            c.read_nats_until(b"PONG\r\n", inflate=True)
+            n = 1024 * 1024 - 100
+            bomb = mask_frame(W.OP_BINARY, deflated(b"PUB x %d\r\n" % n + b"\0" * n + b"\r\n"),
+                              rsv=0x40)
+            c.send(bomb * 300 + mask_frame(W.OP_BINARY, b"PING\r\n"))
+            self.assertEqual(c.read_nats_until(b"PONG\r\n", inflate=True), b"PONG\r\n")
+            ws = [k for k in list(srv.clients.values()) if k.conn_type == "websocket"]
+            self.assertEqual(len(ws), 1)
+            self.assertEqual(ws[0].in_msgs, 300)
+            self.assertLessEqual(len(ws[0].timers), 3)    # before: 150
 
 
 if __name__ == "__main__":
