@@ -276,5 +276,39 @@ class TestDeferredReadsLeaveNoTimers(unittest.TestCase):
             self.assertLessEqual(len(ws[0].timers), 3)    # before: 150
 
 
+class TestWsHeldBackInputBehindBcrypt(unittest.TestCase):
+    def test_compressed_pubs_behind_a_bcrypt_connect_all_arrive(self):
+        # the CONNECT's bcrypt check pauses the connection while the reader
+        # still holds compressed input back: nothing may be lost, reordered
+        # or inflated early
+        pw_hash = "$2b$11$.UZ5RfkKPObUbY.4iyHqueX5QHnDGUqp635RxeNdyj6uv/ZK.0pw2"     # "pw"
+        srv = ServerProcess(config="authorization { user: u, password: \"%s\" }\n"
+                            "websocket { host: 127.0.0.1, port: -1, no_tls: true, "
+                            "compression: true }\n" % pw_hash)
+        self.addCleanup(srv.stop)
+        sub = RawClient(srv.port, connect=b'{"verbose":false,"user":"u","pass":"pw"}',
+                        timeout=TIMEOUT)
+        self.addCleanup(sub.close)
+        sub.send(b"SUB seq 1\r\nPING\r\n")
+        sub.read_until(b"PONG\r\n", TIMEOUT)
+        c = WsConn(ws_port(srv), deflate=True)
+        self.addCleanup(c.close)
+        c.sock.settimeout(TIMEOUT)
+        c.read_nats_until(b"\r\n", inflate=True)
+        size = 300000
+        frames = [mask_frame(W.OP_BINARY, deflated(
+            b'CONNECT {"verbose":false,"user":"u","pass":"pw"}\r\n'), rsv=0x40)]
+        frames += [mask_frame(W.OP_BINARY, deflated(b"PUB seq %d\r\n%06d" % (size, i)
+                                                    + b"q" * (size - 6) + b"\r\n"), rsv=0x40)
+                   for i in range(30)]
+        c.send(b"".join(frames) + mask_frame(W.OP_BINARY, b"PING\r\n"))
+        self.assertIn(b"PONG\r\n", c.read_nats_until(b"PONG\r\n", inflate=True))
+        for i in range(30):
+            op, args, payload = sub.read_msg(TIMEOUT)
+            self.assertEqual((op, len(payload), payload[:6]), (b"MSG", size, b"%06d" % i))
+        sub.send(b"PING\r\n")
+        self.assertEqual(sub.read_line(TIMEOUT), b"PONG")
+
+
 if __name__ == "__main__":
     unittest.main()
