@@ -579,27 +579,28 @@ class Cluster:
         for r in self.remotes.values():
             r.send_proto(line)
 
-    def local_sub_added(self, sub):
+    def local_sub_added(self, sub, count=1):
+        """`count`: members it stands for (a leaf's queue weight) [leaf]."""
         subj = sub.subject
         if not self.imports(subj):
             return
         if sub.queue is None:
-            n = self.plain_refs.get(subj, 0) + 1
+            n = self.plain_refs.get(subj, 0) + count
             self.plain_refs[subj] = n
-            if n == 1:
+            if n == count:
                 self._broadcast(b"RS+ $G %s\r\n" % subj.encode("latin-1"))
         else:
             key = (subj, sub.queue)
-            n = self.queue_refs.get(key, 0) + 1
+            n = self.queue_refs.get(key, 0) + count
             self.queue_refs[key] = n
             self._broadcast(b"RS+ $G %s %s %d\r\n" % (subj.encode("latin-1"), sub.queue.encode("latin-1"), n))
 
-    def local_sub_removed(self, sub):
+    def local_sub_removed(self, sub, count=1):
         subj = sub.subject
         if not self.imports(subj):
             return
         if sub.queue is None:
-            n = self.plain_refs.get(subj, 0) - 1
+            n = self.plain_refs.get(subj, 0) - count
             if n > 0:
                 self.plain_refs[subj] = n
             elif subj in self.plain_refs:
@@ -607,7 +608,7 @@ class Cluster:
                 self._broadcast(b"RS- $G %s\r\n" % subj.encode("latin-1"))
         else:
             key = (subj, sub.queue)
-            n = self.queue_refs.get(key, 0) - 1
+            n = self.queue_refs.get(key, 0) - count
             if n > 0:
                 self.queue_refs[key] = n
                 self._broadcast(b"RS+ $G %s %s %d\r\n" % (subj.encode("latin-1"), sub.queue.encode("latin-1"), n))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from . import authz
+from . import leafconf   # [leaf] the leafnodes { } block
 from .conf import ConfigError, ConfMap, SizedInt, parse_duration
 from .permissions import PermissionSpec
 
@@ -113,6 +114,9 @@ class Options:
     cluster_tls_verify_and_map: bool = False
     cluster_permissions: Optional[PermissionSpec] = None   # publish: import, subscribe: export
     connect_retries: int = 0        # for implicit (discovered) routes
+
+    # leaf nodes [leaf]: a gnats.leafconf.LeafOptions, or None without the block
+    leafnodes: Optional[object] = None
 
     # lame duck
     lame_duck_duration: float = LAME_DUCK_DURATION
@@ -575,6 +579,8 @@ _TOP_TABLE = {
     "allow_non_tls": authz.allow_non_tls,
     "tls": _tls_block(""),
     "cluster": _cluster,
+    "leafnodes": leafconf.leafnodes,    # [leaf]
+    "leaf": leafconf.leafnodes,         # [leaf] nats-server's alias
 }
 
 CONFIG_KEYS = tuple(sorted(_TOP_TABLE))

@@ -21,6 +21,7 @@ from .authorize import Authorizer
 from .client import Client
 from .cluster import Cluster
 from .conn import MAX_READ, set_socket_options
+from .leafnodes import Leafnodes
 from .net import Listener, bind_listener, hostport, local_ip
 from .reactor import EVENT_READ, Reactor
 from .reload import ReloadError, apply_options as apply_reload
@@ -51,6 +52,8 @@ class Server:
         self.server_name = opts.server_name or self.server_id
         self.clients = {}           # cid -> Client
         self.routes = {}            # rid -> Route
+        self.leaf_conns = {}        # lid -> registered Leaf [leaf]
+        self.leafnodes = None       # gnats.leafnodes.Leafnodes with a leafnodes block [leaf]
         self.next_cid = 0
         self.write_blocked = set()
         self.start_time = time.time()
@@ -117,6 +120,9 @@ class Server:
         if o.cluster_port:
             self.cluster = Cluster(self)
             self.cluster.start()
+        if o.leafnodes is not None:                 # [leaf]
+            self.leafnodes = Leafnodes(self)
+            self.leafnodes.start()
         port = o.port
         if port == 0:
             port = 4222
@@ -137,6 +143,8 @@ class Server:
         log.notice("Server is ready")
         if self.cluster is not None:
             self.cluster.solicit_routes()
+        if self.leafnodes is not None:              # [leaf]
+            self.leafnodes.solicit()
 
     def setup_tls(self):
         from .tls import files_digest, server_context
@@ -270,11 +278,15 @@ class Server:
         sub.client.account.sublist.insert(sub)
         if self.cluster is not None and sub.client.kind == "client":
             self.cluster.local_sub_added(sub)
+        if self.leafnodes is not None:              # [leaf]
+            self.leafnodes.sub_changed(sub, 1)
 
     def remove_sub(self, sub):
         sub.client.account.sublist.remove(sub)
         if self.cluster is not None and sub.client.kind == "client":
             self.cluster.local_sub_removed(sub)
+        if self.leafnodes is not None:              # [leaf]
+            self.leafnodes.sub_changed(sub, -1)
 
     def remove_closed_subs(self, sl, subs, start):
         """Remove a closed client's subscriptions, SUB_REMOVE_SLICE per
@@ -288,6 +300,9 @@ class Server:
         if self.cluster is not None:
             for sub in part:
                 self.cluster.local_sub_removed(sub)
+        if self.leafnodes is not None:              # [leaf]
+            for sub in part:
+                self.leafnodes.sub_changed(sub, -1)
         nxt = start + SUB_REMOVE_SLICE
         if nxt < len(subs):
             self.reactor.call_later(0, self.remove_closed_subs, sl, subs, nxt)
@@ -345,6 +360,8 @@ class Server:
             self.listener.close()
         if self.cluster is not None:
             self.cluster.shutdown()
+        if self.leafnodes is not None:              # [leaf]
+            self.leafnodes.shutdown()
         for c in list(self.clients.values()):
             c.close_conn("Server Shutdown")
         if self.monitor is not None:
