@@ -536,6 +536,19 @@ class Leaf(Connection):
         self.send_info({"connect_info": True, "remote_account": account.name})
         mgr.register(self)
 
+    def refuse_auth(self):
+        """Credentials did not pass: nats-server's log line names the user."""
+        user = (self.connect_obj or {}).get("user")
+        self.paused = False
+        self.pend = []
+        self.pend_len = 0
+        if isinstance(user, str) and user:
+            self.log.error('%s - authentication error - User "%s"' % (self.tag(), user))
+        else:
+            self.log.error("%s - authentication error" % self.tag())
+        self.send_err(P.ERR_AUTH)
+        self.close_after_flush("Authentication Failure")
+
     def process_err(self, text):
         self.log.error("%s - Leafnode Error %s" % (self.tag(), text))
         if "Loop detected" in text:

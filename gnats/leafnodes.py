@@ -32,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 from .auth import ClientAuth
 from .conn import set_socket_options
 from .leaf import LDS_PREFIX, Leaf
+from .leafz import leaf_options_record, leaf_record
 from .net import Dial, Listener, bind_listener, hostport, local_ip
 from .nkeys import make_nonce
 from .reactor import EVENT_READ
@@ -186,7 +187,7 @@ class Leafnodes:
                 nkeys = ()
                 no_auth_user = ""
                 tls_verify_and_map = False
-                auth_timeout = o.auth_timeout
+                auth_timeout = o.auth_timeout or 2.0
                 tls = o.tls is not None
                 tls_timeout = o.tls.timeout if o.tls is not None else 2.0
             return ClientAuth(_O)
@@ -266,6 +267,13 @@ class Leafnodes:
             r.stop()
         for c in list(self.conns.values()):
             c.close_conn("Server Shutdown")
+
+    # -- monitoring (gnats/leafz.py) -------------------------------------
+    def record(self, c):
+        return leaf_record(c)
+
+    def varz_block(self):
+        return leaf_options_record(self.server)
 
     # -- connections -------------------------------------------------------
     def _new_leaf(self, sock, addr, remote):
