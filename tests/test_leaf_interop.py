@@ -1,0 +1,103 @@
+"""Leaf nodes across implementations (issue 22): gnatsd.py as the leaf of a
+Go hub and as the hub of a Go leaf, against nats-server 2.15.1 (the
+behaviour reference) and Debian's 2.9.10; the cases of tests/test_leaf.py
+(pub/sub both ways, headers, queue groups preferring local members,
+request/reply both ways) run on each pairing with credentials, plus the
+refusal of wrong credentials in both directions with nats-server's texts
+and a Go hub restarting under a gnatsd.py leaf.
+"""
+
+import unittest
+
+from tests.test_leaf import (WAIT, Cases, LeafCase, Topology, hub_config, leaf_config, leaf_port,
+                             leafz, start)
+from tests.util import GO_SERVER, GO_SERVER_215, HAVE_GO_215, needs
+
+NEEDS_GO = needs(GO_SERVER, "nats-server (2.9) is not installed")
+NEEDS_GO_215 = needs(HAVE_GO_215, "nats-server 2.15 is not installed at %s" % GO_SERVER_215)
+
+
+@NEEDS_GO_215
+class TestPyLeafGoHub215(Topology, Cases):
+    hub_exe = GO_SERVER_215
+
+
+@NEEDS_GO_215
+class TestGoLeaf215PyHub(Topology, Cases):
+    leaf_exe = GO_SERVER_215
+
+
+@NEEDS_GO
+class TestPyLeafGoHub29(Topology, Cases):
+    hub_exe = GO_SERVER
+
+
+@NEEDS_GO
+class TestGoLeaf29PyHub(Topology, Cases):
+    leaf_exe = GO_SERVER
+
+
+class CredentialCases:
+    """exe: the Go server of this class."""
+
+    def test_py_leaf_with_wrong_password_is_refused_by_go_hub(self):
+        hub = self.proc(hub_config(auth=True), self.exe)
+        leaf = self.proc(leaf_config(leaf_port(hub), "lu:nope", name="bad"))
+        # 2.9.10 does not name the user; 2.15 (and gnatsd.py) do
+        self.assertTrue(hub.wait_log(r'lid:\d+ - authentication error', WAIT), hub.output())
+        self.assertTrue(leaf.wait_log(r"lid:\d+ - Leafnode Error 'Authorization Violation'", WAIT), leaf.output())
+        self.assertEqual(leafz(leaf)["leafnodes"], 0)
+        self.assertEqual(leafz(hub)["leafnodes"], 0)
+
+    def test_go_leaf_with_wrong_password_is_refused_by_py_hub(self):
+        hub = self.proc(hub_config(auth=True))
+        leaf = self.proc(leaf_config(leaf_port(hub), "lu:nope", name="bad"), self.exe)
+        self.assertTrue(hub.wait_log(r'lid:\d+ - authentication error - User "lu"', WAIT), hub.output())
+        self.assertTrue(leaf.wait_log(r"lid:\d+ - Leafnode Error 'Authorization Violation'", WAIT), leaf.output())
+        self.assertEqual(leafz(hub)["leafnodes"], 0)
+
+    def test_go_hub_restart_py_leaf_reconnects(self):
+        hub = start(hub_config(), self.exe)
+        try:
+            port = leaf_port(hub)
+            leaf = self.proc(leaf_config(port))
+            self.wait_leafs(leaf, 1)
+            sub = self.client(leaf)
+            sub.send(b"SUB again 1\r\n")
+            sub.ping()
+            self.wait_interest(hub, "again")
+        finally:
+            hub.stop()
+        hub2 = self.proc(hub_config(port=port), self.exe)
+        self.wait_leafs(hub2, 1)
+        self.wait_interest(hub2, "again")
+        self.client(hub2).send(b"".join(b"PUB again 3\r\na%02d\r\n" % i for i in range(50)))
+        self.assertEqual([p for _, _, p in self.collect(sub, 50)], [b"a%02d" % i for i in range(50)])
+
+
+@NEEDS_GO_215
+class TestCredentials215(LeafCase, CredentialCases):
+    exe = GO_SERVER_215
+
+
+@NEEDS_GO
+class TestCredentials29(LeafCase, CredentialCases):
+    exe = GO_SERVER
+
+
+@NEEDS_GO_215
+class TestGoHubSeesPyLeaf(LeafCase):
+    def test_leafz_on_both_sides(self):
+        hub = self.proc(hub_config(), GO_SERVER_215)
+        leaf = self.proc(leaf_config(leaf_port(hub), name="pyleaf"))
+        self.wait_leafs(hub, 1)
+        self.wait_leafs(leaf, 1)
+        h = leafz(hub)["leafs"][0]
+        self.assertEqual((h["name"], h["is_spoke"], h["account"]), ("pyleaf", False, "$G"))
+        lf = leafz(leaf)["leafs"][0]
+        self.assertEqual((lf["name"], lf["is_spoke"], lf["account"]), ("hub", True, "$G"))
+        self.assertTrue(any(s.startswith("$LDS.") for s in h["subscriptions_list"]))
+
+
+if __name__ == "__main__":
+    unittest.main()
