@@ -23,16 +23,20 @@ import urllib.request
 from tests.util import GNATSD, PYTHON, ROOT, RawClient, ServerProcess, free_port, wait_for
 
 WAIT = 20.0
+CERTS = os.path.join(ROOT, "configs", "certs")
+HUB_TLS = 'tls { cert_file: "%s/server-cert.pem", key_file: "%s/server-key.pem" }' % (CERTS, CERTS)
+REMOTE_TLS = 'tls { ca_file: "%s/ca.pem" }' % CERTS
 
 
-def hub_config(port=-1, auth=False, extra=""):
+def hub_config(port=-1, auth=False, extra="", tls=False):
     a = "authorization { user: lu, password: lp }" if auth else ""
-    return "server_name: hub\nleafnodes { host: 127.0.0.1, port: %d\n %s }\n%s" % (port, a, extra)
+    t = HUB_TLS if tls else ""
+    return "server_name: hub\nleafnodes { host: 127.0.0.1, port: %d\n %s\n %s }\n%s" % (port, a, t, extra)
 
 
 def leaf_config(hub_port, user="", name="leaf", extra_remote="", extra=""):
     cred = "%s@" % user if user else ""
-    return ('server_name: %s\nleafnodes { remotes = [ { url: "nats-leaf://%s127.0.0.1:%d" %s } ] }\n%s'
+    return ('server_name: %s\nleafnodes { remotes = [ { url: "nats-leaf://%s127.0.0.1:%d"\n %s } ] }\n%s'
             % (name, cred, hub_port, extra_remote, extra))
 
 
@@ -117,11 +121,13 @@ class Topology(LeafCase):
     hub_exe = None
     leaf_exe = None
     auth = True
+    tls = False
 
     def setUp(self):
-        self.hub = self.proc(hub_config(auth=self.auth), self.hub_exe)
+        self.hub = self.proc(hub_config(auth=self.auth, tls=self.tls), self.hub_exe)
         self.lport = leaf_port(self.hub)
-        self.leaf = self.proc(leaf_config(self.lport, "lu:lp" if self.auth else ""), self.leaf_exe)
+        self.leaf = self.proc(leaf_config(self.lport, "lu:lp" if self.auth else "",
+                                          extra_remote=REMOTE_TLS if self.tls else ""), self.leaf_exe)
         self.wait_leafs(self.hub, 1)
         self.wait_leafs(self.leaf, 1)
 
@@ -207,6 +213,14 @@ class TestPyPy(Topology, Cases):
 
 class TestPyPyNoAuth(Topology, Cases):
     auth = False
+
+
+class TestPyPyTLS(Topology, Cases):
+    """The leaf port with TLS: INFO in plain text, then the handshake."""
+    tls = True
+
+    def test_hub_logs_the_handshake(self):
+        self.assertIn("TLS required for leafnode connections", self.hub.output())
 
 
 # ---------------------------------------------------------------------------

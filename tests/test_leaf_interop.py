@@ -37,6 +37,18 @@ class TestGoLeaf29PyHub(Topology, Cases):
     leaf_exe = GO_SERVER
 
 
+@NEEDS_GO_215
+class TestPyLeafGoHub215TLS(Topology, Cases):
+    hub_exe = GO_SERVER_215
+    tls = True
+
+
+@NEEDS_GO_215
+class TestGoLeaf215PyHubTLS(Topology, Cases):
+    leaf_exe = GO_SERVER_215
+    tls = True
+
+
 class CredentialCases:
     """exe: the Go server of this class."""
 
