@@ -51,6 +51,7 @@ CONNECT_INFO_WAIT = 2.0         # nats-server connectProcessTimeout
 LDS_PREFIX = "$LDS."            # loop detection subjects
 LOOP_DELAY = 30.0               # nats-server leafNodeReconnectDelayAfterLoopDetected
 SAME_CLUSTER = "Leafnode Has Same Cluster Name"
+LEAF_WRITE_DEADLINE = 10.0      # nats-server 2.x's default write_deadline
 
 
 def _masked(line):
@@ -582,6 +583,16 @@ class Leaf(Connection):
 
     def eof_reason(self):
         return "Client Closed"
+
+    def check_slow(self, now):
+        """As a client's, with nats-server 2.x's default write deadline
+        (10 s) at least: cutting a server link loses everything in flight,
+        and a peer busy for 2 s on a loaded host is not a dead one (the
+        bench's leaf run was cut so on a 2-core machine shared with tests)."""
+        if len(self.wbuf) > self.server.max_pending:
+            self.slow_consumer("max pending")
+        elif now - self.last_write_progress > max(self.server.opts.write_deadline, LEAF_WRITE_DEADLINE):
+            self.slow_consumer("write deadline")
 
     # -- closing -----------------------------------------------------------
     def on_closed(self, reason):

@@ -146,7 +146,11 @@ class Leafnodes:
         for cfg in o.remotes:
             account = self.find_account(cfg.account) if cfg.account else server.accounts.global_account
             if account is None:
-                raise ValueError('leafnode remote: unknown account "%s"' % cfg.account)
+                # nats-server's text; it retries the lookup, we have no
+                # account that could appear later
+                self.log.error("Unable to lookup account %s for solicited leafnode connection"
+                               % cfg.account)
+                continue
             self.remotes.append(Remote(self, cfg, account))
 
     @property

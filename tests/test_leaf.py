@@ -353,6 +353,36 @@ class TestTopologies(LeafCase):
         self.assertEqual(len(self.collect(sn1, 60)), 60)
 
 
+class DenyCases:
+    """hub_exe: the hub's server (the leaf is gnatsd.py)."""
+    hub_exe = None
+
+    def test_deny_imports_and_exports(self):
+        hub = self.proc(hub_config(), self.hub_exe)
+        leaf = self.proc(leaf_config(leaf_port(hub), extra_remote='deny_imports: ["secret.>"]\n'
+                                                                  ' deny_exports: ["local.>"]'))
+        self.wait_leafs(hub, 1)
+        on_leaf, on_hub = self.client(leaf), self.client(hub)
+        on_leaf.send(b"SUB secret.x 1\r\nSUB open.x 2\r\n")
+        on_hub.send(b"SUB local.x 1\r\nSUB open.y 2\r\n")
+        on_leaf.ping()
+        on_hub.ping()
+        self.wait_interest(hub, "open.x")
+        self.wait_interest(leaf, "open.y")
+        self.assertNotIn("secret.x", leaf_subjects(hub))       # never asked for
+        ph, pl = self.client(hub), self.client(leaf)
+        ph.send(b"PUB secret.x 1\r\ns\r\n" * 10 + b"PUB open.x 1\r\no\r\n" * 10)
+        pl.send(b"PUB local.x 1\r\nl\r\n" * 10 + b"PUB open.y 1\r\np\r\n" * 10)
+        got_l = self.collect(on_leaf, 10)
+        got_h = self.collect(on_hub, 10)
+        self.assertEqual({a[0] for _, a, _ in got_l}, {b"open.x"})
+        self.assertEqual({a[0] for _, a, _ in got_h}, {b"open.y"})
+
+
+class TestDeny(LeafCase, DenyCases):
+    pass
+
+
 class TestConfig(unittest.TestCase):
     def check(self, text, want):
         with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:

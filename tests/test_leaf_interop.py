@@ -9,8 +9,8 @@ and a Go hub restarting under a gnatsd.py leaf.
 
 import unittest
 
-from tests.test_leaf import (WAIT, Cases, LeafCase, Topology, hub_config, leaf_config, leaf_port,
-                             leafz, start)
+from tests.test_leaf import (WAIT, Cases, DenyCases, LeafCase, Topology, hub_config, leaf_config,
+                             leaf_port, leafz, start)
 from tests.util import GO_SERVER, GO_SERVER_215, HAVE_GO_215, needs
 
 NEEDS_GO = needs(GO_SERVER, "nats-server (2.9) is not installed")
@@ -95,6 +95,11 @@ class TestCredentials215(LeafCase, CredentialCases):
 @NEEDS_GO
 class TestCredentials29(LeafCase, CredentialCases):
     exe = GO_SERVER
+
+
+@NEEDS_GO_215
+class TestDenyGoHub215(LeafCase, DenyCases):
+    hub_exe = GO_SERVER_215
 
 
 @NEEDS_GO_215
