@@ -275,6 +275,32 @@ class TestFaults(LeafCase):
         self.client(leaf).send(b"PUB back 2\r\nok\r\n" * 20)
         self.assertEqual(len(self.collect(on_hub, 20)), 20)
 
+    def test_connection_cut_mid_message(self):
+        hub = self.proc(hub_config())
+        port = leaf_port(hub)
+        on_hub = self.client(hub)
+        on_hub.send(b"SUB cut.> 1\r\n")
+        on_hub.ping()
+        import socket
+        for tail in (b"LMSG cut.a 10\r\nabc", b"LMSG cut.a 3\r\nabc\r\nLMSG cut.", b"HMSG cut.a 12 "):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.recv(4096)
+            s.sendall(b'CONNECT {"name":"cut","server_id":"NCUT"}\r\nPING\r\n')
+            self.wait_leafs(hub, 1)
+            s.sendall(tail)
+            s.close()
+            self.wait_leafs(hub, 0)
+        # the one complete message arrived, the partial ones did not
+        got = self.collect(on_hub, 1)
+        self.assertEqual(got[0][2], b"abc")
+        # and a real leaf still works
+        leaf = self.proc(leaf_config(port))
+        self.wait_leafs(hub, 1)
+        self.wait_interest(leaf, "cut.>")
+        self.client(leaf).send(b"PUB cut.b 2\r\nok\r\n" * 5)
+        self.assertEqual(len(self.collect(on_hub, 5)), 5)
+        self.assertNotIn("Traceback", hub.output())
+
     def test_slow_leaf_is_cut_without_stalling_the_hub(self):
         hub = self.proc(hub_config(extra="max_pending: 262144\nmax_payload: 65536\nwrite_deadline: 1s"))
         port = leaf_port(hub)
