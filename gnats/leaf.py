@@ -41,7 +41,6 @@ from .auth import AuthContext, mask_connect
 from .conn import Connection
 from .delivery import build_fast_bases, deliver, fast_entry, match_publish
 from .inbound import cache_entry
-from .nkeys import make_nonce
 from .parser import ProtocolError
 from .sublist import MatchResult, Subscription, subject_matches, valid_subject
 
@@ -102,6 +101,7 @@ class Leaf(Connection):
         self.subs = {}                  # key (subject or "subject queue") -> Subscription
         self.smap = {}                  # key -> count: the interest told to the peer
         self.finish_timer = None
+        self.wait_connect_info = False  # the hub's first INFO said info_on_connect
 
     def idtag(self):
         return "lid:%d" % self.lid
@@ -460,8 +460,6 @@ class Leaf(Connection):
             self.remote_account_name = ra
         if info.get("connect_info") and not self.registered:
             self.finish_connect()
-
-    wait_connect_info = False
 
     def _after_connect_sent(self):
         if self.wait_connect_info:

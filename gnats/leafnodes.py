@@ -26,7 +26,6 @@ gnatsd.py cluster serves leaves on any member.
 
 import os
 import random
-import socket
 from urllib.parse import unquote, urlsplit
 
 from .auth import ClientAuth
@@ -75,6 +74,7 @@ class Remote:
         self.timer = None
         self.stopped = False
         self.delay = 0.0            # a longer wait before the next dial (loop)
+        self.tls_ctx = None         # the client TLS context, made on first use
 
     def connect(self):
         self.timer = None
@@ -212,7 +212,7 @@ class Leafnodes:
         t = remote.cfg.tls
         if t is None and not hub_requires and remote.url.scheme != "tls":
             return None
-        ctx = getattr(remote, "tls_ctx", None)
+        ctx = remote.tls_ctx
         if ctx is None:
             from .tls import make_client_context
             if t is None:

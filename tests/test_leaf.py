@@ -13,7 +13,7 @@ instead of sleeping.
 import json
 import os
 import re
-import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -281,7 +281,6 @@ class TestFaults(LeafCase):
         on_hub = self.client(hub)
         on_hub.send(b"SUB cut.> 1\r\n")
         on_hub.ping()
-        import socket
         for tail in (b"LMSG cut.a 10\r\nabc", b"LMSG cut.a 3\r\nabc\r\nLMSG cut.", b"HMSG cut.a 12 "):
             s = socket.create_connection(("127.0.0.1", port), timeout=5)
             s.recv(4096)
@@ -305,7 +304,6 @@ class TestFaults(LeafCase):
         hub = self.proc(hub_config(extra="max_pending: 262144\nmax_payload: 65536\nwrite_deadline: 1s"))
         port = leaf_port(hub)
         # a fake leaf that registers interest and then never reads
-        import socket
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
         self.addCleanup(s.close)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
