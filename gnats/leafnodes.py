@@ -134,6 +134,7 @@ class Leafnodes:
         self.conns = {}             # lid -> Leaf, every leaf connection
         self.leafs = {}             # lid -> Leaf, registered
         self._lds = {}              # account -> its loop detection subject
+        self._internal = {}         # live internal subscriptions (an ordered set)
         self.next_lid = 0
         o = self.opts
         self.auth = self._make_auth(o)
@@ -373,6 +374,13 @@ class Leafnodes:
         """A subscription of an account (a route's names it: routes carry
         every account) came, went or changed weight by `delta`: tell the
         leaves that should know."""
+        if sub.client.kind == "internal":
+            # internal subscriptions (imports, system handlers) are listed
+            # nowhere else; leaves learn them as nats-server's do
+            if delta > 0:
+                self._internal[sub] = None
+            else:
+                self._internal.pop(sub, None)
         if not self.leafs:
             return
         if account is None:
@@ -406,6 +414,9 @@ class Leafnodes:
         for lf in list(self.leafs.values()):
             if lf.account is account:
                 yield from lf.subs.values()
+        for sub in list(self._internal):
+            if sub.client.account is account:
+                yield sub
 
     def _init_smap(self, c):
         smap = c.smap
