@@ -218,9 +218,11 @@ class Leaf(Connection):
         if url.user:
             obj["user"] = url.user
             obj["pass"] = url.password
-        creds = self.mgr.credentials_for(self.remote)
-        if creds:
-            obj.update(creds)           # jwt + sig from a .creds file
+        creds = self.mgr.credentials_for(self.remote, self.nonce)
+        if creds is None:
+            self.close_conn("Missing Account")      # an unusable credentials file
+            return
+        obj.update(creds)               # jwt + sig from a .creds file
         cluster = self.mgr.cluster_name()
         if cluster:
             obj["cluster"] = cluster
@@ -238,7 +240,8 @@ class Leaf(Connection):
     def on_tls_ready(self):
         if self.did_solicit:
             self.send_connect()
-            self._after_connect_sent()
+            if not self.closed:
+                self._after_connect_sent()
 
     # -- input (the loop is inbound.py's) ---------------------------------
     def long_line_ok(self, buf, pos, length):
@@ -453,7 +456,8 @@ class Leaf(Connection):
                                server_hostname=self.remote.url.host)
                 return                  # CONNECT goes out once TLS is up
             self.send_connect()
-            self._after_connect_sent()
+            if not self.closed:
+                self._after_connect_sent()
             return
         ra = info.get("remote_account")
         if isinstance(ra, str):

@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 from .auth import ClientAuth
 from .conn import set_socket_options
+from .leafcreds import CredsError, connect_fields
 from .leaf import LDS_PREFIX, Leaf
 from .leafz import leaf_options_record, leaf_record
 from .net import Dial, Listener, bind_listener, hostport, local_ip
@@ -198,15 +199,19 @@ class Leafnodes:
             return ClientAuth(_O)
         return self.server.client_auth
 
-    def credentials_for(self, remote):
-        """CONNECT fields for a remote's `credentials` file (jwt, sig): the
-        hook for JWT user credentials. Signing a nonce needs an Ed25519
-        private key, which this build does not have yet: the remote dials
-        without them and the hub decides."""
-        if remote.cfg.credentials:
-            self.log.warn("Leafnode remote credentials file %s is not supported yet: connecting without it"
-                          % remote.cfg.credentials)
-        return None
+    def credentials_for(self, remote, nonce):
+        """CONNECT fields (jwt, sig) for a remote's `credentials` file, {}
+        without one, None when the file cannot be used (logged; the
+        connection is closed and dialled again later, as nats-server does)."""
+        path = remote.cfg.credentials
+        if not path:
+            return {}
+        self.log.debug('Authenticating with credentials file "%s"' % path)
+        try:
+            return connect_fields(path, nonce)
+        except (CredsError, OSError) as e:
+            self.log.error("Leafnode remote credentials %s: %s" % (path, e))
+            return None
 
     # -- TLS -------------------------------------------------------------
     def tls_client_context(self, remote, hub_requires):

@@ -40,8 +40,24 @@ def leaf_config(hub_port, user="", name="leaf", extra_remote="", extra=""):
             % (name, cred, hub_port, extra_remote, extra))
 
 
+class Proc(ServerProcess):
+    """ServerProcess, waiting also for a ports file written after "Server
+    is ready" (nats-server 2.9.10 writes it from another goroutine: reading
+    it at once failed now and then)."""
+
+    def wait_ready(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            if "Server is ready" in self.output() and self._read_ports():
+                return True
+            time.sleep(0.05)
+        return False
+
+
 def start(config, exe=None):
-    return ServerProcess("-m", "-1", config=config, exe=exe)
+    return Proc("-m", "-1", config=config, exe=exe)
 
 
 def leaf_port(proc, timeout=10.0):
@@ -405,6 +421,22 @@ class DenyCases:
 
 class TestDeny(LeafCase, DenyCases):
     pass
+
+
+class TestCredsSigner(unittest.TestCase):
+    def test_signatures_match_the_nkeys_package(self):
+        try:
+            import nkeys
+        except ImportError:
+            self.skipTest("the nkeys package is not installed")
+        from gnats.leafcreds import CredsError, decode_seed, sign
+        for _ in range(5):
+            seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+            msg = os.urandom(11)
+            self.assertEqual(sign(decode_seed(seed.decode()), msg),
+                             bytes(nkeys.from_seed(bytearray(seed)).sign(msg)))
+        with self.assertRaises(CredsError):
+            decode_seed(seed.decode()[:-1] + ("A" if seed[-1:] != b"A" else "B"))
 
 
 class TestConfig(unittest.TestCase):

@@ -11,6 +11,8 @@ import unittest
 
 from tests.test_leaf import (WAIT, Cases, DenyCases, LeafCase, Topology, hub_config, leaf_config,
                              leaf_port, leafz, start)
+from tests.test_jwt_unit import nkeys
+from tests.test_operator_mode import Setup, raw_connect
 from tests.util import GO_SERVER, GO_SERVER_215, HAVE_GO_215, needs
 
 NEEDS_GO = needs(GO_SERVER, "nats-server (2.9) is not installed")
@@ -100,6 +102,42 @@ class TestCredentials29(LeafCase, CredentialCases):
 @NEEDS_GO_215
 class TestDenyGoHub215(LeafCase, DenyCases):
     hub_exe = GO_SERVER_215
+
+
+@NEEDS_GO_215
+@needs(nkeys is not None, "the nkeys package is not installed")
+class TestCredentialsFileGoOperatorHub(LeafCase):
+    """A remote with `credentials`: the user JWT and the hub's nonce signed
+    with the file's seed; nats-server 2.15 in operator mode binds the leaf
+    to the user's account."""
+
+    def setUp(self):
+        self.jwt = Setup()
+        self.addCleanup(self.jwt.close)
+
+    def test_leaf_joins_the_users_account(self):
+        _, _, creds = self.jwt.user()
+        hub = self.proc(self.jwt.config + hub_config(), GO_SERVER_215)
+        leaf = self.proc(leaf_config(leaf_port(hub), extra_remote='credentials: "%s"' % creds))
+        self.wait_leafs(hub, 1)
+        self.assertEqual(leafz(hub)["leafs"][0]["account"], self.jwt.a.pub)
+        kp, token, _ = self.jwt.user()
+        on_hub, _ = raw_connect(hub.port, token, kp)
+        self.addCleanup(on_hub.close)
+        on_hub.read_until(b"PONG\r\n", WAIT)
+        on_hub.send(b"SUB from.leaf 1\r\nPING\r\n")
+        on_hub.read_until(b"PONG\r\n", WAIT)
+        self.wait_interest(leaf, "from.leaf")
+        self.client(leaf).send(b"PUB from.leaf 2\r\nok\r\n" * 10)
+        got = [on_hub.read_msg(WAIT) for _ in range(10)]
+        self.assertEqual([p for _, _, p in got if p is not None], [b"ok"] * 10)
+
+    def test_unreadable_credentials_file_is_logged_and_retried(self):
+        hub = self.proc(self.jwt.config + hub_config(), GO_SERVER_215)
+        leaf = self.proc(leaf_config(leaf_port(hub), extra_remote='credentials: "/nonexistent.creds"'))
+        self.assertTrue(leaf.wait_log(r"Leafnode remote credentials /nonexistent.creds: .*No such file", WAIT),
+                        leaf.output())
+        self.assertEqual(leafz(hub)["leafnodes"], 0)
 
 
 @NEEDS_GO_215
