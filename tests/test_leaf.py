@@ -358,6 +358,26 @@ class TestTopologies(LeafCase):
         for c in (s1, s2, sh):
             self.assertEqual(len(self.collect(c, 100)), 100)
 
+    def test_dialler_declared_hub(self):
+        # `hub: true`: the dialling side is the hub, the accepting side the spoke
+        accepting = self.proc(hub_config())
+        dialler = self.proc(leaf_config(leaf_port(accepting), name="dialhub", extra_remote="hub: true"))
+        self.wait_leafs(accepting, 1)
+        self.wait_leafs(dialler, 1)
+        self.assertEqual(leafz(accepting)["leafs"][0]["is_spoke"], True)
+        self.assertEqual(leafz(dialler)["leafs"][0]["is_spoke"], False)
+        s1, s2 = self.client(accepting), self.client(dialler)
+        s1.send(b"SUB a 1\r\n")
+        s2.send(b"SUB b 1\r\n")
+        s1.ping()
+        s2.ping()
+        self.wait_interest(dialler, "a")
+        self.wait_interest(accepting, "b")
+        self.client(dialler).send(b"PUB a 1\r\nx\r\n" * 7)
+        self.client(accepting).send(b"PUB b 1\r\ny\r\n" * 9)
+        self.assertEqual(len(self.collect(s1, 7)), 7)
+        self.assertEqual(len(self.collect(s2, 9)), 9)
+
     def test_loop_is_detected(self):
         # A -> B -> C -> A: A's $LDS subject comes back to A
         ports = [free_port() for _ in range(3)]
