@@ -28,10 +28,10 @@ HUB_TLS = 'tls { cert_file: "%s/server-cert.pem", key_file: "%s/server-key.pem" 
 REMOTE_TLS = 'tls { ca_file: "%s/ca.pem" }' % CERTS
 
 
-def hub_config(port=-1, auth=False, extra="", tls=False):
+def hub_config(port=-1, auth=False, extra="", tls=False, name="hub"):
     a = "authorization { user: lu, password: lp }" if auth else ""
     t = HUB_TLS if tls else ""
-    return "server_name: hub\nleafnodes { host: 127.0.0.1, port: %d\n %s\n %s }\n%s" % (port, a, t, extra)
+    return "server_name: %s\nleafnodes { host: 127.0.0.1, port: %d\n %s\n %s }\n%s" % (name, port, a, t, extra)
 
 
 def leaf_config(hub_port, user="", name="leaf", extra_remote="", extra=""):
@@ -393,7 +393,7 @@ class TestTopologies(LeafCase):
     def test_cluster_is_a_hub_for_leaves_on_either_member(self):
         n1 = self.proc(hub_config(extra="cluster { listen: 127.0.0.1:-1, name: hubc }"))
         n2 = self.proc(hub_config(extra='cluster { listen: 127.0.0.1:-1, name: hubc, routes: ["nats://127.0.0.1:%d"] }'
-                                  % n1.cluster_port))
+                                  % n1.cluster_port, name="hub2"))
         wait_for(lambda: monitor(n1, "/routez")["num_routes"] == 1, WAIT)
         l1 = self.proc(leaf_config(leaf_port(n1), name="l1"))
         l2 = self.proc(leaf_config(leaf_port(n2), name="l2"))

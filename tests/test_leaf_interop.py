@@ -13,7 +13,7 @@ from tests.test_leaf import (WAIT, Cases, DenyCases, LeafCase, Topology, hub_con
                              leaf_port, leafz, start)
 from tests.test_jwt_unit import nkeys
 from tests.test_operator_mode import Setup, raw_connect
-from tests.util import GO_SERVER, GO_SERVER_215, HAVE_GO_215, needs
+from tests.util import GO_SERVER, GO_SERVER_215, HAVE_GO_215, needs, wait_for
 
 NEEDS_GO = needs(GO_SERVER, "nats-server (2.9) is not installed")
 NEEDS_GO_215 = needs(HAVE_GO_215, "nats-server 2.15 is not installed at %s" % GO_SERVER_215)
@@ -138,6 +138,47 @@ class TestCredentialsFileGoOperatorHub(LeafCase):
         self.assertTrue(leaf.wait_log(r"Leafnode remote credentials /nonexistent.creds: .*No such file", WAIT),
                         leaf.output())
         self.assertEqual(leafz(hub)["leafnodes"], 0)
+
+
+@NEEDS_GO_215
+class TestPyLeafJoinsGoCluster(LeafCase):
+    """The issue's done-when: a gnatsd.py with one remote joins a Go
+    cluster as a leaf and exchanges messages both ways with its members,
+    also with the member it is not connected to."""
+
+    def test_both_ways_through_the_cluster(self):
+        n1 = self.proc(hub_config(extra="cluster { listen: 127.0.0.1:-1, name: gc }"), GO_SERVER_215)
+        n2 = self.proc(hub_config(extra='cluster { listen: 127.0.0.1:-1, name: gc, routes: ["nats://127.0.0.1:%d"] }'
+                                  % n1.cluster_port, name="hub2"), GO_SERVER_215)
+        leaf = self.proc(leaf_config(leaf_port(n1)))
+        self.wait_leafs(n1, 1)
+        on_n2, on_leaf = self.client(n2), self.client(leaf)
+        on_n2.send(b"SUB to.n2 1\r\n")
+        on_leaf.send(b"SUB to.leaf 1\r\n")
+        on_n2.ping()
+        on_leaf.ping()
+        self.wait_interest(leaf, "to.n2")           # n2's interest, routed to n1, sent to the leaf
+        self.client(leaf).send(b"".join(b"PUB to.n2 3\r\nn%02d\r\n" % i for i in range(40)))
+        self.assertEqual([p for _, _, p in self.collect(on_n2, 40)], [b"n%02d" % i for i in range(40)])
+        # n2 learns the leaf's interest over its route: probe until it does
+        pub = self.client(n2)
+        self.assertTrue(wait_for(lambda: self._probe(pub, on_leaf), WAIT))
+        pub.send(b"".join(b"PUB to.leaf 3\r\nl%02d\r\n" % i for i in range(40)))
+        got = []
+        while len(got) < 40:        # probes still in flight come first (same path)
+            op, _, payload = on_leaf.read_msg(WAIT)
+            if op == b"MSG" and payload != b"probe":
+                got.append(payload)
+        self.assertEqual(got, [b"l%02d" % i for i in range(40)])
+        self.assertEqual([m for m in on_leaf.drain() if m[2] != b"probe"], [])
+
+    @staticmethod
+    def _probe(pub, sub):
+        pub.send(b"PUB to.leaf 5\r\nprobe\r\n")
+        try:
+            return sub.read_msg(0.2)[2] == b"probe"
+        except TimeoutError:
+            return False
 
 
 @NEEDS_GO_215
