@@ -59,7 +59,7 @@ class LeafRemote:
     first_info_timeout: float = DEFAULT_FIRST_INFO
 
 
-@dataclass
+@dataclass(repr=False)
 class LeafOptions:
     host: str = "0.0.0.0"
     port: int = 0                   # 0: no listener, -1: a free port
@@ -73,6 +73,11 @@ class LeafOptions:
     tls: object = None              # LeafTLS for accepted connections
     remotes: List[LeafRemote] = field(default_factory=list)
     reconnect: float = DEFAULT_RECONNECT
+
+    def __repr__(self):
+        # what a refused reload prints: never a password (in the block or
+        # a remote's URL)
+        return "{host: %s, port: %d, remotes: %d}" % (self.host, self.port, len(self.remotes))
 
 
 # --- value checks ---------------------------------------------------------------

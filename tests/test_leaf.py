@@ -13,6 +13,7 @@ instead of sleeping.
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import tempfile
@@ -457,6 +458,21 @@ class TestCredsSigner(unittest.TestCase):
                              bytes(nkeys.from_seed(bytearray(seed)).sign(msg)))
         with self.assertRaises(CredsError):
             decode_seed(seed.decode()[:-1] + ("A" if seed[-1:] != b"A" else "B"))
+
+
+class TestReload(LeafCase):
+    def test_changed_block_is_refused_without_printing_secrets(self):
+        hub = self.proc(hub_config(auth=True))
+        self.proc(leaf_config(leaf_port(hub), "lu:lp"))
+        self.wait_leafs(hub, 1)
+        with open(hub.config_path) as f:
+            text = f.read()
+        with open(hub.config_path, "w") as f:
+            f.write(text.replace("password: lp", "password: changed"))
+        hub.signal(signal.SIGHUP)
+        self.assertTrue(hub.wait_log("config reload not supported for leafnodes", WAIT), hub.output())
+        self.assertNotIn("changed", hub.output())
+        self.assertEqual(leafz(hub)["leafnodes"], 1)        # the leaf stays
 
 
 class TestConfig(unittest.TestCase):
