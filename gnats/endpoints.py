@@ -15,6 +15,7 @@ import time
 from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
+from .jetstream.jsz import build_jsz as jsz, varz_section as js_varz
 from .procstats import cpu_count, process_rss, usable_cpus
 from .snapshot import as_snapshot
 from .sublist import subject_matches
@@ -273,7 +274,7 @@ def build_varz(snap, req_stats, proc):
         "leaf": dict(sv.leaf) if sv.leaf else {},     # [leaf]
         "mqtt": {},
         "websocket": dict(sv.websocket or {}),
-        "jetstream": {},
+        "jetstream": js_varz(snap.jetstream),
         "tls_timeout": float(sv.tls_timeout),
         "write_deadline": int(round(sv.write_deadline * 1e9)),
         "start": go_time(start),
@@ -299,6 +300,13 @@ def build_varz(snap, req_stats, proc):
         "config_load_time": go_time(snap.config_load_time or start),
     })
     return v
+
+
+def build_jsz(snap, q):
+    """/jsz (?accounts, streams, consumers, config, acc): gnats/jetstream/jsz.py."""
+    snap = as_snapshot(snap)
+    return jsz(snap.jetstream, snap.server.server_id, snap.now or time.time(), q,
+               lambda name: query_bool(q, name))
 
 
 def _tls_version(v):
@@ -370,6 +378,10 @@ def _conn_info(c, now, subs, auth):
             ci["tls_cipher_suite"] = _cipher_name(c.tls_cipher_suite)
     if auth and c.user:
         ci["authorized_user"] = c.user
+        if c.account:
+            ci["account"] = c.account
+    if auth and c.account:
+        ci["name_tag"] = c.account
     if subs == "detail":
         ci["subscriptions_list_detail"] = _sub_details(c, cid)
     elif subs:
@@ -398,7 +410,7 @@ _STATES = {"open": "open", "closed": "closed", "any": "all", "all": "all"}
 
 
 def build_connz(snap, q):
-    """/connz: paging (offset, limit), sort, subs, auth, cid, state."""
+    """/connz: paging (offset, limit), sort, subs, auth, cid, state, acc."""
     sort = q.get("sort", "") or "cid"
     if sort not in _SORTS:
         raise QueryError("invalid sorting option: expected one of %s" % ", ".join(_SORTS))
@@ -416,11 +428,18 @@ def build_connz(snap, q):
 
     snap = as_snapshot(snap)
     now = snap.now or time.time()
+    acc = q.get("acc", "")
+    if acc and not any(a.name == acc for a in snap.accounts):
+        # nats-server's answer for an account it does not have
+        return {"server_id": "", "now": go_time(now), "num_connections": 0, "total": 0,
+                "offset": 0, "limit": limit, "connections": None}
     conns = []
     if state in ("open", "all"):
         conns.extend(snap.connections)
     if state in ("closed", "all"):
         conns.extend(snap.closed_connections)
+    if acc:
+        conns = [c for c in conns if c.account == acc]
     total = len(conns)
     if cid:
         # One connection by id: Go reports it as a page of one.

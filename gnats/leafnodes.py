@@ -401,9 +401,9 @@ class Leafnodes:
         cluster = self.server.cluster
         if cluster is not None and not c.is_spoke:
             if delta > 0:
-                cluster.local_sub_added(sub, delta)
+                cluster.local_sub_added(sub, c.account, delta)
             else:
-                cluster.local_sub_removed(sub, -delta)
+                cluster.local_sub_removed(sub, c.account, -delta)
         self.sub_changed(sub, delta)
 
     def _all_subs(self, account):

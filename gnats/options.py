@@ -82,6 +82,9 @@ class Options:
     nkeys: List[dict] = field(default_factory=list)
     default_permissions: Optional[PermissionSpec] = None
     no_auth_user: str = ""
+    # accounts { } (gnats/accounts_conf.py): AccountSpec per account; their
+    # users stay in them (accounts_conf.all_users joins them to `users`)
+    accounts: list = field(default_factory=list)
     auth_timeout: float = 0.0       # 0: AUTH_TIMEOUT, or the TLS timeout if larger
 
     # operator mode (gnats.jwt_accounts): operator JWTs (or their files),
@@ -127,6 +130,14 @@ class Options:
 
     # leaf nodes [leaf]: a gnats.leafconf.LeafOptions, or None without the block
     leafnodes: Optional[object] = None
+    # JetStream (gnats/jetstream/): -1 limits mean "no server-wide limit"
+    jetstream: bool = False
+    store_dir: str = ""             # empty: <temp dir>/nats, as nats-server
+    jetstream_max_memory: int = -1
+    jetstream_max_store: int = -1
+    jetstream_sync_interval: float = 0.0    # 0: 2 minutes
+    jetstream_sync_always: bool = False
+
     # subject mappings of the global account (gnats.mapping); None: none
     mappings: Optional[Mappings] = None
     # websocket { } (issue 21): a ws_options.WsOptions, None without the block
@@ -550,6 +561,44 @@ def _cluster(opts, f):
     _walk(opts, f.block_value(), _CLUSTER_TABLE, f.name + ".")
 
 
+def _jetstream(opts, f):
+    """`jetstream: enabled|disabled|true|false` or `jetstream { ... }`."""
+    v = f.value
+    if isinstance(v, bool):
+        opts.jetstream = v
+    elif isinstance(v, str) and v.lower() in ("enabled", "enable", "true", "disabled", "disable", "false"):
+        opts.jetstream = v.lower() in ("enabled", "enable", "true")
+    elif isinstance(v, dict):
+        opts.jetstream = True
+        _walk(opts, v, _JETSTREAM_TABLE, f.name + ".")
+    else:
+        f.expected('a boolean, "enabled", "disabled" or a block { ... }')
+
+
+def _js_sync_interval(opts, f):
+    # nats-server also takes `sync_interval: always`
+    if isinstance(f.value, str) and f.value.lower() == "always":
+        opts.jetstream_sync_always = True
+    else:
+        opts.jetstream_sync_interval = f.duration()
+
+
+_JETSTREAM_TABLE = {
+    "enabled": _set("jetstream", _Field.bool),
+    "store_dir": _set("store_dir", _Field.str),
+    "storedir": _set("store_dir", _Field.str),
+    "store": _set("store_dir", _Field.str),
+    "max_memory_store": _set("jetstream_max_memory", _Field.size),
+    "max_mem_store": _set("jetstream_max_memory", _Field.size),
+    "max_mem": _set("jetstream_max_memory", _Field.size),
+    "max_file_store": _set("jetstream_max_store", _Field.size),
+    "max_file": _set("jetstream_max_store", _Field.size),
+    "max_disk": _set("jetstream_max_store", _Field.size),
+    "sync_interval": _js_sync_interval,
+    "sync_always": _set("jetstream_sync_always", _Field.bool),
+}
+
+
 def _mappings(opts, f):
     ms = parse_mappings(f.block_value(), pos=f.value_pos)
     opts.mappings = ms if len(ms) else None     # an empty block costs nothing
@@ -603,6 +652,7 @@ _TOP_TABLE = {
                                    lambda g: g.duration(allow_zero=True)),
     "authorization": _authorization,
     "no_auth_user": authz.no_auth_user,
+    "accounts": lambda opts, f: _accounts(opts, f),
     "allow_non_tls": authz.allow_non_tls,
     "tls": _tls_block(""),
     "cluster": _cluster,
@@ -617,11 +667,17 @@ _TOP_TABLE = {
     "mappings": _mappings,
     "maps": _mappings,
     "websocket": _websocket,
+    "jetstream": _jetstream,
 }
 for _alias in ("operator", "operators", "roots", "root", "root_operators", "root_operator"):
     _TOP_TABLE[_alias] = jwt_accounts.conf_operators
 
 CONFIG_KEYS = tuple(sorted(_TOP_TABLE))
+
+
+def _accounts(opts, f):
+    from .accounts_conf import parse_accounts
+    parse_accounts(opts, f)
 
 
 def apply_config(opts: "Options", cfg: dict, path: str = "") -> "Options":
@@ -631,6 +687,9 @@ def apply_config(opts: "Options", cfg: dict, path: str = "") -> "Options":
     or out of range. A limit given as 0 keeps its default (as nats-server's
     baseline does); max_subscriptions 0 means unlimited."""
     _walk(opts, cfg, _TOP_TABLE, "")
+    if opts.accounts:
+        from .accounts_conf import check_with_authorization
+        check_with_authorization(opts)
     jwt_accounts.check_operator_mode(opts, cfg)
     for name, default in (("max_connections", MAX_CONNECTIONS),
                           ("max_control_line", MAX_CONTROL_LINE),

@@ -460,6 +460,34 @@ class TestCredsSigner(unittest.TestCase):
             decode_seed(seed.decode()[:-1] + ("A" if seed[-1:] != b"A" else "B"))
 
 
+class TestAccounts(LeafCase):
+    def test_leaf_user_binds_the_hubs_account(self):
+        accounts = ("accounts {\n A: { users: [ {user: ua, password: pa} ] }\n"
+                    " B: { users: [ {user: ub, password: pb} ] }\n}\n")
+        hub = self.proc(accounts + "server_name: hub\nleafnodes { host: 127.0.0.1, port: -1\n"
+                        " authorization { users = [ {user: la, password: lp, account: A} ] } }\n")
+        leaf = self.proc(leaf_config(leaf_port(hub), "la:lp"))
+        self.wait_leafs(hub, 1)
+        self.assertEqual(leafz(hub)["leafs"][0]["account"], "A")
+        in_a = self.client(hub, b'{"verbose":false,"pedantic":false,"user":"ua","pass":"pa"}')
+        in_b = self.client(hub, b'{"verbose":false,"pedantic":false,"user":"ub","pass":"pb"}')
+        for c in (in_a, in_b):
+            c.send(b"SUB acc.x 1\r\n")
+            c.ping()
+        self.wait_interest(leaf, "acc.x")
+        self.client(leaf).send(b"PUB acc.x 2\r\nhi\r\n" * 6)
+        self.assertEqual(len(self.collect(in_a, 6)), 6)
+        self.assertEqual(in_b.drain(), [])          # account B never sees the leaf's traffic
+        # and the other way: only account A's publishes reach the leaf
+        on_leaf = self.client(leaf)
+        on_leaf.send(b"SUB back 1\r\n")
+        on_leaf.ping()
+        self.wait_interest(hub, "back")
+        self.client(hub, b'{"verbose":false,"pedantic":false,"user":"ub","pass":"pb"}').send(b"PUB back 1\r\nb\r\n" * 3)
+        self.client(hub, b'{"verbose":false,"pedantic":false,"user":"ua","pass":"pa"}').send(b"PUB back 1\r\na\r\n" * 4)
+        self.assertEqual([p for _, _, p in self.collect(on_leaf, 4)], [b"a"] * 4)
+
+
 class TestReload(LeafCase):
     def test_changed_block_is_refused_without_printing_secrets(self):
         hub = self.proc(hub_config(auth=True))
