@@ -271,7 +271,7 @@ def build_varz(snap, req_stats, proc):
         "cluster": _cluster_varz(cluster),
         "cluster_port": cluster.port or 0,
         "gateway": {},
-        "leaf": {},
+        "leaf": dict(sv.leaf) if sv.leaf else {},     # [leaf]
         "mqtt": {},
         "websocket": dict(sv.websocket or {}),
         "jetstream": js_varz(snap.jetstream),
@@ -288,7 +288,7 @@ def build_varz(snap, req_stats, proc):
         "total_connections": st.total_connections,
         "routes": st.routes,
         "remotes": st.remotes,
-        "leafnodes": 0,
+        "leafnodes": st.leafnodes,                      # [leaf]
         "in_msgs": st.in_msgs,
         "out_msgs": st.out_msgs,
         "in_bytes": st.in_bytes,

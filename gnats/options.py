@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from . import authz
+from . import leafconf   # [leaf] the leafnodes { } block
 from . import ws_options
 from . import jwt_accounts
 from .conf import ConfigError, ConfMap, SizedInt, parse_duration
@@ -127,6 +128,8 @@ class Options:
     cluster_permissions: Optional[PermissionSpec] = None   # publish: import, subscribe: export
     connect_retries: int = 0        # for implicit (discovered) routes
 
+    # leaf nodes [leaf]: a gnats.leafconf.LeafOptions, or None without the block
+    leafnodes: Optional[object] = None
     # JetStream (gnats/jetstream/): -1 limits mean "no server-wide limit"
     jetstream: bool = False
     store_dir: str = ""             # empty: <temp dir>/nats, as nats-server
@@ -653,6 +656,8 @@ _TOP_TABLE = {
     "allow_non_tls": authz.allow_non_tls,
     "tls": _tls_block(""),
     "cluster": _cluster,
+    "leafnodes": leafconf.leafnodes,    # [leaf]
+    "leaf": leafconf.leafnodes,         # [leaf] nats-server's alias
     "resolver": jwt_accounts.conf_resolver,
     "account_resolver": jwt_accounts.conf_resolver,
     "accounts_resolver": jwt_accounts.conf_resolver,
