@@ -305,8 +305,18 @@ def process_input(conn, buf):
                         pos = end + 2
                         if not more:
                             break
-                elif len(tgts) == 1:                # one receiver
-                    (wb, pre), = tgts
+                else:                               # one receiver or fan-out
+                    # The run's payloads (with their CRLF) are collected and
+                    # each receiver gets them in one append, `pre.join`
+                    # putting its prefix in front of each: per message a
+                    # slice and a list append, never a small append to a
+                    # receiver's buffer. PyPy's bytearray grows by 1/8 and
+                    # copies (no realloc), so per-message appends into a
+                    # growing buffer cost it ~2 us per KiB (pubsub1k 4.3 us
+                    # per message, 60% of it in the GC freeing the copies).
+                    pls = []
+                    add = pls.append
+                    bad = False
                     while True:
                         end = pos + hop
                         if end + 2 > lim:
@@ -315,31 +325,19 @@ def process_input(conn, buf):
                             break
                         more = startswith(crl, end)
                         if not more and (buf[end] != 13 or buf[end + 1] != 10):
-                            raise _bad_payload_end()
-                        wb += pre
-                        wb += buf[end - size:end + 2]
+                            bad = True      # deliver what came before it first
+                            break
+                        add(buf[end - size:end + 2])
                         rep += 1
                         pos = end + 2
                         if not more:
                             break
-                else:                               # fan-out
-                    while True:
-                        end = pos + hop
-                        if end + 2 > lim:
-                            if end + 2 > n:
-                                st.need = end + 2 - pos
-                            break
-                        more = startswith(crl, end)
-                        if not more and (buf[end] != 13 or buf[end + 1] != 10):
-                            raise _bad_payload_end()
-                        pl = buf[end - size:end + 2]
+                    if pls:
                         for wb, pre in tgts:
                             wb += pre
-                            wb += pl
-                        rep += 1
-                        pos = end + 2
-                        if not more:
-                            break
+                            wb += pre.join(pls)
+                    if bad:
+                        raise _bad_payload_end()
             else:                                   # queue groups: a member each
                 rand = _rand
                 while True:
