@@ -339,7 +339,15 @@ def process_input(conn, buf):
                     if bad:
                         raise _bad_payload_end()
             else:                                   # queue groups: a member each
+                # As above, one append per receiver per run: plain
+                # subscribers get every payload (`pls`), each group's
+                # members the ones picked for them at random (`picks`:
+                # member index -> payloads), counted once per run.
                 rand = _rand
+                pls = []
+                add = pls.append
+                qbins = [(g, {}) for g in qgroups]
+                bad = False
                 while True:
                     end = pos + hop
                     if end + 2 > lim:
@@ -348,22 +356,36 @@ def process_input(conn, buf):
                         break
                     more = startswith(crl, end)
                     if not more and (buf[end] != 13 or buf[end + 1] != 10):
-                        raise _bad_payload_end()
+                        bad = True
+                        break
                     pl = buf[end - size:end + 2]
-                    for wb, pre in tgts:
-                        wb += pre
-                        wb += pl
-                    for g in qgroups:
-                        wb, pre, c, s = g[int(rand() * len(g))]
-                        wb += pre
-                        wb += pl
-                        c.out_msgs += 1
-                        c.out_bytes += size
-                        s.delivered += 1
+                    add(pl)
+                    for g, picks in qbins:
+                        i = int(rand() * len(g))
+                        got = picks.get(i)
+                        if got is None:
+                            picks[i] = [pl]
+                        else:
+                            got.append(pl)
                     rep += 1
                     pos = end + 2
                     if not more:
                         break
+                if pls:
+                    for wb, pre in tgts:
+                        wb += pre
+                        wb += pre.join(pls)
+                    for g, picks in qbins:
+                        for i, got in picks.items():
+                            wb, pre, c, s = g[i]
+                            k = len(got)
+                            wb += pre
+                            wb += pre.join(got)
+                            c.out_msgs += k
+                            c.out_bytes += k * size
+                            s.delivered += k
+                if bad:
+                    raise _bad_payload_end()
             if rep:
                 in_msgs += rep
                 in_bytes += rep * size

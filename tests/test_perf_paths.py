@@ -5,7 +5,9 @@
   message arrives once, in order, with its own payload and the receiver's
   own sid, for one receiver and for fan-out; a payload that contains the
   PUB line itself is not mistaken for a boundary; a bad payload terminator
-  in the middle of a run still delivers what came before it.
+  in the middle of a run still delivers what came before it. A queue
+  group's members get each message once, each in publish order, counted
+  once per message in out_msgs.
 - `pypy3 gnatsd.py` runs with a 16 MiB young generation (PYPY_GC_NURSERY,
   set by the launcher, which runs itself again in the same process), and a
   value the user set is kept.
@@ -18,6 +20,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import urllib.request
 
 from tests.util import GNATSD, ROOT, RawClient, ServerCase, port_of, wait_for
 
@@ -48,6 +51,7 @@ def read_msgs(c, count, timeout=20.0):
 
 
 class TestRunDelivery(ServerCase):
+    server_args = ("-m", "-1")
 
     def subscriber(self, *subs):
         c = self.client()
@@ -83,6 +87,39 @@ class TestRunDelivery(ServerCase):
         self.assertEqual(len(got_b), 2 * N)
         for sid in (b"2", b"7"):
             self.assertEqual([m[2] for m in got_b if m[1][1] == sid], pls)
+
+    def test_queue_group_run_each_message_once_in_order(self):
+        plain = self.subscriber((b"run.q", 1))
+        m1 = self.subscriber()
+        m1.send(b"SUB run.q workers 11\r\nSUB run.q workers 12\r\n")   # two members, one connection
+        m1.ping()
+        m2 = self.subscriber()
+        m2.send(b"SUB run.q workers 21\r\n")
+        m2.ping()
+        before = self.out_msgs()
+        pub = self.client()
+        pls = payloads(N)
+        pub.send(batch(b"run.q", pls))
+        pub.ping()
+        self.assertEqual([m[2] for m in read_msgs(plain, N)], pls)
+        got = []
+        deadline = time.monotonic() + 20.0
+        while len(got) < N and time.monotonic() < deadline:
+            got += m1.drain(5.0) + m2.drain(5.0)
+        self.assertEqual(len(got), N)
+        self.assertEqual(sorted(m[2] for m in got), pls)         # each exactly once
+        by_sid = {}
+        for m in got:
+            by_sid.setdefault(m[1][1], []).append(m[2])
+        self.assertLessEqual(set(by_sid), {b"11", b"12", b"21"})
+        for sid, seen in by_sid.items():
+            self.assertEqual(seen, sorted(seen), sid)            # publish order per member
+        self.assertTrue(wait_for(lambda: self.out_msgs() - before == 2 * N, 10.0),
+                        "out_msgs %d, want %d" % (self.out_msgs() - before, 2 * N))
+
+    def out_msgs(self):
+        with urllib.request.urlopen("http://127.0.0.1:%d/varz" % self.srv.monitor_port, timeout=10) as r:
+            return json.load(r)["out_msgs"]
 
     def test_payload_holding_the_pub_line(self):
         sub = self.subscriber((b"run.tricky", 3))
