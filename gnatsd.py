@@ -20,9 +20,9 @@ from gnats.main import main  # noqa: E402
 # still using at each minor collection (a third of it) was promoted and left
 # to major collections, up to 60% of the server's CPU: pub -> sub 1 KiB went
 # from 3.9 to 1.3-1.7 us per message, 128 B from 0.65 to 0.22-0.27
-# (PERFORMANCE.md, "PyPy"). PyPy reads PYPY_GC_NURSERY only at start, so the
-# launcher runs itself again once with it set (same PID); a value the user
-# set is kept.
+# (PERFORMANCE.md, "PyPy, side by side with CPython"). PyPy reads
+# PYPY_GC_NURSERY only at start, so the launcher runs itself again once
+# with it set (same PID); a value the user set is kept.
 NURSERY = "16M"
 
 if __name__ == "__main__":

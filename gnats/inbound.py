@@ -18,8 +18,10 @@ one member of per message (or None). The entry is cached under the
 control line's exact bytes, so the next identical line costs one dict
 lookup; and while the lines
 that follow repeat it byte for byte (a publisher in a loop), an inner loop
-handles them with one `startswith` each and no lookup at all. Delivery is
-bytearray appends; the reactor flushes every receiver once per turn.
+handles them with one `startswith` each and no lookup at all, collecting
+the run's payloads; each receiver then gets them in one bytearray append
+(`pre.join(payloads)` puts its prefix before each). The reactor flushes
+every receiver once per turn.
 Counters are added once per run of identical lines, not per message.
 
 Measured (parser alone, 1 MiB of 16 B PUBs, /usr/bin/python3 3.11): the
