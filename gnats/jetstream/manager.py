@@ -267,6 +267,13 @@ class JetStream:
             except StoreError as e:
                 self.log.error("JetStream: flush failed: %s" % e)
 
+    def raise_limit(self, memory, n):
+        """A reload raised max_memory_store / max_file_store."""
+        if memory:
+            self.max_memory = n
+        else:
+            self.max_store = n
+
     def over_server_limit(self, memory):
         limit = self.max_memory if memory else self.max_store
         return limit >= 0 and self.approx[memory] > limit
