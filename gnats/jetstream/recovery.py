@@ -32,7 +32,9 @@ from . import errors as E
 from .api import error_response
 from .config import stream_config
 from .filestore import FileStore
+from .store import StoreError
 from .storefactory import store_limits
+from .stream import dedupe_ids
 
 META = "meta.json"
 MAX_HELD_BYTES = 32 << 20
@@ -115,12 +117,22 @@ class AccountRecovery:
         t0 = time.monotonic()
 
         def done(store, err):       # on the opening thread
-            reactor.call_soon_threadsafe(self._opened, cfg, created, store, err, time.monotonic() - t0)
+            secs = time.monotonic() - t0
+            dedupe = None
+            if store is not None:
+                # the Nats-Msg-Id window is read back here too (up to 100k
+                # messages: a second on the reactor thread)
+                try:
+                    dedupe = dedupe_ids(store, cfg["duplicate_window"], time.time_ns())
+                except StoreError as e:
+                    store.close()
+                    store, err = None, e
+            reactor.call_soon_threadsafe(self._opened, cfg, created, store, err, secs, dedupe)
 
         FileStore.open_async(directory, done, limits=store_limits(cfg), sync_always=js.sync_always,
                              sync_interval=js.sync_interval)
 
-    def _opened(self, cfg, created, store, err, secs):
+    def _opened(self, cfg, created, store, err, secs, dedupe):
         self.todo.popleft()
         name = cfg["name"]
         self._unhold_subjects(name)
@@ -132,7 +144,7 @@ class AccountRecovery:
             self.log.error("JetStream could not recover stream '%s > %s': %s" % (self.jsa.name, name, err))
         else:
             self._log_open(name, store, secs)
-            self._restore(cfg, created, store)
+            self._restore(cfg, created, store, dedupe)
         self._next()
 
     def _log_open(self, name, store, secs):
@@ -144,7 +156,7 @@ class AccountRecovery:
         for w in store.warnings:
             self.log.warn("JetStream stream %s: %s" % (where, w))
 
-    def _restore(self, cfg, created, store):
+    def _restore(self, cfg, created, store, dedupe=None):
         jsa = self.jsa
         try:
             stream = jsa.add_stream(cfg, created, persist=False, store=store)
@@ -154,7 +166,7 @@ class AccountRecovery:
             self.log.error("JetStream could not recover stream '%s > %s': %s"
                            % (jsa.name, cfg["name"], e.description))
             return
-        stream.rebuild_dedupe(time.time_ns())
+        stream.rebuild_dedupe(time.time_ns(), found=dedupe)
         self.log.notice("  Restored %d messages for stream '%s > %s'"
                         % (stream.store.state().msgs, jsa.name, cfg["name"]))
 
