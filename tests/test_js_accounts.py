@@ -225,6 +225,13 @@ class WhoGetsJetStreamBase:
         self.assertTrue(srv.wait_log("Reloaded server configuration", 20))
         r, = run(requests(srv.port, "a", [INFO]))
         self.assertEqual(r["limits"], limits(max_streams=4))
+        # and takes it away again
+        with open(srv.config_path, "w") as f:
+            f.write(conf)
+        srv.signal(signal.SIGHUP)
+        self.assertTrue(wait_count(srv, "Reloaded server configuration", 2))
+        r, = run(requests(srv.port, "a", [INFO]))
+        self.assertEqual(r["error"], NOT_ENABLED)
 
 
 class WhoGetsJetStreamTest(WhoGetsJetStreamBase, unittest.TestCase):

@@ -132,10 +132,16 @@ class JetStream:
         ({Account: limits or None}), their limits updated if they had it;
         every other account of the configuration ($G included) loses it
         and answers 10039. Operator mode's accounts are left to it."""
+        registry = self.server.accounts
+        for name, jsa in list(self.accounts.items()):
+            if registry.find(name) is not jsa.account:
+                self.disable_account(jsa.account, answer=False)    # the account went away
+        for name in [n for n in self.off_subs if registry.find(n) is None]:
+            self._drop_off_subs(name)
         for acc, limits in account_limits.items():
             self.enable_account(acc, limits)
-        g = self.server.accounts.global_account
-        for acc in self.server.accounts.all():
+        g = registry.global_account
+        for acc in registry.all():
             if acc not in account_limits and (acc.spec is not None or acc is g):
                 self.disable_account(acc)
 
@@ -167,15 +173,18 @@ class JetStream:
         if resp is not None:
             self.server.publish_internal(jsa.account, reply, None, None, resp)
 
-    def disable_account(self, account):
+    def disable_account(self, account, answer=True):
         """No JetStream for `account` (its streams stop, their files stay):
-        API requests from this node's clients get 10039."""
+        API requests from this node's clients get 10039 (with `answer`)."""
         jsa = self.accounts.pop(account.name, None)
         if jsa is not None:
             for s in jsa.streams.values():
                 self.untouch(s.store)
-            jsa.close()
-        if account.name in self.off_subs:
+            try:
+                jsa.close()     # each store flushes and syncs as it closes
+            except StoreError as e:
+                self.log.error("JetStream: account '%s' not closed cleanly: %s" % (account.name, e))
+        if not answer or account.name in self.off_subs:
             return
         srv = self.server
 
