@@ -44,6 +44,7 @@ import time
 
 from . import jwt as J
 from .conf import ConfigError
+from .jetstream import accounts as jetstream_accounts
 from .jwt import JWTError
 from .jwt_claims import subject_contained_in
 from .mapping import MappingError, Mappings
@@ -456,6 +457,8 @@ class JwtUser:
             if self.mappings is not None:
                 self.mappings.set_cluster(srv.opts.cluster_name)
                 acc.mappings = self.mappings
+            # JetStream for it when its limits give storage, else 10039
+            jetstream_accounts.jwt_account_registered(srv, acc, self.account_claims)
         if client.account is not acc:
             if client.subs:
                 # its subscriptions live in the other account's index

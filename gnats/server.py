@@ -186,11 +186,7 @@ class Server:
         # after the cluster and the accounts exist: JetStream's internal
         # subscriptions are route interest in their accounts
         if o.jetstream:
-            self.jetstream = JetStream(self, {
-                "store_dir": o.store_dir, "max_memory_store": o.jetstream_max_memory,
-                "max_file_store": o.jetstream_max_store, "sync_interval": o.jetstream_sync_interval,
-                "sync_always": o.jetstream_sync_always})
-            self.jetstream.start()      # ValueError: directory in use or unusable
+            self.start_jetstream()      # ValueError: directory in use or unusable
         if o.leafnodes is not None:                 # [leaf]
             self.leafnodes = Leafnodes(self)
             self.leafnodes.start()
@@ -219,6 +215,21 @@ class Server:
             self.cluster.solicit_routes()
         if self.leafnodes is not None:              # [leaf]
             self.leafnodes.solicit()
+
+    def start_jetstream(self):
+        """At start, or when a reload turns JetStream on."""
+        o = self.opts
+        js = JetStream(self, {
+            "store_dir": o.store_dir, "max_memory_store": o.jetstream_max_memory,
+            "max_file_store": o.jetstream_max_store, "sync_interval": o.jetstream_sync_interval,
+            "sync_always": o.jetstream_sync_always})
+        js.start()
+        self.jetstream = js
+
+    def stop_jetstream(self):
+        """A reload turns JetStream off: streams close, their files stay."""
+        self.jetstream.shutdown()
+        self.jetstream = None
 
     def setup_tls(self):
         from .tls import files_digest, server_context
