@@ -78,6 +78,7 @@ class Options:
     nkeys: List[dict] = field(default_factory=list)
     default_permissions: Optional[PermissionSpec] = None
     no_auth_user: str = ""
+    system_account: str = ""        # "" -> $SYS (gnats/sysacct.py)
     auth_timeout: float = 0.0       # 0: AUTH_TIMEOUT, or the TLS timeout if larger
 
     # client TLS
@@ -572,6 +573,7 @@ _TOP_TABLE = {
                                    lambda g: g.duration(allow_zero=True)),
     "authorization": _authorization,
     "no_auth_user": authz.no_auth_user,
+    "system_account": _set("system_account", _Field.str),
     "allow_non_tls": authz.allow_non_tls,
     "tls": _tls_block(""),
     "cluster": _cluster,
