@@ -12,6 +12,10 @@ Two ways, chosen once per distinct PUB control line (see client.py):
   clients that do not speak them, verbose and traced publishers, routes with
   queue lists. It costs more per message and is correct for everything.
 
+Internal subscriptions (internal.py) always take the general path, where
+`deliver_to_sub` queues their messages and `deliver` runs the queued
+callbacks once the publish has reached everyone.
+
 Routes receive at most one RMSG per message, whatever the number of
 matching subscriptions they registered, and never a message that itself
 came from a route (one hop only).
@@ -128,6 +132,8 @@ def build_fast_bases(src, subject, reply, result, from_route):
             seen_routes.add(c)
             tgts.append((c.wbuf, b"RMSG " + src.account.wire + b" " + subject + sfx))
             counted.append((c, _ROUTE_SINK))
+        elif c.kind == "internal":
+            return None     # a callback, queued per message (internal.py)
         else:
             if c is src and not echo:
                 continue
@@ -150,8 +156,8 @@ def build_fast_bases(src, subject, reply, result, from_route):
                 c = sub.client
                 if c.closed:
                     continue
-                if c.kind == "route" or sub.max_msgs:
-                    return None
+                if c.kind != "client" or sub.max_msgs:
+                    return None     # routes, internal subscriptions
                 if c is src and not echo:
                     continue
                 if c.perms is not None and not _fast_ok(c.perms, subject, sub.queue, reply):
@@ -204,6 +210,8 @@ def deliver(server, src, subject, reply, hdr, payload, result, from_route, route
     Returns the number of deliveries made (0: nobody was interested)."""
     size = len(payload) - 2
     dirty = server.reactor.dirty
+    internals = server.internals
+    internals.src = src     # for the callbacks of internal subscriptions
     echo = src.echo if not from_route else True
     routes = {}     # route -> queue names it must serve for this message
     count = 0
@@ -240,6 +248,8 @@ def deliver(server, src, subject, reply, hdr, payload, result, from_route, route
             if r.log.trace_on:
                 r.trace_out(b"RMSG " + acc + b" " + subject)
             count += 1
+    if internals.pending and not internals.draining:
+        internals.drain()   # the callbacks run after the publish, in order
     return count
 
 
@@ -281,6 +291,8 @@ def deliver_to_sub(sub, subject, reply, hdr, payload, size, dirty):
             reply.decode("utf-8", "surrogateescape") if reply else None):
         return False                # the delivery filter (a grant is recorded)
     sub.delivered += 1
+    if c.kind == "internal":
+        return c.internals.enqueue(sub, subject, reply, hdr, payload, size)
     if sub.max_msgs:
         if sub.delivered > sub.max_msgs:
             return False

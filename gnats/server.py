@@ -21,6 +21,7 @@ from .authorize import Authorizer
 from .client import Client
 from .cluster import Cluster
 from .conn import MAX_READ, set_socket_options
+from .internal import InternalClient, Internals
 from .net import Listener, bind_listener, hostport, local_ip
 from .reactor import EVENT_READ, Reactor
 from .reload import ReloadError, apply_options as apply_reload
@@ -28,6 +29,14 @@ from .snapshot import Snapshots
 
 SLOW_CHECK_INTERVAL = 0.25  # how often write-blocked connections are checked
 SUB_REMOVE_SLICE = 20000    # subscriptions of a closed client removed per reactor turn
+
+
+def _routed(sub):
+    """Is this local subscription's interest announced to routes?"""
+    c = sub.client
+    if c.kind == "client":
+        return True
+    return isinstance(c, InternalClient) and sub.routed and c.account.name == "$G"
 
 
 def new_server_id():
@@ -47,6 +56,7 @@ class Server:
         # The global account's subject index under its old name, for the
         # server-wide readers (snapshot, reload, tests, tools/stress.py).
         self.sublist = self.accounts.global_account.sublist
+        self.internals = Internals(self)    # server-side subscribers (internal.py)
         self.server_id = new_server_id()
         self.server_name = opts.server_name or self.server_id
         self.clients = {}           # cid -> Client
@@ -268,13 +278,30 @@ class Server:
     # -- interest -----------------------------------------------------------
     def add_sub(self, sub):
         sub.client.account.sublist.insert(sub)
-        if self.cluster is not None and sub.client.kind == "client":
+        if self.cluster is not None and _routed(sub):
             self.cluster.local_sub_added(sub)
 
     def remove_sub(self, sub):
         sub.client.account.sublist.remove(sub)
-        if self.cluster is not None and sub.client.kind == "client":
+        if self.cluster is not None and _routed(sub):
             self.cluster.local_sub_removed(sub)
+
+    # -- internal subscriptions (gnats/internal.py) ---------------------------
+    def internal_subscribe(self, account, subject, callback, queue=None, routed=True):
+        """Subscribe the server itself in `account`: callback(sub, subject,
+        reply, hdr, msg, client) runs on the reactor thread after each
+        matching publish has been delivered (client: the publishing
+        connection, None for an internal publish). `routed`: announce the
+        interest to routes (as a client's)."""
+        return self.internals.subscribe(account, subject, callback, queue, routed)
+
+    def internal_unsubscribe(self, sub):
+        self.internals.unsubscribe(sub)
+
+    def publish_internal(self, account, subject, reply, hdr, msg):
+        """Publish in `account` as a client would (hdr: the NATS/1.0 header
+        block bytes, or None). Returns the number of deliveries."""
+        return self.internals.publish(account, subject, reply, hdr, msg)
 
     def remove_closed_subs(self, sl, subs, start):
         """Remove a closed client's subscriptions, SUB_REMOVE_SLICE per
