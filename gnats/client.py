@@ -334,6 +334,7 @@ class Client(Connection):
                                      self.auth_context())
             return
         self.ok()
+        self.server.system.client_connected(self)
 
     def schedule_rtt_ping(self):
         """After the first CONNECT: measure the RTT at FIRST_PING after the
@@ -367,6 +368,7 @@ class Client(Connection):
         self.authed = True
         self.set_user(user)
         self.ok()
+        self.server.system.client_connected(self)
 
     def set_user(self, user):
         """Who the client is now, and what it may do. `user` is a UserEntry

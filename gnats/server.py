@@ -26,6 +26,7 @@ from .net import Listener, bind_listener, hostport, local_ip
 from .reactor import EVENT_READ, Reactor
 from .reload import ReloadError, apply_options as apply_reload
 from .snapshot import Snapshots
+from .sysacct import SystemAccount
 
 SLOW_CHECK_INTERVAL = 0.25  # how often write-blocked connections are checked
 SUB_REMOVE_SLICE = 20000    # subscriptions of a closed client removed per reactor turn
@@ -79,6 +80,7 @@ class Server:
         self.client_auth = ClientAuth(opts)
         self.authorizer = Authorizer(self.reactor)    # CONNECT checks off the reactor thread
         self.apply_limits()
+        self.system = SystemAccount(self)   # $SYS: events and requests (sysacct.py)
 
     def apply_limits(self):
         o = self.opts
@@ -136,6 +138,7 @@ class Server:
         self.port = sock.getsockname()[1]
         self.listener = Listener(self.reactor, sock, self.accept_client)
         log.notice("Listening for client connections on %s" % hostport(o.host, self.port))
+        self.system.start()
         if self.client_auth.plaintext_passwords:
             log.warn(PLAINTEXT_WARNING)
         if o.tls:
@@ -272,6 +275,7 @@ class Server:
         c.subs.clear()
         self.remove_closed_subs(c.account.sublist, subs, 0)
         self.retire_counters(c)
+        self.system.client_closed(c, reason)
         if self.log.debug_on:
             self.log.debug("%s - Client connection closed: %s" % (c.tag(), reason))
 
