@@ -372,6 +372,7 @@ class Server:
             return
         self.shutting_down = True
         self.log.notice("Initiating Shutdown...")
+        self.system.server_event("SHUTDOWN")   # before routes and clients close (flushed then)
         if self.listener is not None:
             self.listener.close()
         if self.cluster is not None:
@@ -418,6 +419,7 @@ class Server:
         self.lame_duck = True
         o = self.opts
         self.log.notice("Entering lame duck mode, stop accepting new clients")
+        self.system.server_event("LAMEDUCK")
         if self.listener is not None:
             self.listener.close()
         self.broadcast_info()

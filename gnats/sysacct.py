@@ -29,6 +29,7 @@ Events:
                                          on each change of an account's
                                          client count, and every 30 s while
                                          it has clients; never for $G
+  $SYS.SERVER.<id>.SHUTDOWN / LAMEDUCK   the server block, when it happens
   $SYS.SERVER.<id>.STATSZ                after 250 ms, then at doubling
                                          intervals up to every 10 s (as
                                          nats-server); on a server without
@@ -283,6 +284,13 @@ class SystemAccount:
         stats = E.statsz(snap, process_rss(), cpu_count(), float(proc.cpu()), usable_cpus(),
                          active, servers)
         self.send(subject, {"server": self.server_block(), "statsz": stats})
+
+    def server_event(self, what):
+        """$SYS.SERVER.<id>.SHUTDOWN or .LAMEDUCK: the server block alone,
+        so other servers stop counting this one (nats-server sends both)."""
+        subject = "$SYS.SERVER.%s.%s" % (self.server.server_id, what)
+        if self.interest(subject):
+            self.send(subject, self.server_block())
 
     # -- connection events (Server's hooks) --------------------------------------------
     def client_connected(self, c):

@@ -16,6 +16,7 @@ account" is the global one, `$G`.
 
 import asyncio
 import json
+import signal
 import threading
 import unittest
 import urllib.request
@@ -145,6 +146,12 @@ class SysPy:
     async def other_connect(self, **kw):
         return await nats.connect(self.url, max_reconnect_attempts=0, **kw)
 
+    def lame_duck(self):
+        self.on_reactor(self.server.enter_lame_duck)
+
+    def shutdown(self):
+        self.server.reactor.call_soon_threadsafe(self.server.shutdown)
+
     def stop(self):
         self.srv.stop()
 
@@ -167,6 +174,12 @@ class SysGo:
     async def other_connect(self, **kw):
         return await nats.connect(self.url, user="a", password="a", max_reconnect_attempts=0,
                                   **kw)
+
+    def lame_duck(self):
+        self.proc.signal(signal.SIGUSR2)
+
+    def shutdown(self):
+        self.proc.signal(signal.SIGTERM)
 
     def stop(self):
         self.proc.stop()
@@ -421,6 +434,26 @@ class SysCases:
             self.assertEqual(m["server"]["id"], target.server_id)
             self.assertEqual(set(m["statsz"]), STATSZ_KEYS)
         self.assertGreater(second["server"]["seq"], first["server"]["seq"])
+
+
+    def test_lame_duck_and_shutdown_events(self):
+        for what, act in (("LAMEDUCK", "lame_duck"), ("SHUTDOWN", "shutdown")):
+            target = self.make_target()
+
+            async def go():
+                nc = await target.sys_connect()
+                sub = await nc.subscribe("$SYS.SERVER.%s.%s" % (target.server_id, what))
+                await nc.flush()
+                getattr(target, act)()
+                msg = json.loads((await sub.next_msg(timeout=15)).data)
+                await nc.close()
+                return msg
+            try:
+                block = run_async(go())
+            finally:
+                target.stop()
+            self.assertTrue(SERVER_KEYS <= set(block) <= SERVER_KEYS | GO_ONLY_SERVER_KEYS, what)
+            self.assertEqual(block["id"], target.server_id)
 
 
 @needs(nats is not None, "nats-py is not installed (pip install nats-py)")
