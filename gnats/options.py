@@ -43,6 +43,7 @@ class Options:
     http_host: str = ""          # empty: same as host
     http_port: int = 0
     https_port: int = 0
+    system_account: str = ""     # "" -> $SYS (gnats/sysacct.py): events, requests over NATS
 
     # logging
     debug: bool = False
@@ -78,7 +79,6 @@ class Options:
     nkeys: List[dict] = field(default_factory=list)
     default_permissions: Optional[PermissionSpec] = None
     no_auth_user: str = ""
-    system_account: str = ""        # "" -> $SYS (gnats/sysacct.py)
     auth_timeout: float = 0.0       # 0: AUTH_TIMEOUT, or the TLS timeout if larger
 
     # client TLS
@@ -547,6 +547,7 @@ _TOP_TABLE = {
     "monitor_port": _set("http_port", _Field.port),
     "https": _https,
     "https_port": _set("https_port", _Field.port),
+    "system_account": _set("system_account", _Field.str),
     "debug": _set("debug", _Field.bool),
     "trace": _set("trace", _Field.bool),
     "logtime": _set("logtime", _Field.bool),
@@ -573,7 +574,6 @@ _TOP_TABLE = {
                                    lambda g: g.duration(allow_zero=True)),
     "authorization": _authorization,
     "no_auth_user": authz.no_auth_user,
-    "system_account": _set("system_account", _Field.str),
     "allow_non_tls": authz.allow_non_tls,
     "tls": _tls_block(""),
     "cluster": _cluster,
