@@ -79,7 +79,7 @@ def resolve_system_account(server):
 class SystemAccount:
     def __init__(self, server):
         self.server = server
-        self.account = resolve_system_account(server)
+        self.account = None         # resolved by start(), once configured accounts exist
         self.seq = 0                # messages sent: the server block's seq
         self.ids = E.EventIds()
         self.proc = ProcStats()     # CPU figures when no monitor runs
@@ -91,11 +91,14 @@ class SystemAccount:
 
     @property
     def name(self):
-        return self.account.name
+        return self.account.name if self.account is not None else ""
 
     # -- start / stop ------------------------------------------------------------
     def start(self):
+        """Resolve the account (ValueError when `system_account` names none)
+        and subscribe its request handlers; the STATSZ timer starts."""
         srv = self.server
+        self.account = resolve_system_account(srv)
         sub = self._subscribe
         sub("$SYS.REQ.SERVER.PING", self.on_statsz)
         for kind, struct in _SERVER_REQUESTS:
@@ -125,6 +128,8 @@ class SystemAccount:
     def interest(self, subject):
         """Worth building? Without routes, only when a local subscriber
         listens (nats-server's standalone rule for STATSZ; events alike)."""
+        if self.account is None:
+            return False            # not started
         if self.server.routes:
             return True
         r = self.account.sublist.match(subject)

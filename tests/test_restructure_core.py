@@ -181,9 +181,7 @@ class TestAccounts(unittest.TestCase):
         self.assertIsInstance(g, Account)
         self.assertEqual((g.name, g.wire), (GLOBAL_ACCOUNT, b"$G"))
         self.assertIs(srv.accounts.find_wire(b"$G"), g)
-        # the system account exists from the start, as in nats-server
-        self.assertIs(srv.accounts.find_wire(b"$SYS"), srv.system.account)
-        self.assertIsNone(srv.accounts.find_wire(b"NOPE"))
+        self.assertIsNone(srv.accounts.find_wire(b"$SYS"))
         self.assertIs(srv.sublist, g.sublist)       # the server-wide alias
 
     def test_client_subscribes_in_its_accounts_index(self):
@@ -201,12 +199,11 @@ class TestAccounts(unittest.TestCase):
         srv = in_process(self, cluster_port=-1, cluster_name="c")
         r = new_route(self, srv)
         g = srv.accounts.global_account
-        sys_acc = srv.system.account
-        feed(r, b"RS+ $G foo\r\nRS+ $G bar q 2\r\nRS+ $SYS foo\r\nRS+ NOPE foo\r\n")
-        self.assertEqual(set(r.subs), {(g, "foo", None), (g, "bar", "q"), (sys_acc, "foo", None)})
+        feed(r, b"RS+ $G foo\r\nRS+ $G bar q 2\r\nRS+ $SYS foo\r\n")
+        self.assertEqual(set(r.subs), {(g, "foo", None), (g, "bar", "q")})
         self.assertEqual(g.sublist.count, 2)
-        feed(r, b"RS- $G foo\r\nRS- $SYS bar q\r\nRS- NOPE foo\r\n")
-        self.assertEqual(set(r.subs), {(g, "bar", "q"), (sys_acc, "foo", None)})
+        feed(r, b"RS- $G foo\r\nRS- $SYS bar q\r\n")
+        self.assertEqual(set(r.subs), {(g, "bar", "q")})
         self.assertEqual(g.sublist.count, 1)
 
 
