@@ -68,6 +68,11 @@ class AuthError(ValueError):
     """An authorization configuration that cannot work."""
 
 
+# The whole shape of a bcrypt hash: version, two-digit cost, 22 characters of
+# salt and 31 of hash in bcrypt's base64 alphabet.
+_BCRYPT_FULL_RE = re.compile(r"\$2[aby]?\$[0-9]{2}\$[./A-Za-z0-9]{53}\Z")
+
+
 def is_bcrypt(s: Any) -> bool:
     """True when s looks like a bcrypt hash ($2a$, $2b$ or $2y$ with a cost)."""
     return isinstance(s, str) and _BCRYPT_RE.match(s) is not None
@@ -152,9 +157,14 @@ def check_secret(configured: str, given: Any) -> bool:
         key = _cache_key(*pair)
         if _cache_hit(key):
             return True
+        if _BCRYPT_FULL_RE.match(configured) is None:
+            # a malformed hash never matches; and it is refused here, not by
+            # the bcrypt package, whose older releases (PyPy's 4.0) panic on
+            # a short hash with an exception `except Exception` misses
+            return False
         try:
             ok = bcrypt.checkpw(pair[1], pair[0])
-        except (ValueError, TypeError):  # malformed hash or password
+        except (ValueError, TypeError):  # malformed password
             return False
         if ok:
             _cache_add(key)
