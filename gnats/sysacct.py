@@ -25,6 +25,8 @@ a bad option with a 500, both in nats-server's envelope.
 
 Events:
   $SYS.ACCOUNT.<acc>.CONNECT / DISCONNECT     every client, every account
+                                         (DISCONNECT also for one never let in)
+  $SYS.SERVER.<id>.CLIENT.AUTH.ERR       a client refused for its credentials
   $SYS.ACCOUNT.<acc>.SERVER.CONNS (and the older $SYS.SERVER.ACCOUNT.<acc>.CONNS)
                                          on each change of an account's
                                          client count, and every 30 s while
@@ -313,16 +315,21 @@ class SystemAccount:
                                                acc.name, _raw_user(c)))
 
     def client_closed(self, c, reason):
-        if c.cid not in self.announced:
-            return
-        self.announced.discard(c.cid)
+        """A client left: as nats-server, a DISCONNECT event for every one,
+        accepted or not (a failed login also gets CLIENT.AUTH.ERR first);
+        the account's CONNS update for one that was counted in."""
         acc = c.account
-        self.conns_update(acc)
-        subject = "$SYS.ACCOUNT.%s.DISCONNECT" % acc.name
-        if self.interest(subject):
-            rec = conn_record(c, 0)
-            self.send(subject, E.disconnect_event(self.ids.next(), self.server_block(), rec,
-                                                  acc.name, _raw_user(c), reason))
+        if c.cid in self.announced:
+            self.announced.discard(c.cid)
+            self.conns_update(acc)
+        rec = None
+        for subject in ("$SYS.SERVER.%s.CLIENT.AUTH.ERR" % self.server.server_id
+                        if reason == "Authentication Failure" else None,
+                        "$SYS.ACCOUNT.%s.DISCONNECT" % acc.name):
+            if subject and self.interest(subject):
+                rec = rec or conn_record(c, 0)
+                self.send(subject, E.disconnect_event(self.ids.next(), self.server_block(), rec,
+                                                      acc.name, _raw_user(c), reason))
 
     def conns_update(self, acc):
         """The account's client count changed (or its heartbeat is due)."""
@@ -349,9 +356,13 @@ def _endpoint(kind):
 
 
 def _raw_user(c):
-    """nats-server's getRawAuthUser: the user name or nkey, "[REDACTED]"
-    for a token, "" without credentials."""
-    if c.user:
-        return c.user
-    obj = c.connect_obj
-    return "[REDACTED]" if isinstance(obj, dict) and obj.get("auth_token") else ""
+    """nats-server's getRawAuthUser: the CONNECT's nkey or user name (also
+    when they were refused), "[REDACTED]" for a token; else the user the
+    server gave it (no_auth_user, a certificate's)."""
+    obj = c.connect_obj if isinstance(c.connect_obj, dict) else {}
+    for key in ("nkey", "user"):
+        if obj.get(key) and isinstance(obj[key], str):
+            return obj[key]
+    if obj.get("auth_token"):
+        return "[REDACTED]"
+    return c.user
