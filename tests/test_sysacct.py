@@ -64,6 +64,10 @@ system_account: SYS
 """
 
 
+async def _quiet(e):
+    """nats-py's error callback: a server shut down in a test is expected."""
+
+
 def run_async(coro):
     return asyncio.run(asyncio.wait_for(coro, 60))
 
@@ -129,7 +133,7 @@ class SysPy:
     async def sys_connect(self):
         self.n += 1
         name = "sys-%d" % self.n
-        nc = await nats.connect(self.url, name=name, max_reconnect_attempts=0)
+        nc = await nats.connect(self.url, name=name, max_reconnect_attempts=0, error_cb=_quiet)
 
         def move():
             acc = self.server.system.account
@@ -169,7 +173,8 @@ class SysGo:
         self.server_id = http_json(self.monitor_url + "/varz")["server_id"]
 
     async def sys_connect(self):
-        return await nats.connect(self.url, user="sys", password="sys", max_reconnect_attempts=0)
+        return await nats.connect(self.url, user="sys", password="sys", max_reconnect_attempts=0,
+                                  error_cb=_quiet)
 
     async def other_connect(self, **kw):
         return await nats.connect(self.url, user="a", password="a", max_reconnect_attempts=0,
