@@ -251,6 +251,8 @@ class SystemAccount:
             return
         data = {"user": client.user, "account": client.account.name,
                 "account_name": client.account.name}
+        if client.perms is not None:
+            data["permissions"] = E.public_permissions(client.perms.perms.spec)
         self.send(reply, E.api_response(self.server_block(), data))
 
     # -- STATSZ ------------------------------------------------------------------

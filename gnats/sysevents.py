@@ -213,6 +213,27 @@ def accountz(server_id, system_account, names, now=None):
             "system_account": system_account, "accounts": list(names)}
 
 
+def public_permissions(spec):
+    """A user's permissions as USER.INFO shows them (nats-server's
+    publicPermissions): only the lists and rules that are set; the
+    responses' ttl in nanoseconds."""
+    out = {}
+    for key, rule in (("publish", spec.publish), ("subscribe", spec.subscribe)):
+        if rule is None:
+            continue
+        lists = {}
+        for name in ("allow", "deny"):
+            entries = getattr(rule, name)
+            if entries:
+                lists[name] = list(entries)
+        if lists:
+            out[key] = lists
+    if spec.response is not None:
+        out["responses"] = {"max": spec.response.max_msgs,
+                            "ttl": int(round(spec.response.expires * 1e9))}
+    return out
+
+
 # ---------------------------------------------------------------------------
 # Request bodies
 

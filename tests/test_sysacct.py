@@ -574,6 +574,19 @@ class TestSysEvents(unittest.TestCase):
                          {"subs": "1", "test": "a.b"})
         self.assertEqual(q("ROUTEZ", {"subscriptions": True}), {"subs": "1"})
 
+    def test_public_permissions(self):
+        """As nats-server 2.15.1 showed them in USER.INFO for
+        publish {allow: ["$SYS.>", "_INBOX.>"], deny: ["x"]},
+        subscribe {allow: [">"]}, allow_responses {max: 3, expires: "1s"}."""
+        from gnats.permissions import PermissionSpec, ResponseRule, SubjectRule
+        spec = PermissionSpec(publish=SubjectRule(allow=("$SYS.>", "_INBOX.>"), deny=("x",)),
+                              subscribe=SubjectRule(allow=(">",)),
+                              response=ResponseRule(max_msgs=3, expires=1.0))
+        self.assertEqual(E.public_permissions(spec),
+                         {"publish": {"allow": ["$SYS.>", "_INBOX.>"], "deny": ["x"]},
+                          "subscribe": {"allow": [">"]},
+                          "responses": {"max": 3, "ttl": 1000000000}})
+
     def test_api_response(self):
         self.assertEqual(E.api_response({"id": "x"}, {"a": 1}), {"server": {"id": "x"},
                                                                  "data": {"a": 1}})
