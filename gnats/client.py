@@ -159,6 +159,11 @@ class Client(Connection):
             return None
         perms = self.perms
         cacheable = True
+        pub = subject
+        if self.account.mappings is not None:
+            # mapped before the permission check, as nats-server (parser.go);
+            # a mapping drawn per message is never cached (gnats/mapping.py)
+            subject, cacheable = self.account.mappings.select(subject)
         if perms is not None:
             # checked before any entry is built: only permitted subjects
             # reach the caches (a grant of allow_responses is per message)
@@ -175,13 +180,13 @@ class Client(Connection):
                 self.publish_denied(subj)
                 st.resume_at = end + 2
                 return None
-            cacheable = perms.cacheable(subj)
+            cacheable = cacheable and perms.cacheable(subj)
         general = self.verbose or self.log.trace_on or not cacheable
         result = match_publish(self.account.sublist, subject)
         if not general:
             bases = build_fast_bases(self, subject, reply, result, False)
             if bases is not None and (bases[0] or bases[3] or not (reply and self.no_responders)):
-                scache_put(self, subject + b" " + reply if reply else subject, bases)
+                scache_put(self, pub + b" " + reply if reply else pub, bases)
                 return cache_entry(self, line, fast_entry(bases, size))
         # general path: one message, now
         if not st.payload_end(buf, pos, after, size):
@@ -207,6 +212,8 @@ class Client(Connection):
         if self.pedantic and not valid_subject(subject.decode("latin-1"), wildcards=False):
             self.send_err(P.ERR_INVALID_PUB_SUBJECT)
             return
+        if self.account.mappings is not None:
+            subject, _ = self.account.mappings.select(subject)
         if self.perms is not None:
             subj = subject.decode("utf-8", "surrogateescape")
             if not self.perms.can_publish(subj):

@@ -13,6 +13,7 @@ from typing import List, Optional
 
 from . import authz
 from .conf import ConfigError, ConfMap, SizedInt, parse_duration
+from .mapping import Mappings, parse_mappings
 from .permissions import PermissionSpec
 
 DEFAULT_PORT = 4222
@@ -114,6 +115,9 @@ class Options:
     cluster_tls_verify_and_map: bool = False
     cluster_permissions: Optional[PermissionSpec] = None   # publish: import, subscribe: export
     connect_retries: int = 0        # for implicit (discovered) routes
+
+    # subject mappings of the global account (gnats.mapping); None: none
+    mappings: Optional[Mappings] = None
 
     # lame duck
     lame_duck_duration: float = LAME_DUCK_DURATION
@@ -533,6 +537,11 @@ def _cluster(opts, f):
     _walk(opts, f.block_value(), _CLUSTER_TABLE, f.name + ".")
 
 
+def _mappings(opts, f):
+    ms = parse_mappings(f.block_value(), pos=f.value_pos)
+    opts.mappings = ms if len(ms) else None     # an empty block costs nothing
+
+
 # Every top-level key and its aliases (as nats-server spells them; the seed's
 # max_pending_size too).
 _TOP_TABLE = {
@@ -577,6 +586,8 @@ _TOP_TABLE = {
     "allow_non_tls": authz.allow_non_tls,
     "tls": _tls_block(""),
     "cluster": _cluster,
+    "mappings": _mappings,
+    "maps": _mappings,
 }
 
 CONFIG_KEYS = tuple(sorted(_TOP_TABLE))

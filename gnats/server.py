@@ -24,7 +24,7 @@ from .conn import MAX_READ, set_socket_options
 from .internal import InternalClient, Internals
 from .net import Listener, bind_listener, hostport, local_ip
 from .reactor import EVENT_READ, Reactor
-from .reload import ReloadError, apply_options as apply_reload
+from .reload import ReloadError, apply_options as apply_reload, install_mappings
 from .snapshot import Snapshots
 from .sysacct import SystemAccount
 
@@ -57,6 +57,7 @@ class Server:
         # The global account's subject index under its old name, for the
         # server-wide readers (snapshot, reload, tests, tools/stress.py).
         self.sublist = self.accounts.global_account.sublist
+        install_mappings(self, opts)    # top-level mappings { } (gnats/mapping.py)
         self.internals = Internals(self)    # server-side subscribers (internal.py)
         self.server_id = new_server_id()
         self.server_name = opts.server_name or self.server_id
