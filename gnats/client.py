@@ -77,6 +77,12 @@ class Client(Connection):
     def idtag(self):
         return "cid:%d" % self.cid
 
+    # issue 21 (websocket): the credentials this client is checked against;
+    # ws_client.WsClient overrides it with its listener's
+    @property
+    def client_auth(self):
+        return self.server.client_auth
+
     # -- tracing ---------------------------------------------------------
     def trace_in(self, line):
         if line.lstrip()[:7].upper() == b"CONNECT":
@@ -333,11 +339,11 @@ class Client(Connection):
         self.connected = True
         self.connect_obj = obj      # kept to re-check credentials on reload
         self.reset_caches()
-        if not self.authed or (again and self.server.client_auth.required):
+        if not self.authed or (again and self.client_auth.required):
             # as nats-server, every CONNECT is checked, a second one too:
             # wrong credentials there close the connection
             srv = self.server
-            srv.authorizer.authorize(self, obj, lambda: srv.client_auth, self.auth_done,
+            srv.authorizer.authorize(self, obj, lambda: self.client_auth, self.auth_done,
                                      self.auth_context())
             return
         self.ok()
@@ -367,7 +373,10 @@ class Client(Connection):
     def auth_context(self):
         """What identifies this client besides its CONNECT (auth.AuthContext)."""
         cert = self.sock.getpeercert() if self.tls_version else None
-        return AuthContext(self.nonce, cert)
+        debug = None
+        if self.log.debug_on and self.server.client_auth.trust is not None:
+            debug = lambda text: self.log.debug("%s - %s" % (self.tag(), text))
+        return AuthContext(self.nonce, cert, host=self.ip, debug=debug)
 
     def auth_done(self, user):
         """Called (on the reactor thread) when credentials were accepted;
@@ -384,7 +393,10 @@ class Client(Connection):
         Unrestricted clients get perms None: they pay nothing."""
         if isinstance(user, str):
             # the name-only flows (today's CONNECT check, reload re-checks)
-            user = self.server.client_auth._entries.get(user) or user
+            user = self.client_auth._entries.get(user) or user
+        bind = getattr(user, "bind", None)
+        if bind is not None and not bind(self):
+            return                  # a JWT user's account refused it (jwt_accounts)
         self.user = getattr(user, "name", user) or ""
         rules = getattr(user, "permissions", None)
         old = self.perms

@@ -435,8 +435,8 @@ def rearm_pings(srv, interval):
 def recheck_clients(srv, auth):
     """Every client against the client authorization now in force (D1, D5)."""
     for c in list(srv.clients.values()):
-        if c.closed:
-            continue
+        if c.closed or c.client_auth is not auth:
+            continue        # issue 21: websocket clients under their block's own credentials
         if not auth.required:
             c.authed = True         # an in-flight check is redone under `auth`
             c.set_user(c.user)      # no users: no permissions either

@@ -27,6 +27,7 @@ from .reactor import EVENT_READ, Reactor
 from .reload import ReloadError, apply_options as apply_reload, install_mappings
 from .snapshot import Snapshots
 from .sysacct import SystemAccount
+from .ws_listener import WsListener
 
 SLOW_CHECK_INTERVAL = 0.25  # how often write-blocked connections are checked
 SUB_REMOVE_SLICE = 20000    # subscriptions of a closed client removed per reactor turn
@@ -74,6 +75,7 @@ class Server:
         self.listener = None
         self.monitor = None
         self.cluster = None
+        self.websocket = None       # the ws_listener.WsListener (issue 21)
         self.lame_duck = False
         self.shutting_down = False
         self.exit_code = 0
@@ -130,6 +132,9 @@ class Server:
         if o.cluster_port:
             self.cluster = Cluster(self)
             self.cluster.start()
+        if o.websocket is not None and o.websocket.port:
+            self.websocket = WsListener(self, o.websocket)
+            self.websocket.start()
         port = o.port
         if port == 0:
             port = 4222
@@ -376,6 +381,8 @@ class Server:
         self.system.server_event("SHUTDOWN")   # before routes and clients close (flushed then)
         if self.listener is not None:
             self.listener.close()
+        if self.websocket is not None:
+            self.websocket.close()
         if self.cluster is not None:
             self.cluster.shutdown()
         for c in list(self.clients.values()):
@@ -423,6 +430,8 @@ class Server:
         self.system.server_event("LAMEDUCK")
         if self.listener is not None:
             self.listener.close()
+        if self.websocket is not None:
+            self.websocket.close()
         self.broadcast_info()
         grace = o.lame_duck_grace_period
         duration = max(o.lame_duck_duration - grace, 0.0)
