@@ -66,13 +66,17 @@ _ACCOUNT_REQUESTS = (("CONNZ", "ConnzEventOptions"), ("SUBSZ", "SubszEventOption
 
 
 def resolve_system_account(server):
-    """The system account: the one `system_account` names (which must be
-    registered: nats-server's "account missing"), or `$SYS`, registered
-    here when no configuration made it."""
-    name = server.opts.system_account or DEFAULT_SYSTEM_ACCOUNT
+    """The system account: the one `system_account` names, or `$SYS`,
+    registered here when no configuration made it. In operator mode the
+    name is an account public key the operator vouched for (checked when
+    the config loaded); accounts are registered on first use there, so this
+    one is now. Otherwise a name that is no account is nats-server's
+    "account missing"."""
+    opts = server.opts
+    name = opts.system_account or DEFAULT_SYSTEM_ACCOUNT
     acc = server.accounts.find_wire(name.encode("utf-8"))
     if acc is None:
-        if name != DEFAULT_SYSTEM_ACCOUNT:
+        if name != DEFAULT_SYSTEM_ACCOUNT and not opts.operators:
             raise ValueError("error resolving system account: account missing")
         acc = server.accounts.register(name)
     return acc
@@ -305,7 +309,7 @@ class SystemAccount:
     def client_connected(self, c):
         """A client was accepted (CONNECT, credentials checked): its
         account's CONNS update and the CONNECT event, once per connection."""
-        if c.closed or c.cid in self.announced:
+        if c.closed or c.closing_after_flush or c.cid in self.announced:
             return
         self.announced.add(c.cid)
         acc = c.account
