@@ -16,13 +16,17 @@ account" is the global one, `$G`.
 
 import asyncio
 import json
+import os
+import shutil
 import signal
+import tempfile
 import threading
 import unittest
 import urllib.request
 
 import gnats
 from gnats import sysevents as E
+from tests.test_jwt_unit import UNLIMITED, USER_LIMITS, creds_text, encode, key, nkeys
 from tests.util import GO_SERVER_215, HAVE_GO_215, ServerProcess, needs, wait_for
 
 try:
@@ -500,6 +504,72 @@ class TestSysacctOnGo(SysCases, unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.target.stop()
+
+
+class OperatorModeCases:
+    """Operator mode: the operator JWT names the system account (a public
+    key); its users prove JWTs. `exe`: None for gnatsd.py."""
+
+    exe = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="gnatsd-sysacct-jwt-")
+        op, cls.sys_acc, acc_a = key("O"), key("A"), key("A")
+        op_jwt = encode("operator", op.pub, op, {"system_account": cls.sys_acc.pub})
+        preload = "".join('  %s: "%s"\n' % (k.pub, encode("account", k.pub, op,
+                                                             {"limits": UNLIMITED}))
+                          for k in (cls.sys_acc, acc_a))
+        cls.creds = {}
+        for name, acc in (("sys", cls.sys_acc), ("a", acc_a)):
+            u = key("U")
+            path = os.path.join(cls.dir, name + ".creds")
+            with open(path, "w") as f:
+                f.write(creds_text(encode("user", u.pub, acc, dict(USER_LIMITS)), u))
+            cls.creds[name] = path
+        cls.srv = ServerProcess(config="operator: %s\nresolver: MEMORY\nresolver_preload: {\n%s}\n"
+                                % (op_jwt, preload), exe=cls.exe)
+        cls.url = "nats://127.0.0.1:%d" % cls.srv.port
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_system_user_pings_other_user_has_no_responders(self):
+        async def go():
+            nc = await nats.connect(self.url, user_credentials=self.creds["sys"],
+                                    max_reconnect_attempts=0, error_cb=_quiet)
+            got = await collect(nc, "$SYS.REQ.SERVER.PING", linger=0.5)
+            info = await collect(nc, "$SYS.REQ.USER.INFO", linger=0)
+            accz = await collect(nc, "$SYS.REQ.SERVER.PING.ACCOUNTZ", linger=0)
+            await nc.close()
+            other = await nats.connect(self.url, user_credentials=self.creds["a"],
+                                       max_reconnect_attempts=0, error_cb=_quiet)
+            try:
+                await other.request("$SYS.REQ.SERVER.PING", b"", timeout=5)
+                answered = True
+            except NoRespondersError:
+                answered = False
+            await other.close()
+            return got, info, accz, answered
+        got, info, accz, answered = run_async(go())
+        self.assertEqual(len(got), 1)
+        self.assertEqual(set(got[0]["statsz"]), STATSZ_KEYS)
+        self.assertEqual(info[0]["data"]["account"], self.sys_acc.pub)
+        self.assertEqual(accz[0]["data"]["system_account"], self.sys_acc.pub)
+        self.assertFalse(answered)
+
+
+@needs(nats is not None and nkeys is not None, "nats-py or nkeys is not installed")
+class TestSysacctOperatorMode(OperatorModeCases, unittest.TestCase):
+    pass
+
+
+@needs(nats is not None and nkeys is not None and HAVE_GO_215,
+       "nats-py, nkeys or nats-server 2.15 is missing")
+class TestSysacctOperatorModeOnGo(OperatorModeCases, unittest.TestCase):
+    exe = GO_SERVER_215
 
 
 class TestSystemAccountConfig(unittest.TestCase):
