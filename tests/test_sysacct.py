@@ -242,8 +242,8 @@ class SysCases:
             self.check_server(got[0]["server"])
             data = got[0]["data"]
             self.assertEqual(set(data) - {"http_req_stats"}, set(http) - {"http_req_stats"})
-            for key in ("server_id", "server_name", "port", "max_payload", "start"):
-                self.assertEqual(data[key], http[key], key)
+            for field in ("server_id", "server_name", "port", "max_payload", "start"):
+                self.assertEqual(data[field], http[field], field)
 
     def test_connz_subsz_routez_over_nats_match_http(self):
         for name in ("connz", "subsz", "routez"):
