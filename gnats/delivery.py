@@ -30,7 +30,7 @@ allow (`_exports`).
 
 import random
 
-from .sublist import EMPTY
+from .sublist import EMPTY, Subscription
 
 _rand = random.random
 
@@ -137,11 +137,12 @@ def build_fast_bases(src, subject, reply, result, from_route):
         else:
             if c is src and not echo:
                 continue
-            if c.perms is not None and not _fast_ok(c.perms, subject, None, reply):
+            subj = subject if type(sub) is Subscription else sub.im.to_local(subject)
+            if c.perms is not None and not _fast_ok(c.perms, subj, None, reply):
                 if reply and c.perms.responses is not None:
                     return None
                 continue
-            tgts.append((c.wbuf, b"MSG " + subject + b" " + sub.sid + sfx))
+            tgts.append((c.wbuf, b"MSG " + subj + b" " + sub.sid + sfx))
             counted.append((c, sub))
     receivers = set([c for c, _ in counted])
     qgroups = None
@@ -160,11 +161,12 @@ def build_fast_bases(src, subject, reply, result, from_route):
                     return None     # routes, internal subscriptions
                 if c is src and not echo:
                     continue
-                if c.perms is not None and not _fast_ok(c.perms, subject, sub.queue, reply):
+                subj = subject if type(sub) is Subscription else sub.im.to_local(subject)
+                if c.perms is not None and not _fast_ok(c.perms, subj, sub.queue, reply):
                     if reply and c.perms.responses is not None:
                         return None
                     continue
-                members.append((c.wbuf, b"MSG " + subject + b" " + sub.sid + sfx, c, sub))
+                members.append((c.wbuf, b"MSG " + subj + b" " + sub.sid + sfx, c, sub))
                 receivers.add(c)
             if members:
                 qgroups.append(tuple(members))
@@ -286,6 +288,10 @@ def deliver_to_sub(sub, subject, reply, hdr, payload, size, dirty):
     c = sub.client
     if sub.closed or c.closed:
         return False
+    if type(sub) is not Subscription and c.kind != "internal":
+        # a stream import's shadow (imports.py): the importer's subject; as
+        # in nats-server it has no auto-unsubscribe limit of its own
+        subject = sub.im.to_local(subject)
     if c.perms is not None and not c.perms.on_delivery(
             subject.decode("utf-8", "surrogateescape"), sub.queue,
             reply.decode("utf-8", "surrogateescape") if reply else None):

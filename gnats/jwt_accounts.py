@@ -470,9 +470,8 @@ class JwtUser:
                     client.send_err(ERR_ACCOUNT_CONNECTIONS)
                     client.close_after_flush("Maximum Account Connections Exceeded")
                     return False
-            client.account = acc
-            client.inb.sublist = acc.sublist
-            client.reset_caches()
+            if not client.join_account(acc):    # its index, clients, limits, imports
+                return False
         for t in client.timers:
             if getattr(t, "fn", None) == _expire:
                 t.cancel()

@@ -108,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
     _ROUTES = {
         ROOT: "page_root", VARZ: "page_varz", CONNZ: "page_connz",
         ROUTEZ: "page_routez", SUBSZ: "page_subsz", "/subscriptionsz": "page_subsz",
-        HEALTHZ: "page_healthz", METRICS: "page_metrics",
+        HEALTHZ: "page_healthz", METRICS: "page_metrics", "/accountz": "page_accountz",
     }
 
     # -- request entry points ---------------------------------------------
@@ -194,6 +194,10 @@ class _Handler(BaseHTTPRequestHandler):
     def page_subsz(self, q):
         # the subscription list (subs=, test=) comes from the connections
         self._json(q, lambda snap: build_subsz(snap, q), conns=("subs" in q or "test" in q))
+
+    def page_accountz(self, q):
+        from .accountz import build_accountz
+        self._json(q, lambda snap: build_accountz(snap, q), conns=False)
 
     def page_healthz(self, q):
         cb = jsonp_callback(q)

@@ -33,7 +33,10 @@ Everything here runs on the reactor thread, except the bcrypt checks.
 
 import dataclasses
 
+from .account import GLOBAL_ACCOUNT
+from .accounts_conf import all_users
 from .authz import refuse_unenforced
+from .imports import relink_client
 from . import parser as P
 from .auth import PLAINTEXT_WARNING, AuthError, ClientAuth, RouteAuth
 from .log import Logger
@@ -153,7 +156,8 @@ class Limits(Concern):
         srv.apply_limits()
         for c in list(srv.clients.values()):
             c.reset_caches()        # cached PUB entries were sized by the old limits
-        srv.sublist.gen += 1
+        for acc in srv.accounts.all():
+            acc.sublist.bump()
         for f in self.fields:
             if f in changed:
                 v = getattr(new, f)
@@ -213,7 +217,7 @@ class ClientAuthorization(Concern):
               "authorization": "authorization token", "users": "authorization users",
               "default_permissions": "default_permissions",
               "nkeys": "authorization nkey users", "no_auth_user": "no_auth_user",
-              "tls_verify_and_map": "tls verify_and_map"}
+              "tls_verify_and_map": "tls verify_and_map", "accounts": "accounts"}
     # the TLS fields too: an unset auth timeout follows the TLS timeout
     fields = tuple(_CREDS) + ("auth_timeout", "tls", "tls_timeout")
 
@@ -239,6 +243,34 @@ class ClientAuthorization(Concern):
         if self.auth.plaintext_passwords:
             log.warn(PLAINTEXT_WARNING)
         recheck_clients(srv, self.auth)
+
+
+class Accounts(Concern):
+    """accounts { }, as nats-server's reloadAuthorization: an account that
+    stays keeps its Account (and its clients' subscriptions); exports,
+    imports and limits are wired again; a client whose user now belongs to
+    another account, or is gone, is closed (it reconnects into the right
+    one); the others are checked again by ClientAuthorization, after this."""
+    fields = ("accounts",)
+
+    def commit(self, srv, old, new, changed):
+        srv.configure_accounts(new.accounts)
+        where = {}
+        users, nkeys = all_users(new)
+        for u in users:
+            where[u.get("user")] = u.get("account") or GLOBAL_ACCOUNT
+        for u in nkeys:
+            where[u.get("nkey")] = u.get("account") or GLOBAL_ACCOUNT
+        for c in list(srv.clients.values()):
+            if c.closed:
+                continue
+            if c.user and where.get(c.user) != c.account.name:
+                c.close_conn("Client Closed")
+                continue
+            pay = c.account.max_payload
+            c.mpay = pay if 0 < pay < srv.max_payload else 0
+            relink_client(srv, c)
+            c.reset_caches()
 
 
 class ClusterSettings(Concern):
@@ -367,10 +399,10 @@ def install_mappings(srv, opts):
         ms.set_cluster(opts.cluster_name)   # for cluster-scoped destinations
     acc = srv.accounts.global_account
     acc.mappings = ms
-    acc.sublist.gen += 1
+    acc.sublist.bump()
 
 
-CONCERNS = (Logging, Limits, ClientTLS, ClientAuthorization, ClusterSettings,
+CONCERNS = (Logging, Limits, ClientTLS, Accounts, ClientAuthorization, ClusterSettings,
             ClusterRoutes, Process, SubjectMappings)
 
 

@@ -15,9 +15,9 @@ weight=w)` in the account's Sublist, so delivery.py forwards messages with
 no route-specific lookup. Messages from a route (RMSG/HMSG) are delivered
 locally only (one hop). Every RS+/RS-/RMSG/HMSG names an account, resolved
 through the server's registry (account.py): a route's interest goes into
-that account's subject index, keyed by (account, subject, queue). Only the
-global account `$G` exists; lines naming another (a Go node's `$SYS`) are
-read and ignored. (What this server tells its peers, and discovery, are
+that account's subject index, keyed by (account, subject, queue). Lines
+naming an account this server does not have (a Go node's `$SYS`) are read
+and ignored. (What this server tells its peers, and discovery, are
 cluster.py's.)
 """
 
@@ -58,10 +58,10 @@ class Route(Connection):
     headers = True
 
     def __init__(self, cluster, sock, addr, rid, solicit=None):
-        # The parse cache follows the global account's index, the one
-        # account routed messages can name today.
+        # Routed messages name any account: the parse cache follows every
+        # account's index through their shared Generation (account.py).
         srv = cluster.server
-        Connection.__init__(self, srv, sock, addr, srv.accounts.global_account.sublist)
+        Connection.__init__(self, srv, sock, addr, srv.accounts.generation)
         self.cluster = cluster
         self.rid = rid
         self.solicit = solicit          # the Solicit that dialled it, or None

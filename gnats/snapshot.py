@@ -91,6 +91,7 @@ class ConnRecord(NamedTuple):
     reason: str = ""
     stalls: int = 0         # producers stalled by this receiver (back-pressure)
     conn_type: str = "nats"     # /connz `type`: "nats" or "websocket" (issue 21)
+    account: str = ""
 
     def listing(self, n):
         """A copy listing at most `n` subscriptions."""
@@ -198,6 +199,25 @@ class SublistStats(NamedTuple):
     avg_fanout: float = 0.0
 
 
+class AccountRecord(NamedTuple):
+    """One account, as /accountz shows it. exports: (subject, type,
+    response_type or "", approved accounts or ()); imports: (subject,
+    account, to, local_subject, type, share)."""
+    name: str = ""
+    update_time: float = 0.0
+    client_connections: int = 0
+    subscriptions: int = 0
+    exports: Tuple[tuple, ...] = ()
+    imports: Tuple[tuple, ...] = ()
+    sublist: SublistStats = SublistStats()
+
+    @classmethod
+    def from_dict(cls, d):
+        if "sublist" in d:
+            d = dict(d, sublist=SublistStats(**d["sublist"]))
+        return cls(**d)
+
+
 class Snapshot(NamedTuple):
     now: float = 0.0
     start: float = 0.0
@@ -208,6 +228,8 @@ class Snapshot(NamedTuple):
     connections: Tuple[ConnRecord, ...] = ()
     closed_connections: Tuple[ConnRecord, ...] = ()
     routes: Tuple[RouteRecord, ...] = ()
+    accounts: Tuple[AccountRecord, ...] = ()
+    system_account: str = ""
 
     @classmethod
     def from_dict(cls, d):
@@ -219,7 +241,8 @@ class Snapshot(NamedTuple):
                 d[key] = conv(d[key])
         for key, conv in (("connections", ConnRecord.from_dict),
                           ("closed_connections", ConnRecord.from_dict),
-                          ("routes", _kw(RouteRecord))):
+                          ("routes", _kw(RouteRecord)),
+                          ("accounts", AccountRecord.from_dict)):
             if key in d:
                 d[key] = tuple(conv(r) for r in d[key] or ())
         return cls(**d)
@@ -256,7 +279,7 @@ def conn_record(c, max_subs=None, stop=0.0, reason=""):
                            tuple([s.queue for s in subs]),
                            tuple([s.max_msgs or 0 for s in subs]))),
         c.name, c.lang, c.version, c.tls_version, c.tls_cipher, c.user, stop, reason,
-        c.stalls, getattr(c, "conn_type", "nats")))
+        c.stalls, getattr(c, "conn_type", "nats"), c.account.name))
 
 
 def route_record(r):
@@ -383,13 +406,30 @@ class Snapshots:
             routes=len(srv.routes), remotes=len(srv.routes),
             in_msgs=srv.in_msgs, out_msgs=out_msgs, in_bytes=srv.in_bytes,
             out_bytes=out_bytes, slow_consumers=srv.slow_consumers,
-            stalled_clients=srv.stalls, subscriptions=srv.sublist.count)
+            stalled_clients=srv.stalls,
+            subscriptions=sum([a.sublist.count for a in srv.accounts.all()]))
         return Snapshot(
             now=time.time(), start=srv.start_time, config_load_time=srv.config_load_time,
             server=server_info(srv), stats=stats, sublist=SublistStats(**srv.sublist.stats()),
             connections=tuple(conns),
             closed_connections=self.closed.records() if with_conns else (),
-            routes=tuple(routes))
+            routes=tuple(routes),
+            accounts=tuple([account_record(a) for a in srv.accounts.all()]),
+            system_account=getattr(srv.opts, "system_account", "") or "$SYS")
+
+
+def account_record(acc):
+    """One account as a record (imports.py's objects flattened)."""
+    exports = tuple([(e.subject, e.kind, e.response_type if e.kind == "service" else "",
+                      tuple(e.accounts or ())) for e in acc.exports])
+    imports = tuple([(im.subject, im.exporter.name, im.to, im.local, "stream", False)
+                     for im in acc.stream_imports]
+                    + [(si.subject, si.exporter.name, si.to, si.to, "service", si.share)
+                       for si in acc.service_imports])
+    return AccountRecord(
+        name=acc.name, update_time=acc.update_time, client_connections=len(acc.clients),
+        subscriptions=acc.sublist.count, exports=exports, imports=imports,
+        sublist=SublistStats(**acc.sublist.stats()))
 
 
 def server_info(srv):

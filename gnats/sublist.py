@@ -132,6 +132,9 @@ class Sublist:
         self.root = _Level()
         self.count = 0
         self.gen = 0
+        # an account.Generation bumped with `gen` (the routes' caches
+        # follow every account's index through it), or None
+        self.watch = None
         self.cache = {}
         self.inserts = 0
         self.removes = 0
@@ -181,7 +184,7 @@ class Sublist:
             if self._remove(sub):
                 n += 1
         if n:
-            self.gen += 1
+            self.bump()
             self.cache.clear()
         return n
 
@@ -224,8 +227,14 @@ class Sublist:
         self.removes += 1
         return True
 
-    def _changed(self, subject):
+    def bump(self):
+        """Make every cache resolved against this index stale."""
         self.gen += 1
+        if self.watch is not None:
+            self.watch.gen += 1
+
+    def _changed(self, subject):
+        self.bump()
         cache = self.cache
         if not cache:
             return

@@ -53,6 +53,7 @@ class Scenario:
     client: str = ""              # "py" (nats-py) or "go" (nats.go) workers; "" = raw sockets
     config: str = ""              # server config file text (both sides), e.g. PERMS_CONFIG
     auth: Optional[Tuple[bytes, bytes]] = None     # CONNECT user and password
+    sub_auth: Optional[Tuple[bytes, bytes]] = None  # the subscribers' own, when not `auth`
     ws: bool = False              # publisher and subscribers over websocket (wsload.py)
 
 
@@ -66,6 +67,16 @@ PERMS_CONFIG = """authorization { users = [
 ] }
 """
 PERMS_AUTH = (b"bench", b"bench")
+
+# Issue 17: the publisher in account PUB, the subscribers in account SUB,
+# which imports PUB's bench.> stream under the same subjects (so the plan's
+# bookkeeping holds): every delivery crosses accounts.
+IMPORT_CONFIG = """accounts {
+  PUB: { users: [{user: pub, password: pub}], exports: [{stream: "bench.>"}] }
+  SUB: { users: [{user: sub, password: sub}],
+         imports: [{stream: {account: PUB, subject: "bench.>"}}] }
+}
+"""
 
 
 def matches(pattern, subject):
@@ -115,6 +126,14 @@ def all_scenarios():
         Scenario("pubsub16perm", "flow", 6_000_000, "dlv",
                  "pubsub16, both users with permissions (allow bench.>, 3 denies)",
                  [(b"bench.ps", 16)], one, config=PERMS_CONFIG, auth=PERMS_AUTH),
+        Scenario("import16", "flow", 6_000_000, "dlv",
+                 "pubsub16 across accounts: the subscriber's account imports the stream",
+                 [(b"bench.ps", 16)], one, config=IMPORT_CONFIG, auth=(b"pub", b"pub"),
+                 sub_auth=(b"sub", b"sub")),
+        Scenario("importfan5", "flow", 2_000_000, "dlv",
+                 "fanout5 across accounts: 5 subscribers in the importing account, 128 B",
+                 [(b"bench.fan", 128)], [SubConn([(b"bench.fan", None)]) for _ in range(5)],
+                 config=IMPORT_CONFIG, auth=(b"pub", b"pub"), sub_auth=(b"sub", b"sub")),
         Scenario("pubsub1k", "flow", 1_000_000, "dlv", "pub -> sub 1:1, 1 KiB",
                  [(b"bench.ps", 1024)], one),
         Scenario("fanout5", "flow", 2_000_000, "dlv", "fan-out 1:5, 128 B (per delivered)",
@@ -406,7 +425,8 @@ class Run:
                 name = "sub%d" % idx
                 names.append(name)
                 self._spawn(ctl, name, workers.subscriber, sub_port, sc.tls,
-                            sub_ops(sc.subscribers[idx]), idx, slots, target, sc.auth)
+                            sub_ops(sc.subscribers[idx]), idx, slots, target,
+                            sc.sub_auth or sc.auth)
         self._wait_ready(ctl, names)
         if sc.cluster and not load.probe_route(pub_port, sub_port, b"bench.probe"):
             raise SkipRun("%s: interest did not cross the route within 15s" % self.side.label)

@@ -1,0 +1,1 @@
+"""JetStream: persistent streams on a message store."""
