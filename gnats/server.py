@@ -15,7 +15,7 @@ from .authz import refuse_unenforced
 from . import RELEASE, SERVER_NAME, VERSION
 from . import parser as P
 from . import procfiles
-from .account import GLOBAL_ACCOUNT, Accounts
+from .account import GLOBAL_ACCOUNT, SYSTEM_ACCOUNT, Accounts
 from .auth import PLAINTEXT_WARNING, ClientAuth
 from .authorize import Authorizer
 from .client import Client
@@ -99,7 +99,8 @@ class Server:
         limits and mappings, and wire exports and imports (imports.py).
         Returns the accounts that went away."""
         accs = self.accounts
-        keep = {GLOBAL_ACCOUNT}
+        # the system account stays even when no config names it ($SYS, sysacct.py)
+        keep = {GLOBAL_ACCOUNT, self.opts.system_account or SYSTEM_ACCOUNT}
         now = time.time()
         for spec in specs:
             acc = accs.register(spec.name)

@@ -15,7 +15,7 @@ Requests (answered on the request's reply subject; without a reply none):
   $SYS.REQ.SERVER.PING                   STATSZ of every server
   $SYS.REQ.SERVER.PING.<Z>, .<id>.<Z>    Z in STATSZ VARZ CONNZ SUBSZ ROUTEZ
                                          HEALTHZ ACCOUNTZ IDZ
-  $SYS.REQ.ACCOUNT.<acc>.CONNZ|SUBSZ|STATZ, $SYS.REQ.ACCOUNT.PING.STATZ
+  $SYS.REQ.ACCOUNT.<acc>.CONNZ|SUBSZ|STATZ|INFO, $SYS.REQ.ACCOUNT.PING.STATZ
   $SYS.REQ.USER.INFO                     who the requester is (not routed:
                                          only its own server knows)
 A JSON body carries the endpoint's options and the filters nats-server
@@ -46,6 +46,7 @@ import time
 from .endpoints import (QueryError, _SORTS, build_connz, build_routez, build_subsz, build_varz,
                         go_time, to_json)
 from .procstats import ProcStats, cpu_count, process_rss, usable_cpus
+from .accountz import build_accountz
 from .snapshot import SublistStats, conn_record
 from .sublist import is_literal, valid_subject
 from . import sysevents as E
@@ -62,7 +63,7 @@ _SERVER_REQUESTS = (("STATSZ", "StatszEventOptions"), ("VARZ", "VarzEventOptions
                     ("ROUTEZ", "RoutezEventOptions"), ("HEALTHZ", "HealthzEventOptions"),
                     ("ACCOUNTZ", "AccountzEventOptions"), ("IDZ", "EventFilterOptions"))
 _ACCOUNT_REQUESTS = (("CONNZ", "ConnzEventOptions"), ("SUBSZ", "SubszEventOptions"),
-                     ("STATZ", "AccountStatzEventOptions"))
+                     ("STATZ", "AccountStatzEventOptions"), ("INFO", "AccInfoEventOptions"))
 
 
 def resolve_system_account(server):
@@ -179,7 +180,13 @@ class SystemAccount:
         if kind == "HEALTHZ":
             return {"status": "ok", "status_code": 200}
         if kind == "ACCOUNTZ":
-            return E.accountz(srv.server_id, self.name, self.account_names())
+            # /accountz's builder; {"account": NAME} asks for one account's detail
+            name = opts.get("account", "")
+            return build_accountz(srv.snapshots.build(False), {"acc": name} if name else {})
+        if kind == "ACC_INFO":
+            # /accountz?acc=NAME's detail (an unknown account: its error, a 500)
+            name = subject.split(".")[3]
+            return build_accountz(srv.snapshots.build(False), {"acc": name})["account_detail"]
         if kind in ("ACC_STATZ", "PINGSTATZ"):
             return self.account_statz(kind, opts, subject)
         # nats-server's texts for the two option errors worded apart from HTTP's
@@ -202,29 +209,30 @@ class SystemAccount:
         if kind == "ROUTEZ":
             return build_routez(snap, q)
         # $SYS.REQ.ACCOUNT.<acc>.CONNZ|SUBSZ: the account's clients only
-        acc = self.find_account(subject.split(".")[3])
-        cids = {c.cid for c in srv.clients.values() if c.account is acc}
-        snap = snap._replace(connections=tuple(r for r in snap.connections if r.cid in cids),
-                             closed_connections=())
+        name = subject.split(".")[3]
         if kind == "ACC_CONNZ":
+            q["acc"] = name
             return build_connz(snap, q)
-        # nats-server always lists an account's subscriptions
+        acc = self.find_account(name)
+        if acc is None:
+            return None
+        # nats-server always lists an account's subscriptions, and its figures
         q["subs"] = "1"
-        if acc is not None:
-            snap = snap._replace(sublist=SublistStats(**acc.sublist.stats()))
+        snap = snap._replace(connections=tuple(r for r in snap.connections if r.account == name),
+                             sublist=SublistStats(**acc.sublist.stats()))
         data = build_subsz(snap, q)
         for d in data.get("subscriptions_list", ()):
-            d["account"] = acc.name     # the HTTP builder knows one account only
+            d["account"] = name         # the HTTP builder labels every one $G
         return data
 
     def account_names(self):
-        return [a.name for a in self.server.accounts._by_wire.values()]
+        return [a.name for a in self.server.accounts.all()]
 
     def find_account(self, name):
-        return self.server.accounts.find_wire(name.encode("utf-8"))
+        return self.server.accounts.find(name)
 
     def account_stat(self, acc):
-        clients = [c for c in self.server.clients.values() if c.account is acc]
+        clients = list(acc.clients)
         return E.account_stat(acc.name, len(clients), acc.sublist.count,
                               sum(c.in_msgs for c in clients), sum(c.in_bytes for c in clients),
                               sum(c.out_msgs for c in clients), sum(c.out_bytes for c in clients))
@@ -345,13 +353,14 @@ class SystemAccount:
         timer = self.conns_timers.pop(acc.name, None)
         if timer is not None:
             timer.cancel()
-        stat = self.account_stat(acc)
-        if stat["conns"]:
+        if acc.clients:
             self.conns_timers[acc.name] = srv.reactor.call_later(CONNS_HEARTBEAT,
                                                                  self.conns_update, acc)
+        stat = None
         for subject in ("$SYS.SERVER.ACCOUNT.%s.CONNS" % acc.name,
                         "$SYS.ACCOUNT.%s.SERVER.CONNS" % acc.name):
             if self.interest(subject):
+                stat = stat or self.account_stat(acc)
                 self.send(subject, E.account_conns_event(self.ids.next(), self.server_block(),
                                                          stat))
 

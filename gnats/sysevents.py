@@ -32,7 +32,6 @@ import os
 import time
 
 from . import VERSION
-from .endpoints import go_time
 
 CONNECT_TYPE = "io.nats.server.advisory.v1.client_connect"
 DISCONNECT_TYPE = "io.nats.server.advisory.v1.client_disconnect"
@@ -206,11 +205,6 @@ def account_conns_event(eid, server, stat, ns=None):
            "server": server}
     out.update(stat)
     return out
-
-
-def accountz(server_id, system_account, names, now=None):
-    return {"server_id": server_id, "now": go_time(now or time.time()),
-            "system_account": system_account, "accounts": list(names)}
 
 
 def public_permissions(spec):

@@ -7,11 +7,9 @@ the expected key sets and texts; the black-box cases run the same
 assertions against gnatsd.py and, when it is installed, against
 nats-server 2.15.1 itself.
 
-gnatsd.py has no configured accounts yet, so its system user is put into
-`$SYS` on the reactor thread right after it connected (`SysPy.sys_connect`:
-the client's account and the subject index its input resolves in, what
-accepting credentials for a user of that account will set); the "other
-account" is the global one, `$G`.
+Both servers get the same configuration; in a cluster, two gnatsd.py
+nodes, two with nats-server 2.15.1 between them, and two nats-server nodes
+(the reference) run the same assertions.
 """
 
 import asyncio
@@ -27,7 +25,8 @@ import urllib.request
 import gnats
 from gnats import sysevents as E
 from tests.test_jwt_unit import UNLIMITED, USER_LIMITS, creds_text, encode, key, nkeys
-from tests.util import GO_SERVER_215, HAVE_GO_215, ServerProcess, needs, wait_for
+from tests.util import (GO_SERVER_215, HAVE_GO_215, RawClient, ServerProcess, free_port, needs,
+                        wait_for)
 
 try:
     import nats
@@ -108,18 +107,23 @@ def http_json(url):
 # -- the servers under test -----------------------------------------------------------
 
 class SysPy:
-    """gnatsd.py, embedded, with a monitor."""
+    """gnatsd.py, embedded, with a monitor and the configuration captured
+    from nats-server (accounts SYS and A, system_account: SYS)."""
 
-    other_account = "$G"
+    other_account = "A"
     server_name = "pysys"
 
     def __init__(self):
-        self.srv = gnats.run(server_name=self.server_name, http_port=-1)
+        self.tmp = tempfile.mkdtemp(prefix="gnatsd-sysacct-")
+        path = os.path.join(self.tmp, "server.conf")
+        with open(path, "w") as f:
+            f.write(GO_CONFIG.replace("server_name: gosys", "server_name: " + self.server_name))
+        self.srv = gnats.run(config=path, http_port=-1)
         self.server = self.srv._server
+        self.port = self.srv.port
         self.url = self.srv.client_url
         self.server_id = self.server.server_id
         self.monitor_url = self.srv.monitor_url
-        self.n = 0
 
     def on_reactor(self, fn):
         done = threading.Event()
@@ -135,24 +139,12 @@ class SysPy:
         return out[0]
 
     async def sys_connect(self):
-        self.n += 1
-        name = "sys-%d" % self.n
-        nc = await nats.connect(self.url, name=name, max_reconnect_attempts=0, error_cb=_quiet)
-
-        def move():
-            acc = self.server.system.account
-            for c in self.server.clients.values():
-                if c.name == name:
-                    c.account = acc
-                    c.inb.sublist = acc.sublist
-                    c.reset_caches()
-                    return True
-            return False
-        assert self.on_reactor(move)
-        return nc
+        return await nats.connect(self.url, user="sys", password="sys", max_reconnect_attempts=0,
+                                  error_cb=_quiet)
 
     async def other_connect(self, **kw):
-        return await nats.connect(self.url, max_reconnect_attempts=0, **kw)
+        return await nats.connect(self.url, user="a", password="a", max_reconnect_attempts=0,
+                                  **kw)
 
     def lame_duck(self):
         self.on_reactor(self.server.enter_lame_duck)
@@ -162,6 +154,7 @@ class SysPy:
 
     def stop(self):
         self.srv.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class SysGo:
@@ -172,6 +165,7 @@ class SysGo:
 
     def __init__(self):
         self.proc = ServerProcess("-m", "-1", exe=GO_SERVER_215, config=GO_CONFIG)
+        self.port = self.proc.port
         self.url = "nats://127.0.0.1:%d" % self.proc.port
         self.monitor_url = "http://127.0.0.1:%d" % self.proc.monitor_port
         self.server_id = http_json(self.monitor_url + "/varz")["server_id"]
@@ -271,6 +265,20 @@ class SysCases:
         self.assertEqual(set(data), {"server_id", "now", "system_account", "accounts"})
         self.assertIn(data["system_account"], data["accounts"])
         self.assertIn("$G", data["accounts"])
+
+    def test_accountz_detail_of_one_account(self):
+        got = self.sys_request("$SYS.REQ.SERVER.PING.ACCOUNTZ", b'{"account":"A"}')
+        data = got[0]["data"]
+        self.assertEqual(set(data), {"server_id", "now", "system_account", "account_detail"})
+        self.assertEqual(data["account_detail"]["account_name"], "A")
+
+    def test_account_info(self):
+        got = self.sys_request("$SYS.REQ.ACCOUNT.A.INFO")
+        data = got[0]["data"]
+        self.assertEqual(data["account_name"], "A")
+        self.assertTrue({"update_time", "expired", "complete", "jetstream_enabled",
+                         "leafnode_connections", "client_connections",
+                         "subscriptions"} <= set(data), data)
 
     def test_other_server_id_or_unknown_request_gets_no_responders(self):
         async def go():
@@ -422,6 +430,33 @@ class SysCases:
         self.assertNotEqual(disconnect["id"], connect["id"])
         self.assertGreater(disconnect["server"]["seq"], connect["server"]["seq"])
 
+    def test_refused_login_events(self):
+        """A wrong password: CLIENT.AUTH.ERR, then the DISCONNECT in $G
+        (where a client is until its credentials are accepted)."""
+        async def go():
+            nc = await self.target.sys_connect()
+            auth = await nc.subscribe("$SYS.SERVER.%s.CLIENT.AUTH.ERR" % self.target.server_id)
+            gone = await nc.subscribe("$SYS.ACCOUNT.$G.DISCONNECT")
+            await nc.flush()
+            raw = RawClient(self.target.port, b'{"verbose":false,"user":"a","pass":"no",'
+                                              b'"name":"refused"}')
+            try:
+                line = raw.read_line()
+            finally:
+                raw.close()
+            a = json.loads((await auth.next_msg(timeout=10)).data)
+            d = json.loads((await gone.next_msg(timeout=10)).data)
+            await nc.close()
+            return line, a, d
+        line, a, d = run_async(go())
+        self.assertEqual(line, b"-ERR 'Authorization Violation'")
+        for event in (a, d):
+            self.assertEqual(event["type"], "io.nats.server.advisory.v1.client_disconnect")
+            self.assertEqual(event["reason"], "Authentication Failure")
+            self.assertEqual((event["client"]["acc"], event["client"]["user"],
+                              event["client"]["name"]), ("$G", "a", "refused"))
+        self.assertGreater(d["server"]["seq"], a["server"]["seq"])
+
     def test_statsz_broadcast_repeats(self):
         """A fresh server: the first broadcasts come after 0.25, 0.5, 1 s."""
         target = self.make_target()
@@ -444,7 +479,6 @@ class SysCases:
             self.assertEqual(set(m["statsz"]), STATSZ_KEYS)
         self.assertGreater(second["server"]["seq"], first["server"]["seq"])
 
-
     def test_lame_duck_and_shutdown_events(self):
         for what, act in (("LAMEDUCK", "lame_duck"), ("SHUTDOWN", "shutdown")):
             target = self.make_target()
@@ -454,8 +488,14 @@ class SysCases:
                 sub = await nc.subscribe("$SYS.SERVER.%s.%s" % (target.server_id, what))
                 await nc.flush()
                 getattr(target, act)()
-                msg = json.loads((await sub.next_msg(timeout=15)).data)
-                await nc.close()
+                try:
+                    msg = json.loads((await sub.next_msg(timeout=15)).data)
+                except NatsTimeout:
+                    self.fail("no %s event" % what)
+                try:
+                    await nc.close()
+                except asyncio.CancelledError:
+                    pass            # nats-py, when the server closed the socket meanwhile
                 return msg
             try:
                 block = run_async(go())
@@ -570,6 +610,130 @@ class TestSysacctOperatorMode(OperatorModeCases, unittest.TestCase):
        "nats-py, nkeys or nats-server 2.15 is missing")
 class TestSysacctOperatorModeOnGo(OperatorModeCases, unittest.TestCase):
     exe = GO_SERVER_215
+
+
+# -- in a cluster -------------------------------------------------------------------
+
+def cluster_conf(name, cport, routes=()):
+    conf = GO_CONFIG.replace("server_name: gosys", "server_name: %s" % name)
+    conf += "cluster { name: sysc, listen: 127.0.0.1:%d" % cport
+    if routes:
+        conf += ", routes: [%s]" % ", ".join("nats://127.0.0.1:%d" % p for p in routes)
+    return conf + " }\n"
+
+
+async def ping_servers(url, subject, want, timeout=20.0):
+    """The server names answering `subject` from a system user on `url`:
+    asked again until `want` answer (routes and their interest take a
+    moment), then once more to count them exactly."""
+    nc = await nats.connect(url, user="sys", password="sys", max_reconnect_attempts=0)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            got = await collect(nc, subject, want=want, linger=0, timeout=2.0)
+            if len(got) >= want or loop.time() > deadline:
+                break
+        got = await collect(nc, subject, want=want, linger=1.0, timeout=5.0)
+        return sorted(m["server"]["name"] for m in got)
+    finally:
+        await nc.close()
+
+
+class ClusterCases:
+    """Each server answers a PING with its own reply, so a requester that
+    collects replies hears every member once; events cross the routes in
+    the system account. `exes`: the nodes' executables (None: gnatsd.py)."""
+
+    exes = ()
+
+    @classmethod
+    def setUpClass(cls):
+        ports = [free_port() for _ in cls.exes]
+        cls.names = ["%s%d" % ("go" if exe else "py", i + 1) for i, exe in enumerate(cls.exes)]
+        cls.nodes = []
+        try:
+            for i, exe in enumerate(cls.exes):
+                cls.nodes.append(ServerProcess(config=cluster_conf(cls.names[i], ports[i],
+                                                                   ports[:i]), exe=exe))
+        except Exception:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        for n in cls.nodes:
+            n.stop()
+
+    def url(self, i):
+        return "nats://127.0.0.1:%d" % self.nodes[i].port
+
+    def test_ping_one_reply_per_server(self):
+        want = len(self.nodes)
+        for i in range(want):
+            for subject in ("$SYS.REQ.SERVER.PING", "$SYS.REQ.SERVER.PING.VARZ",
+                            "$SYS.REQ.SERVER.PING.HEALTHZ"):
+                got = run_async(ping_servers(self.url(i), subject, want))
+                self.assertEqual(got, sorted(self.names), (i, subject))
+
+    def test_filter_picks_one_server(self):
+        last = self.names[-1]
+        body = b'{"server_name":"%s","exact_match":true}' % last.encode()
+
+        async def go():
+            await ping_servers(self.url(0), "$SYS.REQ.SERVER.PING", len(self.nodes))
+            nc = await nats.connect(self.url(0), user="sys", password="sys")
+            got = await collect(nc, "$SYS.REQ.SERVER.PING.VARZ", body, linger=1.0)
+            await nc.close()
+            return [m["data"]["server_name"] for m in got]
+        self.assertEqual(run_async(go()), [last])
+
+    def test_connect_events_cross_routes(self):
+        async def go():
+            await ping_servers(self.url(0), "$SYS.REQ.SERVER.PING", len(self.nodes))
+            nc = await nats.connect(self.url(0), user="sys", password="sys")
+            events = await nc.subscribe("$SYS.ACCOUNT.A.CONNECT")
+            await nc.flush()
+            seen = []
+            for i in range(1, len(self.nodes)):
+                # until the subscription's interest has reached node i, its
+                # clients' events go nowhere: connect again until one is seen
+                found = None
+                for attempt in range(40):
+                    other = await nats.connect(self.url(i), user="a", password="a",
+                                               name="on-%s-%d" % (self.names[i], attempt))
+                    await other.close()
+                    try:
+                        while found is None:
+                            d = json.loads((await events.next_msg(timeout=0.5)).data)
+                            if d["client"]["name"].startswith("on-%s-" % self.names[i]):
+                                found = d
+                    except NatsTimeout:
+                        pass
+                    if found is not None:
+                        break
+                self.assertIsNotNone(found, self.names[i])
+                seen.append((found["server"]["name"], found["client"]["acc"]))
+            await nc.close()
+            return seen
+        self.assertEqual(run_async(go()), [(n, "A") for n in self.names[1:]])
+
+
+@needs(nats is not None, "nats-py is not installed (pip install nats-py)")
+class TestSysacctPythonPair(ClusterCases, unittest.TestCase):
+    exes = (None, None)
+
+
+@needs(nats is not None and HAVE_GO_215, "nats-py or nats-server 2.15 is missing")
+class TestSysacctMixedCluster(ClusterCases, unittest.TestCase):
+    """Two gnatsd.py nodes and nats-server 2.15.1 sharing one config."""
+    exes = (None, GO_SERVER_215, None)
+
+
+@needs(nats is not None and HAVE_GO_215, "nats-py or nats-server 2.15 is missing")
+class TestSysacctGoCluster(ClusterCases, unittest.TestCase):
+    """The reference: the same assertions on two nats-server 2.15.1 nodes."""
+    exes = (GO_SERVER_215, GO_SERVER_215)
 
 
 class TestSystemAccountConfig(unittest.TestCase):
