@@ -15,7 +15,7 @@ from .authz import refuse_unenforced
 from . import RELEASE, SERVER_NAME, VERSION
 from . import parser as P
 from . import procfiles
-from .account import GLOBAL_ACCOUNT, Accounts
+from .account import GLOBAL_ACCOUNT, SYSTEM_ACCOUNT, Accounts
 from .auth import PLAINTEXT_WARNING, ClientAuth
 from .authorize import Authorizer
 from .client import Client
@@ -29,6 +29,7 @@ from .net import Listener, bind_listener, hostport, local_ip
 from .reactor import EVENT_READ, Reactor
 from .reload import ReloadError, apply_options as apply_reload, install_mappings
 from .snapshot import Snapshots
+from .sysacct import SystemAccount
 from .ws_listener import WsListener
 
 SLOW_CHECK_INTERVAL = 0.25  # how often write-blocked connections are checked
@@ -95,6 +96,7 @@ class Server:
         self.client_auth = ClientAuth(opts)
         self.authorizer = Authorizer(self.reactor)    # CONNECT checks off the reactor thread
         self.apply_limits()
+        self.system = SystemAccount(self)   # $SYS: events and requests (sysacct.py)
 
     def configure_accounts(self, specs):
         """Register the configured accounts (keeping the Account of a name
@@ -102,7 +104,8 @@ class Server:
         limits and mappings, and wire exports and imports (imports.py).
         Returns the accounts that went away."""
         accs = self.accounts
-        keep = {GLOBAL_ACCOUNT}
+        # the system account stays even when no config names it ($SYS, sysacct.py)
+        keep = {GLOBAL_ACCOUNT, self.opts.system_account or SYSTEM_ACCOUNT}
         now = time.time()
         for spec in specs:
             acc = accs.register(spec.name)
@@ -202,6 +205,7 @@ class Server:
         self.port = sock.getsockname()[1]
         self.listener = Listener(self.reactor, sock, self.accept_client)
         log.notice("Listening for client connections on %s" % hostport(o.host, self.port))
+        self.system.start()
         if self.client_auth.plaintext_passwords:
             log.warn(PLAINTEXT_WARNING)
         if o.tls:
@@ -363,6 +367,7 @@ class Server:
         c.account.clients.discard(c)
         self.remove_closed_subs(c.account, subs, 0)
         self.retire_counters(c)
+        self.system.client_closed(c, reason)
         if self.log.debug_on:
             self.log.debug("%s - Client connection closed: %s" % (c.tag(), reason))
 
@@ -469,6 +474,7 @@ class Server:
             return
         self.shutting_down = True
         self.log.notice("Initiating Shutdown...")
+        self.system.server_event("SHUTDOWN")   # before routes and clients close (flushed then)
         if self.listener is not None:
             self.listener.close()
         if self.websocket is not None:
@@ -521,6 +527,7 @@ class Server:
         self.lame_duck = True
         o = self.opts
         self.log.notice("Entering lame duck mode, stop accepting new clients")
+        self.system.server_event("LAMEDUCK")
         if self.listener is not None:
             self.listener.close()
         if self.websocket is not None:
