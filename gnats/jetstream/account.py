@@ -13,6 +13,7 @@ import json
 import os
 import time
 
+from . import consumer_api
 from . import errors as E
 from .config import config_json, stream_config
 from .stream import Stream, stored_size
@@ -141,6 +142,7 @@ class JsAccount:
             self.js.subscribe_stream(self, stream)
 
     def delete_stream(self, stream):
+        consumer_api.stop_all(self, stream)
         self.js.unsubscribe_stream(stream)
         del self.streams[stream.name]
         stream.closed = True
@@ -187,6 +189,7 @@ class JsAccount:
                 continue
             stream = self.streams[cfg["name"]]
             stream.rebuild_dedupe(time.time_ns())
+            consumer_api.recover(self, stream)
             st = stream.store.state()
             self.js.log.notice("  Restored %d messages for stream '%s > %s'" % (st.msgs, self.name, name))
 
@@ -195,6 +198,7 @@ class JsAccount:
             self.js.server.internal_unsubscribe(sub)
         self.api_subs = []
         for s in list(self.streams.values()):
+            consumer_api.stop_all(self, s)
             self.js.unsubscribe_stream(s)
             s.close()
 
