@@ -47,14 +47,14 @@ ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER."
 
 
 class Consumer:
-    def __init__(self, jsa, stream, cfg, created_ns):
+    def __init__(self, jsa, stream, name, cfg, created_ns):
         self.jsa = jsa
         self.js = jsa.js
         self.server = jsa.js.server
         self.reactor = self.server.reactor
         self.account = jsa.account
         self.stream = stream
-        self.name = cfg["name"]
+        self.name = name
         self.created = created_ns
         self.closed = False
         self.dirty = False
@@ -599,12 +599,14 @@ class Consumer:
         self.dseq, self.sseq = st["delivered"][0] + 1, st["delivered"][1] + 1
         self.adflr, self.asflr = st["ack_floor"]
         self.lss = deque()
-        now = time.monotonic()
-        for s, d, ts in st["pending"]:
-            self.pending[s] = [d, ts, now]
-            self.rdq.append(s)
-            self.rdqset.add(s)
         self.rdc = dict((s, n) for s, n in st["redelivered"])
+        # redelivered once their ack wait, counted from the delivery, is over (as nats-server)
+        mono, wall = time.monotonic(), time.time_ns()
+        for s, d, ts in st["pending"]:
+            deadline = mono + max(0.0, self._wait_for(self.rdc.get(s, 1)) - (wall - ts) / 1e9)
+            self.pending[s] = [d, ts, deadline]
+            self.heap.append((deadline, s))
+        heapq.heapify(self.heap)
         self.last_delivered, self.last_acked = st.get("last", [0, 0])
 
     def flush(self):
@@ -621,7 +623,9 @@ class Consumer:
             self.hb_timer = self.reactor.call_later(cfg["idle_heartbeat"] / 1e9, self._heartbeat)
         if cfg.get("inactive_threshold"):
             self.idle_timer = self.reactor.call_later(cfg["inactive_threshold"] / 1e9, self._check_idle)
-        if self.rdq or self.push:
+        if self.heap:
+            self.ack_timer = self.reactor.call_later(max(self.heap[0][0] - time.monotonic(), 0), self._ack_due)
+        if self.push:
             self.reactor.call_later(0, self.kick)
 
     def stop(self, deleted=True):

@@ -102,12 +102,15 @@ def create(sname, cname, filt, durable_api, jsa, _name, body):
     if durable and raw.get("name") and raw["name"] != durable:
         raise E.err(C.NAME_DURABLE_MISMATCH)
     stream = _stream(jsa, sname)
-    raw["name"] = cname or durable or raw.get("name") or C.new_name()
+    name = cname or durable or raw.get("name")
+    if name:
+        raw["name"] = name     # an ephemeral named by the server shows no name in its config
     if raw.get("opt_start_time") and C.parse_time(raw["opt_start_time"]) is None:
         raise E.err(E.INVALID_JSON, err='parsing time "\\"%s\\"" as "\\"2006-01-02T15:04:05Z07:00\\""'
                     % raw["opt_start_time"])
     cfg = C.consumer_config(raw, stream.config)
-    existing = stream.consumers.get(cfg["name"])
+    name = name or C.new_name()
+    existing = stream.consumers.get(name)
     if existing is not None:
         if action == "create" and not C.same_config(existing.config, cfg):
             raise E.err(C.CONSUMER_EXISTS)
@@ -120,7 +123,7 @@ def create(sname, cname, filt, durable_api, jsa, _name, body):
     if action == "update":
         raise E.err(C.CONSUMER_DOES_NOT_EXIST)
     _check_stream_rules(jsa, stream, cfg)
-    c = add_consumer(jsa, stream, cfg, time.time_ns())
+    c = add_consumer(jsa, stream, name, cfg, time.time_ns())
     c.start_position()
     _persist(jsa, c)
     c.start()
@@ -209,10 +212,10 @@ def pause(sname, cname, jsa, _name, body):
 
 # -- the registry ------------------------------------------------------------------
 
-def add_consumer(jsa, stream, cfg, created):
+def add_consumer(jsa, stream, name, cfg, created):
     js = jsa.js
     srv = js.server
-    c = Consumer(jsa, stream, cfg, created)
+    c = Consumer(jsa, stream, name, cfg, created)
     c.on_inactive = functools.partial(delete_consumer, jsa)
     if not stream.consumers:
         _subscribe_stream(jsa, stream)
@@ -312,7 +315,7 @@ def _persist(jsa, c):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = path + ".tmp"
         with open(tmp, "wb") as f:
-            f.write(json.dumps({"config": c.config, "created": c.created}).encode())
+            f.write(json.dumps({"name": c.name, "config": c.config, "created": c.created}).encode())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -336,11 +339,10 @@ def recover(jsa, stream):
         try:
             with open(path, "rb") as fh:
                 meta = json.loads(fh.read())
-            cfg = meta["config"]
-            created = int(meta["created"])
-            raw = stream.store.read_consumer_state(cfg["name"])
+            name, cfg, created = meta["name"], meta["config"], int(meta["created"])
+            raw = stream.store.read_consumer_state(name)
             state = json.loads(raw) if raw else None
-            c = add_consumer(jsa, stream, cfg, created)
+            c = add_consumer(jsa, stream, name, cfg, created)
             if state is not None:
                 c.restore(state)
             else:

@@ -153,8 +153,7 @@ def check_name(name):
 
 
 def consumer_config(raw, stream_cfg):
-    """The validated config with defaults (a new dict in nats-server's order).
-    `raw["name"]` must already be set (the caller names ephemerals)."""
+    """The validated config with defaults (a new dict in nats-server's order)."""
     c = dict((k, v) for k, v in raw.items() if v is not None)
     push = bool(c.get("deliver_subject"))
     if c.get("num_replicas", 0) > 1:
@@ -225,7 +224,8 @@ def consumer_config(raw, stream_cfg):
         raise E.err(BACKOFF_MAX_DELIVER)
     if any(b <= 0 for b in backoff):
         raise E.err(E.INVALID_CONFIG, err="backoff values must be positive")
-    check_name(c["name"])
+    if c.get("name"):
+        check_name(c["name"])
     # defaults (nats-server's setConsumerConfigDefaults)
     c["deliver_policy"] = dp
     c.setdefault("ack_policy", "none")
