@@ -50,6 +50,11 @@ EXPECTED = {
     "dnps_needs_new": e(500, 10052, "discard new per subject requires discard new policy to be set"),
     "rollup_needs_purge": e(500, 10052, "roll-ups require the purge permission"),
     "sealed_create": e(500, 10052, "stream configuration for create can not be sealed"),
+    "mirror_direct": e(500, 10052, "stream has no mirror but does have mirror direct"),
+    "bad_transform": e(400, 10156, "stream transform: invalid mapping destination: wildcard index out of range "
+                                   "in {{wildcard(3)}}: [3]"),
+    "bad_republish": e(500, 10052, "stream configuration for republish with transform from 'rp2.*' to 'rpo2.>' "
+                                   "not valid"),
     "dup_window_gt_age": e(500, 10052, "duplicates window can not be larger then max age"),
     "name_too_long": e(500, 10052, "stream name is too long, maximum allowed is 255"),
     "republish_cycle": e(500, 10052, "stream configuration for republish destination forms a cycle"),
@@ -206,6 +211,11 @@ class StreamsBehaviour:
             await self.create_err(nc, "E9", {"name": "E9", "subjects": ["e9"], "allow_rollup_hdrs": True,
                                              "deny_purge": True}, "rollup_needs_purge")
             await self.create_err(nc, "E9", {"name": "E9", "subjects": ["e9"], "sealed": True}, "sealed_create")
+            await self.create_err(nc, "E9", {"name": "E9", "mirror_direct": True}, "mirror_direct")
+            await self.create_err(nc, "E9", {"name": "E9", "subjects": ["st2.*"], "subject_transform":
+                                             {"src": "st2.*", "dest": "x.{{wildcard(3)}}"}}, "bad_transform")
+            await self.create_err(nc, "E9", {"name": "E9", "subjects": ["rp2.*"],
+                                             "republish": {"src": "rp2.*", "dest": "rpo2.>"}}, "bad_republish")
             await self.create_err(nc, "E9", {"name": "E9", "subjects": ["e9"], "max_age": 10 ** 9,
                                              "duplicate_window": 5 * 10 ** 9}, "dup_window_gt_age")
             await self.create_err(nc, "x" * 300, {"name": "x" * 300, "subjects": ["e9"]}, "name_too_long")
@@ -629,6 +639,29 @@ class TestStreams(StreamsBehaviour, unittest.TestCase):
         finally:
             c.close()
         self.assertIs(info["jetstream"], True)
+
+    def test_republish_loop_between_streams_ends(self):
+        # A republishes into B's subjects and B back into A's: each stream
+        # stores a message once, the server stays responsive
+        async def body(nc, js):
+            await self.create(nc, "LA", subjects=["la.*"], storage="memory",
+                              republish={"src": "la.*", "dest": "lb.{{wildcard(1)}}"})
+            await self.create(nc, "LB", subjects=["lb.*"], storage="memory",
+                              republish={"src": "lb.*", "dest": "la.{{wildcard(1)}}"})
+            self.assertEqual(await self.pub(nc, "la.x"), {"stream": "LA", "seq": 1})
+            await nc.flush()
+            a = await self.req(nc, "$JS.API.STREAM.INFO.LA")
+            b = await self.req(nc, "$JS.API.STREAM.INFO.LB")
+            self.assertEqual((a["state"]["messages"], b["state"]["messages"]), (1, 1))
+            # a loop entered from outside: LC feeds LD, LD and LE feed each other
+            await self.create(nc, "LC", subjects=["lc"], storage="memory", republish={"src": "lc", "dest": "ld"})
+            await self.create(nc, "LD", subjects=["ld"], storage="memory", republish={"src": "ld", "dest": "le"})
+            await self.create(nc, "LE", subjects=["le"], storage="memory", republish={"src": "le", "dest": "ld"})
+            self.assertEqual(await self.pub(nc, "lc"), {"stream": "LC", "seq": 1})
+            await nc.flush()
+            counts = [(await self.req(nc, "$JS.API.STREAM.INFO." + n))["state"]["messages"] for n in ("LD", "LE")]
+            self.assertEqual(counts, [1, 1])
+        self.js_test(body)
 
     def test_store_dir_locked_against_a_second_server(self):
         with self.assertRaises(RuntimeError) as cm:

@@ -18,7 +18,8 @@ from . import errors as E
 from .config import config_json, stream_config
 from .stream import Stream, stored_size
 from .subjects import subjects_collide
-from .storefactory import open_store, StoreError
+from .store import StoreError
+from .storefactory import open_store, store_limits
 
 META = "meta.json"
 UNLIMITED = {"max_memory": -1, "max_storage": -1, "max_streams": -1, "max_consumers": -1}
@@ -134,7 +135,7 @@ class JsAccount:
         old_subjects = stream.config["subjects"]
         old_direct = stream.config.get("allow_direct")
         stream.apply_config(cfg)
-        stream.store.update_limits(self.js.store_limits(cfg))
+        stream.store.update_limits(store_limits(cfg))
         self.js.touch(stream.store)
         self.write_meta(stream)
         if old_subjects != cfg["subjects"] or old_direct != cfg.get("allow_direct"):

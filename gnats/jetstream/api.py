@@ -7,9 +7,7 @@ serve: nats-server ignores those too, and the requester times out).
 `handle_direct_get(stream, subject, body)` answers `$JS.API.DIRECT.GET.<stream>`
 (subscribed per stream with allow_direct) with (headers, payload): the
 message, or a status-only reply (404, 408) as nats-server sends.
-Each handler runs on the reactor thread; `jsa` is the account's JsAccount
-(or None when the account has no JetStream: every request then gets
-"JetStream not enabled for account").
+Each handler runs on the reactor thread; `jsa` is the account's JsAccount.
 """
 
 import base64
@@ -260,9 +258,6 @@ def handle_api(jsa, subject, body):
         return None
     handler, rtype, name = r
     resp = {"type": TYPE + rtype}
-    if jsa is None:
-        resp["error"] = E.err(E.NOT_ENABLED_FOR_ACCOUNT).body()
-        return dumps(resp)
     jsa.api_total += 1
     try:
         resp.update(handler(jsa, name, body))

@@ -12,7 +12,8 @@ nanoseconds, as on the wire. Mirrors and sources are parsed but refused
 import json
 
 from . import errors as E
-from .subjects import SubjectTransform, TransformError, subjects_collide
+from .subjects import subjects_collide
+from ..transform import MappingError, SubjectTransform
 from ..sublist import valid_subject
 
 MAX_NAME_LEN = 255
@@ -162,6 +163,8 @@ def stream_config(raw, clustered=False):
         raise _invalid("duplicates window can not be negative")
     if c.get("sealed"):
         raise _invalid("stream configuration for create can not be sealed")
+    if c.get("mirror_direct") and not c.get("mirror"):
+        raise _invalid("stream has no mirror but does have mirror direct")
     out = {}
     for f, _, default in FIELDS:
         v = c.get(f)
@@ -210,9 +213,12 @@ def stream_config(raw, clustered=False):
         raise _invalid("roll-ups require the purge permission")
     st = out.get("subject_transform")
     if st is not None:
+        src, dest = st.get("src") or ">", st.get("dest") or ""
+        if not isinstance(src, str) or not isinstance(dest, str):
+            raise E.err(E.TRANSFORM_INVALID, err="invalid subject")
         try:
-            SubjectTransform(st.get("src") or ">", st.get("dest") or "")
-        except (TransformError, AttributeError) as e:
+            SubjectTransform(src, dest)
+        except MappingError as e:
             raise E.err(E.TRANSFORM_INVALID, err=str(e))
     rp = out.get("republish")
     if rp is not None:
@@ -233,7 +239,7 @@ def check_republish(rp, subjects):
             raise _invalid("stream configuration for republish destination forms a cycle")
     try:
         SubjectTransform(src, dest)
-    except TransformError:
+    except MappingError:
         raise _invalid("stream configuration for republish with transform from '%s' to '%s' not valid"
                        % (src, dest))
 

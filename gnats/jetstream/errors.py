@@ -24,8 +24,6 @@ def err(kind, **fields):
     return ApiError(code, err_code, text.format(**fields) if fields else text)
 
 
-NOT_ENABLED = (503, 10076, "JetStream not enabled")
-NOT_ENABLED_FOR_ACCOUNT = (503, 10039, "JetStream not enabled for account")
 BAD_REQUEST = (400, 10003, "bad request")
 INVALID_JSON = (400, 10025, "invalid JSON: {err}")
 NOT_EMPTY_REQUEST = (400, 10038, "expected an empty request payload")
@@ -35,14 +33,12 @@ STREAM_NAME_EXIST = (400, 10058, "stream name already in use with a different co
 SUBJECT_OVERLAP = (400, 10065, "subjects overlap with an existing stream")
 INVALID_CONFIG = (500, 10052, "{err}")
 STREAM_CREATE = (500, 10049, "{err}")
-STREAM_UPDATE = (500, 10069, "{err}")
 REPLICAS_NOT_SUPPORTED = (500, 10074, "replicas > 1 not supported in non-clustered mode")
 REPLICAS_NEGATIVE = (400, 10133, "replicas count cannot be negative")
 MAX_STREAMS = (400, 10027, "maximum number of streams reached")
 INSUFFICIENT_RESOURCES = (503, 10023, "insufficient resources")
 MEMORY_EXCEEDED = (500, 10028, "insufficient memory resources available")
 STORAGE_EXCEEDED = (500, 10047, "insufficient storage resources available")
-MAX_BYTES_REQUIRED = (400, 10113, "account requires a stream config to have max bytes set")
 TRANSFORM_INVALID = (400, 10156, "stream transform: {err}")
 NO_MESSAGE_FOUND = (404, 10037, "no message found")
 SEQUENCE_NOT_FOUND = (400, 10043, "sequence {seq} not found")

@@ -1,7 +1,8 @@
 """JetStream's monitoring figures: `collect(js)` builds a plain dict on the
-reactor thread (it goes into the monitoring snapshot); `build_jsz`,
-`varz_section` and `health` turn it into /jsz, the /varz `jetstream`
-block and /healthz?js-enabled-only=true, in nats-server 2.15's shapes."""
+reactor thread (it goes into the monitoring snapshot); `build_jsz` and
+`varz_section` turn it into /jsz and the /varz `jetstream` block, in
+nats-server 2.15's shapes. (/healthz?js-enabled-only=true needs nothing
+here: nats-server 2.15 answers ok whether JetStream is on or off.)"""
 
 from .headers import rfc3339
 
@@ -113,10 +114,3 @@ def build_jsz(info, server_id, now, q, flag):
         out["account_details"] = details
     out["total"] = len(info["accounts"])
     return out
-
-
-def health(info):
-    """(status code, body) for /healthz?js-enabled-only=true: nats-server
-    2.15 answers ok whether JetStream is on or off (it checks only that an
-    enabled JetStream is running; a single-replica one always is)."""
-    return 200, {"status": "ok"}

@@ -10,9 +10,16 @@ fsync policy is nats-server's: every `sync_interval` (the store's flush()
 queues its fsync on a background thread when due; a timer here flushes
 idle file stores on the interval so they get theirs), or `sync_always`,
 where the store syncs each write before it returns.
+
+Accounts: today only the global account exists and gets JetStream with no
+account limits. The hook for configured accounts is `start(account_limits)`
+/ `enable_account(account, limits)`, limits as the API shows them
+({"max_memory", "max_storage", "max_streams", "max_consumers"}, -1 for
+unlimited; nats-server's account block spells them max_mem, max_file,
+max_streams, max_consumers). An account without JetStream gets no API
+subscriptions (requests there find no responder).
 """
 
-import errno
 import os
 import shutil
 import tempfile
@@ -21,12 +28,8 @@ import time
 from .. import VERSION
 from . import api, jsz
 from .account import JsAccount
-from .storefactory import StoreError, store_limits
-
-try:
-    import fcntl
-except ImportError:     # no advisory locks on this platform
-    fcntl = None
+from .filestore_format import lock_store_dir
+from .store import StoreError
 
 API_SUBJECTS = ("$JS.API.INFO", "$JS.API.STREAM.>") + tuple(
     "$JS.API.CONSUMER.%s.>" % op for op in ("CREATE", "DURABLE.CREATE", "INFO", "DELETE", "NAMES", "LIST", "PAUSE"))
@@ -57,10 +60,6 @@ def default_max_store(path):
         return shutil.disk_usage(path).free
     except OSError:
         return 1 << 40
-
-
-class StoreDirInUse(ValueError):
-    pass
 
 
 class JetStream:
@@ -119,21 +118,10 @@ class JetStream:
             self._sync_timer = self.server.reactor.call_later(self.sync_interval, self._sync_turn)
 
     def _lock(self):
-        if fcntl is None:
-            return
-        path = os.path.join(self.root, ".lock")
         try:
-            f = open(path, "a+b")
-        except OSError as e:
-            raise ValueError("could not open JetStream lock file %s: %s" % (path, e.strerror))
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            f.close()
-            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise StoreDirInUse("JetStream store directory %s is in use by another server" % self.store_dir)
-            raise ValueError("could not lock JetStream store directory %s: %s" % (self.store_dir, e.strerror))
-        self._lock_file = f
+            self._lock_file = lock_store_dir(self.root)
+        except StoreError as e:
+            raise ValueError("JetStream %s" % e)
 
     def enable_account(self, account, limits=None):
         jsa = JsAccount(self, account, limits)
@@ -168,7 +156,7 @@ class JetStream:
             jsa.close()
         self._dirty.clear()
         if self._lock_file is not None:
-            self._lock_file.close()
+            self._lock_file.release()
             self._lock_file = None
 
     # -- subscriptions ---------------------------------------------------------
@@ -176,7 +164,7 @@ class JetStream:
         srv = self.server
 
         def on_msg(sub, subject, reply, hdr, msg, client):
-            if stream.closed:
+            if stream.closed or (client is None and stream.republished_here(hdr)):
                 return
             ack = stream.process_publish(subject, reply, hdr, msg)
             if ack is not None:
@@ -201,9 +189,6 @@ class JetStream:
         stream.subs = []
 
     # -- stores -------------------------------------------------------------------
-    def store_limits(self, cfg):
-        return store_limits(cfg)
-
     def touch(self, store):
         self._dirty.add(store)
 
@@ -233,9 +218,6 @@ class JetStream:
                        if s is not replacing and s.config["storage"] == want and s.config["max_bytes"] > 0)
         return limit >= 0 and reserved + max_bytes > limit
 
-    def usage(self, memory):
-        return sum(jsa.usage(memory) for jsa in self.accounts.values())
-
     def refresh_usage(self):
         total = {True: 0, False: 0}
         for jsa in self.accounts.values():
@@ -243,9 +225,6 @@ class JetStream:
             total[True] += u[True]
             total[False] += u[False]
         self.approx = total
-
-    def reserved(self, memory):
-        return sum(jsa.reserved(memory) for jsa in self.accounts.values())
 
     def monitor_info(self):
         """The plain dict the monitoring snapshot carries (jsz.py)."""

@@ -22,7 +22,7 @@ from collections import OrderedDict
 
 from . import errors as E
 from .headers import build_headers, parse_headers, parse_ttl, rfc3339
-from .subjects import SubjectTransform
+from ..transform import SubjectTransform
 
 MAX_HEADER = 64 * 1024
 # Nats-Msg-Id entries are bounded by the window and by bytes: ids may be
@@ -48,6 +48,10 @@ class Stream:
         self.host = host            # the JsAccount: publish(), server_name, version
         self.config = config
         self.name = config["name"]
+        # the ack's fixed part, encoded once (its JSON is built per message)
+        self._ack_head = b'{"stream":' + json.dumps(self.name).encode() + b',"seq":'
+        # the header line this stream's republish adds (loop detection)
+        self._own_mark = ("\r\nNats-Stream: %s\r\n" % self.name).encode()
         self.store = store
         self.created = created_ns
         self.consumers = {}         # name -> consumer (issue 19)
@@ -80,10 +84,9 @@ class Stream:
             return dumps({"error": e.body(), "stream": self.name, "seq": 0})
         if not reply or cfg.get("no_ack"):
             return None
-        ack = {"stream": self.name, "seq": seq}
         if dup:
-            ack["duplicate"] = True
-        return dumps(ack)
+            return b"%s%d,\"duplicate\":true}" % (self._ack_head, seq)
+        return b"%s%d}" % (self._ack_head, seq)
 
     def _store(self, subject, hdr, msg):
         cfg = self.config
@@ -158,10 +161,16 @@ class Stream:
             store.remove_msg(seq)
         return seq, False
 
+    def republished_here(self, hdr):
+        """Has a server-published message been through this stream's
+        republish already (any of its Nats-Stream lines names us)? Storing
+        it would loop forever: A republishes into B, B back into A..."""
+        return bool(hdr) and self._own_mark in hdr
+
     def _stored_subject(self, subject):
         t = self.transform
         if t is not None:
-            d = t.apply(subject)
+            d = t.match(subject)
             if d is not None:
                 return d
         return subject
@@ -198,7 +207,7 @@ class Stream:
 
     def _republish(self, subject, seq, ts, hdr, msg):
         transform, headers_only = self.republish
-        dest = transform.apply(subject)
+        dest = transform.match(subject)
         if dest is None:
             return
         fields = [("Nats-Stream", self.name), ("Nats-Subject", subject), ("Nats-Sequence", str(seq)),
