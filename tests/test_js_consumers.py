@@ -435,6 +435,36 @@ class ConsumersBehaviour:
                              ("0", "30"))
         self.js_test(body)
 
+    def test_flow_control_paces_a_large_push(self):
+        async def body(nc, js):
+            await self.stream(nc, "FC")
+            payload = b"x" * 4096
+            for i in range(1500):       # 6 MB: several flow-control rounds of the 2 MiB window
+                await nc.publish("fc.a", payload)
+            await nc.flush()
+
+            async def stored():
+                si = await js.stream_info("FC")
+                return si.state.messages == 1500
+            await wait_until(stored)
+            inbox = Inbox()
+
+            async def on_msg(m):
+                inbox.msgs.append(m)
+                if m.reply and m.reply.startswith("$JS.FC."):
+                    await nc.publish(m.reply, b"")     # the answer a client gives
+            await nc.subscribe("fcin.x", cb=on_msg)
+            await self.consumer(nc, "FC", {"deliver_subject": "fcin.x", "idle_heartbeat": 10 ** 9,
+                                           "flow_control": True, "ack_policy": "none"})
+
+            async def all_in():
+                return sum(1 for m in inbox.msgs if m.data == payload) >= 1500
+            await wait_until(all_in, timeout=30)
+            fc = [m for m in inbox.msgs if (m.headers or {}).get("Description") == "FlowControl Request"]
+            self.assertGreaterEqual(len(fc), 1)
+            self.assertTrue(all(m.reply.startswith("$JS.FC.FC.") for m in fc))
+        self.js_test(body)
+
     # -- retention -------------------------------------------------------------------
     def test_workqueue_removes_acked_and_refuses_overlap(self):
         async def body(nc, js):
