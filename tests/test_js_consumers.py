@@ -312,6 +312,41 @@ class ConsumersBehaviour:
                 await nc.request(nxt, b"", timeout=2)
         self.js_test(body)
 
+    def test_no_wait_with_expires_and_heartbeat_limits(self):
+        async def body(nc, js):
+            await self.stream(nc, "NW", 2)
+            await self.consumer(nc, "NW", {"durable_name": "W", "ack_policy": "explicit"}, "W")
+            inbox = await Inbox().start(nc, "nwi.>")
+            nxt = "$JS.API.CONSUMER.MSG.NEXT.NW.W"
+
+            async def ask(tag, **req):
+                await nc.publish(nxt, json.dumps(req).encode(), reply="nwi." + tag)
+            # messages there: delivered, then 404 at once although it could wait
+            await ask("a", batch=5, no_wait=True, expires=5 * 10 ** 9)
+            msgs = await inbox.wait(3, timeout=3)
+            self.assertEqual(inbox.statuses(), [None, None, "404"])
+            # nothing there: it waits (a one-shot request) and ends after the first message
+            await ask("b", batch=5, no_wait=True, expires=5 * 10 ** 9)
+            await nc.flush()
+            await asyncio.sleep(0.3)
+            self.assertEqual(len(inbox.msgs), 3)
+            await nc.request("nw.c", b"late", timeout=5)
+            msgs = await inbox.wait(5, timeout=3)
+            self.assertEqual([(m.subject, m.data) for m in msgs[3:]], [("nw.c", b"late"), ("nwi.b", b"")])
+            self.assertEqual(msgs[4].headers, {"Status": "404", "Description": "No Messages"})
+            # a heartbeat over half the expiry, or without one, is refused
+            await ask("c", batch=1, expires=2 * 10 ** 9, idle_heartbeat=1100000000)
+            await ask("d", batch=1, idle_heartbeat=100000000)
+            msgs = await inbox.wait(7, timeout=3)
+            for m in msgs[5:]:
+                self.assertEqual(m.headers, {"Status": "400", "Description": "Bad Request - heartbeat value too large"})
+            # an accepted heartbeat: `100 Idle Heartbeat` while the request waits
+            await ask("e", batch=1, expires=2 * 10 ** 9, idle_heartbeat=200000000)
+            msgs = await inbox.wait(8, timeout=3)
+            self.assertEqual((msgs[7].subject, msgs[7].headers), ("nwi.e", {"Status": "100",
+                             "Description": "Idle Heartbeat", "Nats-Last-Consumer": "3", "Nats-Last-Stream": "3"}))
+        self.js_test(body)
+
     # -- acknowledgements ---------------------------------------------------------------
     def test_nak_term_in_progress_and_ack_wait_redelivery(self):
         async def body(nc, js):

@@ -22,11 +22,13 @@ def _status(code, text, fields=()):
 
 
 class PullRequest:
-    __slots__ = ("reply", "batch", "max_bytes", "bytes_left", "no_wait", "hb", "expire_timer", "hb_timer",
-                 "last_out", "done")
+    __slots__ = ("reply", "batch", "max_bytes", "bytes_left", "no_wait", "expires", "hb", "expire_timer",
+                 "hb_timer", "last_out", "done", "sent")
 
-    def __init__(self, reply, batch, max_bytes, no_wait, hb):
+    def __init__(self, reply, batch, max_bytes, no_wait, expires, hb):
         self.reply = reply
+        self.expires = expires
+        self.sent = 0
         self.batch = batch
         self.max_bytes = max_bytes
         self.bytes_left = max_bytes
@@ -106,18 +108,18 @@ class PullRequests:
         if mx > 0 and max_bytes > mx:
             self._reply(reply, 409, "Exceeded MaxRequestMaxBytes of %d" % mx)
             return
-        if hb and expires and hb > expires // 2:
-            self._reply(reply, 409, "Bad Request - heartbeat value too large")
+        if hb and (not expires or hb > expires // 2):
+            self._reply(reply, 400, "Bad Request - heartbeat value too large")
             return
         if len(self.waiting) >= cfg.get("max_waiting", 512):
             self._reply(reply, 409, "Exceeded MaxWaiting")
             return
-        r = PullRequest(reply, batch, max_bytes, no_wait, hb / 1e9)
+        r = PullRequest(reply, batch, max_bytes, no_wait, expires, hb / 1e9)
         self.waiting.append(r)
         reactor = c.reactor
-        if expires > 0 and not no_wait:
+        if expires > 0:
             r.expire_timer = reactor.call_later(expires / 1e9, self._expired, r)
-        if r.hb > 0 and not no_wait:
+        if r.hb > 0:
             r.hb_timer = reactor.call_later(r.hb, self._heartbeat, r)
         c.kick()
 
@@ -126,8 +128,10 @@ class PullRequests:
 
     def none_left(self):
         """Nothing to deliver now: the no_wait requests end with 404, the
-        others keep waiting."""
-        for r in [r for r in self.waiting if r.no_wait]:
+        others keep waiting. A no_wait request with an expiry that got
+        nothing yet waits too (nats-server's one-shot request: it ends at
+        its first messages or its expiry)."""
+        for r in [r for r in self.waiting if r.no_wait and (r.sent or not r.expires)]:
             self._finish(r)
             self._reply(r.reply, 404, "No Messages")
 
@@ -141,6 +145,7 @@ class PullRequests:
 
     def delivered(self, r, size):
         r.batch -= 1
+        r.sent += 1
         r.last_out = time.monotonic()
         if r.max_bytes:
             r.bytes_left -= size
@@ -175,7 +180,9 @@ class PullRequests:
             return
         idle = time.monotonic() - r.last_out
         if idle >= r.hb * 0.99:
-            self._reply(r.reply, 100, "Idle Heartbeat")
+            c = self.c
+            self._reply(r.reply, 100, "Idle Heartbeat", (("Nats-Last-Consumer", c.dseq - 1),
+                                                         ("Nats-Last-Stream", c.sseq - 1)))
             r.last_out = time.monotonic()
             idle = 0
         r.hb_timer = self.c.reactor.call_later(max(r.hb - idle, 0.01), self._heartbeat, r)
