@@ -42,7 +42,11 @@ from .pull import PullRequests
 
 FC_WINDOW = 2 << 20         # first flow-control window (bytes); doubles per answer
 FC_WINDOW_MAX = 32 << 20
-INTEREST_POLL = 0.25        # s between interest checks of a push consumer with nothing to deliver to
+# A push consumer with messages and nobody on its deliver subject checks for
+# interest again after 2 ms, doubling up to 250 ms: clients (nats-py's
+# ordered consumers, KV watchers) subscribe right after the create reply.
+INTEREST_POLL_FIRST = 0.002
+INTEREST_POLL = 0.25
 ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER."
 
 
@@ -70,6 +74,7 @@ class Consumer:
         self.hb_timer = None
         self.idle_timer = None
         self.poll_timer = None
+        self.poll_delay = INTEREST_POLL_FIRST
         self.replay_timer = None
         self.last_delivered = 0     # ns, for delivered.last_active
         self.last_acked = 0
@@ -416,12 +421,14 @@ class Consumer:
 
     def _poll_interest(self):
         if self.poll_timer is None and not self.closed:
-            self.poll_timer = self.reactor.call_later(INTEREST_POLL, self._poll_due)
+            self.poll_timer = self.reactor.call_later(self.poll_delay, self._poll_due)
+            self.poll_delay = min(self.poll_delay * 2, INTEREST_POLL)
 
     def _poll_due(self):
         self.poll_timer = None
         if self.has_interest():
             self.last_seen = time.monotonic()
+            self.poll_delay = INTEREST_POLL_FIRST
             self.kick()
         else:
             self._poll_interest()
@@ -595,7 +602,7 @@ class Consumer:
                 "last": [self.last_delivered, self.last_acked]}
 
     def restore(self, st):
-        """Bring back a written state: what was pending is due for redelivery now."""
+        """Bring back a written state (pending messages keep their delivery time)."""
         self.dseq, self.sseq = st["delivered"][0] + 1, st["delivered"][1] + 1
         self.adflr, self.asflr = st["ack_floor"]
         self.lss = deque()
