@@ -23,11 +23,12 @@ def _status(code, text, fields=()):
 
 class PullRequest:
     __slots__ = ("reply", "batch", "max_bytes", "bytes_left", "no_wait", "expires", "hb", "expire_timer",
-                 "hb_timer", "last_out", "done", "sent")
+                 "hb_timer", "last_out", "done", "sent", "deadline")
 
     def __init__(self, reply, batch, max_bytes, no_wait, expires, hb):
         self.reply = reply
         self.expires = expires
+        self.deadline = time.monotonic() + expires / 1e9 if expires > 0 else 0
         self.sent = 0
         self.batch = batch
         self.max_bytes = max_bytes
@@ -124,7 +125,17 @@ class PullRequests:
         c.kick()
 
     def first(self):
-        return self.waiting[0] if self.waiting else None
+        """The oldest live request. One whose time is up ends here even if
+        its timer has not run yet: a client times out on its own clock, and
+        a message sent to it then would wait out ack_wait."""
+        w = self.waiting
+        while w:
+            r = w[0]
+            if r.deadline and time.monotonic() >= r.deadline:
+                self._expired(r)
+                continue
+            return r
+        return None
 
     def none_left(self):
         """Nothing to deliver now: the no_wait requests end with 404, the
