@@ -257,6 +257,7 @@ def _subscribe_stream(jsa, stream):
         nxt = msg.startswith(b"+NXT")
         c.process_ack(sseq, dseq, msg.strip(), reply if nxt else None)
         if reply and not nxt:
+            c.sync_state()
             srv.publish_internal(jsa.account, reply, None, None, b"")
 
     def on_fc(sub, subject, reply, hdr, msg, client):
