@@ -64,6 +64,7 @@ EXPECTED = {
     "replicas": e(500, 10074, "replicas > 1 not supported in non-clustered mode"),
     "not_found": e(404, 10014, "consumer not found"),
     "wq_pull_ack": e(400, 10084, "consumer in pull mode requires explicit ack policy on workqueue stream"),
+    "max_consumers": e(400, 10026, "maximum consumers limit reached"),
     "wq_not_unique": e(400, 10100, "filtered consumer not unique on workqueue stream"),
 }
 
@@ -236,6 +237,15 @@ class ConsumersBehaviour:
             self.assertEqual(r["error"], EXPECTED["not_found"])
             r = await self.req(nc, "$JS.API.CONSUMER.NAMES.NOPE")
             self.assertEqual(r["error"], EXPECTED["stream_not_found"])
+        self.js_test(body)
+
+    def test_max_consumers(self):
+        async def body(nc, js):
+            await self.stream(nc, "MC", max_consumers=2)
+            for i in range(2):
+                await self.consumer(nc, "MC", {"durable_name": "c%d" % i}, "c%d" % i)
+            await self.consumer(nc, "MC", {"durable_name": "c2"}, "c2", "max_consumers")
+            await self.consumer(nc, "MC", {"durable_name": "c1"}, "c1")    # an existing one is fine
         self.js_test(body)
 
     # -- pull --------------------------------------------------------------------

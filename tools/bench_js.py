@@ -14,8 +14,9 @@ messages over that window's wall time):
          batches of 100, an explicit ack per message (a publish each);
   push   push consumer with ack_policy none onto a plain subscription;
   idle   N ephemeral push consumers with a 1 s idle heartbeat and nobody
-         listening (--idle N, default 0 = skipped): server CPU per second
-         while they sit idle (their heartbeats are the only work).
+         listening (--idle N, default 0 = skipped; at most 1000, both servers'
+         default consumer limit per stream): server CPU per second while
+         they sit idle (their heartbeats are the only work).
 
 The load generator is nats-py, which cannot saturate nats-server: the Go
 figures are a floor, the ratio of CPU per message is what to read.

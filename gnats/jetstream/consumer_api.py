@@ -31,6 +31,9 @@ from .headers import rfc3339
 from .subjects import subjects_collide
 
 NAMES_LIMIT = 1024
+# nats-server 2.15 allows a stream without max_consumers this many (its
+# /varz shows it as default_max_consumers)
+DEFAULT_MAX_CONSUMERS = 1000
 LIST_LIMIT = 256
 OBS = "obs"
 
@@ -133,7 +136,9 @@ def create(sname, cname, filt, durable_api, jsa, _name, body):
 def _check_stream_rules(jsa, stream, cfg):
     scfg = stream.config
     limit = scfg.get("max_consumers", -1)
-    if 0 < limit <= len(stream.consumers):
+    if limit <= 0:
+        limit = DEFAULT_MAX_CONSUMERS
+    if limit <= len(stream.consumers):
         raise E.err(C.MAX_CONSUMERS)
     alimit = jsa.limits.get("max_consumers", -1)
     if 0 <= alimit <= jsa.consumer_count():
