@@ -106,8 +106,9 @@ async def bench_push(nc, js, pid, n):
 
 
 async def bench_idle(nc, js, pid, n):
+    await js.add_stream(name="I", subjects=["i.>"], storage="file")
     for i in range(n):
-        await js.add_consumer("B", ack_policy="none", deliver_subject="idle.%d" % i, idle_heartbeat=1.0,
+        await js.add_consumer("I", ack_policy="none", deliver_subject="idle.%d" % i, idle_heartbeat=1.0,
                               deliver_policy="new", inactive_threshold=3600.0)
     await asyncio.sleep(2)
     c0, t0 = cpu_seconds(pid), time.monotonic()
