@@ -24,6 +24,18 @@ FC_WINDOW_MAX = 32 << 20
 # ordered consumers, KV watchers) subscribe right after the create reply.
 INTEREST_POLL_FIRST = 0.002
 INTEREST_POLL = 0.25
+REMOTE = ("route", "leaf")
+
+
+def _has_remote(result):
+    for s in result.plain:
+        if s.client.kind in REMOTE:
+            return True
+    for grp in result.queues:
+        for s in grp:
+            if s.client.kind in REMOTE:
+                return True
+    return False
 
 
 class Sender:
@@ -34,10 +46,14 @@ class Sender:
         result = match_publish(self.account.sublist, target.encode())
         if not result.plain and not result.queues:
             return 0
-        if any(s.client.kind == "route" for s in result.plain):
-            # the MSG line carries the stream subject, which a route would
-            # match against the wrong interest: local receivers only
-            result = MatchResult([s for s in result.plain if s.client.kind != "route"], result.queues)
+        if _has_remote(result):
+            # the MSG line carries the stream subject, which a route or leaf
+            # node would match against the wrong interest: local receivers only
+            result = MatchResult([s for s in result.plain if s.client.kind not in REMOTE],
+                                 [g for g in ([s for s in grp if s.client.kind not in REMOTE]
+                                              for grp in result.queues) if g])
+            if not result.plain and not result.queues:
+                return 0
         if hdr:
             payload = hdr + msg + b"\r\n"
             hlen = len(hdr)
