@@ -13,6 +13,7 @@ import json
 import os
 import time
 
+from . import consumer_api
 from . import errors as E
 from .config import config_json
 from .recovery import AccountRecovery
@@ -173,6 +174,7 @@ class JsAccount:
             self.js.subscribe_stream(self, stream)
 
     def delete_stream(self, stream):
+        consumer_api.stop_all(self, stream)
         self.js.unsubscribe_stream(stream)
         del self.streams[stream.name]
         stream.closed = True
@@ -207,6 +209,7 @@ class JsAccount:
             self.js.server.internal_unsubscribe(sub)
         self.api_subs = []
         for s in list(self.streams.values()):
+            consumer_api.stop_all(self, s)
             self.js.unsubscribe_stream(s)
             s.close()
 

@@ -15,6 +15,7 @@ import json
 import time
 import traceback
 
+from . import consumer_api
 from . import errors as E
 from .config import (decode_config, parse_request, same_config, stream_config, update_config)
 from .headers import build_headers, rfc3339, status_headers
@@ -33,6 +34,8 @@ ERROR_EXTRAS = {
     "stream_names_response": (("total", 0), ("offset", 0), ("limit", 0), ("streams", None)),
     "stream_list_response": (("total", 0), ("offset", 0), ("limit", 0), ("streams", [])),
     "stream_purge_response": (("purged", 0),),
+    "consumer_names_response": (("total", 0), ("offset", 0), ("limit", 0), ("consumers", [])),
+    "consumer_list_response": (("total", 0), ("offset", 0), ("limit", 0), ("consumers", [])),
 }
 
 
@@ -237,6 +240,9 @@ def route(subject):
     if not subject.startswith(PREFIX):
         return None
     toks = subject[len(PREFIX):].split(".")
+    if toks[0] == "CONSUMER":
+        h = consumer_api.route(toks)
+        return (h[0], h[1], None) if h is not None else None
     h = HANDLERS.get(tuple(toks))
     if h is not None:
         return h[0], h[1], None

@@ -36,7 +36,8 @@ from .accounts import configured
 from .filestore_format import lock_store_dir
 from .store import StoreError
 
-API_SUBJECTS = ("$JS.API.INFO", "$JS.API.STREAM.>")
+API_SUBJECTS = ("$JS.API.INFO", "$JS.API.STREAM.>") + tuple(
+    "$JS.API.CONSUMER.%s.>" % op for op in ("CREATE", "DURABLE.CREATE", "INFO", "DELETE", "NAMES", "LIST", "PAUSE"))
 HOUSEKEEPING = 1.0          # seconds between max_age/TTL/dedupe passes
 DIRECT_QUEUE = "_sys_"
 # The API subscriptions form a queue group: in a cluster each request is

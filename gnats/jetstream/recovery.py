@@ -28,6 +28,7 @@ import os
 import time
 from collections import deque
 
+from . import consumer_api
 from . import errors as E
 from .api import error_response
 from .config import stream_config
@@ -167,6 +168,7 @@ class AccountRecovery:
                            % (jsa.name, cfg["name"], e.description))
             return
         stream.rebuild_dedupe(time.time_ns(), found=dedupe)
+        consumer_api.recover(jsa, stream)       # its durable consumers, with their saved state
         self.log.notice("  Restored %d messages for stream '%s > %s'"
                         % (stream.store.state().msgs, jsa.name, cfg["name"]))
 
