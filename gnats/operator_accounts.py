@@ -184,7 +184,8 @@ def account_specs(trust, log=None, now=None):
         spec, problems = account_spec(key, trust, now)
         if log is not None:
             for p in problems:
-                log.error(p)
+                # as nats-server: a missing exporter is an error, a refused import a debug line
+                (log.error if p.startswith("Can't locate") else log.debug)(p)
         specs.append(spec)
     return specs
 
