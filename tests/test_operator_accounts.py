@@ -57,6 +57,9 @@ class Operator:
     def b_imports(self, stream=True):
         out = [{"name": "echo", "subject": "svc.echo", "account": self.a.pub, "type": "service",
                 "local_subject": "echo"},
+               # the older form: `subject` is B's, `to` the exporter's
+               {"name": "old", "subject": "old.echo", "to": "svc.echo", "account": self.a.pub,
+                "type": "service"},
                {"name": "priv", "subject": "priv.echo", "account": self.a.pub,
                 "type": "service", "token": self.token}]
         if stream:
@@ -154,6 +157,8 @@ class AccountsFromJwtBase:
             b = await connect(self.srv.port, self.setup.user(self.setup.b)[2])
             replies = [await b.request("echo", b"%d" % i, timeout=10) for i in range(20)]
             self.assertEqual([m.data for m in replies], [b"echo:%d" % i for i in range(20)])
+            msg = await b.request("old.echo", b"old", timeout=10)
+            self.assertEqual(msg.data, b"echo:old")
             # A's subject itself is not B's: nothing answers it in B
             with self.assertRaises(NoRespondersError):
                 await b.request("svc.echo", b"x", timeout=5)
