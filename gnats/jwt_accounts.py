@@ -354,7 +354,7 @@ class JwtUser:
                 client.refuse_auth()
                 return False
             limit = self.account_claims.limits.conn
-            if limit >= 0 and not self.account_claims.limits.is_empty():
+            if limit >= 0:      # absent from the claims: 0, as in Go (no connection)
                 n = sum(1 for c in srv.clients.values()
                         if c.account is acc and not c.closed and c is not client)
                 if n >= limit:

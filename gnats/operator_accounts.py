@@ -80,7 +80,7 @@ def account_config(key: str, trust: "OperatorTrust", now=None):
     require a token list the accounts holding a valid activation; imports
     of unknown accounts, of exports that do not exist, or without a valid
     token where one is required are left out (nats-server's incomplete
-    imports). Limits: only those the claims set (-1 is unlimited)."""
+    imports). Limits: -1 is unlimited, a limit left out is 0 (as in Go)."""
     acc = trust.accounts[key]
     problems = []
     exports = []
@@ -136,11 +136,10 @@ def account_config(key: str, trust: "OperatorTrust", now=None):
         imports.append(entry)
     lim = acc.limits
     limits = {}
-    if not lim.is_empty():
-        for name, value in (("max_connections", lim.conn), ("max_subscriptions", lim.subs),
-                            ("max_payload", lim.payload), ("max_leafnodes", lim.leaf)):
-            if value >= 0:
-                limits[name] = value
+    for name, value in (("max_connections", lim.conn), ("max_subscriptions", lim.subs),
+                        ("max_payload", lim.payload), ("max_leafnodes", lim.leaf)):
+        if value >= 0:
+            limits[name] = value
     out = {"exports": exports, "imports": imports, "limits": limits}
     if acc.mappings:
         out["mappings"] = acc.mappings
@@ -204,10 +203,8 @@ def client_limits(jwt_user, server):
     none (nats-server applyAccountLimits)."""
     lim = jwt_user.limits
     acc = jwt_user.account_claims.limits
-    subs, pay = lim.subs, lim.payload
-    if not acc.is_empty():
-        subs = _min_limit(subs, acc.subs)
-        pay = _min_limit(pay, acc.payload)
+    subs = _min_limit(lim.subs, acc.subs)
+    pay = _min_limit(lim.payload, acc.payload)
     subs = _min_limit(subs, server.opts.max_subscriptions or NO_LIMIT)
     pay = _min_limit(pay, server.max_payload or NO_LIMIT)
     return subs, pay
@@ -254,7 +251,7 @@ def reload_accounts(server, trust):
                 c.send_err(ERR_REVOKED)
                 c.close_after_flush("Credentials Revoked")
                 continue
-            if conn != NO_LIMIT and not claims.limits.is_empty() and kept >= conn:
+            if conn != NO_LIMIT and kept >= conn:
                 log.error("%s - %s" % (c.tag(), ERR_ACCOUNT_CONNECTIONS))
                 c.send_err(ERR_ACCOUNT_CONNECTIONS)
                 c.close_after_flush("Maximum Account Connections Exceeded")

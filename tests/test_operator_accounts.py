@@ -32,13 +32,14 @@ TIMEOUT = 15.0
 class Operator:
     """One operator and accounts A (exports), B (imports with and without
     an activation token), C (imports the token-only service without a
-    token: left out) and L (limits), each a JWT in resolver_preload."""
+    token: left out), L (limits) and N (no limits claim: every limit 0),
+    each a JWT in resolver_preload."""
 
     def __init__(self, b_imports=None):
         self.dir = tempfile.mkdtemp(prefix="gnatsd-opacc-")
         self.op = key("O")
         self.op_jwt = encode("operator", self.op.pub, self.op)
-        self.a, self.b, self.c, self.l = key("A"), key("A"), key("A"), key("A")
+        self.a, self.b, self.c, self.l, self.n = key("A"), key("A"), key("A"), key("A"), key("A")
         self.token = encode("activation", self.b.pub, self.a,
                             {"subject": "priv.echo", "kind": "service"})
         self.accounts = {
@@ -52,6 +53,8 @@ class Operator:
                 {"name": "priv", "subject": "priv.echo", "account": self.a.pub,
                  "type": "service"}]),
             self.l.pub: self.account(self.l, limits=dict(UNLIMITED, subs=2, payload=16)),
+            # no limits at all: every limit is 0
+            self.n.pub: encode("account", self.n.pub, self.op, {}),
         }
 
     def b_imports(self, stream=True):
@@ -229,6 +232,17 @@ class AccountsFromJwtBase:
         self.assertEqual(next_line(c), b"-ERR 'maximum subscriptions exceeded'")
         self.assertEqual(c.read_msg()[2], b"ok")
         self.assertEqual(next_line(c), b"PONG")
+
+    def test_account_without_limits_admits_nobody(self):
+        u, token, _ = self.setup.user(self.setup.n)
+        c = RawClient(self.srv.port, connect=None, timeout=10)
+        self.addCleanup(c.close)
+        info = json.loads(c.info.split(b" ", 1)[1])
+        obj = {"verbose": False, "pedantic": False, "jwt": token, "protocol": 1,
+               "sig": sign_nonce(u, info["nonce"])}
+        c.send(b"CONNECT " + json.dumps(obj).encode() + b"\r\nPING\r\n")
+        self.assertEqual(next_line(c), b"-ERR 'maximum account active connections exceeded'")
+        self.assertTrue(c.closed(5.0))
 
     def test_zero_subscriptions_allowed_closes(self):
         # a user JWT with subs 0: nats-server says so and closes at once
