@@ -4,9 +4,9 @@ account JWT says (exports, imports, limits, mappings) applied as the
 
 Theory of operation. `account_specs(trust)` turns every account of a
 gnats.jwt_accounts.OperatorTrust into an accounts_conf.AccountSpec named by
-the account's public key, through `jwt_accounts.account_config` (which
-already checked imports against the exporters and their activation
-tokens). `Server.configure_accounts` then registers them, wires exports
+the account's public key, through `account_config` (the shape of a
+nats-server `accounts { NAME: {...} }` entry, with every import checked
+against its exporter's exports and activation tokens). `Server.configure_accounts` then registers them, wires exports
 and imports (gnats/imports.py) and gives each its mappings and limits,
 exactly as for configured accounts, so routes know every account from the
 start (a Go node in the same operator mode resolves the same keys from its
@@ -15,7 +15,7 @@ own preload).
 Per-connection limits come from both JWTs, as nats-server's
 applyAccountLimits: the user's (or its scoped signing key's) `subs` and
 `payload`, lowered by the account's and by the server's; -1 is unlimited
-and 0 is zero (a claim left out is 0 in a version 2 JWT). `client_limits`
+and 0 is zero (a limit left out of the claims is 0). `client_limits`
 computes them; JwtUser.bind applies them. A connection already at its
 subscription limit when bound is told so and closed, as Go does.
 
