@@ -15,6 +15,7 @@ import signal
 import tempfile
 import time
 import unittest
+import urllib.request
 
 from tests.test_jwt_unit import UNLIMITED, USER_LIMITS, creds_text, encode, key, nkeys, sign_nonce
 from tests.util import (GO_SERVER_215, HAVE_GO_215, RawClient, ServerProcess, free_port, needs,
@@ -263,6 +264,41 @@ class GnatsdAccountsFromJwtTest(AccountsFromJwtBase, unittest.TestCase):
 
 @needs(HAVE_GO_215, "nats-server 2.15 is not installed")
 class GoAccountsFromJwtTest(AccountsFromJwtBase, unittest.TestCase):
+    exe = GO_SERVER_215
+
+
+# --- the system account ------------------------------------------------------------
+
+@needs(nkeys is not None, "the nkeys package is not installed")
+class SystemAccountBase:
+    """The operator JWT names the system account: the registry has it under
+    its public key from the start (what /accountz and the system account's
+    code use)."""
+    exe = None
+
+    def test_system_account_is_the_operator_jwts(self):
+        s = Operator()
+        self.addCleanup(s.close)
+        sys_acc = key("A")
+        s.op_jwt = encode("operator", s.op.pub, s.op, {"system_account": sys_acc.pub})
+        accounts = dict(s.accounts)
+        accounts[sys_acc.pub] = s.account(sys_acc)
+        srv = ServerProcess("-m", "-1", config=s.config(accounts), exe=self.exe)
+        self.addCleanup(srv.stop)
+        url = "http://127.0.0.1:%d/accountz" % srv.monitor_port
+        with urllib.request.urlopen(url, timeout=10) as r:
+            az = json.load(r)
+        self.assertEqual(az["system_account"], sys_acc.pub)
+        self.assertIn(sys_acc.pub, az["accounts"])
+        self.assertNotIn("$SYS", az["accounts"])
+
+
+class GnatsdSystemAccountTest(SystemAccountBase, unittest.TestCase):
+    pass
+
+
+@needs(HAVE_GO_215, "nats-server 2.15 is not installed")
+class GoSystemAccountTest(SystemAccountBase, unittest.TestCase):
     exe = GO_SERVER_215
 
 
