@@ -24,8 +24,7 @@ client's address is inside `src`; now is inside `times`. Every refusal is
 "Authorization Violation" on the wire, as in Go; `reason` says which.
 
 What the accounts' JWTs give the account registry (exports, imports,
-limits, mappings) is gnats/operator_accounts.py's (`account_config`,
-`check_activation` are re-exported here).
+limits, mappings) is gnats/operator_accounts.py's.
 
 The verdict is a `JwtUser`: the user's name (its public key), compiled
 permissions (its own, or the account's default_permissions when it has
@@ -37,17 +36,15 @@ per-connection `subs` and `payload` limits, and arms the expiry timer
 ("User Authentication Expired").
 """
 
-import json
 import re
 import time
 
 from . import jwt as J
 from .conf import ConfigError
 from .jwt import JWTError
-from .jwt_claims import subject_contained_in
 from .mapping import MappingError, Mappings
 from .nkeys import verify_connect_sig
-from .operator_accounts import account_config, apply_client_limits, check_activation  # noqa: F401
+from .operator_accounts import apply_client_limits
 from .permissions import (DEFAULT_RESPONSE_EXPIRES, DEFAULT_RESPONSE_MAX_MSGS,
                           PermissionSpec, ResponseRule, SubjectRule, compile_permissions)
 

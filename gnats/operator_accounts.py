@@ -73,10 +73,9 @@ def check_activation(imp, importer: str, exporter, now=None) -> str:
     return ""
 
 
-def account_config(key: str, trust: "OperatorTrust", now=None):
-    """The account `key` of `trust` in the shape of a nats-server
-    `accounts { NAME: {...} }` entry (what the config path of the account
-    registry takes), and the problems nats-server would log. Exports that
+def account_config(key: str, trust, now=None):
+    """The account `key` of `trust` (a jwt_accounts.OperatorTrust) in the
+    shape of a nats-server `accounts { NAME: {...} }` entry, and the problems nats-server would log. Exports that
     require a token list the accounts holding a valid activation; imports
     of unknown accounts, of exports that do not exist, or without a valid
     token where one is required are left out (nats-server's incomplete
