@@ -41,10 +41,9 @@ import time
 
 from . import jwt as J
 from .conf import ConfigError
-from .jwt import JWTError
+from .jwt import NO_LIMIT, JWTError
 from .mapping import MappingError, Mappings
 from .nkeys import verify_connect_sig
-from .operator_accounts import apply_client_limits
 from .permissions import (DEFAULT_RESPONSE_EXPIRES, DEFAULT_RESPONSE_MAX_MSGS,
                           PermissionSpec, ResponseRule, SubjectRule, compile_permissions)
 
@@ -309,6 +308,44 @@ def _apply_template(entries, user, acc, strict):
 
 def _valid_subject(s):
     return bool(s) and not any(c in s for c in " \t\r\n") and "" not in s.split(".")
+
+
+# --- per-connection limits (nats-server applyAccountLimits) ------------------------
+
+def _min_limit(value, limit):
+    """nats-server minLimit: the lower of two limits where -1 is none."""
+    if value == NO_LIMIT:
+        return limit
+    if limit == NO_LIMIT:
+        return value
+    return min(value, limit)
+
+
+def client_limits(jwt_user, server):
+    """(max subscriptions, max payload) of a JWT user's connection, -1 for
+    none (nats-server applyAccountLimits)."""
+    lim = jwt_user.limits
+    acc = jwt_user.account_claims.limits
+    subs = _min_limit(lim.subs, acc.subs)
+    pay = _min_limit(lim.payload, acc.payload)
+    subs = _min_limit(subs, server.opts.max_subscriptions or NO_LIMIT)
+    pay = _min_limit(pay, server.max_payload or NO_LIMIT)
+    return subs, pay
+
+
+def apply_client_limits(client, jwt_user):
+    """Give a bound JWT client its limits. False when it is already at its
+    subscription limit (then it is told so and closed, as Go does)."""
+    subs, pay = client_limits(jwt_user, client.server)
+    client.msubs = subs
+    client.mpay = pay if pay < client.server.max_payload else -1
+    client.reset_caches()       # cached PUB entries were sized without the limit
+    if subs >= 0 and len(client.subs) >= subs:
+        client.verbose = False
+        client.send_err("maximum subscriptions exceeded")
+        client.close_after_flush("Maximum Subscriptions Exceeded")
+        return False
+    return True
 
 
 # --- the verdict ---------------------------------------------------------------

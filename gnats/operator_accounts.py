@@ -15,9 +15,10 @@ own preload).
 Per-connection limits come from both JWTs, as nats-server's
 applyAccountLimits: the user's (or its scoped signing key's) `subs` and
 `payload`, lowered by the account's and by the server's; -1 is unlimited
-and 0 is zero (a limit left out of the claims is 0). `client_limits`
-computes them; JwtUser.bind applies them. A connection already at its
-subscription limit when bound is told so and closed, as Go does.
+and 0 is zero (a limit left out of the claims is 0).
+jwt_accounts.client_limits computes them; JwtUser.bind applies them. A
+connection already at its subscription limit when bound is told so and
+closed, as Go does.
 
 On reload (`reload_accounts`), an account whose JWT changed is configured
 again; clients of an account that revokes them get "User Authentication
@@ -168,7 +169,7 @@ def account_spec(key, trust, now=None):
             im["to"] = im["subject"]
         spec.imports.append(im)
     # the registry's limits (0: none there); a JWT's 0 and the per-user
-    # limits are enforced per connection (client_limits)
+    # limits are enforced per connection (jwt_accounts.client_limits)
     spec.limits = {k: v for k, v in cfg["limits"].items() if v > 0}
     spec.mappings = trust.mappings.get(key)
     return spec, problems
@@ -186,42 +187,6 @@ def account_specs(trust, log=None, now=None):
                 (log.error if p.startswith("Can't locate") else log.debug)(p)
         specs.append(spec)
     return specs
-
-
-def _min_limit(value, limit):
-    """nats-server minLimit: the lower of two limits where -1 is none."""
-    if value == NO_LIMIT:
-        return limit
-    if limit == NO_LIMIT:
-        return value
-    return min(value, limit)
-
-
-def client_limits(jwt_user, server):
-    """(max subscriptions, max payload) of a JWT user's connection, -1 for
-    none (nats-server applyAccountLimits)."""
-    lim = jwt_user.limits
-    acc = jwt_user.account_claims.limits
-    subs = _min_limit(lim.subs, acc.subs)
-    pay = _min_limit(lim.payload, acc.payload)
-    subs = _min_limit(subs, server.opts.max_subscriptions or NO_LIMIT)
-    pay = _min_limit(pay, server.max_payload or NO_LIMIT)
-    return subs, pay
-
-
-def apply_client_limits(client, jwt_user):
-    """Give a bound JWT client its limits. False when it is already at its
-    subscription limit (then it is told so and closed, as Go does)."""
-    subs, pay = client_limits(jwt_user, client.server)
-    client.msubs = subs
-    client.mpay = pay if pay < client.server.max_payload else -1
-    client.reset_caches()       # cached PUB entries were sized without the limit
-    if subs >= 0 and len(client.subs) >= subs:
-        client.verbose = False
-        client.send_err("maximum subscriptions exceeded")
-        client.close_after_flush("Maximum Subscriptions Exceeded")
-        return False
-    return True
 
 
 # --- reload ------------------------------------------------------------------------

@@ -406,13 +406,16 @@ class MixedClusterTest(unittest.TestCase):
         p1, p2 = free_port(), free_port()
         cls.py = ServerProcess(config=cls.s.config(
             extra="cluster { name: op, listen: 127.0.0.1:%d }\n" % p1))
-        try:
-            cls.go = ServerProcess(config=cls.s.config(
-                extra="cluster { name: op, listen: 127.0.0.1:%d, routes: [nats://127.0.0.1:%d] }\n"
-                % (p2, p1)), exe=GO_SERVER_215)
-        except Exception:
+        # a fixed client port, waited for on the socket: nats-server 2.15
+        # with a cluster may log "Server is ready" before its ports file
+        cls.go = ServerProcess(config=cls.s.config(
+            extra="cluster { name: op, listen: 127.0.0.1:%d, routes: [nats://127.0.0.1:%d] }\n"
+            % (p2, p1)), exe=GO_SERVER_215, port=free_port(), wait=False)
+        if not cls.go.wait_ready(TIMEOUT):
+            out = cls.go.output()
+            cls.go.stop()
             cls.py.stop()
-            raise
+            raise RuntimeError("nats-server did not start:\n" + out)
 
     @classmethod
     def tearDownClass(cls):
