@@ -55,6 +55,10 @@ Logging Options:
     -DV                              Debug and trace
     -DVV                             Debug and verbose trace (same as -DV here)
 
+JetStream Options:
+    -js, --jetstream                 Enable JetStream functionality
+    -sd, --store_dir <dir>           Set the storage directory
+
 Authorization Options:
         --user <user>                User required for connections
         --pass <password>            Password required for connections
@@ -146,6 +150,8 @@ def _flags():
     add("D debug", _BOOL, "debug")
     add("V trace VV", _BOOL, "trace")
     add("DV DVV", _BOOL, ("debug", "trace"))
+    add("js jetstream", _BOOL, "jetstream")
+    add("sd store_dir", _STR, "store_dir")
     add("user", _STR, "username")
     add("pass", _STR, "password")
     add("auth", _STR, "authorization")

@@ -581,32 +581,33 @@ class Cluster:
         for r in self.remotes.values():
             r.send_proto(line)
 
-    def local_sub_added(self, sub, account):
+    def local_sub_added(self, sub, account, count=1):
+        """`count`: members it stands for (a leaf's queue weight) [leaf]."""
         subj = sub.subject
         if not self.imports(subj):
             return
         acc = account.wire
         if sub.queue is None:
             key = (acc, subj)
-            n = self.plain_refs.get(key, 0) + 1
+            n = self.plain_refs.get(key, 0) + count
             self.plain_refs[key] = n
-            if n == 1:
+            if n == count:
                 self._broadcast(b"RS+ %s %s\r\n" % (acc, subj.encode("latin-1")))
         else:
             key = (acc, subj, sub.queue)
-            n = self.queue_refs.get(key, 0) + 1
+            n = self.queue_refs.get(key, 0) + count
             self.queue_refs[key] = n
             self._broadcast(b"RS+ %s %s %s %d\r\n" % (acc, subj.encode("latin-1"),
                                                        sub.queue.encode("latin-1"), n))
 
-    def local_sub_removed(self, sub, account):
+    def local_sub_removed(self, sub, account, count=1):
         subj = sub.subject
         if not self.imports(subj):
             return
         acc = account.wire
         if sub.queue is None:
             key = (acc, subj)
-            n = self.plain_refs.get(key, 0) - 1
+            n = self.plain_refs.get(key, 0) - count
             if n > 0:
                 self.plain_refs[key] = n
             elif key in self.plain_refs:
@@ -614,7 +615,7 @@ class Cluster:
                 self._broadcast(b"RS- %s %s\r\n" % (acc, subj.encode("latin-1")))
         else:
             key = (acc, subj, sub.queue)
-            n = self.queue_refs.get(key, 0) - 1
+            n = self.queue_refs.get(key, 0) - count
             q = sub.queue.encode("latin-1")
             if n > 0:
                 self.queue_refs[key] = n

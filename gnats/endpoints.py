@@ -15,6 +15,7 @@ import time
 from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
+from .jetstream.jsz import build_jsz as jsz, varz_section as js_varz
 from .procstats import cpu_count, process_rss, usable_cpus
 from .snapshot import as_snapshot
 from .sublist import subject_matches
@@ -270,10 +271,10 @@ def build_varz(snap, req_stats, proc):
         "cluster": _cluster_varz(cluster),
         "cluster_port": cluster.port or 0,
         "gateway": {},
-        "leaf": {},
+        "leaf": dict(sv.leaf) if sv.leaf else {},     # [leaf]
         "mqtt": {},
         "websocket": dict(sv.websocket or {}),
-        "jetstream": {},
+        "jetstream": js_varz(snap.jetstream),
         "tls_timeout": float(sv.tls_timeout),
         "write_deadline": int(round(sv.write_deadline * 1e9)),
         "start": go_time(start),
@@ -287,7 +288,7 @@ def build_varz(snap, req_stats, proc):
         "total_connections": st.total_connections,
         "routes": st.routes,
         "remotes": st.remotes,
-        "leafnodes": 0,
+        "leafnodes": st.leafnodes,                      # [leaf]
         "in_msgs": st.in_msgs,
         "out_msgs": st.out_msgs,
         "in_bytes": st.in_bytes,
@@ -299,6 +300,13 @@ def build_varz(snap, req_stats, proc):
         "config_load_time": go_time(snap.config_load_time or start),
     })
     return v
+
+
+def build_jsz(snap, q):
+    """/jsz (?accounts, streams, consumers, config, acc): gnats/jetstream/jsz.py."""
+    snap = as_snapshot(snap)
+    return jsz(snap.jetstream, snap.server.server_id, snap.now or time.time(), q,
+               lambda name: query_bool(q, name))
 
 
 def _tls_version(v):

@@ -111,6 +111,7 @@ class OperatorTrust:
         self.system_account = system_account or (ops_sys[0] if len(self.operators) == 1
                                                  and ops_sys else "")
         self.accounts = {}
+        self.users = J.VerifiedCache()      # user JWTs seen at CONNECT
         self.mappings = {}          # account key -> Mappings or None
         self.warnings = []          # (account, issue): logged at start, as Go
         for key, token in (preload or {}).items():
@@ -158,7 +159,7 @@ class OperatorTrust:
         if not token or not isinstance(token, str):
             return None, "Authentication requires a user JWT"
         try:
-            user = J.decode_user(token)
+            user = self.users.decode(token, "user")
         except JWTError as e:
             return None, "User JWT not valid: %s" % e
         now = int(time.time()) if now is None else now

@@ -1,5 +1,5 @@
-"""The HTTP(S) monitoring server: /varz, /connz, /routez, /subsz, /healthz,
-/metrics and the dashboard at /.
+"""The HTTP(S) monitoring server: /varz, /connz, /routez, /subsz, /jsz,
+/healthz, /metrics and the dashboard at /.
 
 Theory of operation
 -------------------
@@ -46,8 +46,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .endpoints import (QueryError, build_connz, build_metrics, build_routez, build_subsz,
+from .endpoints import (QueryError, build_connz, build_jsz, build_metrics, build_routez, build_subsz,
                         build_varz, jsonp_callback, parse_query, to_json)
+from .leafz import build_leafz
 from .net import hostport
 from .procstats import ProcStats
 from .snapshot import as_snapshot
@@ -61,8 +62,8 @@ CONN_LIFETIME = 30.0
 STOP_JOIN_BUDGET = 2.0      # seconds stop() spends joining connection threads
 
 # Paths as counted in http_req_stats (/subscriptionsz counts as /subsz, as in Go).
-ROOT, VARZ, CONNZ, ROUTEZ, SUBSZ, HEALTHZ, METRICS = (
-    "/", "/varz", "/connz", "/routez", "/subsz", "/healthz", "/metrics")
+ROOT, VARZ, CONNZ, ROUTEZ, SUBSZ, HEALTHZ, METRICS, JSZ = (
+    "/", "/varz", "/connz", "/routez", "/subsz", "/healthz", "/metrics", "/jsz")
 
 
 # ---------------------------------------------------------------------------
@@ -109,6 +110,8 @@ class _Handler(BaseHTTPRequestHandler):
         ROOT: "page_root", VARZ: "page_varz", CONNZ: "page_connz",
         ROUTEZ: "page_routez", SUBSZ: "page_subsz", "/subscriptionsz": "page_subsz",
         HEALTHZ: "page_healthz", METRICS: "page_metrics", "/accountz": "page_accountz",
+        JSZ: "page_jsz",
+        "/leafz": "page_leafz",     # [leaf]
     }
 
     # -- request entry points ---------------------------------------------
@@ -191,6 +194,9 @@ class _Handler(BaseHTTPRequestHandler):
     def page_routez(self, q):
         self._json(q, lambda snap: build_routez(snap, q))
 
+    def page_leafz(self, q):        # [leaf]
+        self._json(q, lambda snap: build_leafz(snap, q))
+
     def page_subsz(self, q):
         # the subscription list (subs=, test=) comes from the connections
         self._json(q, lambda snap: build_subsz(snap, q), conns=("subs" in q or "test" in q))
@@ -198,6 +204,9 @@ class _Handler(BaseHTTPRequestHandler):
     def page_accountz(self, q):
         from .accountz import build_accountz
         self._json(q, lambda snap: build_accountz(snap, q), conns=False)
+
+    def page_jsz(self, q):
+        self._json(q, lambda snap: build_jsz(snap, q), conns=False)
 
     def page_healthz(self, q):
         cb = jsonp_callback(q)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from . import authz
+from . import leafconf   # [leaf] the leafnodes { } block
 from . import ws_options
 from . import jwt_accounts
 from .conf import ConfigError, ConfMap, SizedInt, parse_duration
@@ -126,6 +127,16 @@ class Options:
     cluster_tls_verify_and_map: bool = False
     cluster_permissions: Optional[PermissionSpec] = None   # publish: import, subscribe: export
     connect_retries: int = 0        # for implicit (discovered) routes
+
+    # leaf nodes [leaf]: a gnats.leafconf.LeafOptions, or None without the block
+    leafnodes: Optional[object] = None
+    # JetStream (gnats/jetstream/): -1 limits mean "no server-wide limit"
+    jetstream: bool = False
+    store_dir: str = ""             # empty: <temp dir>/nats, as nats-server
+    jetstream_max_memory: int = -1
+    jetstream_max_store: int = -1
+    jetstream_sync_interval: float = 0.0    # 0: 2 minutes
+    jetstream_sync_always: bool = False
 
     # subject mappings of the global account (gnats.mapping); None: none
     mappings: Optional[Mappings] = None
@@ -550,6 +561,44 @@ def _cluster(opts, f):
     _walk(opts, f.block_value(), _CLUSTER_TABLE, f.name + ".")
 
 
+def _jetstream(opts, f):
+    """`jetstream: enabled|disabled|true|false` or `jetstream { ... }`."""
+    v = f.value
+    if isinstance(v, bool):
+        opts.jetstream = v
+    elif isinstance(v, str) and v.lower() in ("enabled", "enable", "true", "disabled", "disable", "false"):
+        opts.jetstream = v.lower() in ("enabled", "enable", "true")
+    elif isinstance(v, dict):
+        opts.jetstream = True
+        _walk(opts, v, _JETSTREAM_TABLE, f.name + ".")
+    else:
+        f.expected('a boolean, "enabled", "disabled" or a block { ... }')
+
+
+def _js_sync_interval(opts, f):
+    # nats-server also takes `sync_interval: always`
+    if isinstance(f.value, str) and f.value.lower() == "always":
+        opts.jetstream_sync_always = True
+    else:
+        opts.jetstream_sync_interval = f.duration()
+
+
+_JETSTREAM_TABLE = {
+    "enabled": _set("jetstream", _Field.bool),
+    "store_dir": _set("store_dir", _Field.str),
+    "storedir": _set("store_dir", _Field.str),
+    "store": _set("store_dir", _Field.str),
+    "max_memory_store": _set("jetstream_max_memory", _Field.size),
+    "max_mem_store": _set("jetstream_max_memory", _Field.size),
+    "max_mem": _set("jetstream_max_memory", _Field.size),
+    "max_file_store": _set("jetstream_max_store", _Field.size),
+    "max_file": _set("jetstream_max_store", _Field.size),
+    "max_disk": _set("jetstream_max_store", _Field.size),
+    "sync_interval": _js_sync_interval,
+    "sync_always": _set("jetstream_sync_always", _Field.bool),
+}
+
+
 def _mappings(opts, f):
     ms = parse_mappings(f.block_value(), pos=f.value_pos)
     opts.mappings = ms if len(ms) else None     # an empty block costs nothing
@@ -607,6 +656,8 @@ _TOP_TABLE = {
     "allow_non_tls": authz.allow_non_tls,
     "tls": _tls_block(""),
     "cluster": _cluster,
+    "leafnodes": leafconf.leafnodes,    # [leaf]
+    "leaf": leafconf.leafnodes,         # [leaf] nats-server's alias
     "resolver": jwt_accounts.conf_resolver,
     "account_resolver": jwt_accounts.conf_resolver,
     "accounts_resolver": jwt_accounts.conf_resolver,
@@ -616,6 +667,7 @@ _TOP_TABLE = {
     "mappings": _mappings,
     "maps": _mappings,
     "websocket": _websocket,
+    "jetstream": _jetstream,
 }
 for _alias in ("operator", "operators", "roots", "root", "root_operators", "root_operator"):
     _TOP_TABLE[_alias] = jwt_accounts.conf_operators

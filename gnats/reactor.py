@@ -58,6 +58,9 @@ class Reactor:
         self.running = False
         self.log = log
         self.on_error = on_error    # see "Internal errors" above
+        # Run before the dirty connections flush (JetStream: buffered store
+        # writes reach the OS before the acks that confirm them leave).
+        self.before_flush = None
         self._calls = deque()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -158,6 +161,8 @@ class Reactor:
                 self.flush_dirty()
 
     def flush_dirty(self):
+        if self.before_flush is not None:
+            self.before_flush()
         dirty = self.dirty
         while dirty:
             self.dirty = set()

@@ -526,7 +526,7 @@ def recheck_clients(srv, auth):
             _client_violation(c)
             continue
         srv.authorizer.check(auth, c.connect_obj or {}, _client_verdict, srv, auth, c,
-                             ctx=c.auth_context())
+                             ctx=c.auth_context(), conn=c)
 
 
 def recheck_routes(srv, auth):
@@ -535,7 +535,8 @@ def recheck_routes(srv, auth):
     for r in list(srv.cluster.conns.values()):
         if r.closed or r.did_solicit or not r.ready:
             continue                # unready routes are checked at CONNECT
-        srv.authorizer.check(auth, r.connect_obj or {}, _route_verdict, srv, auth, r)
+        srv.authorizer.check(auth, r.connect_obj or {}, _route_verdict, srv, auth, r,
+                             conn=r)
 
 
 def _client_verdict(srv, auth, c, user):

@@ -253,7 +253,10 @@ class Route(Connection):
         self.inherited.discard(key)
         sub = self.subs.get(key)
         if sub is not None:
+            delta = weight - sub.weight
             sub.weight = weight         # a queue group's new member count
+            if self.registered and delta and queue is not None:
+                self._leaf_interest(sub, delta, account)       # [leaf]
             return
         if len(self.subs) >= MAX_REMOTE_SUBS:
             self.log.error("%s - Too many remote subscriptions, ignoring %r" % (self.tag(), subject))
@@ -262,6 +265,7 @@ class Route(Connection):
         self.subs[key] = sub
         if self.registered:
             account.sublist.insert(sub)
+            self._leaf_interest(sub, weight, account)          # [leaf]
 
     def process_remote_unsub(self, args):
         """RS- <acc> <subject> [<queue>]"""
@@ -277,6 +281,7 @@ class Route(Connection):
             sub.closed = True
             if self.registered:
                 account.sublist.remove(sub)
+                self._leaf_interest(sub, -sub.weight, account)     # [leaf]
 
     def drop_unconfirmed(self):
         for key in self.inherited:
@@ -285,18 +290,27 @@ class Route(Connection):
                 sub.closed = True
                 if self.registered:
                     key[0].sublist.remove(sub)
+                    self._leaf_interest(sub, -sub.weight, key[0])  # [leaf]
         self.inherited.clear()
 
     def insert_remote_subs(self):
         for key, sub in self.subs.items():
             key[0].sublist.insert(sub)
+            self._leaf_interest(sub, sub.weight, key[0])           # [leaf]
 
     def remove_remote_subs(self):
         for key, sub in self.subs.items():
             sub.closed = True
             if self.registered:
                 key[0].sublist.remove(sub)
+                self._leaf_interest(sub, -sub.weight, key[0])      # [leaf]
         self.subs.clear()
+
+    def _leaf_interest(self, sub, delta, account):
+        """[leaf] The hub's leaves learn the cluster's interest too."""
+        leafnodes = self.server.leafnodes
+        if leafnodes is not None:
+            leafnodes.sub_changed(sub, delta, account)
 
     # -- handshake input -------------------------------------------------
     connect_obj = None              # an accepted route's CONNECT, re-checked on reload

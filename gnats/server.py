@@ -21,8 +21,10 @@ from .authorize import Authorizer
 from .client import Client
 from .cluster import Cluster
 from .conn import MAX_READ, set_socket_options
+from .leafnodes import Leafnodes
 from .imports import link as link_accounts, remove_shadows
 from .internal import InternalClient, Internals
+from .jetstream.manager import JetStream
 from .net import Listener, bind_listener, hostport, local_ip
 from .operator_accounts import account_specs
 from .reactor import EVENT_READ, Reactor
@@ -72,6 +74,8 @@ class Server:
         self.server_name = opts.server_name or self.server_id
         self.clients = {}           # cid -> Client
         self.routes = {}            # rid -> Route
+        self.leaf_conns = {}        # lid -> registered Leaf [leaf]
+        self.leafnodes = None       # gnats.leafnodes.Leafnodes with a leafnodes block [leaf]
         self.next_cid = 0
         self.write_blocked = set()
         self.start_time = time.time()
@@ -83,6 +87,7 @@ class Server:
         self.listener = None
         self.monitor = None
         self.cluster = None
+        self.jetstream = None       # gnats/jetstream/manager.py when enabled
         self.websocket = None       # the ws_listener.WsListener (issue 21)
         self.lame_duck = False
         self.shutting_down = False
@@ -181,6 +186,17 @@ class Server:
         # In operator mode the accounts are the preloaded account JWTs.
         trust = self.client_auth.trust
         self.configure_accounts(o.accounts if trust is None else account_specs(trust, log))
+        # after the cluster and the accounts exist: JetStream's internal
+        # subscriptions are route interest in their accounts
+        if o.jetstream:
+            self.jetstream = JetStream(self, {
+                "store_dir": o.store_dir, "max_memory_store": o.jetstream_max_memory,
+                "max_file_store": o.jetstream_max_store, "sync_interval": o.jetstream_sync_interval,
+                "sync_always": o.jetstream_sync_always})
+            self.jetstream.start()      # ValueError: directory in use or unusable
+        if o.leafnodes is not None:                 # [leaf]
+            self.leafnodes = Leafnodes(self)
+            self.leafnodes.start()
         if o.websocket is not None and o.websocket.port:
             self.websocket = WsListener(self, o.websocket)
             self.websocket.start()
@@ -204,6 +220,8 @@ class Server:
         log.notice("Server is ready")
         if self.cluster is not None:
             self.cluster.solicit_routes()
+        if self.leafnodes is not None:              # [leaf]
+            self.leafnodes.solicit()
 
     def setup_tls(self):
         from .tls import files_digest, server_context
@@ -314,6 +332,8 @@ class Server:
                 info["cluster"] = self.cluster.name
         if self.lame_duck:
             info["ldm"] = True
+        if self.jetstream is not None:
+            info["jetstream"] = True
         return info
 
     def broadcast_info(self):
@@ -344,12 +364,16 @@ class Server:
         acc.sublist.insert(sub)
         if self.cluster is not None and _routed(sub):
             self.cluster.local_sub_added(sub, acc)
+        if self.leafnodes is not None:              # [leaf]
+            self.leafnodes.sub_changed(sub, 1, acc)
 
     def remove_sub(self, sub):
         acc = _account_of(sub)
         acc.sublist.remove(sub)
         if self.cluster is not None and _routed(sub):
             self.cluster.local_sub_removed(sub, acc)
+        if self.leafnodes is not None:              # [leaf]
+            self.leafnodes.sub_changed(sub, -1, acc)
 
     # -- internal subscriptions (gnats/internal.py) ---------------------------
     def internal_subscribe(self, account, subject, callback, queue=None, routed=True):
@@ -381,6 +405,9 @@ class Server:
         if self.cluster is not None:
             for sub in part:
                 self.cluster.local_sub_removed(sub, acc)
+        if self.leafnodes is not None:              # [leaf]
+            for sub in part:
+                self.leafnodes.sub_changed(sub, -1, acc)
         nxt = start + SUB_REMOVE_SLICE
         if nxt < len(subs):
             self.reactor.call_later(0, self.remove_closed_subs, acc, subs, nxt)
@@ -440,8 +467,12 @@ class Server:
             self.websocket.close()
         if self.cluster is not None:
             self.cluster.shutdown()
+        if self.leafnodes is not None:              # [leaf]
+            self.leafnodes.shutdown()
         for c in list(self.clients.values()):
             c.close_conn("Server Shutdown")
+        if self.jetstream is not None:
+            self.jetstream.shutdown()
         if self.monitor is not None:
             self.monitor.stop()
         self.log.notice("Server Exiting..")

@@ -164,6 +164,7 @@ class ServerInfo(NamedTuple):
     max_subscriptions: int = 0
     cluster: ClusterInfo = ClusterInfo()
     connect_urls: Tuple[str, ...] = ()
+    leaf: Optional[dict] = None     # [leaf] /varz's leaf block (gnats/leafz.py)
     websocket: Optional[dict] = None    # /varz `websocket` as built (issue 21)
 
     @classmethod
@@ -185,6 +186,7 @@ class Stats(NamedTuple):
     slow_consumers: int = 0
     stalled_clients: int = 0
     subscriptions: int = 0
+    leafnodes: int = 0              # [leaf]
 
 
 class SublistStats(NamedTuple):
@@ -228,8 +230,12 @@ class Snapshot(NamedTuple):
     connections: Tuple[ConnRecord, ...] = ()
     closed_connections: Tuple[ConnRecord, ...] = ()
     routes: Tuple[RouteRecord, ...] = ()
+    leafs: tuple = ()               # [leaf] gnats.leafz.LeafRecord
     accounts: Tuple[AccountRecord, ...] = ()
     system_account: str = ""
+    # JetStream's figures (gnats/jetstream/monitor.py's plain dict, built on
+    # the reactor thread and never changed afterwards); None: not enabled
+    jetstream: Optional[dict] = None
 
     @classmethod
     def from_dict(cls, d):
@@ -401,21 +407,30 @@ class Snapshots:
             out_msgs += r.out_msgs
             out_bytes += r.out_bytes
             routes.append(route_record(r))
+        leafs = []                  # [leaf]
+        if srv.leafnodes is not None:
+            for lid in sorted(srv.leaf_conns):
+                c = srv.leaf_conns[lid]
+                out_msgs += c.out_msgs
+                out_bytes += c.out_bytes
+                leafs.append(srv.leafnodes.record(c))
         stats = Stats(
             connections=len(srv.clients), total_connections=srv.total_connections,
             routes=len(srv.routes), remotes=len(srv.routes),
             in_msgs=srv.in_msgs, out_msgs=out_msgs, in_bytes=srv.in_bytes,
             out_bytes=out_bytes, slow_consumers=srv.slow_consumers,
             stalled_clients=srv.stalls,
-            subscriptions=sum([a.sublist.count for a in srv.accounts.all()]))
+            subscriptions=sum([a.sublist.count for a in srv.accounts.all()]),
+            leafnodes=len(srv.leaf_conns))
         return Snapshot(
             now=time.time(), start=srv.start_time, config_load_time=srv.config_load_time,
             server=server_info(srv), stats=stats, sublist=SublistStats(**srv.sublist.stats()),
             connections=tuple(conns),
             closed_connections=self.closed.records() if with_conns else (),
-            routes=tuple(routes),
+            routes=tuple(routes), leafs=tuple(leafs),
             accounts=tuple([account_record(a) for a in srv.accounts.all()]),
-            system_account=getattr(srv.opts, "system_account", "") or "$SYS")
+            system_account=getattr(srv.opts, "system_account", "") or "$SYS",
+            jetstream=srv.jetstream.monitor_info() if srv.jetstream is not None else None)
 
 
 def account_record(acc):
@@ -458,4 +473,5 @@ def server_info(srv):
         tls_timeout=o.tls_timeout, write_deadline=o.write_deadline,
         max_subscriptions=o.max_subscriptions, cluster=cluster,
         connect_urls=tuple(cl.connect_urls()) if cl is not None else (),
+        leaf=srv.leafnodes.varz_block() if srv.leafnodes is not None else None,
         websocket=srv.websocket.varz() if getattr(srv, "websocket", None) else None)

@@ -33,11 +33,14 @@ def build(output: str) -> str:
     if not os.path.isfile(os.path.join(src, "__init__.py")):
         raise SystemExit("build_pyz: no gnats package in %s" % ROOT)
     with tempfile.TemporaryDirectory(prefix="gnatsd-pyz-") as stage:
-        dest = os.path.join(stage, "gnats")
-        os.mkdir(dest)
-        for name in sorted(os.listdir(src)):
-            if name.endswith(".py"):
-                shutil.copy2(os.path.join(src, name), os.path.join(dest, name))
+        # the package and its subpackages (gnats/jetstream/), sources only
+        for root, dirs, files in os.walk(src):
+            dirs[:] = sorted(d for d in dirs if os.path.isfile(os.path.join(root, d, "__init__.py")))
+            dest = os.path.join(stage, "gnats", os.path.relpath(root, src))
+            os.makedirs(dest, exist_ok=True)
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    shutil.copy2(os.path.join(root, name), os.path.join(dest, name))
         with open(os.path.join(stage, "__main__.py"), "w") as f:
             f.write(MAIN)
         tmp = output + ".tmp"

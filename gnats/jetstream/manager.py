@@ -1,0 +1,267 @@
+"""JetStream for one server: the store directory (locked against a second
+server), the accounts that have JetStream, the internal subscriptions
+that carry the API and the streams' subjects, and the housekeeping turns.
+
+Threads: everything runs on the reactor thread. Buffered writes reach the
+OS once per reactor turn: a store written during the turn is marked with `touch()`
+and flushed by the reactor's `before_flush` hook, before the connections
+flush, so the acks leave after the writes they confirm. The
+fsync policy is nats-server's: every `sync_interval` (the store's flush()
+queues its fsync on a background thread when due; a timer here flushes
+idle file stores on the interval so they get theirs), or `sync_always`,
+where the store syncs each write before it returns.
+
+Accounts: today only the global account exists and gets JetStream with no
+account limits. The hook for configured accounts is `start(account_limits)`
+/ `enable_account(account, limits)`, limits as the API shows them
+({"max_memory", "max_storage", "max_streams", "max_consumers"}, -1 for
+unlimited; nats-server's account block spells them max_mem, max_file,
+max_streams, max_consumers). An account without JetStream gets no API
+subscriptions (requests there find no responder).
+"""
+
+import os
+import shutil
+import tempfile
+import time
+
+from .. import VERSION
+from . import api, jsz
+from .account import JsAccount
+from .filestore_format import lock_store_dir
+from .store import StoreError
+
+API_SUBJECTS = ("$JS.API.INFO", "$JS.API.STREAM.>")
+HOUSEKEEPING = 1.0          # seconds between max_age/TTL/dedupe passes
+DIRECT_QUEUE = "_sys_"
+# The API subscriptions form a queue group: in a cluster each request is
+# answered once, by the requester's own node when it has JetStream (local
+# members are preferred), else by one node that has it.
+API_QUEUE = "_js_api"
+
+
+def default_store_dir():
+    # nats-server: os.TempDir()/nats/jetstream
+    return os.path.join(tempfile.gettempdir(), "nats")
+
+
+def default_max_memory():
+    # nats-server: 75% of the system's memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4 * 3
+    except (ValueError, OSError, AttributeError):
+        return 1 << 30
+
+
+def default_max_store(path):
+    # nats-server: the free space of the store's file system (1 TB if unknown)
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 1 << 40
+
+
+class JetStream:
+    def __init__(self, server, config):
+        self.server = server
+        self.log = server.log
+        self.version = VERSION
+        self.store_dir = config.get("store_dir") or default_store_dir()
+        self.root = os.path.join(self.store_dir, "jetstream")
+        self.max_memory = config.get("max_memory_store", -1)
+        self.max_store = config.get("max_file_store", -1)
+        if self.max_memory is None or self.max_memory < 0:
+            self.max_memory = default_max_memory()
+        self.sync_interval = config.get("sync_interval") or 120.0
+        self.sync_always = bool(config.get("sync_always"))
+        self.accounts = {}          # account name -> JsAccount
+        self._dirty = set()         # stores written this reactor turn
+        self.approx = {True: 0, False: 0}   # usage, as JsAccount.approx
+        self._lock_file = None
+        self._timer = None
+        self._sync_timer = None
+        self.started = time.time()
+
+    @property
+    def server_name(self):
+        return self.server.server_name
+
+    # -- lifecycle ------------------------------------------------------------
+    def start(self, account_limits=None):
+        """Lock the store directory, enable the global account (and the
+        accounts `account_limits` names: {Account: limits dict}), bring
+        back their streams. ValueError for a directory in use or unusable."""
+        log = self.log
+        try:
+            os.makedirs(self.root, exist_ok=True)
+        except OSError as e:
+            raise ValueError("could not create JetStream storage directory %s: %s" % (self.root, e.strerror))
+        self._lock()
+        if self.max_store is None or self.max_store < 0:
+            self.max_store = default_max_store(self.root)
+        log.notice("Starting JetStream")
+        log.notice("  Max Memory:      %s" % _size(self.max_memory))
+        log.notice("  Max Storage:     %s" % _size(self.max_store))
+        log.notice("  Store Directory: \"%s\"" % self.store_dir)
+        if self.sync_always:
+            log.notice("  Sync:            always")
+        else:
+            log.notice("  Sync Interval:   %s" % _secs(self.sync_interval))
+        if account_limits is None:
+            account_limits = {self.server.accounts.global_account: None}
+        for acc, limits in account_limits.items():
+            self.enable_account(acc, limits)
+        self.server.reactor.before_flush = self.flush_stores
+        self._timer = self.server.reactor.call_later(HOUSEKEEPING, self._housekeeping)
+        if not self.sync_always:
+            self._sync_timer = self.server.reactor.call_later(self.sync_interval, self._sync_turn)
+
+    def _lock(self):
+        try:
+            self._lock_file = lock_store_dir(self.root)
+        except StoreError as e:
+            raise ValueError("JetStream %s" % e)
+
+    def enable_account(self, account, limits=None):
+        jsa = JsAccount(self, account, limits)
+        self.accounts[account.name] = jsa
+        srv = self.server
+
+        def on_api(sub, subject, reply, hdr, msg, client):
+            if not reply:
+                return      # nats-server answers requests only
+            resp = api.handle_api(jsa, subject, msg)
+            if resp is not None:
+                srv.publish_internal(account, reply, None, None, resp)
+
+        jsa.api_subs = [srv.internal_subscribe(account, s, on_api, queue=API_QUEUE) for s in API_SUBJECTS]
+        jsa.recover()
+        self.refresh_usage()
+        return jsa
+
+    def shutdown(self):
+        """Flush, sync and close every store; release the directory."""
+        for t in (self._timer, self._sync_timer):
+            if t is not None:
+                t.cancel()
+        self.server.reactor.before_flush = None
+        for jsa in self.accounts.values():
+            for s in jsa.streams.values():
+                try:
+                    s.store.flush()
+                    s.store.sync()
+                except StoreError as e:
+                    self.log.error("JetStream: stream '%s > %s' not synced at shutdown: %s" % (jsa.name, s.name, e))
+            jsa.close()
+        self._dirty.clear()
+        if self._lock_file is not None:
+            self._lock_file.release()
+            self._lock_file = None
+
+    # -- subscriptions ---------------------------------------------------------
+    def subscribe_stream(self, jsa, stream):
+        srv = self.server
+
+        def on_msg(sub, subject, reply, hdr, msg, client):
+            if stream.closed or (client is None and stream.republished_here(hdr)):
+                return
+            ack = stream.process_publish(subject, reply, hdr, msg)
+            if ack is not None:
+                srv.publish_internal(jsa.account, reply, None, None, ack)
+
+        def on_direct(sub, subject, reply, hdr, msg, client):
+            if stream.closed or not reply:
+                return
+            rh, rm = api.handle_direct_get(stream, subject, msg)
+            srv.publish_internal(jsa.account, reply, None, rh, rm)
+
+        subs = [srv.internal_subscribe(jsa.account, s, on_msg) for s in stream.config["subjects"]]
+        if stream.config.get("allow_direct"):
+            base = "$JS.API.DIRECT.GET." + stream.name
+            subs.append(srv.internal_subscribe(jsa.account, base, on_direct, queue=DIRECT_QUEUE))
+            subs.append(srv.internal_subscribe(jsa.account, base + ".>", on_direct, queue=DIRECT_QUEUE))
+        stream.subs = subs
+
+    def unsubscribe_stream(self, stream):
+        for sub in stream.subs:
+            self.server.internal_unsubscribe(sub)
+        stream.subs = []
+
+    # -- stores -------------------------------------------------------------------
+    def touch(self, store):
+        self._dirty.add(store)
+
+    def untouch(self, store):
+        self._dirty.discard(store)
+
+    def flush_stores(self):
+        """Reactor, before connections flush: hand buffered writes to the OS."""
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, set()
+        for store in dirty:
+            try:
+                store.flush()
+            except StoreError as e:
+                self.log.error("JetStream: flush failed: %s" % e)
+
+    def over_server_limit(self, memory):
+        limit = self.max_memory if memory else self.max_store
+        return limit >= 0 and self.approx[memory] > limit
+
+    def over_server_reservation(self, memory, max_bytes, replacing=None):
+        """Would a stream reserving max_bytes exceed the server's limit?"""
+        limit = self.max_memory if memory else self.max_store
+        want = "memory" if memory else "file"
+        reserved = sum(s.config["max_bytes"] for _, s in self.streams()
+                       if s is not replacing and s.config["storage"] == want and s.config["max_bytes"] > 0)
+        return limit >= 0 and reserved + max_bytes > limit
+
+    def refresh_usage(self):
+        total = {True: 0, False: 0}
+        for jsa in self.accounts.values():
+            u = jsa.refresh_usage()
+            total[True] += u[True]
+            total[False] += u[False]
+        self.approx = total
+
+    def monitor_info(self):
+        """The plain dict the monitoring snapshot carries (jsz.py)."""
+        return jsz.collect(self)
+
+    def streams(self):
+        for jsa in self.accounts.values():
+            for s in jsa.streams.values():
+                yield jsa, s
+
+    def _housekeeping(self):
+        now = time.time_ns()
+        for jsa, s in list(self.streams()):
+            if s.store.expire(now):
+                self.touch(s.store)
+            s.expire_dedupe(now)
+        self.refresh_usage()
+        self._timer = self.server.reactor.call_later(HOUSEKEEPING, self._housekeeping)
+
+    def _sync_turn(self):
+        # A store fsyncs on its own thread from flush() once sync_interval
+        # has passed since its last sync (FileStore's policy); this turn
+        # reaches the stores no write touched since, so idle data is synced
+        # on the interval too, as nats-server's periodic sync does.
+        self._sync_timer = self.server.reactor.call_later(self.sync_interval, self._sync_turn)
+        for _, s in list(self.streams()):
+            if s.config["storage"] == "file":
+                self.touch(s.store)
+
+
+def _size(n):
+    if n is None or n < 0:
+        return "unlimited"
+    for unit, f in (("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= f:
+            return "%.2f %s" % (n / f, unit)
+    return "%d B" % n
+
+
+def _secs(s):
+    return "%gs" % s
