@@ -10,6 +10,8 @@
                    {service: {account: B, subject: "req"}, to: "b.req"} ]
         limits: { max_connections: 10, max_subscriptions: 100, max_payload: 1024 }
         mappings: { "orders.*": "orders.v2.$1" }     # gnats/mapping.py
+        jetstream: enabled      # or disabled, or { max_mem: 1G, max_file: 10G,
+                                #   max_streams: 10, max_consumers: 100 }
       }
       B: { ... }
     }
@@ -46,11 +48,14 @@ class AccountSpec:
         self.limits = {}            # max_connections, max_subscriptions, max_payload
         self.mappings = None        # gnats.mapping.Mappings, or None
         self.default_permissions = None
+        # JetStream limits as $JS.API.INFO shows them ({} is unlimited), or
+        # None when the account has no JetStream
+        self.jetstream = None
 
     def _key(self):
         strip = lambda ds: [{k: v for k, v in d.items() if not k.startswith("_")} for d in ds]
         return (self.name, self.users, self.nkeys, strip(self.exports), strip(self.imports),
-                self.limits, self.mappings, self.default_permissions)
+                self.limits, self.mappings, self.default_permissions, self.jetstream)
 
     def __eq__(self, other):
         return isinstance(other, AccountSpec) and self._key() == other._key()
@@ -134,6 +139,7 @@ def parse_accounts(opts, f):
             "limits": lambda o, g, spec=spec: _limits(spec, g),
             "mappings": mappings,
             "maps": mappings,
+            "jetstream": lambda o, g, spec=spec: _jetstream(spec, g),
         }
         try:
             _walk(opts, body, table, where)
@@ -292,6 +298,61 @@ def _limits(spec, g):
             raise ConfigError("%s.%s: expected an integer" % (g.name, key), _vpos(block, key))
         if _LIMIT_KEYS[low]:
             spec.limits[_LIMIT_KEYS[low]] = int(v)
+
+
+# nats-server parseJetStreamForAccount: key (lower case) -> (limit, kind)
+_JS_KEYS = {}
+for _names, _limit, _kind in (
+        (("max_memory", "max_mem", "mem", "memory"), "max_memory", int),
+        (("max_store", "max_file", "max_disk", "store", "disk"), "max_storage", int),
+        (("max_streams", "streams"), "max_streams", int),
+        (("max_consumers", "consumers"), "max_consumers", int),
+        (("max_bytes_required", "max_stream_bytes", "max_bytes"), "max_bytes_required", bool),
+        (("mem_max_stream_bytes", "memory_max_stream_bytes"), "memory_max_stream_bytes", int),
+        (("disk_max_stream_bytes", "store_max_stream_bytes"), "storage_max_stream_bytes", int),
+        (("max_ack_pending",), "max_ack_pending", int)):
+    for _n in _names:
+        _JS_KEYS[_n] = (_limit, _kind)
+_GO_TYPES = {float: "float64", list: "[]interface {}", int: "int64"}
+
+
+def _jetstream(spec, g):
+    """`jetstream: enabled|disabled|true|false` or a block of limits."""
+    v = g.value
+    if isinstance(v, bool):
+        spec.jetstream = {} if v else None
+    elif isinstance(v, str):
+        low = v.lower()
+        if low not in ("enabled", "enable", "disabled", "disable"):
+            g.fail("Expected 'enabled' or 'disabled' for string value, got '%s'" % v)
+        spec.jetstream = {} if low.startswith("enable") else None
+    elif isinstance(v, dict):
+        limits = {}
+        for key, mv in v.items():
+            low = key.lower()
+            at = _vpos(v, key) or g.value_pos
+            if low == "cluster_traffic":
+                # where a clustered stream's traffic goes; no clustered
+                # JetStream here, so only checked
+                if mv not in ("system", "owner", ""):
+                    raise ConfigError("Expected 'system' or 'owner' string value for \"%s\", got %s"
+                                      % (key, mv), at)
+                continue
+            if low not in _JS_KEYS:
+                if key in getattr(v, "used", ()):
+                    continue
+                raise ConfigError('unknown field "%s"' % key, at)
+            name, kind = _JS_KEYS[low]
+            if kind is bool:
+                if not isinstance(mv, bool):
+                    raise ConfigError('Expected a parseable bool for "%s", got %s' % (key, mv), at)
+            elif isinstance(mv, bool) or not isinstance(mv, int):
+                raise ConfigError('Expected a parseable size for "%s", got %s' % (key, mv), at)
+            limits[name] = kind(mv)
+        spec.jetstream = limits
+    else:
+        g.fail("Expected map, bool or string to define JetStream, got %s"
+               % _GO_TYPES.get(type(v), type(v).__name__))
 
 
 # -- checks across accounts (nats-server does them once all are read) ----------

@@ -366,6 +366,7 @@ class Client(Connection):
                                      self.auth_context())
             return
         self.ok()
+        self.server.system.client_connected(self)
 
     def schedule_rtt_ping(self):
         """After the first CONNECT: measure the RTT at FIRST_PING after the
@@ -406,6 +407,7 @@ class Client(Connection):
         self.authed = True
         self.set_user(user)
         self.ok()
+        self.server.system.client_connected(self)
 
     def join_account(self, acc):
         """Move into account `acc` (its subject index, limits and imports);

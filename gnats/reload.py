@@ -41,6 +41,8 @@ from .jwt_accounts import TrustError, read_operator
 from .operator_accounts import reload_accounts
 from . import parser as P
 from .auth import PLAINTEXT_WARNING, AuthError, ClientAuth, RouteAuth
+from .jetstream import reloading as js_reloading
+from .jetstream.accounts import configured as js_accounts
 from .log import Logger
 from . import procfiles
 
@@ -444,8 +446,42 @@ def install_mappings(srv, opts):
     acc.sublist.bump()
 
 
+class JetStream(Concern):
+    """jetstream { }: what may change is gnats/jetstream/reloading.py's
+    (nats-server's rules and texts). After the accounts: which accounts
+    have JetStream, with which limits, is decided again on every reload,
+    as nats-server does."""
+    fields = ("jetstream", "store_dir", "jetstream_max_memory", "jetstream_max_store",
+              "jetstream_sync_interval", "jetstream_sync_always")
+    always = True
+
+    def prepare(self, srv, old, new, changed):
+        err, self.raise_to = js_reloading.plan(srv.jetstream is not None, old, new, go_duration)
+        if err:
+            raise ReloadError(err)
+
+    def commit(self, srv, old, new, changed):
+        js = srv.jetstream
+        if js is not None and not new.jetstream:
+            srv.stop_jetstream()
+            srv.log.notice("Reloaded: JetStream")
+            return
+        if js is None:
+            if new.jetstream:
+                try:
+                    srv.start_jetstream()
+                except ValueError as e:
+                    srv.log.warn("Can't start JetStream: %s" % e)
+                srv.log.notice("Reloaded: JetStream")
+            return
+        for field, n in self.raise_to.items():
+            js.raise_limit(field == "jetstream_max_memory", n)
+            srv.log.notice("Reloaded: JetStream %s = %s" % (js_reloading.log_name(field), js_reloading.friendly(n)))
+        js.configure_accounts(js_accounts(srv))
+
+
 CONCERNS = (Logging, Limits, ClientTLS, Accounts, ClientAuthorization, OperatorAccounts,
-            ClusterSettings, ClusterRoutes, Process, SubjectMappings)
+            ClusterSettings, ClusterRoutes, Process, SubjectMappings, JetStream)
 
 
 # --- the reload -----------------------------------------------------------------

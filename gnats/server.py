@@ -15,7 +15,7 @@ from .authz import refuse_unenforced
 from . import RELEASE, SERVER_NAME, VERSION
 from . import parser as P
 from . import procfiles
-from .account import GLOBAL_ACCOUNT, Accounts
+from .account import GLOBAL_ACCOUNT, SYSTEM_ACCOUNT, Accounts
 from .auth import PLAINTEXT_WARNING, ClientAuth
 from .authorize import Authorizer
 from .client import Client
@@ -30,6 +30,7 @@ from .operator_accounts import account_specs
 from .reactor import EVENT_READ, Reactor
 from .reload import ReloadError, apply_options as apply_reload, install_mappings
 from .snapshot import Snapshots
+from .sysacct import SystemAccount
 from .ws_listener import WsListener
 
 SLOW_CHECK_INTERVAL = 0.25  # how often write-blocked connections are checked
@@ -96,6 +97,7 @@ class Server:
         self.client_auth = ClientAuth(opts)
         self.authorizer = Authorizer(self.reactor)    # CONNECT checks off the reactor thread
         self.apply_limits()
+        self.system = SystemAccount(self)   # $SYS: events and requests (sysacct.py)
 
     def configure_accounts(self, specs):
         """Register the configured accounts (keeping the Account of a name
@@ -103,7 +105,8 @@ class Server:
         limits and mappings, and wire exports and imports (imports.py).
         Returns the accounts that went away."""
         accs = self.accounts
-        keep = {GLOBAL_ACCOUNT}
+        # the system account stays even when no config names it ($SYS, sysacct.py)
+        keep = {GLOBAL_ACCOUNT, self.opts.system_account or SYSTEM_ACCOUNT}
         now = time.time()
         for spec in specs:
             acc = accs.register(spec.name)
@@ -189,11 +192,7 @@ class Server:
         # after the cluster and the accounts exist: JetStream's internal
         # subscriptions are route interest in their accounts
         if o.jetstream:
-            self.jetstream = JetStream(self, {
-                "store_dir": o.store_dir, "max_memory_store": o.jetstream_max_memory,
-                "max_file_store": o.jetstream_max_store, "sync_interval": o.jetstream_sync_interval,
-                "sync_always": o.jetstream_sync_always})
-            self.jetstream.start()      # ValueError: directory in use or unusable
+            self.start_jetstream()      # ValueError: directory in use or unusable
         if o.leafnodes is not None:                 # [leaf]
             self.leafnodes = Leafnodes(self)
             self.leafnodes.start()
@@ -209,6 +208,7 @@ class Server:
         self.port = sock.getsockname()[1]
         self.listener = Listener(self.reactor, sock, self.accept_client)
         log.notice("Listening for client connections on %s" % hostport(o.host, self.port))
+        self.system.start()
         if self.client_auth.plaintext_passwords:
             log.warn(PLAINTEXT_WARNING)
         if o.tls:
@@ -222,6 +222,21 @@ class Server:
             self.cluster.solicit_routes()
         if self.leafnodes is not None:              # [leaf]
             self.leafnodes.solicit()
+
+    def start_jetstream(self):
+        """At start, or when a reload turns JetStream on."""
+        o = self.opts
+        js = JetStream(self, {
+            "store_dir": o.store_dir, "max_memory_store": o.jetstream_max_memory,
+            "max_file_store": o.jetstream_max_store, "sync_interval": o.jetstream_sync_interval,
+            "sync_always": o.jetstream_sync_always})
+        js.start()
+        self.jetstream = js
+
+    def stop_jetstream(self):
+        """A reload turns JetStream off: streams close, their files stay."""
+        self.jetstream.shutdown()
+        self.jetstream = None
 
     def setup_tls(self):
         from .tls import files_digest, server_context
@@ -355,6 +370,7 @@ class Server:
         c.account.clients.discard(c)
         self.remove_closed_subs(c.account, subs, 0)
         self.retire_counters(c)
+        self.system.client_closed(c, reason)
         if self.log.debug_on:
             self.log.debug("%s - Client connection closed: %s" % (c.tag(), reason))
 
@@ -461,6 +477,7 @@ class Server:
             return
         self.shutting_down = True
         self.log.notice("Initiating Shutdown...")
+        self.system.server_event("SHUTDOWN")   # before routes and clients close (flushed then)
         if self.listener is not None:
             self.listener.close()
         if self.websocket is not None:
@@ -513,6 +530,7 @@ class Server:
         self.lame_duck = True
         o = self.opts
         self.log.notice("Entering lame duck mode, stop accepting new clients")
+        self.system.server_event("LAMEDUCK")
         if self.listener is not None:
             self.listener.close()
         if self.websocket is not None:
