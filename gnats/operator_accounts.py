@@ -6,11 +6,12 @@ Theory of operation. `account_specs(trust)` turns every account of a
 gnats.jwt_accounts.OperatorTrust into an accounts_conf.AccountSpec named by
 the account's public key, through `account_config` (the shape of a
 nats-server `accounts { NAME: {...} }` entry, with every import checked
-against its exporter's exports and activation tokens). `Server.configure_accounts` then registers them, wires exports
-and imports (gnats/imports.py) and gives each its mappings and limits,
-exactly as for configured accounts, so routes know every account from the
-start (a Go node in the same operator mode resolves the same keys from its
-own preload).
+against its exporter's exports and activation tokens).
+`Server.configure_accounts` then registers them, wires exports and imports
+(gnats/imports.py) and gives each its mappings and limits, exactly as for
+configured accounts, so routes know every account from the start (a Go
+node in the same operator mode resolves the same keys from its own
+preload), and JetStream reads their storage limits (jetstream/accounts.py).
 
 Per-connection limits come from both JWTs, as nats-server's
 applyAccountLimits: the user's (or its scoped signing key's) `subs` and
