@@ -49,7 +49,10 @@ class Client(Connection):
     can_stall = True                # back-pressure stalls clients, not routes
     inbound_state = PubState        # clients PUB: (subject, reply) cache too
     shadows = None                  # subscription -> its stream-import shadows (imports.py)
-    mpay = 0                        # the account's max_payload when lower than the server's
+    mpay = -1                       # the account's (or JWT user's) max_payload when lower than
+                                    # the server's; -1: none
+    msubs = -1                      # a JWT user's subscription limit (operator_accounts.py); -1: none
+    jwt_user = None                 # the jwt_accounts.JwtUser it proved, in operator mode
 
     def __init__(self, server, sock, addr, cid):
         # Every client is in the global account until configured accounts
@@ -152,7 +155,7 @@ class Client(Connection):
         loop looks up, by the text between "PUB " and the size) and the
         line's entry into pcache."""
         subject, reply, size = P.parse_pub_args(args)
-        if size > self.server.max_payload or (self.mpay and size > self.mpay):
+        if size > self.server.max_payload or (self.mpay >= 0 and size > self.mpay):
             raise ProtocolError(P.ERR_MAX_PAYLOAD, "payload %d > %d" % (size, self.server.max_payload))
         st = self.inb
         if self.pedantic and not (valid_subject(subject.decode("latin-1"), wildcards=False)
@@ -196,7 +199,7 @@ class Client(Connection):
         if not general:
             bases = build_fast_bases(self, subject, reply, result, False)
             if bases is not None and (bases[0] or bases[3] or not (reply and self.no_responders)):
-                if not self.mpay:
+                if self.mpay < 0:
                     # (the loop's scache hits check the server's max_payload only)
                     scache_put(self, pub + b" " + reply if reply else pub, bases)
                 return cache_entry(self, line, fast_entry(bases, size))
@@ -217,7 +220,7 @@ class Client(Connection):
             hdr = -1        # an empty header block: nats-server delivers a plain MSG
         if not self.headers:
             raise ProtocolError(P.ERR_NO_HEADERS, "message headers not supported")
-        if total > self.server.max_payload or (self.mpay and total > self.mpay):
+        if total > self.server.max_payload or (self.mpay >= 0 and total > self.mpay):
             raise ProtocolError(P.ERR_MAX_PAYLOAD, "payload %d > %d" % (total, self.server.max_payload))
         if not self.inb.payload_end(buf, pos, after, total):
             return
@@ -291,6 +294,9 @@ class Client(Connection):
         if sid in self.subs:
             # nats-server ignores a duplicate sid
             self.ok()
+            return
+        if self.msubs >= 0 and len(self.subs) >= self.msubs:
+            self.send_err(P.ERR_MAX_SUBS)
             return
         limit = self.server.opts.max_subscriptions
         acc_limit = self.account.max_subscriptions
@@ -422,7 +428,7 @@ class Client(Connection):
         self.account = acc
         acc.clients.add(self)
         pay = acc.max_payload
-        self.mpay = pay if 0 < pay < self.server.max_payload else 0
+        self.mpay = pay if 0 < pay < self.server.max_payload else -1
         self.inb.sublist = acc.sublist
         self.reset_caches()
         for sub in subs:

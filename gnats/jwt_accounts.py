@@ -23,30 +23,25 @@ signature verifies (not for bearer tokens); the user is not revoked; the
 client's address is inside `src`; now is inside `times`. Every refusal is
 "Authorization Violation" on the wire, as in Go; `reason` says which.
 
-For the account registry, `account_config` turns an account's claims into
-the shape of a nats-server `accounts { NAME: {...} }` entry (exports,
-imports, limits, mappings), checking activation tokens
-(`check_activation`) where an export requires one.
+What the accounts' JWTs give the account registry (exports, imports,
+limits, mappings) is gnats/operator_accounts.py's.
 
 The verdict is a `JwtUser`: the user's name (its public key), compiled
 permissions (its own, or the account's default_permissions when it has
 none), the account it belongs to and when it must be disconnected. The
 client calls `JwtUser.bind(client)` on the reactor thread once accepted:
 that puts it in the account named by the account's public key (registered
-in the server's registry on first use, with the account's `mappings`
-claim as gnats.mapping.Mappings), enforces the account's `conn`
-limit, and arms the expiry timer ("User Authentication Expired").
+at start from the preload), enforces the account's `conn` limit and the
+per-connection `subs` and `payload` limits, and arms the expiry timer
+("User Authentication Expired").
 """
 
-import json
 import re
 import time
 
 from . import jwt as J
 from .conf import ConfigError
-from .jetstream import accounts as jetstream_accounts
-from .jwt import JWTError
-from .jwt_claims import subject_contained_in
+from .jwt import NO_LIMIT, JWTError
 from .mapping import MappingError, Mappings
 from .nkeys import verify_connect_sig
 from .permissions import (DEFAULT_RESPONSE_EXPIRES, DEFAULT_RESPONSE_MAX_MSGS,
@@ -218,7 +213,7 @@ class OperatorTrust:
             if not expires_in or left < expires_in:
                 expires_in = left
         return JwtUser(user, acc, limits, self._permissions(limits, acc), known,
-                       expires_in, self.mappings.get(account_key)), ""
+                       expires_in), ""
 
     def _permissions(self, limits, acc):
         spec = permission_spec(limits)
@@ -316,107 +311,42 @@ def _valid_subject(s):
     return bool(s) and not any(c in s for c in " \t\r\n") and "" not in s.split(".")
 
 
-# --- account claims -> what an account needs (for the account registry) --------
+# --- per-connection limits (nats-server applyAccountLimits) ------------------------
 
-def check_activation(imp, importer: str, exporter, now=None) -> str:
-    """"" when `imp` (an Import of account `importer`) carries an activation
-    token that `exporter` (the AccountClaims it imports from) issued for it,
-    else why not (jwt Import.Validate, nats-server checkActivation)."""
-    subj = json.dumps(imp.subject)
-    try:
-        act = J.decode_activation(imp.token)
-    except JWTError:
-        return "import %s contains an invalid activation token" % subj
-    if imp.account not in (act.issuer, act.issuer_account):
-        return "activation token doesn't match account for import %s" % subj
-    if act.subject != importer:
-        return "activation token doesn't match account it is being included in, %s" % subj
-    if act.import_type != imp.type:
-        return "mismatch between token import type %s and type of import %s" % (
-            act.import_type, imp.type)
-    wanted = imp.to if imp.type == "service" and imp.to else imp.subject
-    if not subject_contained_in(wanted, act.import_subject):
-        return "activation token import subject %s doesn't match import %s" % (
-            json.dumps(act.import_subject), subj)
-    issues = act.validate(now)
-    if issues:
-        return issues[0]
-    if act.issuer != exporter.subject and not (act.issuer_account == exporter.subject
-                                               and act.issuer in exporter.signing_keys):
-        return "activation token not issued by the exporting account"
-    for e in exporter.exports:
-        if e.type == imp.type and subject_contained_in(imp.subject, e.subject) \
-                and J.is_revoked(e.revocations, act.subject, act.issued_at):
-            return "activation token revoked"
-    return ""
+def _min_limit(value, limit):
+    """nats-server minLimit: the lower of two limits where -1 is none."""
+    if value == NO_LIMIT:
+        return limit
+    if limit == NO_LIMIT:
+        return value
+    return min(value, limit)
 
 
-def account_config(key: str, trust: "OperatorTrust", now=None):
-    """The account `key` of `trust` in the shape of a nats-server
-    `accounts { NAME: {...} }` entry (what the config path of the account
-    registry takes), and the problems nats-server would log. Exports that
-    require a token list the accounts holding a valid activation; imports
-    of unknown accounts, of exports that do not exist, or without a valid
-    token where one is required are left out (nats-server's incomplete
-    imports). Limits: only those the claims set (-1 is unlimited)."""
-    acc = trust.accounts[key]
-    problems = []
-    exports = []
-    for e in acc.exports:
-        entry = {e.type: e.subject}
-        if e.type == "service" and e.response_type:
-            entry["response_type"] = e.response_type.lower()
-        if e.token_req:
-            entry["accounts"] = sorted(
-                other for other, oc in trust.accounts.items() if other != key and any(
-                    i.account == key and i.type == e.type and i.token
-                    and subject_contained_in(i.subject, e.subject)
-                    and not check_activation(i, other, acc, now) for i in oc.imports))
-        exports.append(entry)
-    imports = []
-    for i in acc.imports:
-        exporter = trust.accounts.get(i.account)
-        export = None if exporter is None else next(
-            (e for e in exporter.exports if e.type == i.type
-             and subject_contained_in(i.subject, e.subject)), None)
-        if exporter is None:
-            problems.append("Can't locate account [%s] for import of [%s] %s"
-                            % (i.account, i.subject, i.type))
-            continue
-        if export is None:
-            problems.append("import of [%s] %s from [%s]: no such export"
-                            % (i.subject, i.type, i.account))
-            continue
-        if export.token_req:
-            why = check_activation(i, key, exporter, now) if i.token else "no activation token"
-            if why:
-                problems.append("import of [%s] from [%s]: %s" % (i.subject, i.account, why))
-                continue
-        if i.type == "stream":
-            entry = {"stream": {"account": i.account, "subject": i.subject}}
-            if i.local_subject:
-                entry["to"] = i.local_subject
-            elif i.to:
-                entry["prefix"] = i.to
-        else:
-            local, remote = i.subject, i.to or i.subject
-            if i.local_subject:
-                local, remote = i.local_subject, i.subject
-            entry = {"service": {"account": i.account, "subject": remote}}
-            if local != remote:
-                entry["to"] = local
-        imports.append(entry)
-    lim = acc.limits
-    limits = {}
-    if not lim.is_empty():
-        for name, value in (("max_connections", lim.conn), ("max_subscriptions", lim.subs),
-                            ("max_payload", lim.payload), ("max_leafnodes", lim.leaf)):
-            if value >= 0:
-                limits[name] = value
-    out = {"exports": exports, "imports": imports, "limits": limits}
-    if acc.mappings:
-        out["mappings"] = acc.mappings
-    return out, problems
+def client_limits(jwt_user, server):
+    """(max subscriptions, max payload) of a JWT user's connection, -1 for
+    none (nats-server applyAccountLimits)."""
+    lim = jwt_user.limits
+    acc = jwt_user.account_claims.limits
+    subs = _min_limit(lim.subs, acc.subs)
+    pay = _min_limit(lim.payload, acc.payload)
+    subs = _min_limit(subs, server.opts.max_subscriptions or NO_LIMIT)
+    pay = _min_limit(pay, server.max_payload or NO_LIMIT)
+    return subs, pay
+
+
+def apply_client_limits(client, jwt_user):
+    """Give a bound JWT client its limits. False when it is already at its
+    subscription limit (then it is told so and closed, as Go does)."""
+    subs, pay = client_limits(jwt_user, client.server)
+    client.msubs = subs
+    client.mpay = pay if pay < client.server.max_payload else -1
+    client.reset_caches()       # cached PUB entries were sized without the limit
+    if subs >= 0 and len(client.subs) >= subs:
+        client.verbose = False
+        client.send_err("maximum subscriptions exceeded")
+        client.close_after_flush("Maximum Subscriptions Exceeded")
+        return False
+    return True
 
 
 # --- the verdict ---------------------------------------------------------------
@@ -426,10 +356,9 @@ class JwtUser:
     permissions, nkey, connection types) plus its account and expiry."""
 
     __slots__ = ("name", "permissions", "nkey", "connection_types", "claims",
-                 "account_name", "account_claims", "limits", "expires_in", "mappings")
+                 "account_name", "account_claims", "limits", "expires_in")
 
-    def __init__(self, claims, acc, limits, permissions, connection_types, expires_in,
-                 mappings=None):
+    def __init__(self, claims, acc, limits, permissions, connection_types, expires_in):
         self.name = claims.subject
         self.nkey = claims.subject
         self.permissions = permissions
@@ -439,7 +368,6 @@ class JwtUser:
         self.account_claims = acc
         self.limits = limits
         self.expires_in = expires_in    # seconds; 0: never
-        self.mappings = mappings        # the account's (gnats.mapping), or None
 
     def allows_connection_type(self, kind: str) -> bool:
         return not self.connection_types or kind in self.connection_types
@@ -449,23 +377,19 @@ class JwtUser:
         its account, apply the account's connection limit, arm the expiry.
         Returns False when it refused (and closed) the client."""
         srv = client.server
-        wire = self.account_name.encode("latin-1")
-        acc = srv.accounts.find_wire(wire)
+        acc = srv.accounts.find_wire(self.account_name.encode("latin-1"))
         if acc is None:
-            # first use: the account and its mappings claim
-            acc = srv.accounts.register(self.account_name)
-            if self.mappings is not None:
-                self.mappings.set_cluster(srv.opts.cluster_name)
-                acc.mappings = self.mappings
-            # JetStream for it when its limits give storage, else 10039
-            jetstream_accounts.jwt_account_registered(srv, acc, self.account_claims)
+            # registered at start from the preload (operator_accounts.py);
+            # gone since (a reload deleted it): refused
+            client.refuse_auth()
+            return False
         if client.account is not acc:
             if client.subs:
                 # its subscriptions live in the other account's index
                 client.refuse_auth()
                 return False
             limit = self.account_claims.limits.conn
-            if limit >= 0 and not self.account_claims.limits.is_empty():
+            if limit >= 0:      # absent from the claims: 0, as in Go (no connection)
                 n = sum(1 for c in srv.clients.values()
                         if c.account is acc and not c.closed and c is not client)
                 if n >= limit:
@@ -476,6 +400,9 @@ class JwtUser:
                     return False
             if not client.join_account(acc):    # its index, clients, limits, imports
                 return False
+        client.jwt_user = self
+        if not apply_client_limits(client, self):
+            return False
         for t in client.timers:
             if getattr(t, "fn", None) == _expire:
                 t.cancel()

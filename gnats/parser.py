@@ -22,7 +22,7 @@ ERR_STALE = "Stale Connection"
 ERR_TLS_REQUIRED = "Secure Connection - TLS Required"
 ERR_INVALID_SUBJECT = "Invalid Subject"
 ERR_INVALID_PUB_SUBJECT = "Invalid Publish Subject"
-ERR_MAX_SUBS = "Maximum Subscriptions Exceeded"
+ERR_MAX_SUBS = "maximum subscriptions exceeded"     # nats-server 2.9 and 2.15
 ERR_NO_HEADERS = "Message Headers Not Supported"
 
 

@@ -37,6 +37,8 @@ from .account import GLOBAL_ACCOUNT
 from .accounts_conf import all_users
 from .authz import refuse_unenforced
 from .imports import relink_client
+from .jwt_accounts import TrustError, read_operator
+from .operator_accounts import reload_accounts
 from . import parser as P
 from .auth import PLAINTEXT_WARNING, AuthError, ClientAuth, RouteAuth
 from .jetstream import reloading as js_reloading
@@ -219,7 +221,8 @@ class ClientAuthorization(Concern):
               "authorization": "authorization token", "users": "authorization users",
               "default_permissions": "default_permissions",
               "nkeys": "authorization nkey users", "no_auth_user": "no_auth_user",
-              "tls_verify_and_map": "tls verify_and_map", "accounts": "accounts"}
+              "tls_verify_and_map": "tls verify_and_map", "accounts": "accounts",
+              "resolver_preload": "accounts"}
     # the TLS fields too: an unset auth timeout follows the TLS timeout
     fields = tuple(_CREDS) + ("auth_timeout", "tls", "tls_timeout")
 
@@ -270,9 +273,48 @@ class Accounts(Concern):
                 c.close_conn("Client Closed")
                 continue
             pay = c.account.max_payload
-            c.mpay = pay if 0 < pay < srv.max_payload else 0
+            c.mpay = pay if 0 < pay < srv.max_payload else -1
             relink_client(srv, c)
             c.reset_caches()
+
+
+class OperatorAccounts(Concern):
+    """resolver_preload (operator mode, MEMORY resolver), as nats-server's
+    reloadAuthorization: ClientAuthorization (before this) has the new
+    trust and re-authenticates every client; here the accounts are
+    configured again from their JWTs (operator_accounts.reload_accounts).
+    The operators and the resolver cannot change, as in nats-server; the
+    refusal names the operators' public keys, never their JWTs."""
+    fields = ("operators", "resolver", "resolver_preload")
+
+    def prepare(self, srv, old, new, changed):
+        if "operators" in changed:
+            raise ReloadError("config reload not supported for TrustedOperators: old=%s, new=%s"
+                              % (_operator_keys(old), _operator_keys(new)))
+        if "resolver" in changed:
+            raise ReloadError("config reload does not support moving to or from an "
+                              "account resolver")
+
+    def commit(self, srv, old, new, changed):
+        trust = srv.client_auth.trust
+        if trust is None or "resolver_preload" not in changed:
+            return
+        reload_accounts(srv, trust)
+        for c in list(srv.clients.values()):
+            if not c.closed:
+                relink_client(srv, c)   # its account's stream imports may have changed
+                c.reset_caches()
+
+
+def _operator_keys(opts):
+    """The operators of `opts` as Go-style list of public keys."""
+    keys = []
+    for o in opts.operators:
+        try:
+            keys.append(read_operator(o).subject)
+        except TrustError:
+            keys.append("<invalid operator>")
+    return "[%s]" % " ".join(keys)
 
 
 class ClusterSettings(Concern):
@@ -438,8 +480,8 @@ class JetStream(Concern):
         js.configure_accounts(js_accounts(srv))
 
 
-CONCERNS = (Logging, Limits, ClientTLS, Accounts, ClientAuthorization, ClusterSettings,
-            ClusterRoutes, Process, SubjectMappings, JetStream)
+CONCERNS = (Logging, Limits, ClientTLS, Accounts, ClientAuthorization, OperatorAccounts,
+            ClusterSettings, ClusterRoutes, Process, SubjectMappings, JetStream)
 
 
 # --- the reload -----------------------------------------------------------------
@@ -534,7 +576,7 @@ def recheck_routes(srv, auth):
 
 
 def _client_verdict(srv, auth, c, user):
-    if c.closed or auth is not srv.client_auth:
+    if c.closed or c.closing_after_flush or auth is not srv.client_auth:
         return                      # gone, or a later reload checks it again
     if user is None:
         _client_violation(c)

@@ -26,6 +26,7 @@ from .imports import link as link_accounts, remove_shadows
 from .internal import InternalClient, Internals
 from .jetstream.manager import JetStream
 from .net import Listener, bind_listener, hostport, local_ip
+from .operator_accounts import account_specs
 from .reactor import EVENT_READ, Reactor
 from .reload import ReloadError, apply_options as apply_reload, install_mappings
 from .snapshot import Snapshots
@@ -125,8 +126,8 @@ class Server:
                 acc.update_time = now
         if not accs.global_account.update_time:
             accs.global_account.update_time = now
-        # only configured accounts go (not $G, not those operator mode or the
-        # system account registered)
+        # only configured accounts go (those of the config or of the operator
+        # mode's preload; not $G, not the system account registered alone)
         gone = [a for a in accs.all() if a.spec is not None and a.name not in keep]
         for acc in gone:
             accs.remove(acc)
@@ -184,8 +185,10 @@ class Server:
         if o.cluster_port:
             self.cluster = Cluster(self)
             self.cluster.start()
-        # after the cluster exists: the imports' routed interest is announced
-        self.configure_accounts(o.accounts)
+        # after the cluster exists: the imports' routed interest is announced.
+        # In operator mode the accounts are the preloaded account JWTs.
+        trust = self.client_auth.trust
+        self.configure_accounts(o.accounts if trust is None else account_specs(trust, log))
         # after the cluster and the accounts exist: JetStream's internal
         # subscriptions are route interest in their accounts
         if o.jetstream:

@@ -70,9 +70,9 @@ def resolve_system_account(server):
     """The system account: the one `system_account` names, or `$SYS`,
     registered here when no configuration made it. In operator mode the
     name is an account public key the operator vouched for (checked when
-    the config loaded); accounts are registered on first use there, so this
-    one is now. Otherwise a name that is no account is nats-server's
-    "account missing"."""
+    the config loaded): registered at start from its JWT when preloaded
+    (operator_accounts.py), else here. Otherwise a name that is no account
+    is nats-server's "account missing"."""
     opts = server.opts
     name = opts.system_account or DEFAULT_SYSTEM_ACCOUNT
     acc = server.accounts.find_wire(name.encode("utf-8"))

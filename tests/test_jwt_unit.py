@@ -15,8 +15,8 @@ import unittest
 
 from gnats import jwt as J
 from gnats.conf import ConfigError, parse
-from gnats.jwt_accounts import (OperatorTrust, TrustError, account_config, check_activation,
-                                permission_spec)
+from gnats.jwt_accounts import OperatorTrust, TrustError, permission_spec
+from gnats.operator_accounts import account_config, check_activation
 from gnats.options import Options, apply_config
 from tests.util import needs
 

@@ -10,7 +10,7 @@ updateAccountClaimsWithRefresh).
   with 503 10039 "JetStream not enabled for account".
 - Operator mode: an account whose JWT `limits` give memory or disk storage
   (`mem_storage` / `disk_storage` not 0, or so in one of the
-  `tiered_limits`) gets JetStream when it is registered, with those limits
+  `tiered_limits`) gets JetStream at start and reload, with those limits
   (`streams`, `consumer`, `mem_max_stream_bytes`, `disk_max_stream_bytes`,
   `max_bytes_required`, `max_ack_pending`); the others answer 10039.
 
@@ -36,6 +36,13 @@ def configured(server):
     if not specs and not o.operators:
         return {accs.global_account: None}
     out = {}
+    trust = server.client_auth.trust
+    for key, claims in (trust.accounts.items() if trust is not None else ()):
+        # operator mode: the preloaded accounts whose JWT limits give storage
+        acc = accs.find(key)
+        limits = limits_from_claims(claims.limits.raw)
+        if acc is not None and limits is not None:
+            out[acc] = limits
     for spec in specs:
         acc = accs.find(spec.name)
         if spec.jetstream is not None and acc is not None:
@@ -77,16 +84,3 @@ def limits_from_claims(raw):
     lim = _tier_limits(tier)
     lim["_tier"] = name     # $JS.API.INFO shows tiered limits under "tiers"
     return lim
-
-
-def jwt_account_registered(server, account, claims):
-    """The hook operator mode calls once it registered `account` from its
-    JWT claims (jwt_accounts.py): JetStream for it, or the 10039 answer."""
-    js = server.jetstream
-    if js is None:
-        return
-    limits = limits_from_claims(claims.limits.raw)
-    if limits is not None:
-        js.enable_account(account, limits)
-    else:
-        js.disable_account(account)

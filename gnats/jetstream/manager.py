@@ -13,8 +13,8 @@ where the store syncs each write before it returns.
 
 Accounts: which get JetStream, with which limits, is accounts.py's
 decision (`start(account_limits)` takes it, {Account: limits or None};
-`configure_accounts` applies it again on reload; operator mode calls
-`enable_account` / `disable_account` as it registers JWT accounts).
+`configure_accounts` applies it again on reload; operator mode's accounts
+are registered from their JWTs before, and accounts.py reads their limits).
 Limits are as the API shows them ({"max_memory", "max_storage",
 "max_streams", "max_consumers", ...}, -1 for unlimited). An account
 without JetStream gets, on this node only, API responders that answer
@@ -132,7 +132,7 @@ class JetStream:
         """At start and on reload: JetStream for the accounts named
         ({Account: limits or None}), their limits updated if they had it;
         every other account of the configuration ($G included) loses it
-        and answers 10039. Operator mode's accounts are left to it."""
+        and answers 10039."""
         registry = self.server.accounts
         for name, jsa in list(self.accounts.items()):
             if registry.find(name) is not jsa.account:

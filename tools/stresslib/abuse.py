@@ -187,7 +187,7 @@ def sub_flood(port, n, subject_fmt=b"many.%d", batch=5000, connect=b'{"verbose":
     errs = [0]          # -ERR count; errs[1]: the probe message arrived
     errs.append(False)
     stop = threading.Event()
-    err = b"-ERR 'Maximum Subscriptions Exceeded'\r\n"
+    err = b"-ERR 'maximum subscriptions exceeded'\r\n"   # nats-server's text
     probe = b"MSG many.7 7 2\r\nhi\r\n"
 
     def reader():

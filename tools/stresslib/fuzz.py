@@ -19,7 +19,7 @@ CLOSING_ERRORS = (b"Unknown Protocol Operation", b"Parser Error", b"Authorizatio
 
 
 NONCLOSING_ERRORS = (b"Invalid Subject", b"Invalid Publish Subject",
-                     b"Maximum Subscriptions Exceeded")
+                     b"maximum subscriptions exceeded")
 
 
 SUBJECTS = [b"foo", b"foo.bar", b"a.b.c", b"*", b">", b"foo.*", b"foo.>", b"*.bar", b"a.*.c.>",
