@@ -8,7 +8,10 @@ Module map (one concern each), from the hot core outwards:
   delivery   how a message reaches subscribers; the cache-entry layouts
   parser     control-line argument parsing and the -ERR texts
   sublist    the subject index (token trie with '*' and '>', match cache)
-  account    accounts, each owning a subject index; the registry ($G)
+  account    accounts: subject index, exports, imports, limits; the registry
+  accounts_conf  the accounts { } block; imports: stream/service imports
+  internal   internal subscriptions: server-side subscribers with callbacks
+  mapping    subject mappings; transform: subject transforms ($N, {{...}})
   client     one client connection: CONNECT, SUB/UNSUB, PUB/HPUB
   route      one route connection: RS+/RS-/RMSG/HMSG, INFO/CONNECT
   cluster    membership, gossip, redial, duplicates, interest across routes
@@ -25,6 +28,16 @@ Module map (one concern each), from the hot core outwards:
   auth       credential checks (plain, bcrypt, nkeys, no_auth_user)
   authz      authorization config keys; permissions: the permission model
   nkeys      nkey decoding and Ed25519 verify; certmap: certificate -> user
+  jwt        NATS JWTs and .creds; jwt_claims: typed claims
+  jwt_accounts  operator mode trust and CONNECT; operator_accounts: account
+             JWTs turned into accounts
+  sysacct    the system account's requests and events; sysevents: their JSON
+  accountz   /accountz
+  websocket  RFC 6455 framing; ws_options, ws_listener, ws_client: the
+             websocket { } block, listener and client transport
+  leaf       one leaf connection; leafnodes: listener, remotes, interest;
+             leafconf: the block; leafz: /leafz; leafcreds: .creds signing
+  jetstream  JetStream (a package): streams, consumers, stores, the $JS.API
   tls        ssl.SSLContext construction
   log        the log line format and destinations
   dashboard  the live page served at /
