@@ -189,7 +189,8 @@ def decode_mirror(v):
 def decode_sources(v):
     if not isinstance(v, list):
         raise _unmarshal_err(v, "sources", "[]*server.StreamSource")
-    return [_source(x, "sources.%d" % i) for i, x in enumerate(v)]
+    # an empty list is no sources (omitted from the config, as Go's omitempty)
+    return [_source(x, "sources.%d" % i) for i, x in enumerate(v)] or None
 
 
 # -- checks that need only the config ------------------------------------------
