@@ -24,7 +24,7 @@ setup(
     python_requires=">=3.9",
     extras_require={
         "bcrypt": ["bcrypt"],
-        "test": ["nats-py", "bcrypt", "pytest", "nkeys"],  # nkeys: signs in tests only
+        "test": ["nats-py", "bcrypt", "pytest", "nkeys", "aiohttp"],  # nkeys: signs in tests only
     },
     entry_points={
         "console_scripts": ["gnatsd = gnats.main:main"],

@@ -21,14 +21,16 @@ GLOBAL_ACCOUNT = "$G"
 
 
 class Account:
-    """One account: its name (text and wire bytes) and its subject index."""
+    """One account: its name (text and wire bytes), its subject index, and
+    its subject mappings (gnats.mapping.Mappings, or None: no cost)."""
 
-    __slots__ = ("name", "wire", "sublist")
+    __slots__ = ("name", "wire", "sublist", "mappings")
 
     def __init__(self, name):
         self.name = name
         self.wire = name.encode("latin-1")      # as it appears in RS+/RMSG
         self.sublist = Sublist()
+        self.mappings = None
 
     def __repr__(self):
         return "<account %s>" % self.name

@@ -30,6 +30,11 @@ gnats.certmap). With only nkey
 users configured, `.check` refuses everyone: without a nonce no nkey can be
 verified, and letting anyone in would be worse.
 
+Operator mode (`operator` in the config): ClientAuth's mode is "jwt" and
+`trust` (gnats.jwt_accounts.OperatorTrust) decides alone; every CONNECT is
+a slow check (two Ed25519 verifies) and its verdict is a JwtUser, which
+places the client in its account when the client binds it.
+
 Everything here is safe to call from any thread.
 """
 
@@ -47,6 +52,7 @@ except ImportError:  # optional: only needed when a hash is configured
     bcrypt = None
 
 from .nkeys import verify_connect_sig
+from . import jwt_accounts
 from .options import AUTH_TIMEOUT
 from . import certmap
 from .authz import parse_permissions
@@ -412,10 +418,14 @@ class _Credentials:
 class AuthContext(NamedTuple):
     """What a client connection adds to its CONNECT for identify(): the
     nonce its INFO carried, its certificate (getpeercert(), None without
-    TLS) and its connection type as nats-server names it."""
+    TLS), its connection type as nats-server names it, its address (a JWT
+    user's `src` CIDRs) and, when debug logging is on, where to say why a
+    JWT user was refused (called from the auth worker thread)."""
     nonce: str = ""
     cert: Any = None
     kind: str = "STANDARD"
+    host: str = ""
+    debug: Any = None
 
 
 class ClientAuth(_Credentials):
@@ -446,6 +456,15 @@ class ClientAuth(_Credentials):
         self._nkeys = _entries(opts, "nkey")
         self.no_auth_user = getattr(opts, "no_auth_user", "") or ""
         self.tls_map = bool(getattr(opts, "tls_verify_and_map", False))
+        # operator mode: user JWTs signed into preloaded accounts, nothing else
+        self.trust = None
+        if getattr(opts, "operators", None):
+            try:
+                self.trust = jwt_accounts.OperatorTrust(
+                    opts.operators, opts.resolver_preload, opts.system_account)
+            except jwt_accounts.TrustError as e:
+                raise AuthError(str(e)) from None
+            self.mode = "jwt"
         _need_bcrypt(secrets)
         # nats-server warns about plain passwords, not about plain tokens.
         self.plaintext_passwords = self.mode in ("user", "users") and any(
@@ -454,11 +473,13 @@ class ClientAuth(_Credentials):
 
     @property
     def nonce_required(self) -> bool:
-        """INFO carries a nonce only when nkey users exist (nats-server
-        nonceRequired, without JWT operators)."""
-        return bool(self._nkeys)
+        """INFO carries a nonce when nkey users exist or in operator mode
+        (nats-server nonceRequired)."""
+        return bool(self._nkeys) or self.trust is not None
 
     def is_slow(self, connect: Any) -> bool:
+        if self.trust is not None:
+            return True     # two Ed25519 verifies: the user JWT and the nonce
         return self.needs_slow_check(connect) or self.needs_signature_check(connect)
 
     def identify(self, connect: Any, ctx: Any = None) -> Optional[UserEntry]:
@@ -468,6 +489,12 @@ class ClientAuth(_Credentials):
         names the user (a CONNECT user is ignored); else no_auth_user and
         the credentials. The user must allow this connection type."""
         ctx = ctx or AuthContext()
+        if self.trust is not None:
+            user, reason = self.trust.authenticate(connect, ctx.nonce, ctx.host, ctx.kind)
+            if ctx.debug is not None:
+                ctx.debug(reason or "Authenticated JWT: %s of account %s"
+                          % (user.name, user.account_name))
+            return user
         if self.tls_map and self._entries and isinstance(connect, dict) \
                 and not self._nkey_of(connect):
             entry = self.authenticate_cert(ctx.cert) if ctx.cert else None

@@ -77,6 +77,12 @@ class Client(Connection):
     def idtag(self):
         return "cid:%d" % self.cid
 
+    # issue 21 (websocket): the credentials this client is checked against;
+    # ws_client.WsClient overrides it with its listener's
+    @property
+    def client_auth(self):
+        return self.server.client_auth
+
     # -- tracing ---------------------------------------------------------
     def trace_in(self, line):
         if line.lstrip()[:7].upper() == b"CONNECT":
@@ -159,6 +165,11 @@ class Client(Connection):
             return None
         perms = self.perms
         cacheable = True
+        pub = subject
+        if self.account.mappings is not None:
+            # mapped before the permission check, as nats-server (parser.go);
+            # a mapping drawn per message is never cached (gnats/mapping.py)
+            subject, cacheable = self.account.mappings.select(subject)
         if perms is not None:
             # checked before any entry is built: only permitted subjects
             # reach the caches (a grant of allow_responses is per message)
@@ -175,13 +186,13 @@ class Client(Connection):
                 self.publish_denied(subj)
                 st.resume_at = end + 2
                 return None
-            cacheable = perms.cacheable(subj)
+            cacheable = cacheable and perms.cacheable(subj)
         general = self.verbose or self.log.trace_on or not cacheable
         result = match_publish(self.account.sublist, subject)
         if not general:
             bases = build_fast_bases(self, subject, reply, result, False)
             if bases is not None and (bases[0] or bases[3] or not (reply and self.no_responders)):
-                scache_put(self, subject + b" " + reply if reply else subject, bases)
+                scache_put(self, pub + b" " + reply if reply else pub, bases)
                 return cache_entry(self, line, fast_entry(bases, size))
         # general path: one message, now
         if not st.payload_end(buf, pos, after, size):
@@ -207,6 +218,8 @@ class Client(Connection):
         if self.pedantic and not valid_subject(subject.decode("latin-1"), wildcards=False):
             self.send_err(P.ERR_INVALID_PUB_SUBJECT)
             return
+        if self.account.mappings is not None:
+            subject, _ = self.account.mappings.select(subject)
         if self.perms is not None:
             subj = subject.decode("utf-8", "surrogateescape")
             if not self.perms.can_publish(subj):
@@ -326,11 +339,11 @@ class Client(Connection):
         self.connected = True
         self.connect_obj = obj      # kept to re-check credentials on reload
         self.reset_caches()
-        if not self.authed or (again and self.server.client_auth.required):
+        if not self.authed or (again and self.client_auth.required):
             # as nats-server, every CONNECT is checked, a second one too:
             # wrong credentials there close the connection
             srv = self.server
-            srv.authorizer.authorize(self, obj, lambda: srv.client_auth, self.auth_done,
+            srv.authorizer.authorize(self, obj, lambda: self.client_auth, self.auth_done,
                                      self.auth_context())
             return
         self.ok()
@@ -359,7 +372,10 @@ class Client(Connection):
     def auth_context(self):
         """What identifies this client besides its CONNECT (auth.AuthContext)."""
         cert = self.sock.getpeercert() if self.tls_version else None
-        return AuthContext(self.nonce, cert)
+        debug = None
+        if self.log.debug_on and self.server.client_auth.trust is not None:
+            debug = lambda text: self.log.debug("%s - %s" % (self.tag(), text))
+        return AuthContext(self.nonce, cert, host=self.ip, debug=debug)
 
     def auth_done(self, user):
         """Called (on the reactor thread) when credentials were accepted;
@@ -375,7 +391,10 @@ class Client(Connection):
         Unrestricted clients get perms None: they pay nothing."""
         if isinstance(user, str):
             # the name-only flows (today's CONNECT check, reload re-checks)
-            user = self.server.client_auth._entries.get(user) or user
+            user = self.client_auth._entries.get(user) or user
+        bind = getattr(user, "bind", None)
+        if bind is not None and not bind(self):
+            return                  # a JWT user's account refused it (jwt_accounts)
         self.user = getattr(user, "name", user) or ""
         rules = getattr(user, "permissions", None)
         old = self.perms

@@ -267,6 +267,16 @@ class _Parser:
             bare = True
         self.skip_line_space()
         c = self.peek()
+        if c == "\n":
+            # nats-server's lexer skips any white space after a key, new
+            # lines too: a block may open on the next line (`websocket\n{`,
+            # as nats.py's test configs write it)
+            j = self.i
+            while j < self.n and self.text[j] in " \t\r\n":
+                j += 1
+            if j < self.n and self.text[j] == "{":
+                self.i = j
+                c = "{"
         if bare and key == "include" and c not in (":", "=", "", "\n", "{", "["):
             self.include(m, kpos)
             return

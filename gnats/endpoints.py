@@ -273,7 +273,7 @@ def build_varz(snap, req_stats, proc):
         "gateway": {},
         "leaf": {},
         "mqtt": {},
-        "websocket": {},
+        "websocket": dict(sv.websocket or {}),
         "jetstream": js_varz(snap.jetstream),
         "tls_timeout": float(sv.tls_timeout),
         "write_deadline": int(round(sv.write_deadline * 1e9)),
@@ -342,7 +342,7 @@ def _conn_info(c, now, subs, auth):
     ci = {
         "cid": cid,
         "kind": "Client",
-        "type": "nats",
+        "type": c.conn_type,
         "ip": c.ip,
         "port": c.port,
         "start": go_time(c.start),

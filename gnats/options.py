@@ -9,10 +9,13 @@ Options; the command line is gnats.cli.
 
 import copy
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from . import authz
+from . import ws_options
+from . import jwt_accounts
 from .conf import ConfigError, ConfMap, SizedInt, parse_duration
+from .mapping import Mappings, parse_mappings
 from .permissions import PermissionSpec
 
 DEFAULT_PORT = 4222
@@ -80,6 +83,13 @@ class Options:
     no_auth_user: str = ""
     auth_timeout: float = 0.0       # 0: AUTH_TIMEOUT, or the TLS timeout if larger
 
+    # operator mode (gnats.jwt_accounts): operator JWTs (or their files),
+    # the MEMORY resolver and its preloaded account JWTs by public key
+    operators: List[str] = field(default_factory=list)
+    resolver: str = ""
+    resolver_preload: Dict[str, str] = field(default_factory=dict)
+    system_account: str = ""
+
     # client TLS
     tls: bool = False
     tls_verify: bool = False
@@ -121,6 +131,11 @@ class Options:
     jetstream_max_store: int = -1
     jetstream_sync_interval: float = 0.0    # 0: 2 minutes
     jetstream_sync_always: bool = False
+
+    # subject mappings of the global account (gnats.mapping); None: none
+    mappings: Optional[Mappings] = None
+    # websocket { } (issue 21): a ws_options.WsOptions, None without the block
+    websocket: Optional[ws_options.WsOptions] = None
 
     # lame duck
     lame_duck_duration: float = LAME_DUCK_DURATION
@@ -578,6 +593,19 @@ _JETSTREAM_TABLE = {
 }
 
 
+def _mappings(opts, f):
+    ms = parse_mappings(f.block_value(), pos=f.value_pos)
+    opts.mappings = ms if len(ms) else None     # an empty block costs nothing
+
+
+def _websocket(opts, f):
+    # issue 21: the block's keys live in ws_options.py
+    ws = opts.websocket = ws_options.WsOptions()
+    ws.pos = f.key_pos
+    _walk(ws, f.block_value(), ws_options.handlers(_walk, _tls_block(""), _credential_table),
+          f.name + ".")
+
+
 # Every top-level key and its aliases (as nats-server spells them; the seed's
 # max_pending_size too).
 _TOP_TABLE = {
@@ -621,8 +649,19 @@ _TOP_TABLE = {
     "allow_non_tls": authz.allow_non_tls,
     "tls": _tls_block(""),
     "cluster": _cluster,
+    "resolver": jwt_accounts.conf_resolver,
+    "account_resolver": jwt_accounts.conf_resolver,
+    "accounts_resolver": jwt_accounts.conf_resolver,
+    "resolver_preload": jwt_accounts.conf_resolver_preload,
+    "system_account": _set("system_account", _Field.str),
+    "system": _set("system_account", _Field.str),
+    "mappings": _mappings,
+    "maps": _mappings,
+    "websocket": _websocket,
     "jetstream": _jetstream,
 }
+for _alias in ("operator", "operators", "roots", "root", "root_operators", "root_operator"):
+    _TOP_TABLE[_alias] = jwt_accounts.conf_operators
 
 CONFIG_KEYS = tuple(sorted(_TOP_TABLE))
 
@@ -634,6 +673,7 @@ def apply_config(opts: "Options", cfg: dict, path: str = "") -> "Options":
     or out of range. A limit given as 0 keeps its default (as nats-server's
     baseline does); max_subscriptions 0 means unlimited."""
     _walk(opts, cfg, _TOP_TABLE, "")
+    jwt_accounts.check_operator_mode(opts, cfg)
     for name, default in (("max_connections", MAX_CONNECTIONS),
                           ("max_control_line", MAX_CONTROL_LINE),
                           ("max_payload", MAX_PAYLOAD),
@@ -646,6 +686,7 @@ def apply_config(opts: "Options", cfg: dict, path: str = "") -> "Options":
         raise ConfigError("max_payload (%d) cannot be higher than max_pending (%d)"
                           % (opts.max_payload, opts.max_pending),
                           cfg.value_pos.get(key) if isinstance(cfg, ConfMap) and key else None)
+    ws_options.validate(opts)       # issue 21: needs the whole file read
     if path:
         opts.config_file = path
     return opts

@@ -27,6 +27,9 @@ def write_ports_file(srv):
     if srv.monitor is not None:
         if srv.monitor.http_port:
             ports["monitoring"] = ["http://%s:%d" % (local_ip(), srv.monitor.http_port)]
+    ws = getattr(srv, "websocket", None)
+    if ws is not None:          # issue 21, as nats-server's `websocket` entry
+        ports["websocket"] = ["%s://%s:%d" % ("wss" if ws.tls else "ws", local_ip(), ws.port)]
     if srv.cluster is not None:
         ports["cluster"] = ["nats://%s:%d" % (local_ip(), srv.cluster.port)]
     path = os.path.join(d, "%s_%d.ports" % (os.path.basename(sys.argv[0] or "gnatsd").split(".")[0], os.getpid()))

@@ -348,8 +348,30 @@ class Process(Concern):
             log.notice("Reload: client_advertise = %s" % new.client_advertise)   # sic, as Go
 
 
+class SubjectMappings(Concern):
+    """Top-level `mappings { }` (gnats/mapping.py): the global account's."""
+    fields = ("mappings", "cluster_name")
+
+    def commit(self, srv, old, new, changed):
+        install_mappings(srv, new)
+        if "mappings" in changed:
+            srv.log.notice("Reloaded: accounts")    # nats-server's word for it
+
+
+def install_mappings(srv, opts):
+    """Give the global account the options' mappings (at start and on
+    reload). Every client resolves its cached PUB lines again: they hold
+    what the old mappings gave."""
+    ms = opts.mappings
+    if ms is not None:
+        ms.set_cluster(opts.cluster_name)   # for cluster-scoped destinations
+    acc = srv.accounts.global_account
+    acc.mappings = ms
+    acc.sublist.gen += 1
+
+
 CONCERNS = (Logging, Limits, ClientTLS, ClientAuthorization, ClusterSettings,
-            ClusterRoutes, Process)
+            ClusterRoutes, Process, SubjectMappings)
 
 
 # --- the reload -----------------------------------------------------------------
@@ -413,8 +435,8 @@ def rearm_pings(srv, interval):
 def recheck_clients(srv, auth):
     """Every client against the client authorization now in force (D1, D5)."""
     for c in list(srv.clients.values()):
-        if c.closed:
-            continue
+        if c.closed or c.client_auth is not auth:
+            continue        # issue 21: websocket clients under their block's own credentials
         if not auth.required:
             c.authed = True         # an in-flight check is redone under `auth`
             c.set_user(c.user)      # no users: no permissions either

@@ -25,8 +25,9 @@ from .internal import InternalClient, Internals
 from .jetstream.manager import JetStream
 from .net import Listener, bind_listener, hostport, local_ip
 from .reactor import EVENT_READ, Reactor
-from .reload import ReloadError, apply_options as apply_reload
+from .reload import ReloadError, apply_options as apply_reload, install_mappings
 from .snapshot import Snapshots
+from .ws_listener import WsListener
 
 SLOW_CHECK_INTERVAL = 0.25  # how often write-blocked connections are checked
 SUB_REMOVE_SLICE = 20000    # subscriptions of a closed client removed per reactor turn
@@ -57,6 +58,7 @@ class Server:
         # The global account's subject index under its old name, for the
         # server-wide readers (snapshot, reload, tests, tools/stress.py).
         self.sublist = self.accounts.global_account.sublist
+        install_mappings(self, opts)    # top-level mappings { } (gnats/mapping.py)
         self.internals = Internals(self)    # server-side subscribers (internal.py)
         self.server_id = new_server_id()
         self.server_name = opts.server_name or self.server_id
@@ -74,6 +76,7 @@ class Server:
         self.monitor = None
         self.cluster = None
         self.jetstream = None       # gnats/jetstream/manager.py when enabled
+        self.websocket = None       # the ws_listener.WsListener (issue 21)
         self.lame_duck = False
         self.shutting_down = False
         self.exit_code = 0
@@ -136,6 +139,9 @@ class Server:
                 "max_file_store": o.jetstream_max_store, "sync_interval": o.jetstream_sync_interval,
                 "sync_always": o.jetstream_sync_always})
             self.jetstream.start()      # ValueError: directory in use or unusable
+        if o.websocket is not None and o.websocket.port:
+            self.websocket = WsListener(self, o.websocket)
+            self.websocket.start()
         port = o.port
         if port == 0:
             port = 4222
@@ -381,6 +387,8 @@ class Server:
         self.log.notice("Initiating Shutdown...")
         if self.listener is not None:
             self.listener.close()
+        if self.websocket is not None:
+            self.websocket.close()
         if self.cluster is not None:
             self.cluster.shutdown()
         for c in list(self.clients.values()):
@@ -429,6 +437,8 @@ class Server:
         self.log.notice("Entering lame duck mode, stop accepting new clients")
         if self.listener is not None:
             self.listener.close()
+        if self.websocket is not None:
+            self.websocket.close()
         self.broadcast_info()
         grace = o.lame_duck_grace_period
         duration = max(o.lame_duck_duration - grace, 0.0)

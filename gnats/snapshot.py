@@ -90,6 +90,7 @@ class ConnRecord(NamedTuple):
     stop: float = 0.0
     reason: str = ""
     stalls: int = 0         # producers stalled by this receiver (back-pressure)
+    conn_type: str = "nats"     # /connz `type`: "nats" or "websocket" (issue 21)
 
     def listing(self, n):
         """A copy listing at most `n` subscriptions."""
@@ -162,6 +163,7 @@ class ServerInfo(NamedTuple):
     max_subscriptions: int = 0
     cluster: ClusterInfo = ClusterInfo()
     connect_urls: Tuple[str, ...] = ()
+    websocket: Optional[dict] = None    # /varz `websocket` as built (issue 21)
 
     @classmethod
     def from_dict(cls, d):
@@ -257,7 +259,7 @@ def conn_record(c, max_subs=None, stop=0.0, reason=""):
                            tuple([s.queue for s in subs]),
                            tuple([s.max_msgs or 0 for s in subs]))),
         c.name, c.lang, c.version, c.tls_version, c.tls_cipher, c.user, stop, reason,
-        c.stalls))
+        c.stalls, getattr(c, "conn_type", "nats")))
 
 
 def route_record(r):
@@ -419,4 +421,5 @@ def server_info(srv):
         max_payload=srv.max_payload, max_pending=srv.max_pending,
         tls_timeout=o.tls_timeout, write_deadline=o.write_deadline,
         max_subscriptions=o.max_subscriptions, cluster=cluster,
-        connect_urls=tuple(cl.connect_urls()) if cl is not None else ())
+        connect_urls=tuple(cl.connect_urls()) if cl is not None else (),
+        websocket=srv.websocket.varz() if getattr(srv, "websocket", None) else None)

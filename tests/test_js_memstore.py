@@ -113,6 +113,12 @@ class StoreContract:
         self.fill(st, ["a"])
         s = st.state()
         self.assertEqual((s.msgs, s.first_seq, s.last_seq, s.num_deleted), (2, 2, 4, 1))
+        self.assertEqual(st.skip_msg(), 5)
+        self.assertEqual(st.deleted_seqs(), [3, 5])
+        self.assertEqual(st.state().num_deleted, 2)
+        self.assertEqual(st.num_pending(1), 2)
+        self.assertEqual(st.num_pending(4), 1)
+        self.assertEqual(st.num_pending(5), 0)
 
     def test_purge_all(self):
         st = self.make_store()

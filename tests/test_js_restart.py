@@ -4,7 +4,6 @@ directory, file-stored messages survive a clean stop and a kill -9
 definition is logged and skipped without stopping the server."""
 
 import asyncio
-import importlib.util
 import json
 import os
 import shutil
@@ -18,9 +17,6 @@ try:
     import nats
 except ImportError:     # pragma: no cover
     nats = None
-
-HAVE_FILESTORE = importlib.util.find_spec("gnats.jetstream.filestore") is not None
-
 
 @needs(nats is not None, "nats-py is not installed (pip install nats-py)")
 class TestRestart(unittest.TestCase):
@@ -55,7 +51,7 @@ class TestRestart(unittest.TestCase):
             self.assertTrue(await js.delete_msg("F", 5))
         self.run_js(srv, body)
 
-    def check_after(self, srv, messages_kept):
+    def check_after(self, srv):
         async def body(nc, js):
             names = await js.streams_info()
             self.assertEqual(sorted(s.config.name for s in names), ["F", "M"])
@@ -63,15 +59,14 @@ class TestRestart(unittest.TestCase):
             self.assertEqual((m.config.description, m.config.storage, m.state.messages), ("mem", "memory", 0))
             f = await js.stream_info("F")
             self.assertEqual((f.config.subjects, f.config.max_msgs_per_subject), (["f.*"], 10))
-            if messages_kept:
-                self.assertEqual((f.state.messages, f.state.first_seq, f.state.last_seq), (19, 1, 20))
-                msg = await js.get_msg("F", 20)
-                self.assertEqual((msg.subject, msg.data), ("f.1", b"payload-19"))
-                # the duplicate window outlives the restart
-                ack = await js.publish("f.0", b"again", headers={"Nats-Msg-Id": "id19"})
-                self.assertEqual((ack.seq, ack.duplicate), (20, True))
-                ack = await js.publish("f.0", b"next")
-                self.assertEqual(ack.seq, 21)
+            self.assertEqual((f.state.messages, f.state.first_seq, f.state.last_seq), (19, 1, 20))
+            msg = await js.get_msg("F", 20)
+            self.assertEqual((msg.subject, msg.data), ("f.1", b"payload-19"))
+            # the duplicate window outlives the restart
+            ack = await js.publish("f.0", b"again", headers={"Nats-Msg-Id": "id19"})
+            self.assertEqual((ack.seq, ack.duplicate), (20, True))
+            ack = await js.publish("f.0", b"next")
+            self.assertEqual(ack.seq, 21)
             # the stream still takes publishes on its subjects
             ack = await js.publish("m", b"again")
             self.assertEqual(ack.seq, 1)
@@ -82,21 +77,19 @@ class TestRestart(unittest.TestCase):
         self.fill(srv)
         srv.stop()
         srv = self.start()
-        self.check_after(srv, messages_kept=HAVE_FILESTORE)
+        self.check_after(srv)
         meta = os.path.join(self.store, "jetstream", "$G", "streams", "F", "meta.json")
         with open(meta) as f:
             self.assertEqual(json.load(f)["config"]["name"], "F")
 
-    @needs(HAVE_FILESTORE, "gnats.jetstream.filestore (the file store) is not in this tree yet")
     def test_file_messages_survive_kill_9_with_sync_always(self):
         srv = self.start(config="jetstream { store_dir: %s, sync_interval: always }\n" % json.dumps(self.store))
         self.fill(srv)
         srv.proc.send_signal(signal.SIGKILL)
         srv.proc.wait(10)
         srv = self.start()
-        self.check_after(srv, messages_kept=True)
+        self.check_after(srv)
 
-    @needs(HAVE_FILESTORE, "gnats.jetstream.filestore (the file store) is not in this tree yet")
     def test_file_messages_survive_kill_9_default_sync(self):
         # the default policy flushes each reactor turn before the acks leave:
         # a process crash loses nothing acknowledged
@@ -105,7 +98,7 @@ class TestRestart(unittest.TestCase):
         srv.proc.send_signal(signal.SIGKILL)
         srv.proc.wait(10)
         srv = self.start()
-        self.check_after(srv, messages_kept=True)
+        self.check_after(srv)
 
     def test_damaged_definition_is_logged_and_skipped(self):
         srv = self.start()

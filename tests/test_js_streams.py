@@ -51,6 +51,10 @@ EXPECTED = {
     "rollup_needs_purge": e(500, 10052, "roll-ups require the purge permission"),
     "sealed_create": e(500, 10052, "stream configuration for create can not be sealed"),
     "mirror_direct": e(500, 10052, "stream has no mirror but does have mirror direct"),
+    "bad_transform": e(400, 10156, "stream transform: invalid mapping destination: wildcard index out of range "
+                                   "in {{wildcard(3)}}: [3]"),
+    "bad_republish": e(500, 10052, "stream configuration for republish with transform from 'rp2.*' to 'rpo2.>' "
+                                   "not valid"),
     "dup_window_gt_age": e(500, 10052, "duplicates window can not be larger then max age"),
     "name_too_long": e(500, 10052, "stream name is too long, maximum allowed is 255"),
     "republish_cycle": e(500, 10052, "stream configuration for republish destination forms a cycle"),
@@ -208,6 +212,10 @@ class StreamsBehaviour:
                                              "deny_purge": True}, "rollup_needs_purge")
             await self.create_err(nc, "E9", {"name": "E9", "subjects": ["e9"], "sealed": True}, "sealed_create")
             await self.create_err(nc, "E9", {"name": "E9", "mirror_direct": True}, "mirror_direct")
+            await self.create_err(nc, "E9", {"name": "E9", "subjects": ["st2.*"], "subject_transform":
+                                             {"src": "st2.*", "dest": "x.{{wildcard(3)}}"}}, "bad_transform")
+            await self.create_err(nc, "E9", {"name": "E9", "subjects": ["rp2.*"],
+                                             "republish": {"src": "rp2.*", "dest": "rpo2.>"}}, "bad_republish")
             await self.create_err(nc, "E9", {"name": "E9", "subjects": ["e9"], "max_age": 10 ** 9,
                                              "duplicate_window": 5 * 10 ** 9}, "dup_window_gt_age")
             await self.create_err(nc, "x" * 300, {"name": "x" * 300, "subjects": ["e9"]}, "name_too_long")

@@ -13,7 +13,8 @@ import json
 
 from . import errors as E
 from . import sourcing_config
-from .subjects import SubjectTransform, TransformError, subjects_collide
+from .subjects import subjects_collide
+from ..transform import MappingError, SubjectTransform
 from ..sublist import valid_subject
 
 MAX_NAME_LEN = 255
@@ -221,9 +222,12 @@ def stream_config(raw, clustered=False):
         raise _invalid("roll-ups require the purge permission")
     st = out.get("subject_transform")
     if st is not None:
+        src, dest = st.get("src") or ">", st.get("dest") or ""
+        if not isinstance(src, str) or not isinstance(dest, str):
+            raise E.err(E.TRANSFORM_INVALID, err="invalid subject")
         try:
-            SubjectTransform(st.get("src") or ">", st.get("dest") or "")
-        except (TransformError, AttributeError) as e:
+            SubjectTransform(src, dest)
+        except MappingError as e:
             raise E.err(E.TRANSFORM_INVALID, err=str(e))
     rp = out.get("republish")
     if rp is not None:
@@ -244,7 +248,7 @@ def check_republish(rp, subjects):
             raise _invalid("stream configuration for republish destination forms a cycle")
     try:
         SubjectTransform(src, dest)
-    except TransformError:
+    except MappingError:
         raise _invalid("stream configuration for republish with transform from '%s' to '%s' not valid"
                        % (src, dest))
 

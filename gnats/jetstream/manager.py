@@ -20,7 +20,6 @@ max_streams, max_consumers). An account without JetStream gets no API
 subscriptions (requests there find no responder).
 """
 
-import errno
 import os
 import shutil
 import tempfile
@@ -29,12 +28,8 @@ import time
 from .. import VERSION
 from . import api, jsz
 from .account import JsAccount
+from .filestore_format import lock_store_dir
 from .store import StoreError
-
-try:
-    import fcntl
-except ImportError:     # no advisory locks on this platform
-    fcntl = None
 
 API_SUBJECTS = ("$JS.API.INFO", "$JS.API.STREAM.>")
 HOUSEKEEPING = 1.0          # seconds between max_age/TTL/dedupe passes
@@ -64,10 +59,6 @@ def default_max_store(path):
         return shutil.disk_usage(path).free
     except OSError:
         return 1 << 40
-
-
-class StoreDirInUse(ValueError):
-    pass
 
 
 class JetStream:
@@ -126,21 +117,10 @@ class JetStream:
             self._sync_timer = self.server.reactor.call_later(self.sync_interval, self._sync_turn)
 
     def _lock(self):
-        if fcntl is None:
-            return
-        path = os.path.join(self.root, ".lock")
         try:
-            f = open(path, "a+b")
-        except OSError as e:
-            raise ValueError("could not open JetStream lock file %s: %s" % (path, e.strerror))
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            f.close()
-            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise StoreDirInUse("JetStream store directory %s is in use by another server" % self.store_dir)
-            raise ValueError("could not lock JetStream store directory %s: %s" % (self.store_dir, e.strerror))
-        self._lock_file = f
+            self._lock_file = lock_store_dir(self.root)
+        except StoreError as e:
+            raise ValueError("JetStream %s" % e)
 
     def enable_account(self, account, limits=None):
         jsa = JsAccount(self, account, limits)
@@ -175,7 +155,7 @@ class JetStream:
             jsa.close()
         self._dirty.clear()
         if self._lock_file is not None:
-            self._lock_file.close()
+            self._lock_file.release()
             self._lock_file = None
 
     # -- subscriptions ---------------------------------------------------------

@@ -43,8 +43,8 @@ import time
 from . import errors as E
 from .headers import build_headers, parse_headers, parse_ttl, rfc3339
 from .sourcing_config import go_hash, iname, parse_time
-from .subjects import SubjectTransform
 from ..sublist import subject_matches
+from ..transform import SubjectTransform
 
 PUMP_MSGS = 1000
 PUMP_BYTES = 4 << 20
@@ -186,7 +186,7 @@ class Link:
     def _subject(self, subject):
         for t in self.transforms:
             if t is not None:
-                d = t.apply(subject)
+                d = t.match(subject)
                 if d is not None:
                     return d
         return subject

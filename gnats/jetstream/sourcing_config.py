@@ -29,8 +29,9 @@ import re
 
 from . import errors as E
 from .headers import rfc3339
-from .subjects import SubjectTransform, TransformError, subjects_collide
+from .subjects import subjects_collide
 from ..sublist import subject_matches, valid_subject
+from ..transform import MappingError, validate_destination
 
 JS_API = "$JS.API"
 
@@ -222,14 +223,9 @@ def iname(src):
 def validate_mapping(src, dest):
     """nats-server's ValidateMapping: the error text, or None. An empty
     destination means "keep the subject"."""
-    if not dest:
-        return None
-    for t in dest.split("."):
-        if not t or t == "*" or any(c in t for c in "\t\n\f\r "):
-            return "invalid subject"
     try:
-        SubjectTransform(src or ">", dest)
-    except TransformError as e:
+        validate_destination(src, dest)
+    except MappingError as e:
         return str(e)
     return None
 

@@ -4,9 +4,10 @@ in-memory sequence/subject index both stores share.
 Theory of operation
 -------------------
 A store holds one stream's messages under consecutive sequence numbers.
-`IndexedStore` keeps, in memory, for every live message an *entry* tuple
-whose first three items are (subject, ts, size); the concrete store adds
-where the body lives (MemStore: the bytes; FileStore: block and offset).
+`IndexedStore` keeps, in memory, a map seq -> *entry* for every live
+message, an entry being a tuple whose first three items are (subject, ts,
+size); the concrete store adds where the body lives (MemStore: the bytes,
+in a dict; FileStore: block and offset, in filestore_index.DenseIndex).
 Beside it, one `SubjectSeqs` per subject: the sorted sequences of that
 subject's live messages, so that a literal subject's count, first and last
 are O(1) and "first message of subject S at or after N" is a bisect.
@@ -14,9 +15,12 @@ are O(1) and "first message of subject S at or after N" is a bisect.
 The base class implements the semantics once (nats-server's, from its
 memstore/filestore): limits remove the oldest messages; purge with subject,
 seq and keep; compact; max_age and per-message TTL; pending counts. The
-concrete store provides five hooks: `_msg_size`, `_write`, `_read`,
-`_dropped` (one message left the index) and `_dropped_all` (everything
-did, at once).
+concrete store provides `_msg_size`, `_write`, `_read`, and is told of
+removals by `_dropped` (one message), `_dropped_many` (a purge by subject,
+a compact), `_dropped_all` (everything) and `_commit` (the end of each
+public change); a store with a faster index than a dict overrides
+`_new_index` and the bulk helpers `_live_between`, `_count_live`,
+`_dead_between`, `_pop_entries` and `_first_live`.
 
 Conventions: times are integer nanoseconds since the epoch (UTC); `ttl` and
 `max_age` are durations in nanoseconds; subjects are str; hdr and msg are
@@ -150,7 +154,7 @@ class IndexedStore:
 
     def __init__(self, limits=None):
         self.limits = limits or StoreLimits()
-        self._idx = {}              # seq -> entry (subject, ts, size, ...)
+        self._idx = self._new_index()   # seq -> entry (subject, ts, size, ...)
         self._subjects = {}         # subject -> SubjectSeqs
         self._first = 0
         self._last = 0
@@ -160,6 +164,43 @@ class IndexedStore:
         self._consumers = {}        # name -> bytes (in memory here)
 
     # -- hooks for the concrete store -------------------------------------
+
+    def _new_index(self):
+        """An empty seq -> entry map (a dict here; FileStore: arrays)."""
+        return {}
+
+    def _live_between(self, lo, hi):
+        """The live sequences in [lo, hi), in order."""
+        idx = self._idx
+        return [s for s in range(lo, hi) if s in idx]
+
+    def _pop_entries(self, seqs):
+        """Remove the live `seqs` from the index: ([(seq, entry)], bytes)."""
+        pop = self._idx.pop
+        items = []
+        add = items.append
+        nbytes = 0
+        for s in seqs:
+            e = pop(s)
+            nbytes += e[2]
+            add((s, e))
+        return items, nbytes
+
+    def _count_live(self, lo, hi):
+        """How many live sequences in [lo, hi) (within first..last)."""
+        idx = self._idx
+        if lo - self._first < hi - lo:
+            return len(idx) - sum(1 for s in range(self._first, lo) if s in idx) \
+                - sum(1 for s in range(hi, self._last + 1) if s in idx)
+        return sum(1 for s in range(lo, hi) if s in idx)
+
+    def _first_live(self):
+        """The lowest live sequence (the index is not empty)."""
+        idx = self._idx
+        s = self._first
+        while s not in idx:
+            s += 1
+        return s
 
     def _msg_size(self, subject, hdr, msg):
         raise NotImplementedError
@@ -175,11 +216,20 @@ class IndexedStore:
         """`seq` left the index (self._first already moved past it if it was
         the first)."""
 
+    def _dropped_many(self, items):
+        """Many (seq, entry) left the index at once (purge by subject,
+        compact); self._first is already up to date. A store overriding
+        `_dropped` overrides this too."""
+
     def _dropped_all(self):
         """Every message left the index at once (purge)."""
 
     def _skipped(self, seq, ts):
         """A sequence was reserved with no message."""
+
+    def _commit(self):
+        """A public operation that changed the store ends here (FileStore
+        with sync_always: flush and fsync before returning)."""
 
     # -- writing ------------------------------------------------------------
 
@@ -220,6 +270,7 @@ class IndexedStore:
         if not self._idx:
             self._first = seq + 1
         self._skipped(seq, ts)
+        self._commit()
         return seq
 
     def _enforce_limits(self, ss=None):
@@ -228,11 +279,11 @@ class IndexedStore:
         if per_subj:
             if ss is not None:
                 while ss.count() > per_subj:
-                    self.remove_msg(ss.first())
+                    self._remove(ss.first())
             else:
                 for ss in list(self._subjects.values()):
                     while ss.count() > per_subj:
-                        self.remove_msg(ss.first())
+                        self._remove(ss.first())
         max_msgs = _limit(lim.max_msgs)
         if max_msgs and len(self._idx) > max_msgs:
             self._remove_oldest(lambda: len(self._idx) > max_msgs)
@@ -242,17 +293,24 @@ class IndexedStore:
 
     def _remove_oldest(self, over):
         while self._idx and over():
-            self.remove_msg(self._first)
+            self._remove(self._first)
 
     def update_limits(self, limits):
         self.limits = limits
         self._enforce_limits()
         if _limit(limits.max_age):
             self.expire(time.time_ns())
+        self._commit()
 
     # -- removing -------------------------------------------------------------
 
     def remove_msg(self, seq, erase=False):
+        removed = self._remove(seq, erase)
+        if removed:
+            self._commit()
+        return removed
+
+    def _remove(self, seq, erase=False):
         entry = self._idx.pop(seq, None)
         if entry is None:
             return False
@@ -271,14 +329,10 @@ class IndexedStore:
     def _advance_first(self):
         """Move _first to the lowest live sequence (or last+1 when empty).
         Each sequence is passed over once in the store's life."""
-        idx = self._idx
-        if not idx:
+        if not self._idx:
             self._first = self._last + 1
-            return
-        s = self._first
-        while s not in idx:
-            s += 1
-        self._first = s
+        else:
+            self._first = self._first_live()
 
     def purge(self, subject=None, seq=0, keep=0):
         """nats-server's PurgeEx: with no subject (or '>'): everything, or
@@ -304,28 +358,44 @@ class IndexedStore:
                 return 0
             total -= keep
         if len(matching) == 1:
-            # One subject: the oldest `total` of it (below seq if given).
             ss = next(iter(matching.values()))
-            victims = list(ss.seqs[ss.head:ss.head + total])
+            victims = ss.seqs[ss.head:ss.head + total]
         else:
             victims = sorted(s for ss in matching.values()
                              for s in ss.seqs[ss.head:])[:total]
-        purged = 0
-        for s in victims:
-            if seq > 1 and s >= seq:
-                break
-            if self.remove_msg(s):
-                purged += 1
-        return purged
+        if seq > 1:
+            victims = victims[:bisect_left(victims, seq)]
+        if not victims:
+            return 0
+        # The victims are every matching message up to the last of them, so
+        # each subject loses a prefix of its array: one trim per subject.
+        cut = victims[-1] + 1
+        for subj, ss in matching.items():
+            ss.trim_below(cut)
+            if not ss.count():
+                del self._subjects[subj]
+        self._remove_entries(victims)
+        self._commit()
+        return len(victims)
+
+    def _remove_entries(self, seqs):
+        """Drop `seqs` (live, sorted) from the index, whose subject arrays
+        the caller already updated: one pass, one bulk hook call."""
+        items, nbytes = self._pop_entries(seqs)
+        self._bytes -= nbytes
+        if seqs[0] <= self._first:
+            self._advance_first()
+        self._dropped_many(items)
 
     def _purge_all(self):
         n = len(self._idx)
-        self._idx = {}
+        self._idx = self._new_index()
         self._subjects = {}
         self._bytes = 0
         self._ttls = []
         self._first = self._last + 1
         self._dropped_all()
+        self._commit()
         return n
 
     def compact(self, seq):
@@ -339,36 +409,32 @@ class IndexedStore:
                 self._last = seq - 1
                 self._first = seq
                 self._skipped(seq - 1, self._last_ts)
+                self._commit()
             return n
-        idx = self._idx
         lo = self._first
-        if seq - lo > len(self._subjects):
-            # Many messages: trim each subject's array once, then the index.
+        idx = self._idx
+        victims = self._live_between(lo, seq)
+        if len(victims) > len(self._subjects):
+            # Many messages: trim each subject's array once.
             for subj, ss in list(self._subjects.items()):
                 if ss.first() < seq:
                     ss.trim_below(seq)
                     if not ss.count():
                         del self._subjects[subj]
-            per_subject = False
         else:
-            per_subject = True
-        removed = []
-        for s in range(lo, seq):
-            entry = idx.pop(s, None)
-            if entry is not None:
-                removed.append((s, entry))
-                self._bytes -= entry[2]
-                if per_subject:
-                    ss = self._subjects[entry[0]]
-                    if ss.count() == 1:
-                        del self._subjects[entry[0]]
-                    else:
-                        ss.remove(s)
-        self._first = seq
+            for s in victims:
+                subj = idx[s][0]
+                ss = self._subjects[subj]
+                if ss.count() == 1:
+                    del self._subjects[subj]
+                else:
+                    ss.remove(s)
+        if victims:
+            self._remove_entries(victims)
+        self._first = max(self._first, seq)
         self._advance_first()
-        for s, entry in removed:
-            self._dropped(s, entry, False)
-        return len(removed)
+        self._commit()
+        return len(victims)
 
     def expire(self, now_ns):
         """Remove messages older than max_age and those whose TTL passed."""
@@ -378,13 +444,15 @@ class IndexedStore:
             cutoff = now_ns - max_age
             idx = self._idx
             while idx and idx[self._first][1] <= cutoff:
-                self.remove_msg(self._first)
+                self._remove(self._first)
                 n += 1
         ttls = self._ttls
         while ttls and ttls[0][0] <= now_ns:
             _, seq = heapq.heappop(ttls)
-            if self.remove_msg(seq):
+            if self._remove(seq):
                 n += 1
+        if n:
+            self._commit()
         return n
 
     def next_expiry(self):
@@ -466,10 +534,13 @@ class IndexedStore:
     def deleted_seqs(self):
         """The interior sequences with no message (for stream info's
         `deleted` list); costs a scan of first..last."""
-        idx = self._idx
-        if not idx:
+        if not self._idx:
             return []
-        return [s for s in range(self._first, self._last + 1) if s not in idx]
+        return self._dead_between(self._first, self._last + 1)
+
+    def _dead_between(self, lo, hi):
+        idx = self._idx
+        return [s for s in range(lo, hi) if s not in idx]
 
     def subjects_state(self, subject_filter=">"):
         return {s: ss.count() for s, ss in self._matching(subject_filter).items()}
@@ -483,12 +554,14 @@ class IndexedStore:
         the matching subjects whose last message is at or after start_seq."""
         start = max(start_seq, self._first)
         if _is_all(subject_filter) and not last_per_subject:
+            n = len(self._idx)
             if start <= self._first:
-                return len(self._idx)
-            if start - self._first < self._last - start:
-                return len(self._idx) - sum(
-                    1 for s in range(self._first, start) if s in self._idx)
-            return sum(1 for s in range(start, self._last + 1) if s in self._idx)
+                return n
+            if start > self._last:
+                return 0
+            if self._last - self._first + 1 == n:      # no interior deletes
+                return self._last - start + 1
+            return self._count_live(start, self._last + 1)
         matching = self._matching(subject_filter)
         if last_per_subject:
             return sum(1 for ss in matching.values() if ss.last() >= start)

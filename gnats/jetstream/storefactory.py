@@ -1,23 +1,10 @@
 """Which MsgStore a stream gets: MemStore for `storage: memory`, FileStore
-(gnats.jetstream.filestore, the jsstore helper's) for `storage: file`.
+for `storage: file` (in the stream's msgs/ directory, with the server's
+sync policy), and the StoreLimits a stream config gives its store."""
 
-Until FileStore is in the tree, file streams get a MemStore and a warning
-at creation: their messages do not survive a restart.
-"""
-
-import importlib
-
-from .store import StoreLimits
+from .filestore import FileStore
 from .memstore import MemStore
-
-_FILESTORE = "gnats.jetstream.filestore"
-
-
-def _filestore_class():
-    try:
-        return importlib.import_module(_FILESTORE).FileStore
-    except ImportError:
-        return None
+from .store import StoreLimits
 
 
 def store_limits(cfg):
@@ -29,9 +16,4 @@ def open_store(cfg, directory, js):
     limits = store_limits(cfg)
     if cfg["storage"] == "memory":
         return MemStore(limits)
-    cls = _filestore_class()
-    if cls is None:
-        js.log.warn("JetStream file storage is not available in this build: stream '%s' is kept in memory"
-                    % cfg["name"])
-        return MemStore(limits)
-    return cls(directory, limits, sync_always=js.sync_always, sync_interval=js.sync_interval)
+    return FileStore(directory, limits, sync_always=js.sync_always, sync_interval=js.sync_interval)

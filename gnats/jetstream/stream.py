@@ -23,7 +23,7 @@ from collections import OrderedDict
 from . import errors as E
 from .headers import build_headers, parse_headers, parse_ttl, rfc3339
 from .sourcing_config import SOURCE_HEADER_NOT_ALLOWED
-from .subjects import SubjectTransform
+from ..transform import SubjectTransform
 
 MAX_HEADER = 64 * 1024
 # Nats-Msg-Id entries are bounded by the window and by bytes: ids may be
@@ -179,7 +179,7 @@ class Stream:
     def _stored_subject(self, subject):
         t = self.transform
         if t is not None:
-            d = t.apply(subject)
+            d = t.match(subject)
             if d is not None:
                 return d
         return subject
@@ -216,7 +216,7 @@ class Stream:
 
     def _republish(self, subject, seq, ts, hdr, msg):
         transform, headers_only = self.republish
-        dest = transform.apply(subject)
+        dest = transform.match(subject)
         if dest is None:
             return
         fields = [("Nats-Stream", self.name), ("Nats-Subject", subject), ("Nats-Sequence", str(seq)),

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
-from . import clients, load
+from . import clients, load, wsload
 from .servers import Server, ServerError, free_port
 
 CTX = multiprocessing.get_context("fork")
@@ -53,6 +53,7 @@ class Scenario:
     client: str = ""              # "py" (nats-py) or "go" (nats.go) workers; "" = raw sockets
     config: str = ""              # server config file text (both sides), e.g. PERMS_CONFIG
     auth: Optional[Tuple[bytes, bytes]] = None     # CONNECT user and password
+    ws: bool = False              # publisher and subscribers over websocket (wsload.py)
 
 
 # Issue 16: a user allowed bench.> both ways, with a few deny entries that
@@ -134,7 +135,21 @@ def all_scenarios():
                  "pub on node A -> sub on node B, 128 B (CPU of both nodes)",
                  [(b"bench.route", 128)], [SubConn([(b"bench.route", None)])], cluster=True),
         Scenario("idle10k", "idle", 10_000, "conn", "10,000 idle connections: RSS per connection"),
-    ] + client_scenarios()
+    ] + client_scenarios() + ws_scenarios()
+
+
+def ws_scenarios():
+    """Issue 21: the 1:1 flows with every connection over websocket (no
+    TLS, no compression), both servers with a `websocket { }` listener."""
+    one = [SubConn([(b"bench.ws", None)])]
+    return [
+        Scenario("ws16", "flow", 3_000_000, "dlv", "pub -> sub 1:1 over websocket, 16 B",
+                 [(b"bench.ws", 16)], one, ws=True),
+        Scenario("ws128", "flow", 2_000_000, "dlv", "pub -> sub 1:1 over websocket, 128 B",
+                 [(b"bench.ws", 128)], one, ws=True),
+        Scenario("ws1k", "flow", 600_000, "dlv", "pub -> sub 1:1 over websocket, 1 KiB",
+                 [(b"bench.ws", 1024)], one, ws=True),
+    ]
 
 
 def client_scenarios():
@@ -161,7 +176,8 @@ def client_scenarios():
 
 # Names --scenario accepts for a set of scenarios; the default is "core".
 GROUPS = {
-    "core": lambda sc: not sc.client,
+    "core": lambda sc: not sc.client and not sc.ws,
+    "websocket": lambda sc: sc.ws,
     "clients": lambda sc: bool(sc.client),
     "all": lambda sc: True,
 }
@@ -284,10 +300,14 @@ class Run:
         extra = []
         if self.sc.tls:
             extra = ["--tls", "--tlscert", self.opts.tlscert, "--tlskey", self.opts.tlskey]
-        if self.sc.config:
+        config = self.sc.config
+        if self.sc.ws:
+            self.ws_port = free_port()
+            config += "websocket { host: 127.0.0.1, port: %d, no_tls: true }\n" % self.ws_port
+        if config:
             path = os.path.join(self.logdir, "%s.conf" % self.sc.name)
             with open(path, "w") as f:
-                f.write(self.sc.config)
+                f.write(config)
             extra += ["-c", path]
         if not self.sc.cluster:
             self.servers.append(self.side.server(self.logdir, extra).start())
@@ -376,17 +396,21 @@ class Run:
         ctl = Control(len(sc.subscribers), self.opts.timeout)
         pub_port = self.servers[0].port
         sub_port = self.servers[-1].port
+        workers = load
+        if sc.ws:
+            workers = wsload
+            pub_port = sub_port = self.ws_port
         names = []
         for key, (slots, target, _) in groups.items():
             for idx in slots:
                 name = "sub%d" % idx
                 names.append(name)
-                self._spawn(ctl, name, load.subscriber, sub_port, sc.tls,
+                self._spawn(ctl, name, workers.subscriber, sub_port, sc.tls,
                             sub_ops(sc.subscribers[idx]), idx, slots, target, sc.auth)
         self._wait_ready(ctl, names)
         if sc.cluster and not load.probe_route(pub_port, sub_port, b"bench.probe"):
             raise SkipRun("%s: interest did not cross the route within 15s" % self.side.label)
-        self._spawn(ctl, "pub", load.publisher, pub_port, sc.tls, sc.plan, cycles, sc.auth)
+        self._spawn(ctl, "pub", workers.publisher, pub_port, sc.tls, sc.plan, cycles, sc.auth)
         self._wait_ready(ctl, ["pub"])
         cpu0, t0 = self._cpu(), time.monotonic()
         ctl.start.set()
