@@ -484,6 +484,31 @@ class SourcingBehaviour:
             self.assertEqual(sum(1 for f, _ in seen if f == b"o.1"), 10)
         self.js_test(more, srv)
 
+    def test_purged_copies_are_not_copied_again_after_a_restart(self):
+        async def fill(nc, js):
+            await self.create(nc, "O", subjects=["o.>"])
+            await self.create(nc, "S", sources=[{"name": "O"}])
+            await self.create(nc, "M", mirror={"name": "O"})
+            for i in range(5):
+                await js.publish("o.%d" % i, b"x")
+            await self.wait_last(nc, "S", 5, msgs=5)
+            await self.wait_last(nc, "M", 5, msgs=5)
+            for n in ("S", "M"):
+                self.assertEqual((await self.req(nc, "$JS.API.STREAM.PURGE." + n))["purged"], 5)
+        self.js_test(fill)
+        self.srv.stop()
+        srv = self.start()
+
+        async def more(nc, js):
+            await js.publish("o.9", b"y")
+            s = await self.wait_last(nc, "S", 6, msgs=1)
+            self.assertEqual(s["sources"][0]["seq"], 6)
+            await self.wait_last(nc, "M", 6, msgs=1)
+            await nc.flush()
+            await asyncio.sleep(0.5)
+            self.assertEqual((await self.info(nc, "S"))["state"]["messages"], 1)
+        self.js_test(more, srv)
+
 
 @needs(nats is not None, "nats-py is not installed (pip install nats-py)")
 class TestSourcing(SourcingBehaviour, unittest.TestCase):

@@ -18,10 +18,15 @@ held by the account's `SourcingHub`.
   - Where to start: a mirror continues after its own last sequence (the
     mirror's sequences are the origin's). A source continues after the
     last origin sequence it copied: kept in the Link while the server
-    runs, and found again after a restart from the `Nats-Stream-Source`
-    headers of the stored messages (a backward scan, as nats-server's
-    startingSequenceForSources). Otherwise `opt_start_seq`,
-    `opt_start_time`, or the origin's first message.
+    runs; for a file stream also written to SOURCES_FILE beside its
+    meta.json (each tick when it changed, and at shutdown), so that a
+    restart after the copies were purged or expired does not copy them
+    again (nats-server 2.15's SourcesState); and found again after a
+    restart from the `Nats-Stream-Source` headers of the stored messages
+    (a backward scan, as nats-server's startingSequenceForSources; the
+    newer of the two wins, so a crash between writes copies nothing
+    twice). Otherwise `opt_start_seq`, `opt_start_time`, or the origin's
+    first message.
   - A mirror stores each message with its origin sequence and timestamp
     (gaps left by the filter, deletes or expiry become skipped sequences)
     and without any header checks. A source stores through the stream's
@@ -38,6 +43,8 @@ Only same-account origins without `external`/`consumer`:
 sourcing_config.py refuses the others for now.
 """
 
+import json
+import os
 import time
 
 from . import errors as E
@@ -51,6 +58,7 @@ PUMP_BYTES = 4 << 20
 PUMP_SCAN = 10000       # sequences looked at per pump (filtered copies, skips)
 TICK = 1.0              # seconds: the hub's heartbeat
 STALE = 10 * 10 ** 9    # ns without an origin before a copy reports an error
+SOURCES_FILE = "sources.json"
 STRIPPED = ("Nats-Stream-Source:", "Nats-Expected-", "Nats-Batch-")
 # a source copy the stream refuses for lack of room is retried (nats-server
 # retries these); any other refusal skips the message with a warning
@@ -83,6 +91,7 @@ class Link:
         self.err = None                 # an ApiError shown in STREAM.INFO
         self.scheduled = False
         self.stalled = False
+        self.saved = (0, "")            # (sseq, ident) as SOURCES_FILE has them
 
     # -- origin ---------------------------------------------------------------
     def attach(self, origin):
@@ -297,6 +306,8 @@ class SourcingHub:
                     l.detach()
 
     def close(self):
+        """Shutdown: save the sources' positions, let go of the origins."""
+        self._save_positions()
         for links in self.links.values():
             for l in links:
                 l.detach()
@@ -322,6 +333,7 @@ class SourcingHub:
             else:
                 fresh.append(l)
         if fresh and not links[0].mirror:
+            self._load_positions(stream, fresh)
             _recover_sources(stream, fresh)
         self.links[stream.name] = links
         for l in links:
@@ -341,10 +353,55 @@ class SourcingHub:
             return {"mirror": links[0].info(now)}
         return {"sources": [l.info(now) for l in links]}
 
+    # -- source positions on disk (file streams) ---------------------------------------
+    def _positions_path(self, stream):
+        if stream.config["storage"] != "file" or self.jsa.streams.get(stream.name) is not stream:
+            return None
+        return os.path.join(self.jsa.dir, stream.name, SOURCES_FILE)
+
+    def _load_positions(self, stream, links):
+        path = self._positions_path(stream)
+        if path is None:
+            return
+        try:
+            with open(path, "rb") as f:
+                saved = json.loads(f.read())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as e:
+            self.log.warn("JetStream: ignoring %s: %s" % (path, e))
+            return
+        if not isinstance(saved, dict):
+            return
+        for l in links:
+            v = saved.get(l.iname)
+            if isinstance(v, dict) and isinstance(v.get("seq"), int) and isinstance(v.get("ident", ""), str):
+                l.sseq, l.ident = v["seq"], v.get("ident", "")
+                l.saved = (l.sseq, l.ident)
+
+    def _save_positions(self):
+        for name, links in self.links.items():
+            if links[0].mirror or all((l.sseq, l.ident) == l.saved for l in links):
+                continue
+            path = self._positions_path(links[0].stream)
+            if path is None or not os.path.isdir(os.path.dirname(path)):
+                continue
+            body = json.dumps(dict((l.iname, {"seq": l.sseq, "ident": l.ident}) for l in links)).encode()
+            try:
+                with open(path + ".tmp", "wb") as f:
+                    f.write(body)
+                os.replace(path + ".tmp", path)
+            except OSError as e:
+                self.log.error("JetStream: could not write %s: %s" % (path, e))
+                continue
+            for l in links:
+                l.saved = (l.sseq, l.ident)
+
     def _tick(self):
         self._timer = None
         if not self.links:
             return
+        self._save_positions()
         now = time.time_ns()
         for links in self.links.values():
             for l in links:
@@ -415,8 +472,11 @@ def _recover_sources(stream, links):
                 link = None
             if link is not None:
                 try:
-                    link.sseq = int(f[1])
+                    seq = int(f[1])
                 except ValueError:
-                    continue
-                link.ident = f[5] if len(f) >= 6 else ""
+                    break
+                ident = f[5] if len(f) >= 6 else ""
+                # the saved position wins when it is further on the same origin
+                if not (link.ident == ident and link.sseq > seq):
+                    link.sseq, link.ident = seq, ident
             break
