@@ -25,6 +25,7 @@ from tests.util import GO_SERVER_215, HAVE_GO_215, ServerProcess, needs
 
 try:
     import nats
+    from nats.errors import NoRespondersError
 except ImportError:     # pragma: no cover
     nats = None
 
@@ -215,6 +216,9 @@ class SourcingBehaviour:
             cfg = (await self.info(nc, "M"))["config"]
             self.assertNotIn("subjects", cfg)
             self.assertNotIn("duplicate_window", cfg)
+            # no subjects: a publish to the mirror's name finds no stream
+            with self.assertRaises(NoRespondersError):
+                await nc.request("M", b"direct", timeout=5)
         self.js_test(body)
 
     def test_mirror_start_sequence_filter_and_transform(self):
