@@ -243,6 +243,25 @@ class SourcingBehaviour:
                              [(3, "z.2"), (6, "z.2")])
         self.js_test(body)
 
+    def test_mirror_applies_rollups_and_ttls_only_when_its_config_allows(self):
+        async def body(nc, js):
+            await self.create(nc, "O", subjects=["o.>"], allow_rollup_hdrs=True, allow_msg_ttl=True)
+            await self.create(nc, "M", mirror={"name": "O"}, allow_rollup_hdrs=True)
+            await self.create(nc, "M2", mirror={"name": "O"})
+            for n in ("M", "M2"):   # copying from the start (nats-server sets up a consumer first)
+                await self.wait_info(nc, n, lambda r: r["mirror"]["active"] >= 0, "contact")
+            for i in range(3):
+                await js.publish("o.a", b"x%d" % i)
+            await js.publish("o.b", b"y")
+            await js.publish("o.a", b"roll", headers={"Nats-Rollup": "sub"})
+            await js.publish("o.c", b"ttl", headers={"Nats-TTL": "1s"})
+            m = await self.wait_last(nc, "M", 6, msgs=3)
+            self.assertEqual(m["state"]["first_seq"], 4)
+            await self.wait_last(nc, "M2", 6, msgs=6)
+            await self.wait_info(nc, "O", lambda r: r["state"]["messages"] == 2, "the TTL expiry")
+            self.assertEqual((await self.info(nc, "M"))["state"]["messages"], 3)
+        self.js_test(body)
+
     def test_mirror_update_rules_and_promotion(self):
         async def body(nc, js):
             await self.create(nc, "O", subjects=["o.>"])

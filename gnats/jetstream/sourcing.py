@@ -227,11 +227,20 @@ class Link:
                 for _ in range(sm.seq - st.last_seq - 1):
                     store.skip_msg()
         subject = self._subject(sm.subject)
-        ttl = 0
-        if stream.config.get("allow_msg_ttl") and b"Nats-TTL" in sm.hdr:
-            secs = parse_ttl(parse_headers(sm.hdr).get("Nats-TTL", ""))
+        # no publish checks (the origin made them), but the headers that
+        # change what the mirror keeps apply when its config allows them
+        ttl, rollup = 0, None
+        if b"Nats-TTL" in sm.hdr or b"Nats-Rollup" in sm.hdr:
+            h = parse_headers(sm.hdr)
+            secs = parse_ttl(h.get("Nats-TTL", "")) if stream.config.get("allow_msg_ttl") else None
             ttl = secs * 10 ** 9 if secs and secs > 0 else 0
+            if stream.config.get("allow_rollup_hdrs"):
+                rollup = h.get("Nats-Rollup")
         seq, ts = stream.host.store_msg(stream, subject, sm.hdr, sm.msg, ttl, ts=sm.ts)
+        if rollup == "sub":
+            store.purge(subject, 0, 1)
+        elif rollup == "all":
+            store.purge(None, 0, 1)
         if stream.republish is not None:
             stream._republish(subject, seq, ts, sm.hdr, sm.msg)
         for fn in stream.on_stored:
