@@ -65,6 +65,11 @@ STRIPPED = ("Nats-Stream-Source:", "Nats-Expected-", "Nats-Batch-")
 _RETRY_CODES = (10077, 10023)
 
 
+class _Again(Exception):
+    """A copy that did part of its work (a long run of skipped sequences):
+    the pump yields the turn and comes back for the rest."""
+
+
 class Link:
     """One mirror or one source of a stream."""
 
@@ -92,6 +97,7 @@ class Link:
         self.scheduled = False
         self.stalled = False
         self.saved = (0, "")            # (sseq, ident) as SOURCES_FILE has them
+        self.warned = set()             # refusals logged already (once each)
 
     # -- origin ---------------------------------------------------------------
     def attach(self, origin):
@@ -144,8 +150,12 @@ class Link:
             if sm is None:
                 self.next_seq += looked
             else:
-                if not self._copy(sm):
-                    self.stalled = True
+                try:
+                    if not self._copy(sm):
+                        self.stalled = True
+                        return
+                except _Again:
+                    self.schedule()
                     return
                 self.sseq = sm.seq
                 self.next_seq = sm.seq + 1
@@ -209,6 +219,9 @@ class Link:
         except E.ApiError as e:
             if e.err_code in _RETRY_CODES:
                 return False
+            if e.description in self.warned:
+                return True
+            self.warned.add(e.description)
             self.hub.log.warn("JetStream: error processing inbound %s message %d from '%s' for '%s > %s': %s"
                               % ("mirror" if self.mirror else "source", sm.seq, self.name, self.hub.jsa.name,
                                  self.stream.name, e.description))
@@ -224,8 +237,12 @@ class Link:
             if st.msgs == 0:
                 store.compact(sm.seq)   # empty: just move on (any gap size)
             else:
-                for _ in range(sm.seq - st.last_seq - 1):
+                gap = sm.seq - st.last_seq - 1
+                for _ in range(min(gap, PUMP_SCAN)):
                     store.skip_msg()
+                if gap > PUMP_SCAN:
+                    stream.host.js.touch(store)
+                    raise _Again()
         subject = self._subject(sm.subject)
         # no publish checks (the origin made them), but the headers that
         # change what the mirror keeps apply when its config allows them
