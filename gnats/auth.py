@@ -51,6 +51,7 @@ try:
 except ImportError:  # optional: only needed when a hash is configured
     bcrypt = None
 
+from .accounts_conf import all_users
 from .nkeys import verify_connect_sig
 from . import jwt_accounts
 from .options import AUTH_TIMEOUT
@@ -232,14 +233,15 @@ class UserEntry:
     anything), `nkey` when it is an nkey user, and the connection types it
     may use (empty: any)."""
 
-    __slots__ = ("name", "permissions", "nkey", "connection_types")
+    __slots__ = ("name", "permissions", "nkey", "connection_types", "account")
 
     def __init__(self, name: str, permissions: Optional[Permissions] = None,
-                 nkey: str = "", connection_types=()):
+                 nkey: str = "", connection_types=(), account: str = ""):
         self.name = name
         self.permissions = permissions
         self.nkey = nkey
         self.connection_types = tuple(connection_types)
+        self.account = account      # the configured account's name; "": $G
 
     def allows_connection_type(self, kind: str) -> bool:
         """kind as nats-server names them: "STANDARD", "WEBSOCKET", ..."""
@@ -266,20 +268,24 @@ def _spec(value):
 def _entries(opts, key: str) -> Dict[str, UserEntry]:
     """UserEntry per user name (key "user") or nkey (key "nkey"), with the
     user's own permissions or else default_permissions (nats-server
-    applyDefaultPermissions)."""
+    applyDefaultPermissions; an account's users took their account's
+    default when the config was read), and the account it belongs to."""
     default = _spec(getattr(opts, "default_permissions", None))
     compiled = {}   # one Permissions per distinct spec, shared
     out = {}
-    for u in getattr(opts, "users" if key == "user" else "nkeys", None) or []:
+    users, nkeys = all_users(opts)
+    for u in users if key == "user" else nkeys:
         name = u.get(key, u.get("username")) if isinstance(u, dict) else None
         if not name or not isinstance(name, str):
             continue
-        spec = _spec(u.get("permissions")) or default
+        spec = _spec(u.get("permissions"))
+        if spec is None and not u.get("account"):
+            spec = default
         if spec is not None and spec not in compiled:
             compiled[spec] = compile_permissions(spec)
         out[name] = UserEntry(name, compiled.get(spec) if spec else None,
                               name if key == "nkey" else "",
-                              u.get("allowed_connection_types") or ())
+                              u.get("allowed_connection_types") or (), u.get("account") or "")
     return out
 
 
@@ -434,7 +440,8 @@ class ClientAuth(_Credentials):
 
     def __init__(self, opts) -> None:
         super().__init__()
-        users = _user_map(opts.users or [])
+        all_pw, all_nk = all_users(opts)
+        users = _user_map(all_pw)
         token = _secret_str(opts.authorization, "authorization token")
         username = _secret_str(opts.username, "user")
         password = _secret_str(opts.password, "password")
@@ -447,7 +454,7 @@ class ClientAuth(_Credentials):
         elif username:
             self.mode, self._user, self._password = "user", username, password
             secrets = [password]
-        elif getattr(opts, "nkeys", None):
+        elif all_nk:
             self.mode = "nkeys"
             secrets = []
         else:

@@ -302,11 +302,13 @@ def check_no_auth_user(opts) -> None:
     if not name:
         return
     pos = opts.__dict__.get("_no_auth_user_pos")
-    if not opts.users and not opts.nkeys:
+    from .accounts_conf import all_users
+    users, nkeys = all_users(opts)      # the accounts' users count too
+    if not users and not nkeys:
         raise ConfigError('no_auth_user: "%s" present, but users/nkeys are not defined'
                           % name, pos)
-    if any(u.get("user") == name for u in opts.users) or \
-            any(n.get("nkey") == name for n in opts.nkeys):
+    if any(u.get("user") == name for u in users) or \
+            any(n.get("nkey") == name for n in nkeys):
         return
     raise ConfigError('no_auth_user: "%s" not present as user or nkey in authorization '
                       'block or account configuration' % name, pos)

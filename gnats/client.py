@@ -25,8 +25,10 @@ import time
 
 from . import parser as P
 from .auth import AuthContext, mask_connect
+from .account import ERR_ACCOUNT_CONNECTIONS
 from .conn import Connection
 from .delivery import build_fast_bases, deliver, deliver_to_sub, fast_entry, match_publish
+from .imports import add_shadows, remove_shadows
 from .inbound import PubState, cache_entry, scache_put
 from .nkeys import make_nonce
 from .parser import ProtocolError
@@ -46,6 +48,8 @@ class Client(Connection):
     kind = "client"
     can_stall = True                # back-pressure stalls clients, not routes
     inbound_state = PubState        # clients PUB: (subject, reply) cache too
+    shadows = None                  # subscription -> its stream-import shadows (imports.py)
+    mpay = 0                        # the account's max_payload when lower than the server's
 
     def __init__(self, server, sock, addr, cid):
         # Every client is in the global account until configured accounts
@@ -148,7 +152,7 @@ class Client(Connection):
         loop looks up, by the text between "PUB " and the size) and the
         line's entry into pcache."""
         subject, reply, size = P.parse_pub_args(args)
-        if size > self.server.max_payload:
+        if size > self.server.max_payload or (self.mpay and size > self.mpay):
             raise ProtocolError(P.ERR_MAX_PAYLOAD, "payload %d > %d" % (size, self.server.max_payload))
         st = self.inb
         if self.pedantic and not (valid_subject(subject.decode("latin-1"), wildcards=False)
@@ -192,7 +196,9 @@ class Client(Connection):
         if not general:
             bases = build_fast_bases(self, subject, reply, result, False)
             if bases is not None and (bases[0] or bases[3] or not (reply and self.no_responders)):
-                scache_put(self, pub + b" " + reply if reply else pub, bases)
+                if not self.mpay:
+                    # (the loop's scache hits check the server's max_payload only)
+                    scache_put(self, pub + b" " + reply if reply else pub, bases)
                 return cache_entry(self, line, fast_entry(bases, size))
         # general path: one message, now
         if not st.payload_end(buf, pos, after, size):
@@ -211,7 +217,7 @@ class Client(Connection):
             hdr = -1        # an empty header block: nats-server delivers a plain MSG
         if not self.headers:
             raise ProtocolError(P.ERR_NO_HEADERS, "message headers not supported")
-        if total > self.server.max_payload:
+        if total > self.server.max_payload or (self.mpay and total > self.mpay):
             raise ProtocolError(P.ERR_MAX_PAYLOAD, "payload %d > %d" % (total, self.server.max_payload))
         if not self.inb.payload_end(buf, pos, after, total):
             return
@@ -287,12 +293,17 @@ class Client(Connection):
             self.ok()
             return
         limit = self.server.opts.max_subscriptions
+        acc_limit = self.account.max_subscriptions
+        if acc_limit > 0 and (not limit or acc_limit < limit):
+            limit = acc_limit
         if limit and len(self.subs) >= limit:
             self.send_err(P.ERR_MAX_SUBS)
             return
         sub = Subscription(self, subj, qname, sid)
         self.subs[sid] = sub
         self.server.add_sub(sub)
+        if self.account.stream_imports:
+            add_shadows(self.server, self, sub)
         self.ok()
 
     def process_unsub(self, args):
@@ -303,7 +314,7 @@ class Client(Connection):
                 sub.max_msgs = max_msgs
                 # limited subscriptions need per-delivery counting: force the
                 # general path by invalidating cached fast entries
-                self.account.sublist.gen += 1
+                self.account.sublist.bump()
             else:
                 self.remove_sub(sub)
         self.ok()
@@ -314,6 +325,8 @@ class Client(Connection):
         sub.closed = True
         self.subs.pop(sub.sid, None)
         self.server.remove_sub(sub)
+        if self.shadows:
+            remove_shadows(self.server, self, sub)
 
     # -- CONNECT ---------------------------------------------------------
     def process_connect(self, line):
@@ -347,6 +360,7 @@ class Client(Connection):
                                      self.auth_context())
             return
         self.ok()
+        self.server.system.client_connected(self)
 
     def schedule_rtt_ping(self):
         """After the first CONNECT: measure the RTT at FIRST_PING after the
@@ -380,9 +394,42 @@ class Client(Connection):
     def auth_done(self, user):
         """Called (on the reactor thread) when credentials were accepted;
         user: the auth.UserEntry they prove."""
+        acc = self.server.accounts.for_user(user)
+        if acc is not self.account or self not in acc.clients:
+            if not self.join_account(acc):
+                return
         self.authed = True
         self.set_user(user)
         self.ok()
+        self.server.system.client_connected(self)
+
+    def join_account(self, acc):
+        """Move into account `acc` (its subject index, limits and imports);
+        False when the account's max_connections is reached (nats-server's
+        -ERR, and the connection closes)."""
+        if acc.max_connections > 0 and len(acc.clients) >= acc.max_connections:
+            self.log.error("%s - %s" % (self.tag(), ERR_ACCOUNT_CONNECTIONS))
+            self.send_err(ERR_ACCOUNT_CONNECTIONS)
+            self.close_after_flush("Maximum Account Connections Exceeded")
+            return False
+        old = self.account
+        subs = list(self.subs.values())
+        for sub in subs:            # a second CONNECT as another account's user
+            self.server.remove_sub(sub)
+            if self.shadows:
+                remove_shadows(self.server, self, sub)
+        old.clients.discard(self)
+        self.account = acc
+        acc.clients.add(self)
+        pay = acc.max_payload
+        self.mpay = pay if 0 < pay < self.server.max_payload else 0
+        self.inb.sublist = acc.sublist
+        self.reset_caches()
+        for sub in subs:
+            self.server.add_sub(sub)
+            if acc.stream_imports:
+                add_shadows(self.server, self, sub)
+        return True
 
     def set_user(self, user):
         """Who the client is now, and what it may do. `user` is a UserEntry
@@ -425,7 +472,10 @@ class Client(Connection):
                     self.send_err("Permissions Violation for Subscription to %s (sid %s)" % (what, sid))
                     self.log.notice("Removed sub %s (sid %s) for User %s - not authorized"
                                     % (what, sid, go_quote(self.user or "N/A")))
-        self.account.sublist.gen += 1
+        self.account.sublist.bump()
+        for shadows in (self.shadows or {}).values():
+            for sh in shadows:      # entries in the exporters were built under `old`
+                sh.account.sublist.bump()
 
     def auth_timeout(self):
         if not self.authed and not self.closed:

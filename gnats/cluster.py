@@ -174,8 +174,8 @@ class Cluster:
         self.remotes = {}           # remote server_id -> registered Route
         self.next_rid = 0
         self._perm_spec = self._perms = None    # route_perms() compiles once per spec
-        self.plain_refs = {}        # subject -> local plain subscriptions
-        self.queue_refs = {}        # (subject, queue) -> local members
+        self.plain_refs = {}        # (account wire, subject) -> local plain subscriptions
+        self.queue_refs = {}        # (account wire, subject, queue) -> local members
         self._urls = []             # connect_urls for clients
         self.configured = [Solicit(self, RouteURL(u), True) for u in o.routes]
         self.implicit = {}          # host:port -> Solicit learned by gossip
@@ -561,14 +561,16 @@ class Cluster:
         return p is None or p.can_publish(subject)
 
     # -- local interest --------------------------------------------------
+    # Keyed by account: every RS+/RS- names the account (its wire bytes).
     def send_local_subs(self, r):
         parts = []
-        for subj in self.plain_refs:
+        for (acc, subj) in self.plain_refs:
             if self.imports(subj):
-                parts.append(b"RS+ $G %s\r\n" % subj.encode("latin-1"))
-        for (subj, queue), w in self.queue_refs.items():
+                parts.append(b"RS+ %s %s\r\n" % (acc, subj.encode("latin-1")))
+        for (acc, subj, queue), w in self.queue_refs.items():
             if self.imports(subj):
-                parts.append(b"RS+ $G %s %s %d\r\n" % (subj.encode("latin-1"), queue.encode("latin-1"), w))
+                parts.append(b"RS+ %s %s %s %d\r\n" % (acc, subj.encode("latin-1"),
+                                                        queue.encode("latin-1"), w))
         if parts:
             r.send_now(b"".join(parts))
             if self.log.trace_on:
@@ -579,38 +581,45 @@ class Cluster:
         for r in self.remotes.values():
             r.send_proto(line)
 
-    def local_sub_added(self, sub):
+    def local_sub_added(self, sub, account, count=1):
+        """`count`: members it stands for (a leaf's queue weight) [leaf]."""
         subj = sub.subject
         if not self.imports(subj):
             return
+        acc = account.wire
         if sub.queue is None:
-            n = self.plain_refs.get(subj, 0) + 1
-            self.plain_refs[subj] = n
-            if n == 1:
-                self._broadcast(b"RS+ $G %s\r\n" % subj.encode("latin-1"))
+            key = (acc, subj)
+            n = self.plain_refs.get(key, 0) + count
+            self.plain_refs[key] = n
+            if n == count:
+                self._broadcast(b"RS+ %s %s\r\n" % (acc, subj.encode("latin-1")))
         else:
-            key = (subj, sub.queue)
-            n = self.queue_refs.get(key, 0) + 1
+            key = (acc, subj, sub.queue)
+            n = self.queue_refs.get(key, 0) + count
             self.queue_refs[key] = n
-            self._broadcast(b"RS+ $G %s %s %d\r\n" % (subj.encode("latin-1"), sub.queue.encode("latin-1"), n))
+            self._broadcast(b"RS+ %s %s %s %d\r\n" % (acc, subj.encode("latin-1"),
+                                                       sub.queue.encode("latin-1"), n))
 
-    def local_sub_removed(self, sub):
+    def local_sub_removed(self, sub, account, count=1):
         subj = sub.subject
         if not self.imports(subj):
             return
+        acc = account.wire
         if sub.queue is None:
-            n = self.plain_refs.get(subj, 0) - 1
+            key = (acc, subj)
+            n = self.plain_refs.get(key, 0) - count
             if n > 0:
-                self.plain_refs[subj] = n
-            elif subj in self.plain_refs:
-                del self.plain_refs[subj]
-                self._broadcast(b"RS- $G %s\r\n" % subj.encode("latin-1"))
+                self.plain_refs[key] = n
+            elif key in self.plain_refs:
+                del self.plain_refs[key]
+                self._broadcast(b"RS- %s %s\r\n" % (acc, subj.encode("latin-1")))
         else:
-            key = (subj, sub.queue)
-            n = self.queue_refs.get(key, 0) - 1
+            key = (acc, subj, sub.queue)
+            n = self.queue_refs.get(key, 0) - count
+            q = sub.queue.encode("latin-1")
             if n > 0:
                 self.queue_refs[key] = n
-                self._broadcast(b"RS+ $G %s %s %d\r\n" % (subj.encode("latin-1"), sub.queue.encode("latin-1"), n))
+                self._broadcast(b"RS+ %s %s %s %d\r\n" % (acc, subj.encode("latin-1"), q, n))
             elif key in self.queue_refs:
                 del self.queue_refs[key]
-                self._broadcast(b"RS- $G %s %s\r\n" % (subj.encode("latin-1"), sub.queue.encode("latin-1")))
+                self._broadcast(b"RS- %s %s %s\r\n" % (acc, subj.encode("latin-1"), q))

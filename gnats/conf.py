@@ -265,12 +265,14 @@ class _Parser:
             key = mt.group()
             self.i = mt.end()
             bare = True
+        after_key = self.i
         self.skip_line_space()
         c = self.peek()
-        if c == "\n":
+        if c == "\n" and not self.text[after_key:self.i].strip(_WS):
             # nats-server's lexer skips any white space after a key, new
             # lines too: a block may open on the next line (`websocket\n{`,
-            # as nats.py's test configs write it)
+            # as nats.py's test configs write it). A comment there is no
+            # white space to Go (`key # c\n{` is its parse error too).
             j = self.i
             while j < self.n and self.text[j] in " \t\r\n":
                 j += 1

@@ -246,12 +246,22 @@ class Connection:
         later reactor turn, after the other ready connections had theirs."""
         if not self.deferred:
             self.deferred = True
-            self.timers.append(self.reactor.call_later(0, self.resume_input))
+            # Not kept in self.timers (whose fired entries nothing prunes):
+            # it fires in the next turn and does nothing on a closed
+            # connection. Kept, every deferral left a Timer on the
+            # connection for its lifetime (a websocket client defers once
+            # per MiB of compressed input inflated: 150 after 300 MiB).
+            self.reactor.call_later(0, self.resume_input)
 
     def resume_input(self):
         self.deferred = False
-        if not self.closed and self.pend:
+        if not self.closed and self.has_input():
             self.feed(b"")
+
+    def has_input(self):
+        """Is input read but not yet parsed (for feed(b""))? A websocket
+        client may also hold raw frames (ws_client.py)."""
+        return bool(self.pend)
 
     # -- producer back-pressure (see the module docstring) ---------------
     def stall_check(self, receivers, parsed):
@@ -345,7 +355,7 @@ class Connection:
     def _stall_resume(self):
         if self.closed or self.stalled:
             return
-        if self.pend and not self.deferred:
+        if not self.deferred and self.has_input():
             self.feed(b"")
         if self.tls_version and not self.closed:
             self._read_tls_pending()

@@ -30,7 +30,7 @@ allow (`_exports`).
 
 import random
 
-from .sublist import EMPTY
+from .sublist import EMPTY, Subscription
 
 _rand = random.random
 
@@ -132,16 +132,23 @@ def build_fast_bases(src, subject, reply, result, from_route):
             seen_routes.add(c)
             tgts.append((c.wbuf, b"RMSG " + src.account.wire + b" " + subject + sfx))
             counted.append((c, _ROUTE_SINK))
+        elif c.kind == "leaf":          # [leaf] one LMSG per leaf, as per route
+            if c in seen_routes or not c.takes(src, subject):
+                continue
+            seen_routes.add(c)
+            tgts.append((c.wbuf, c.lmsg_head(subject) + sfx))
+            counted.append((c, _ROUTE_SINK))
         elif c.kind == "internal":
             return None     # a callback, queued per message (internal.py)
         else:
             if c is src and not echo:
                 continue
-            if c.perms is not None and not _fast_ok(c.perms, subject, None, reply):
+            subj = subject if type(sub) is Subscription else sub.im.to_local(subject)
+            if c.perms is not None and not _fast_ok(c.perms, subj, None, reply):
                 if reply and c.perms.responses is not None:
                     return None
                 continue
-            tgts.append((c.wbuf, b"MSG " + subject + b" " + sub.sid + sfx))
+            tgts.append((c.wbuf, b"MSG " + subj + b" " + sub.sid + sfx))
             counted.append((c, sub))
     receivers = set([c for c, _ in counted])
     qgroups = None
@@ -160,11 +167,12 @@ def build_fast_bases(src, subject, reply, result, from_route):
                     return None     # routes, internal subscriptions
                 if c is src and not echo:
                     continue
-                if c.perms is not None and not _fast_ok(c.perms, subject, sub.queue, reply):
+                subj = subject if type(sub) is Subscription else sub.im.to_local(subject)
+                if c.perms is not None and not _fast_ok(c.perms, subj, sub.queue, reply):
                     if reply and c.perms.responses is not None:
                         return None
                     continue
-                members.append((c.wbuf, b"MSG " + subject + b" " + sub.sid + sfx, c, sub))
+                members.append((c.wbuf, b"MSG " + subj + b" " + sub.sid + sfx, c, sub))
                 receivers.add(c)
             if members:
                 qgroups.append(tuple(members))
@@ -213,13 +221,21 @@ def deliver(server, src, subject, reply, hdr, payload, result, from_route, route
     internals = server.internals
     internals.src = src     # for the callbacks of internal subscriptions
     echo = src.echo if not from_route else True
+    # [leaf] from_route: from another server (a route or a leaf); what came
+    # from a leaf we are the hub of still goes to routes
+    fwd = not from_route or (src.kind == "leaf" and not src.is_spoke)
     routes = {}     # route -> queue names it must serve for this message
+    leaves = {}     # [leaf] leaf -> queue names
     count = 0
     for sub in result.plain:
         c = sub.client
         if c.kind == "route":
-            if not from_route and c not in routes:
+            if fwd and c not in routes:
                 routes[c] = []
+            continue
+        if c.kind == "leaf":            # [leaf]
+            if c not in leaves and c.takes(src, subject):
+                leaves[c] = []
             continue
         if c is src and not echo:
             continue
@@ -230,11 +246,11 @@ def deliver(server, src, subject, reply, hdr, payload, result, from_route, route
         if from_route:
             if route_queues is None or qname.encode("latin-1") not in route_queues:
                 continue
-            members = [s for s in group if s.client.kind != "route" and not s.closed]
+            members = [s for s in group if (fwd or s.client.kind != "route") and not s.closed]
         else:
             members = [s for s in group if not s.closed and (echo or s.client is not src)]
         count += _deliver_queue(members, subject, reply, hdr, payload, size, dirty,
-                                None if from_route else routes, qname)
+                                routes if fwd else None, qname, src, leaves)
     if routes:
         acc = src.account.wire
         for r, queues in routes.items():
@@ -248,14 +264,33 @@ def deliver(server, src, subject, reply, hdr, payload, result, from_route, route
             if r.log.trace_on:
                 r.trace_out(b"RMSG " + acc + b" " + subject)
             count += 1
+    for lf, queues in leaves.items():   # [leaf]
+        if lf.send_msg(subject, reply, queues, hdr, payload, size):
+            count += 1
     if internals.pending and not internals.draining:
         internals.drain()   # the callbacks run after the publish, in order
     return count
 
 
-def _deliver_queue(members, subject, reply, hdr, payload, size, dirty, routes_out, qname):
+def _deliver_queue(members, subject, reply, hdr, payload, size, dirty, routes_out, qname,
+                   src=None, leaves_out=None):
     """Pick one member of a queue group, weighting route members by the
-    number of members they reported; try again if the pick is spent."""
+    number of members they reported; try again if the pick is spent.
+
+    Server-side responders come first: when the pick is a route but the
+    group has an internal member here (the JetStream API, internal.py), a
+    message this node's client published goes to that member. nats-server
+    picks queue members at random across routes too (measured on 2.15.1:
+    508/492 local/remote), but its clients reach their server's JetStream
+    through a service import, on their own node: so do ours, instead of
+    another node's JetStream answering "stream not found". Only looked at
+    once a route was picked: plain queue groups pay nothing.
+
+    [leaf] Leaf members are the last resort (nats-server prefers members
+    of this cluster), picked at random."""
+    leafs = [s for s in members if s.client.kind == "leaf"]
+    if leafs:
+        members = [s for s in members if s.client.kind != "leaf"]
     while members:
         total = 0
         for s in members:
@@ -272,11 +307,22 @@ def _deliver_queue(members, subject, reply, hdr, payload, size, dirty, routes_ou
             if routes_out is None:
                 members.remove(chosen)
                 continue
-            routes_out.setdefault(c, []).append(qname.encode("latin-1"))
-            return 0
+            local = None
+            for s in members:
+                if s.client.kind == "internal":
+                    local = s
+                    break
+            if local is None:
+                routes_out.setdefault(c, []).append(qname.encode("latin-1"))
+                return 0
+            chosen = local
         if deliver_to_sub(chosen, subject, reply, hdr, payload, size, dirty):
             return 1
         members.remove(chosen)
+    leafs = [s for s in leafs if s.client.takes(src, subject)]      # [leaf]
+    if leafs and leaves_out is not None:
+        c = leafs[int(_rand() * len(leafs))].client
+        leaves_out.setdefault(c, []).append(qname.encode("latin-1"))
     return 0
 
 
@@ -286,6 +332,10 @@ def deliver_to_sub(sub, subject, reply, hdr, payload, size, dirty):
     c = sub.client
     if sub.closed or c.closed:
         return False
+    if type(sub) is not Subscription and c.kind != "internal":
+        # a stream import's shadow (imports.py): the importer's subject; as
+        # in nats-server it has no auto-unsubscribe limit of its own
+        subject = sub.im.to_local(subject)
     if c.perms is not None and not c.perms.on_delivery(
             subject.decode("utf-8", "surrogateescape"), sub.queue,
             reply.decode("utf-8", "surrogateescape") if reply else None):

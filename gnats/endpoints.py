@@ -271,7 +271,7 @@ def build_varz(snap, req_stats, proc):
         "cluster": _cluster_varz(cluster),
         "cluster_port": cluster.port or 0,
         "gateway": {},
-        "leaf": {},
+        "leaf": dict(sv.leaf) if sv.leaf else {},     # [leaf]
         "mqtt": {},
         "websocket": dict(sv.websocket or {}),
         "jetstream": js_varz(snap.jetstream),
@@ -288,7 +288,7 @@ def build_varz(snap, req_stats, proc):
         "total_connections": st.total_connections,
         "routes": st.routes,
         "remotes": st.remotes,
-        "leafnodes": 0,
+        "leafnodes": st.leafnodes,                      # [leaf]
         "in_msgs": st.in_msgs,
         "out_msgs": st.out_msgs,
         "in_bytes": st.in_bytes,
@@ -378,6 +378,10 @@ def _conn_info(c, now, subs, auth):
             ci["tls_cipher_suite"] = _cipher_name(c.tls_cipher_suite)
     if auth and c.user:
         ci["authorized_user"] = c.user
+        if c.account:
+            ci["account"] = c.account
+    if auth and c.account:
+        ci["name_tag"] = c.account
     if subs == "detail":
         ci["subscriptions_list_detail"] = _sub_details(c, cid)
     elif subs:
@@ -406,7 +410,7 @@ _STATES = {"open": "open", "closed": "closed", "any": "all", "all": "all"}
 
 
 def build_connz(snap, q):
-    """/connz: paging (offset, limit), sort, subs, auth, cid, state."""
+    """/connz: paging (offset, limit), sort, subs, auth, cid, state, acc."""
     sort = q.get("sort", "") or "cid"
     if sort not in _SORTS:
         raise QueryError("invalid sorting option: expected one of %s" % ", ".join(_SORTS))
@@ -424,11 +428,18 @@ def build_connz(snap, q):
 
     snap = as_snapshot(snap)
     now = snap.now or time.time()
+    acc = q.get("acc", "")
+    if acc and not any(a.name == acc for a in snap.accounts):
+        # nats-server's answer for an account it does not have
+        return {"server_id": "", "now": go_time(now), "num_connections": 0, "total": 0,
+                "offset": 0, "limit": limit, "connections": None}
     conns = []
     if state in ("open", "all"):
         conns.extend(snap.connections)
     if state in ("closed", "all"):
         conns.extend(snap.closed_connections)
+    if acc:
+        conns = [c for c in conns if c.account == acc]
     total = len(conns)
     if cid:
         # One connection by id: Go reports it as a page of one.

@@ -18,8 +18,10 @@ one member of per message (or None). The entry is cached under the
 control line's exact bytes, so the next identical line costs one dict
 lookup; and while the lines
 that follow repeat it byte for byte (a publisher in a loop), an inner loop
-handles them with one `startswith` each and no lookup at all. Delivery is
-bytearray appends; the reactor flushes every receiver once per turn.
+handles them with one `startswith` each and no lookup at all, collecting
+the run's payloads; each receiver then gets them in one bytearray append
+(`pre.join(payloads)` puts its prefix before each). The reactor flushes
+every receiver once per turn.
 Counters are added once per run of identical lines, not per message.
 
 Measured (parser alone, 1 MiB of 16 B PUBs, /usr/bin/python3 3.11): the
@@ -305,8 +307,18 @@ def process_input(conn, buf):
                         pos = end + 2
                         if not more:
                             break
-                elif len(tgts) == 1:                # one receiver
-                    (wb, pre), = tgts
+                else:                               # one receiver or fan-out
+                    # The run's payloads (with their CRLF) are collected and
+                    # each receiver gets them in one append, `pre.join`
+                    # putting its prefix in front of each: per message a
+                    # slice and a list append, never a small append to a
+                    # receiver's buffer. PyPy's bytearray grows by 1/8 and
+                    # copies (no realloc), so per-message appends into a
+                    # growing buffer cost it ~2 us per KiB (pubsub1k 4.3 us
+                    # per message, 60% of it in the GC freeing the copies).
+                    pls = []
+                    add = pls.append
+                    bad = False
                     while True:
                         end = pos + hop
                         if end + 2 > lim:
@@ -315,33 +327,29 @@ def process_input(conn, buf):
                             break
                         more = startswith(crl, end)
                         if not more and (buf[end] != 13 or buf[end + 1] != 10):
-                            raise _bad_payload_end()
-                        wb += pre
-                        wb += buf[end - size:end + 2]
+                            bad = True      # deliver what came before it first
+                            break
+                        add(buf[end - size:end + 2])
                         rep += 1
                         pos = end + 2
                         if not more:
                             break
-                else:                               # fan-out
-                    while True:
-                        end = pos + hop
-                        if end + 2 > lim:
-                            if end + 2 > n:
-                                st.need = end + 2 - pos
-                            break
-                        more = startswith(crl, end)
-                        if not more and (buf[end] != 13 or buf[end + 1] != 10):
-                            raise _bad_payload_end()
-                        pl = buf[end - size:end + 2]
+                    if pls:
                         for wb, pre in tgts:
                             wb += pre
-                            wb += pl
-                        rep += 1
-                        pos = end + 2
-                        if not more:
-                            break
+                            wb += pre.join(pls)
+                    if bad:
+                        raise _bad_payload_end()
             else:                                   # queue groups: a member each
+                # As above, one append per receiver per run: plain
+                # subscribers get every payload (`pls`), each group's
+                # members the ones picked for them at random (`picks`:
+                # member index -> payloads), counted once per run.
                 rand = _rand
+                pls = []
+                add = pls.append
+                qbins = [(g, {}) for g in qgroups]
+                bad = False
                 while True:
                     end = pos + hop
                     if end + 2 > lim:
@@ -350,22 +358,36 @@ def process_input(conn, buf):
                         break
                     more = startswith(crl, end)
                     if not more and (buf[end] != 13 or buf[end + 1] != 10):
-                        raise _bad_payload_end()
+                        bad = True
+                        break
                     pl = buf[end - size:end + 2]
-                    for wb, pre in tgts:
-                        wb += pre
-                        wb += pl
-                    for g in qgroups:
-                        wb, pre, c, s = g[int(rand() * len(g))]
-                        wb += pre
-                        wb += pl
-                        c.out_msgs += 1
-                        c.out_bytes += size
-                        s.delivered += 1
+                    add(pl)
+                    for g, picks in qbins:
+                        i = int(rand() * len(g))
+                        got = picks.get(i)
+                        if got is None:
+                            picks[i] = [pl]
+                        else:
+                            got.append(pl)
                     rep += 1
                     pos = end + 2
                     if not more:
                         break
+                if pls:
+                    for wb, pre in tgts:
+                        wb += pre
+                        wb += pre.join(pls)
+                    for g, picks in qbins:
+                        for i, got in picks.items():
+                            wb, pre, c, s = g[i]
+                            k = len(got)
+                            wb += pre
+                            wb += pre.join(got)
+                            c.out_msgs += k
+                            c.out_bytes += k * size
+                            s.delivered += k
+                if bad:
+                    raise _bad_payload_end()
             if rep:
                 in_msgs += rep
                 in_bytes += rep * size

@@ -20,6 +20,8 @@ import base64
 import binascii
 import json
 import re
+import threading
+from collections import OrderedDict
 
 from .jwt_claims import (CONNECTION_TYPES, NO_LIMIT, AccountClaims, ActivationClaims,
                          Claims, JWTError, OperatorClaims, UserClaims, UserPermissionLimits,
@@ -33,7 +35,7 @@ __all__ = ["MAX_TOKEN_SIZE", "CONNECTION_TYPES", "NO_LIMIT", "JWTError", "Claims
            "UserPermissionLimits", "decode", "decode_operator", "decode_account",
            "decode_user", "decode_activation", "b64url_decode", "b64url_encode",
            "is_public_key", "is_revoked", "source_allowed", "time_window",
-           "parse_decorated_jwt", "parse_creds", "read_creds"]
+           "parse_decorated_jwt", "parse_creds", "read_creds", "VerifiedCache"]
 
 MAX_TOKEN_SIZE = 1024 * 1024        # nats-io/jwt MaxTokenSize
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
@@ -133,6 +135,42 @@ def decode_user(token) -> UserClaims:
 
 def decode_activation(token) -> ActivationClaims:
     return decode(token, "activation")
+
+
+class VerifiedCache:
+    """Tokens that decoded and verified, with their claims: a user JWT
+    presented again (a client reconnecting, or an abuser replaying a real
+    token with junk nonce signatures) costs one Ed25519 verify at CONNECT
+    (the nonce's), not two. Only successes are kept; expiry and revocation
+    are checked by the caller each time. Bounded in entries and in token
+    bytes, least recently used out first; safe from any thread (the auth
+    workers)."""
+
+    def __init__(self, max_entries=1024, max_bytes=4 * 1024 * 1024):
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._d = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self):
+        return len(self._d)
+
+    def decode(self, token, expect):
+        with self._lock:
+            claims = self._d.get(token)
+            if claims is not None:
+                self._d.move_to_end(token)
+                return claims
+        claims = decode(token, expect)     # raises JWTError: nothing kept
+        with self._lock:
+            if token not in self._d:
+                self._d[token] = claims
+                self.size += len(token)
+                while len(self._d) > self.max_entries or self.size > self.max_bytes:
+                    old, _ = self._d.popitem(last=False)
+                    self.size -= len(old)
+        return claims
 
 
 # --- decorated files: operator .jwt, user .creds -------------------------------

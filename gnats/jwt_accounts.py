@@ -44,6 +44,7 @@ import time
 
 from . import jwt as J
 from .conf import ConfigError
+from .jetstream import accounts as jetstream_accounts
 from .jwt import JWTError
 from .jwt_claims import subject_contained_in
 from .mapping import MappingError, Mappings
@@ -115,6 +116,7 @@ class OperatorTrust:
         self.system_account = system_account or (ops_sys[0] if len(self.operators) == 1
                                                  and ops_sys else "")
         self.accounts = {}
+        self.users = J.VerifiedCache()      # user JWTs seen at CONNECT
         self.mappings = {}          # account key -> Mappings or None
         self.warnings = []          # (account, issue): logged at start, as Go
         for key, token in (preload or {}).items():
@@ -162,7 +164,7 @@ class OperatorTrust:
         if not token or not isinstance(token, str):
             return None, "Authentication requires a user JWT"
         try:
-            user = J.decode_user(token)
+            user = self.users.decode(token, "user")
         except JWTError as e:
             return None, "User JWT not valid: %s" % e
         now = int(time.time()) if now is None else now
@@ -455,6 +457,8 @@ class JwtUser:
             if self.mappings is not None:
                 self.mappings.set_cluster(srv.opts.cluster_name)
                 acc.mappings = self.mappings
+            # JetStream for it when its limits give storage, else 10039
+            jetstream_accounts.jwt_account_registered(srv, acc, self.account_claims)
         if client.account is not acc:
             if client.subs:
                 # its subscriptions live in the other account's index
@@ -470,9 +474,8 @@ class JwtUser:
                     client.send_err(ERR_ACCOUNT_CONNECTIONS)
                     client.close_after_flush("Maximum Account Connections Exceeded")
                     return False
-            client.account = acc
-            client.inb.sublist = acc.sublist
-            client.reset_caches()
+            if not client.join_account(acc):    # its index, clients, limits, imports
+                return False
         for t in client.timers:
             if getattr(t, "fn", None) == _expire:
                 t.cancel()

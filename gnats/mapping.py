@@ -32,6 +32,9 @@ DROPPED = b"."
 # Bytes of the subject cache of one Mappings (subjects and results, plus
 # per-entry overhead); the oldest entries go when it is full. Without a
 # bound, a publisher cycling through unique subjects would grow it forever.
+# The mapped subjects count too (a destination may repeat a wildcard: one
+# short subject can map to megabytes), and an entry over 1/16 of the
+# budget is not kept.
 CACHE_BUDGET = 1 << 20
 _ENTRY_COST = 200
 _EVICT_CHUNK = 256
@@ -218,19 +221,30 @@ class Mappings:
                 r = (outs[0], None)
             else:
                 r = _Choice(cums, outs)
-        cost = 2 * len(subject) + _ENTRY_COST
+        cost = _cost(subject, r)
+        if cost > CACHE_BUDGET >> 4:
+            return r
         if self._used + cost > CACHE_BUDGET:
             room = CACHE_BUDGET - (CACHE_BUDGET >> 4)
             cache = self._cache
             while cache and self._used + cost > room:
                 for k in list(islice(cache, _EVICT_CHUNK)):
-                    del cache[k]
-                    self._used -= 2 * len(k) + _ENTRY_COST
+                    self._used -= _cost(k, cache.pop(k))
             if not cache:
                 self._used = 0
         self._cache[subject] = r
         self._used += cost
         return r
+
+
+def _cost(subject, r):
+    """What a cache entry holds: the subject (and its tokens, for draws),
+    the mapped subjects, the entry itself."""
+    if r.__class__ is tuple:
+        out = len(r[0]) if len(r) == 2 else 0
+    else:
+        out = sum(len(o) for o in r.outs if o.__class__ is bytes)
+    return 2 * len(subject) + out + _ENTRY_COST
 
 
 # -- the config block -------------------------------------------------------------

@@ -48,6 +48,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .endpoints import (QueryError, build_connz, build_jsz, build_metrics, build_routez, build_subsz,
                         build_varz, jsonp_callback, parse_query, to_json)
+from .leafz import build_leafz
 from .net import hostport
 from .procstats import ProcStats
 from .snapshot import as_snapshot
@@ -108,7 +109,9 @@ class _Handler(BaseHTTPRequestHandler):
     _ROUTES = {
         ROOT: "page_root", VARZ: "page_varz", CONNZ: "page_connz",
         ROUTEZ: "page_routez", SUBSZ: "page_subsz", "/subscriptionsz": "page_subsz",
-        HEALTHZ: "page_healthz", METRICS: "page_metrics", JSZ: "page_jsz",
+        HEALTHZ: "page_healthz", METRICS: "page_metrics", "/accountz": "page_accountz",
+        JSZ: "page_jsz",
+        "/leafz": "page_leafz",     # [leaf]
     }
 
     # -- request entry points ---------------------------------------------
@@ -191,9 +194,16 @@ class _Handler(BaseHTTPRequestHandler):
     def page_routez(self, q):
         self._json(q, lambda snap: build_routez(snap, q))
 
+    def page_leafz(self, q):        # [leaf]
+        self._json(q, lambda snap: build_leafz(snap, q))
+
     def page_subsz(self, q):
         # the subscription list (subs=, test=) comes from the connections
         self._json(q, lambda snap: build_subsz(snap, q), conns=("subs" in q or "test" in q))
+
+    def page_accountz(self, q):
+        from .accountz import build_accountz
+        self._json(q, lambda snap: build_accountz(snap, q), conns=False)
 
     def page_jsz(self, q):
         self._json(q, lambda snap: build_jsz(snap, q), conns=False)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from . import authz
+from . import leafconf   # [leaf] the leafnodes { } block
 from . import ws_options
 from . import jwt_accounts
 from .conf import ConfigError, ConfMap, SizedInt, parse_duration
@@ -81,6 +82,9 @@ class Options:
     nkeys: List[dict] = field(default_factory=list)
     default_permissions: Optional[PermissionSpec] = None
     no_auth_user: str = ""
+    # accounts { } (gnats/accounts_conf.py): AccountSpec per account; their
+    # users stay in them (accounts_conf.all_users joins them to `users`)
+    accounts: list = field(default_factory=list)
     auth_timeout: float = 0.0       # 0: AUTH_TIMEOUT, or the TLS timeout if larger
 
     # operator mode (gnats.jwt_accounts): operator JWTs (or their files),
@@ -124,6 +128,8 @@ class Options:
     cluster_permissions: Optional[PermissionSpec] = None   # publish: import, subscribe: export
     connect_retries: int = 0        # for implicit (discovered) routes
 
+    # leaf nodes [leaf]: a gnats.leafconf.LeafOptions, or None without the block
+    leafnodes: Optional[object] = None
     # JetStream (gnats/jetstream/): -1 limits mean "no server-wide limit"
     jetstream: bool = False
     store_dir: str = ""             # empty: <temp dir>/nats, as nats-server
@@ -646,9 +652,12 @@ _TOP_TABLE = {
                                    lambda g: g.duration(allow_zero=True)),
     "authorization": _authorization,
     "no_auth_user": authz.no_auth_user,
+    "accounts": lambda opts, f: _accounts(opts, f),
     "allow_non_tls": authz.allow_non_tls,
     "tls": _tls_block(""),
     "cluster": _cluster,
+    "leafnodes": leafconf.leafnodes,    # [leaf]
+    "leaf": leafconf.leafnodes,         # [leaf] nats-server's alias
     "resolver": jwt_accounts.conf_resolver,
     "account_resolver": jwt_accounts.conf_resolver,
     "accounts_resolver": jwt_accounts.conf_resolver,
@@ -666,6 +675,11 @@ for _alias in ("operator", "operators", "roots", "root", "root_operators", "root
 CONFIG_KEYS = tuple(sorted(_TOP_TABLE))
 
 
+def _accounts(opts, f):
+    from .accounts_conf import parse_accounts
+    parse_accounts(opts, f)
+
+
 def apply_config(opts: "Options", cfg: dict, path: str = "") -> "Options":
     """Apply a parsed config (gnats.conf.parse/parse_file) onto opts and
     return it. path is recorded as opts.config_file. Raises ConfigError
@@ -673,6 +687,9 @@ def apply_config(opts: "Options", cfg: dict, path: str = "") -> "Options":
     or out of range. A limit given as 0 keeps its default (as nats-server's
     baseline does); max_subscriptions 0 means unlimited."""
     _walk(opts, cfg, _TOP_TABLE, "")
+    if opts.accounts:
+        from .accounts_conf import check_with_authorization
+        check_with_authorization(opts)
     jwt_accounts.check_operator_mode(opts, cfg)
     for name, default in (("max_connections", MAX_CONNECTIONS),
                           ("max_control_line", MAX_CONTROL_LINE),

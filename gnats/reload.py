@@ -33,9 +33,14 @@ Everything here runs on the reactor thread, except the bcrypt checks.
 
 import dataclasses
 
+from .account import GLOBAL_ACCOUNT
+from .accounts_conf import all_users
 from .authz import refuse_unenforced
+from .imports import relink_client
 from . import parser as P
 from .auth import PLAINTEXT_WARNING, AuthError, ClientAuth, RouteAuth
+from .jetstream import reloading as js_reloading
+from .jetstream.accounts import configured as js_accounts
 from .log import Logger
 from . import procfiles
 
@@ -153,7 +158,8 @@ class Limits(Concern):
         srv.apply_limits()
         for c in list(srv.clients.values()):
             c.reset_caches()        # cached PUB entries were sized by the old limits
-        srv.sublist.gen += 1
+        for acc in srv.accounts.all():
+            acc.sublist.bump()
         for f in self.fields:
             if f in changed:
                 v = getattr(new, f)
@@ -213,7 +219,7 @@ class ClientAuthorization(Concern):
               "authorization": "authorization token", "users": "authorization users",
               "default_permissions": "default_permissions",
               "nkeys": "authorization nkey users", "no_auth_user": "no_auth_user",
-              "tls_verify_and_map": "tls verify_and_map"}
+              "tls_verify_and_map": "tls verify_and_map", "accounts": "accounts"}
     # the TLS fields too: an unset auth timeout follows the TLS timeout
     fields = tuple(_CREDS) + ("auth_timeout", "tls", "tls_timeout")
 
@@ -239,6 +245,34 @@ class ClientAuthorization(Concern):
         if self.auth.plaintext_passwords:
             log.warn(PLAINTEXT_WARNING)
         recheck_clients(srv, self.auth)
+
+
+class Accounts(Concern):
+    """accounts { }, as nats-server's reloadAuthorization: an account that
+    stays keeps its Account (and its clients' subscriptions); exports,
+    imports and limits are wired again; a client whose user now belongs to
+    another account, or is gone, is closed (it reconnects into the right
+    one); the others are checked again by ClientAuthorization, after this."""
+    fields = ("accounts",)
+
+    def commit(self, srv, old, new, changed):
+        srv.configure_accounts(new.accounts)
+        where = {}
+        users, nkeys = all_users(new)
+        for u in users:
+            where[u.get("user")] = u.get("account") or GLOBAL_ACCOUNT
+        for u in nkeys:
+            where[u.get("nkey")] = u.get("account") or GLOBAL_ACCOUNT
+        for c in list(srv.clients.values()):
+            if c.closed:
+                continue
+            if c.user and where.get(c.user) != c.account.name:
+                c.close_conn("Client Closed")
+                continue
+            pay = c.account.max_payload
+            c.mpay = pay if 0 < pay < srv.max_payload else 0
+            relink_client(srv, c)
+            c.reset_caches()
 
 
 class ClusterSettings(Concern):
@@ -367,11 +401,45 @@ def install_mappings(srv, opts):
         ms.set_cluster(opts.cluster_name)   # for cluster-scoped destinations
     acc = srv.accounts.global_account
     acc.mappings = ms
-    acc.sublist.gen += 1
+    acc.sublist.bump()
 
 
-CONCERNS = (Logging, Limits, ClientTLS, ClientAuthorization, ClusterSettings,
-            ClusterRoutes, Process, SubjectMappings)
+class JetStream(Concern):
+    """jetstream { }: what may change is gnats/jetstream/reloading.py's
+    (nats-server's rules and texts). After the accounts: which accounts
+    have JetStream, with which limits, is decided again on every reload,
+    as nats-server does."""
+    fields = ("jetstream", "store_dir", "jetstream_max_memory", "jetstream_max_store",
+              "jetstream_sync_interval", "jetstream_sync_always")
+    always = True
+
+    def prepare(self, srv, old, new, changed):
+        err, self.raise_to = js_reloading.plan(srv.jetstream is not None, old, new, go_duration)
+        if err:
+            raise ReloadError(err)
+
+    def commit(self, srv, old, new, changed):
+        js = srv.jetstream
+        if js is not None and not new.jetstream:
+            srv.stop_jetstream()
+            srv.log.notice("Reloaded: JetStream")
+            return
+        if js is None:
+            if new.jetstream:
+                try:
+                    srv.start_jetstream()
+                except ValueError as e:
+                    srv.log.warn("Can't start JetStream: %s" % e)
+                srv.log.notice("Reloaded: JetStream")
+            return
+        for field, n in self.raise_to.items():
+            js.raise_limit(field == "jetstream_max_memory", n)
+            srv.log.notice("Reloaded: JetStream %s = %s" % (js_reloading.log_name(field), js_reloading.friendly(n)))
+        js.configure_accounts(js_accounts(srv))
+
+
+CONCERNS = (Logging, Limits, ClientTLS, Accounts, ClientAuthorization, ClusterSettings,
+            ClusterRoutes, Process, SubjectMappings, JetStream)
 
 
 # --- the reload -----------------------------------------------------------------
@@ -452,7 +520,7 @@ def recheck_clients(srv, auth):
             _client_violation(c)
             continue
         srv.authorizer.check(auth, c.connect_obj or {}, _client_verdict, srv, auth, c,
-                             ctx=c.auth_context())
+                             ctx=c.auth_context(), conn=c)
 
 
 def recheck_routes(srv, auth):
@@ -461,7 +529,8 @@ def recheck_routes(srv, auth):
     for r in list(srv.cluster.conns.values()):
         if r.closed or r.did_solicit or not r.ready:
             continue                # unready routes are checked at CONNECT
-        srv.authorizer.check(auth, r.connect_obj or {}, _route_verdict, srv, auth, r)
+        srv.authorizer.check(auth, r.connect_obj or {}, _route_verdict, srv, auth, r,
+                             conn=r)
 
 
 def _client_verdict(srv, auth, c, user):

@@ -15,9 +15,9 @@ weight=w)` in the account's Sublist, so delivery.py forwards messages with
 no route-specific lookup. Messages from a route (RMSG/HMSG) are delivered
 locally only (one hop). Every RS+/RS-/RMSG/HMSG names an account, resolved
 through the server's registry (account.py): a route's interest goes into
-that account's subject index, keyed by (account, subject, queue). Only the
-global account `$G` exists; lines naming another (a Go node's `$SYS`) are
-read and ignored. (What this server tells its peers, and discovery, are
+that account's subject index, keyed by (account, subject, queue). Lines
+naming an account this server does not have (a Go node's `$SYS`) are read
+and ignored. (What this server tells its peers, and discovery, are
 cluster.py's.)
 """
 
@@ -58,10 +58,10 @@ class Route(Connection):
     headers = True
 
     def __init__(self, cluster, sock, addr, rid, solicit=None):
-        # The parse cache follows the global account's index, the one
-        # account routed messages can name today.
+        # Routed messages name any account: the parse cache follows every
+        # account's index through their shared Generation (account.py).
         srv = cluster.server
-        Connection.__init__(self, srv, sock, addr, srv.accounts.global_account.sublist)
+        Connection.__init__(self, srv, sock, addr, srv.accounts.generation)
         self.cluster = cluster
         self.rid = rid
         self.solicit = solicit          # the Solicit that dialled it, or None
@@ -253,7 +253,10 @@ class Route(Connection):
         self.inherited.discard(key)
         sub = self.subs.get(key)
         if sub is not None:
+            delta = weight - sub.weight
             sub.weight = weight         # a queue group's new member count
+            if self.registered and delta and queue is not None:
+                self._leaf_interest(sub, delta, account)       # [leaf]
             return
         if len(self.subs) >= MAX_REMOTE_SUBS:
             self.log.error("%s - Too many remote subscriptions, ignoring %r" % (self.tag(), subject))
@@ -262,6 +265,7 @@ class Route(Connection):
         self.subs[key] = sub
         if self.registered:
             account.sublist.insert(sub)
+            self._leaf_interest(sub, weight, account)          # [leaf]
 
     def process_remote_unsub(self, args):
         """RS- <acc> <subject> [<queue>]"""
@@ -277,6 +281,7 @@ class Route(Connection):
             sub.closed = True
             if self.registered:
                 account.sublist.remove(sub)
+                self._leaf_interest(sub, -sub.weight, account)     # [leaf]
 
     def drop_unconfirmed(self):
         for key in self.inherited:
@@ -285,18 +290,27 @@ class Route(Connection):
                 sub.closed = True
                 if self.registered:
                     key[0].sublist.remove(sub)
+                    self._leaf_interest(sub, -sub.weight, key[0])  # [leaf]
         self.inherited.clear()
 
     def insert_remote_subs(self):
         for key, sub in self.subs.items():
             key[0].sublist.insert(sub)
+            self._leaf_interest(sub, sub.weight, key[0])           # [leaf]
 
     def remove_remote_subs(self):
         for key, sub in self.subs.items():
             sub.closed = True
             if self.registered:
                 key[0].sublist.remove(sub)
+                self._leaf_interest(sub, -sub.weight, key[0])      # [leaf]
         self.subs.clear()
+
+    def _leaf_interest(self, sub, delta, account):
+        """[leaf] The hub's leaves learn the cluster's interest too."""
+        leafnodes = self.server.leafnodes
+        if leafnodes is not None:
+            leafnodes.sub_changed(sub, delta, account)
 
     # -- handshake input -------------------------------------------------
     connect_obj = None              # an accepted route's CONNECT, re-checked on reload

@@ -15,18 +15,21 @@ from .authz import refuse_unenforced
 from . import RELEASE, SERVER_NAME, VERSION
 from . import parser as P
 from . import procfiles
-from .account import Accounts
+from .account import GLOBAL_ACCOUNT, SYSTEM_ACCOUNT, Accounts
 from .auth import PLAINTEXT_WARNING, ClientAuth
 from .authorize import Authorizer
 from .client import Client
 from .cluster import Cluster
 from .conn import MAX_READ, set_socket_options
+from .leafnodes import Leafnodes
+from .imports import link as link_accounts, remove_shadows
 from .internal import InternalClient, Internals
 from .jetstream.manager import JetStream
 from .net import Listener, bind_listener, hostport, local_ip
 from .reactor import EVENT_READ, Reactor
 from .reload import ReloadError, apply_options as apply_reload, install_mappings
 from .snapshot import Snapshots
+from .sysacct import SystemAccount
 from .ws_listener import WsListener
 
 SLOW_CHECK_INTERVAL = 0.25  # how often write-blocked connections are checked
@@ -38,7 +41,14 @@ def _routed(sub):
     c = sub.client
     if c.kind == "client":
         return True
-    return isinstance(c, InternalClient) and sub.routed and c.account.name == "$G"
+    return isinstance(c, InternalClient) and sub.routed
+
+
+def _account_of(sub):
+    """The account whose index holds `sub`: a stream import's shadow sits
+    in the exporter's, every other subscription in its client's."""
+    acc = getattr(sub, "account", None)
+    return acc if acc is not None else sub.client.account
 
 
 def new_server_id():
@@ -64,6 +74,8 @@ class Server:
         self.server_name = opts.server_name or self.server_id
         self.clients = {}           # cid -> Client
         self.routes = {}            # rid -> Route
+        self.leaf_conns = {}        # lid -> registered Leaf [leaf]
+        self.leafnodes = None       # gnats.leafnodes.Leafnodes with a leafnodes block [leaf]
         self.next_cid = 0
         self.write_blocked = set()
         self.start_time = time.time()
@@ -84,6 +96,46 @@ class Server:
         self.client_auth = ClientAuth(opts)
         self.authorizer = Authorizer(self.reactor)    # CONNECT checks off the reactor thread
         self.apply_limits()
+        self.system = SystemAccount(self)   # $SYS: events and requests (sysacct.py)
+
+    def configure_accounts(self, specs):
+        """Register the configured accounts (keeping the Account of a name
+        that stays, with its clients' subscriptions), give each its
+        limits and mappings, and wire exports and imports (imports.py).
+        Returns the accounts that went away."""
+        accs = self.accounts
+        # the system account stays even when no config names it ($SYS, sysacct.py)
+        keep = {GLOBAL_ACCOUNT, self.opts.system_account or SYSTEM_ACCOUNT}
+        now = time.time()
+        for spec in specs:
+            acc = accs.register(spec.name)
+            keep.add(spec.name)
+            if acc.spec != spec:
+                acc.update_time = now
+            acc.spec = spec
+            lim = spec.limits
+            acc.max_connections = lim.get("max_connections", 0)
+            acc.max_subscriptions = lim.get("max_subscriptions", 0)
+            acc.max_payload = lim.get("max_payload", 0)
+            acc.mappings = spec.mappings
+            if spec.mappings is not None:
+                spec.mappings.set_cluster(self.opts.cluster_name)   # cluster-scoped destinations
+            acc.sublist.bump()      # cached PUB lines hold what the old mappings gave
+            if not acc.update_time:
+                acc.update_time = now
+        if not accs.global_account.update_time:
+            accs.global_account.update_time = now
+        # only configured accounts go (not $G, not those operator mode or the
+        # system account registered)
+        gone = [a for a in accs.all() if a.spec is not None and a.name not in keep]
+        for acc in gone:
+            accs.remove(acc)
+            if acc.responses is not None:
+                acc.responses.close()
+                acc.responses = None
+            acc.spec = None
+        link_accounts(self, accs.all() + gone)
+        return gone
 
     def apply_limits(self):
         o = self.opts
@@ -132,13 +184,15 @@ class Server:
         if o.cluster_port:
             self.cluster = Cluster(self)
             self.cluster.start()
-        # after the cluster exists: its internal subscriptions are route interest
+        # after the cluster exists: the imports' routed interest is announced
+        self.configure_accounts(o.accounts)
+        # after the cluster and the accounts exist: JetStream's internal
+        # subscriptions are route interest in their accounts
         if o.jetstream:
-            self.jetstream = JetStream(self, {
-                "store_dir": o.store_dir, "max_memory_store": o.jetstream_max_memory,
-                "max_file_store": o.jetstream_max_store, "sync_interval": o.jetstream_sync_interval,
-                "sync_always": o.jetstream_sync_always})
-            self.jetstream.start()      # ValueError: directory in use or unusable
+            self.start_jetstream()      # ValueError: directory in use or unusable
+        if o.leafnodes is not None:                 # [leaf]
+            self.leafnodes = Leafnodes(self)
+            self.leafnodes.start()
         if o.websocket is not None and o.websocket.port:
             self.websocket = WsListener(self, o.websocket)
             self.websocket.start()
@@ -151,6 +205,7 @@ class Server:
         self.port = sock.getsockname()[1]
         self.listener = Listener(self.reactor, sock, self.accept_client)
         log.notice("Listening for client connections on %s" % hostport(o.host, self.port))
+        self.system.start()
         if self.client_auth.plaintext_passwords:
             log.warn(PLAINTEXT_WARNING)
         if o.tls:
@@ -162,6 +217,23 @@ class Server:
         log.notice("Server is ready")
         if self.cluster is not None:
             self.cluster.solicit_routes()
+        if self.leafnodes is not None:              # [leaf]
+            self.leafnodes.solicit()
+
+    def start_jetstream(self):
+        """At start, or when a reload turns JetStream on."""
+        o = self.opts
+        js = JetStream(self, {
+            "store_dir": o.store_dir, "max_memory_store": o.jetstream_max_memory,
+            "max_file_store": o.jetstream_max_store, "sync_interval": o.jetstream_sync_interval,
+            "sync_always": o.jetstream_sync_always})
+        js.start()
+        self.jetstream = js
+
+    def stop_jetstream(self):
+        """A reload turns JetStream off: streams close, their files stay."""
+        self.jetstream.shutdown()
+        self.jetstream = None
 
     def setup_tls(self):
         from .tls import files_digest, server_context
@@ -214,6 +286,7 @@ class Server:
             sock.close()
             return
         self.clients[cid] = c
+        c.account.clients.add(c)
         self.total_connections += 1
         self.reactor.register(sock, EVENT_READ, c)
         if self.log.debug_on:
@@ -287,21 +360,33 @@ class Server:
         self.snapshots.remember_closed(c, reason)
         subs = list(c.subs.values())
         c.subs.clear()
-        self.remove_closed_subs(c.account.sublist, subs, 0)
+        if c.shadows:
+            # its stream imports' shadows, in the exporters' indexes
+            for sub in list(c.shadows):
+                remove_shadows(self, c, sub)
+        c.account.clients.discard(c)
+        self.remove_closed_subs(c.account, subs, 0)
         self.retire_counters(c)
+        self.system.client_closed(c, reason)
         if self.log.debug_on:
             self.log.debug("%s - Client connection closed: %s" % (c.tag(), reason))
 
     # -- interest -----------------------------------------------------------
     def add_sub(self, sub):
-        sub.client.account.sublist.insert(sub)
+        acc = _account_of(sub)
+        acc.sublist.insert(sub)
         if self.cluster is not None and _routed(sub):
-            self.cluster.local_sub_added(sub)
+            self.cluster.local_sub_added(sub, acc)
+        if self.leafnodes is not None:              # [leaf]
+            self.leafnodes.sub_changed(sub, 1, acc)
 
     def remove_sub(self, sub):
-        sub.client.account.sublist.remove(sub)
+        acc = _account_of(sub)
+        acc.sublist.remove(sub)
         if self.cluster is not None and _routed(sub):
-            self.cluster.local_sub_removed(sub)
+            self.cluster.local_sub_removed(sub, acc)
+        if self.leafnodes is not None:              # [leaf]
+            self.leafnodes.sub_changed(sub, -1, acc)
 
     # -- internal subscriptions (gnats/internal.py) ---------------------------
     def internal_subscribe(self, account, subject, callback, queue=None, routed=True):
@@ -320,21 +405,25 @@ class Server:
         block bytes, or None). Returns the number of deliveries."""
         return self.internals.publish(account, subject, reply, hdr, msg)
 
-    def remove_closed_subs(self, sl, subs, start):
-        """Remove a closed client's subscriptions, SUB_REMOVE_SLICE per
-        reactor turn: a client leaving with 1M subscriptions stalled
-        everyone for seconds. Until removed they match but deliver nothing
-        (their client is closed; delivery skips it)."""
+    def remove_closed_subs(self, acc, subs, start):
+        """Remove a closed client's subscriptions (all in account `acc`),
+        SUB_REMOVE_SLICE per reactor turn: a client leaving with 1M
+        subscriptions stalled everyone for seconds. Until removed they
+        match but deliver nothing (their client is closed; delivery skips
+        it)."""
         part = subs[start:start + SUB_REMOVE_SLICE]
         for sub in part:
             sub.closed = True
-        sl.remove_many(part)
+        acc.sublist.remove_many(part)
         if self.cluster is not None:
             for sub in part:
-                self.cluster.local_sub_removed(sub)
+                self.cluster.local_sub_removed(sub, acc)
+        if self.leafnodes is not None:              # [leaf]
+            for sub in part:
+                self.leafnodes.sub_changed(sub, -1, acc)
         nxt = start + SUB_REMOVE_SLICE
         if nxt < len(subs):
-            self.reactor.call_later(0, self.remove_closed_subs, sl, subs, nxt)
+            self.reactor.call_later(0, self.remove_closed_subs, acc, subs, nxt)
 
     # -- slow consumers ------------------------------------------------------
     def check_write_blocked(self):
@@ -385,12 +474,15 @@ class Server:
             return
         self.shutting_down = True
         self.log.notice("Initiating Shutdown...")
+        self.system.server_event("SHUTDOWN")   # before routes and clients close (flushed then)
         if self.listener is not None:
             self.listener.close()
         if self.websocket is not None:
             self.websocket.close()
         if self.cluster is not None:
             self.cluster.shutdown()
+        if self.leafnodes is not None:              # [leaf]
+            self.leafnodes.shutdown()
         for c in list(self.clients.values()):
             c.close_conn("Server Shutdown")
         if self.jetstream is not None:
@@ -435,6 +527,7 @@ class Server:
         self.lame_duck = True
         o = self.opts
         self.log.notice("Entering lame duck mode, stop accepting new clients")
+        self.system.server_event("LAMEDUCK")
         if self.listener is not None:
             self.listener.close()
         if self.websocket is not None:

@@ -91,6 +91,7 @@ class ConnRecord(NamedTuple):
     reason: str = ""
     stalls: int = 0         # producers stalled by this receiver (back-pressure)
     conn_type: str = "nats"     # /connz `type`: "nats" or "websocket" (issue 21)
+    account: str = ""
 
     def listing(self, n):
         """A copy listing at most `n` subscriptions."""
@@ -163,6 +164,7 @@ class ServerInfo(NamedTuple):
     max_subscriptions: int = 0
     cluster: ClusterInfo = ClusterInfo()
     connect_urls: Tuple[str, ...] = ()
+    leaf: Optional[dict] = None     # [leaf] /varz's leaf block (gnats/leafz.py)
     websocket: Optional[dict] = None    # /varz `websocket` as built (issue 21)
 
     @classmethod
@@ -184,6 +186,7 @@ class Stats(NamedTuple):
     slow_consumers: int = 0
     stalled_clients: int = 0
     subscriptions: int = 0
+    leafnodes: int = 0              # [leaf]
 
 
 class SublistStats(NamedTuple):
@@ -198,6 +201,25 @@ class SublistStats(NamedTuple):
     avg_fanout: float = 0.0
 
 
+class AccountRecord(NamedTuple):
+    """One account, as /accountz shows it. exports: (subject, type,
+    response_type or "", approved accounts or ()); imports: (subject,
+    account, to, local_subject, type, share)."""
+    name: str = ""
+    update_time: float = 0.0
+    client_connections: int = 0
+    subscriptions: int = 0
+    exports: Tuple[tuple, ...] = ()
+    imports: Tuple[tuple, ...] = ()
+    sublist: SublistStats = SublistStats()
+
+    @classmethod
+    def from_dict(cls, d):
+        if "sublist" in d:
+            d = dict(d, sublist=SublistStats(**d["sublist"]))
+        return cls(**d)
+
+
 class Snapshot(NamedTuple):
     now: float = 0.0
     start: float = 0.0
@@ -208,6 +230,9 @@ class Snapshot(NamedTuple):
     connections: Tuple[ConnRecord, ...] = ()
     closed_connections: Tuple[ConnRecord, ...] = ()
     routes: Tuple[RouteRecord, ...] = ()
+    leafs: tuple = ()               # [leaf] gnats.leafz.LeafRecord
+    accounts: Tuple[AccountRecord, ...] = ()
+    system_account: str = ""
     # JetStream's figures (gnats/jetstream/monitor.py's plain dict, built on
     # the reactor thread and never changed afterwards); None: not enabled
     jetstream: Optional[dict] = None
@@ -222,7 +247,8 @@ class Snapshot(NamedTuple):
                 d[key] = conv(d[key])
         for key, conv in (("connections", ConnRecord.from_dict),
                           ("closed_connections", ConnRecord.from_dict),
-                          ("routes", _kw(RouteRecord))):
+                          ("routes", _kw(RouteRecord)),
+                          ("accounts", AccountRecord.from_dict)):
             if key in d:
                 d[key] = tuple(conv(r) for r in d[key] or ())
         return cls(**d)
@@ -259,7 +285,7 @@ def conn_record(c, max_subs=None, stop=0.0, reason=""):
                            tuple([s.queue for s in subs]),
                            tuple([s.max_msgs or 0 for s in subs]))),
         c.name, c.lang, c.version, c.tls_version, c.tls_cipher, c.user, stop, reason,
-        c.stalls, getattr(c, "conn_type", "nats")))
+        c.stalls, getattr(c, "conn_type", "nats"), c.account.name))
 
 
 def route_record(r):
@@ -381,19 +407,44 @@ class Snapshots:
             out_msgs += r.out_msgs
             out_bytes += r.out_bytes
             routes.append(route_record(r))
+        leafs = []                  # [leaf]
+        if srv.leafnodes is not None:
+            for lid in sorted(srv.leaf_conns):
+                c = srv.leaf_conns[lid]
+                out_msgs += c.out_msgs
+                out_bytes += c.out_bytes
+                leafs.append(srv.leafnodes.record(c))
         stats = Stats(
             connections=len(srv.clients), total_connections=srv.total_connections,
             routes=len(srv.routes), remotes=len(srv.routes),
             in_msgs=srv.in_msgs, out_msgs=out_msgs, in_bytes=srv.in_bytes,
             out_bytes=out_bytes, slow_consumers=srv.slow_consumers,
-            stalled_clients=srv.stalls, subscriptions=srv.sublist.count)
+            stalled_clients=srv.stalls,
+            subscriptions=sum([a.sublist.count for a in srv.accounts.all()]),
+            leafnodes=len(srv.leaf_conns))
         return Snapshot(
             now=time.time(), start=srv.start_time, config_load_time=srv.config_load_time,
             server=server_info(srv), stats=stats, sublist=SublistStats(**srv.sublist.stats()),
             connections=tuple(conns),
             closed_connections=self.closed.records() if with_conns else (),
-            routes=tuple(routes),
+            routes=tuple(routes), leafs=tuple(leafs),
+            accounts=tuple([account_record(a) for a in srv.accounts.all()]),
+            system_account=getattr(srv.opts, "system_account", "") or "$SYS",
             jetstream=srv.jetstream.monitor_info() if srv.jetstream is not None else None)
+
+
+def account_record(acc):
+    """One account as a record (imports.py's objects flattened)."""
+    exports = tuple([(e.subject, e.kind, e.response_type if e.kind == "service" else "",
+                      tuple(e.accounts or ())) for e in acc.exports])
+    imports = tuple([(im.subject, im.exporter.name, im.to, im.local, "stream", False)
+                     for im in acc.stream_imports]
+                    + [(si.subject, si.exporter.name, si.to, si.to, "service", si.share)
+                       for si in acc.service_imports])
+    return AccountRecord(
+        name=acc.name, update_time=acc.update_time, client_connections=len(acc.clients),
+        subscriptions=acc.sublist.count, exports=exports, imports=imports,
+        sublist=SublistStats(**acc.sublist.stats()))
 
 
 def server_info(srv):
@@ -422,4 +473,5 @@ def server_info(srv):
         tls_timeout=o.tls_timeout, write_deadline=o.write_deadline,
         max_subscriptions=o.max_subscriptions, cluster=cluster,
         connect_urls=tuple(cl.connect_urls()) if cl is not None else (),
+        leaf=srv.leafnodes.varz_block() if srv.leafnodes is not None else None,
         websocket=srv.websocket.varz() if getattr(srv, "websocket", None) else None)

@@ -6,7 +6,10 @@ Theory of operation
 Inbound, `feed` unframes the socket's bytes (websocket.FrameReader) and
 passes the NATS bytes on to Connection.feed, so the parse loop, its caches
 and its back-pressure work as for any client. Input the loop left waiting
-(`pend`, resumed with feed(b"")) is already unframed.
+(`pend`, resumed with feed(b"")) is already unframed. Compressed input the
+reader held back (its `more`) is fed one slice per reactor turn, as a
+deferred read (`defer_input`), and not while the connection is paused or
+stalled.
 
 Outbound, deliveries append plain NATS data to `wbuf` as for any client.
 `wbuf` holds framed bytes first, then the data appended since: `ws_framed`
@@ -128,8 +131,13 @@ class WsClient(Client):
         Client.process_connect(self, line)
 
     # -- inbound -----------------------------------------------------------
+    def has_input(self):
+        return bool(self.pend) or self.ws_reader.more
+
     def feed(self, data):
-        if not data:                    # resume_input and the like: pend only
+        if not data and (not self.ws_reader.more or self.paused or self.stalled):
+            # resume_input and the like: pend only (while the input waits,
+            # the reader's held-back frames stay raw: pend stays one read)
             Connection.feed(self, data)
             if self.ws_later and not self.closed and not self.ws_input_waits():
                 events, self.ws_later = self.ws_later, []
@@ -151,6 +159,10 @@ class WsClient(Client):
             data, events = self.ws_reader.feed(data)
         if data:
             Connection.feed(self, data)
+        if self.ws_reader.more and not (self.closed or self.paused or self.stalled):
+            # the reader held input back (websocket.INFLATE_PER_FEED): go on
+            # in a later reactor turn, the socket unread meanwhile
+            self.defer_input()
         if (events or self.ws_later) and not self.closed:
             # the data before these frames may wait (an auth check, a stall,
             # a time slice): they come after it, as they came

@@ -277,7 +277,13 @@ class StreamsBehaviour:
             # publishing without a reply stores without an answer
             await nc.publish("p1.quiet", b"q")
             await nc.flush()
-            si = await js.stream_info("P1")
+            # nats-server stores it on another goroutine, after the PONG:
+            # poll (bounded) rather than expect it at once
+            for _ in range(100):
+                si = await js.stream_info("P1")
+                if si.state.last_seq == 10:
+                    break
+                await asyncio.sleep(0.05)
             self.assertEqual(si.state.last_seq, 10)
         self.js_test(body)
 

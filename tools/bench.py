@@ -20,11 +20,14 @@ run, 60), --cluster-settle S (wait after a cluster's nodes start, 2), --json FIL
 
 Scenarios: pub16 (publish only, 16 B), pubsub16/pubsub128/pubsub1k (1:1),
 pub16perm/pubsub16perm (pub16/pubsub16 by users with permissions, the same
-config file on both sides),
+config file on both sides), import16/importfan5 (pubsub16/fanout5 across
+accounts: the subscribers' account imports the publisher's stream),
 fanout5 (1:5, 128 B), queue4 (queue group of 4, 128 B), wildcard (foo.* and
 foo.> among 1,000 other subscriptions, mixed sizes), mixed (2,000 subjects,
 mixed sizes), reqrep (sequential request/reply latency, 128 B), tls (1:1 over
-TLS, 128 B), cluster (pub on node A, sub on node B; CPU of both nodes), idle10k
+TLS, 128 B), cluster (pub on node A, sub on node B; CPU of both nodes), leaf (pub
+on a leaf node, sub on its hub; CPU of both, and each in the JSON's
+us_per_msg_each: [leaf, hub]), idle10k
 (10,000 idle connections, RSS per connection).
 
 Client-library scenarios (group "clients", not run by default): py-X and go-X

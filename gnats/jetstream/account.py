@@ -14,15 +14,19 @@ import os
 import time
 
 from . import errors as E
-from .config import config_json, stream_config
+from .config import config_json
+from .recovery import AccountRecovery
 from .sourcing import SourcingHub
 from .stream import Stream, stored_size
 from .subjects import subjects_collide
 from .store import StoreError
 from .storefactory import open_store, store_limits
 
-META = "meta.json"
-UNLIMITED = {"max_memory": -1, "max_storage": -1, "max_streams": -1, "max_consumers": -1}
+META = "meta.json"          # recovery.py reads it back
+# an account's limits as $JS.API.INFO shows them (nats-server JetStreamAccountLimits)
+UNLIMITED = {"max_memory": -1, "max_storage": -1, "max_streams": -1, "max_consumers": -1,
+             "max_ack_pending": -1, "memory_max_stream_bytes": -1, "storage_max_stream_bytes": -1,
+             "max_bytes_required": False}
 
 
 class JsAccount:
@@ -30,7 +34,7 @@ class JsAccount:
         self.js = js
         self.account = account          # gnats.account.Account
         self.name = account.name
-        self.limits = dict(UNLIMITED, **(limits or {}))
+        self.set_limits(limits)
         self.streams = {}               # name -> Stream
         self.api_total = 0
         self.api_errors = 0
@@ -41,6 +45,13 @@ class JsAccount:
         self.approx = {True: 0, False: 0}
         self.dir = os.path.join(js.root, self.name, "streams")
         self.sourcing = SourcingHub(self)   # mirrors and sources (sourcing.py)
+        self.recovery = None            # recovery.AccountRecovery while streams come back
+
+    def set_limits(self, limits):
+        limits = dict(limits or {})
+        # limits from a JWT's tiered_limits: the tier's name (accounts.py)
+        self.tier = limits.pop("_tier", None)
+        self.limits = dict(UNLIMITED, **limits)
 
     # -- what streams call ------------------------------------------------
     def publish(self, subject, reply, hdr, msg):
@@ -53,9 +64,12 @@ class JsAccount:
         size = stored_size(subject, hdr, msg)
         memory = stream.config["storage"] == "memory"
         limit = self.limits["max_memory" if memory else "max_storage"]
-        # nats-server refuses once the usage is over a limit (so the last
-        # message stored may cross it)
-        if (limit >= 0 and self.approx[memory] > limit) or self.js.over_server_limit(memory):
+        # the account: refused when this message would take the usage over
+        # its limit (nats-server wouldExceedLimits); the server: once the
+        # usage is over its limit (so the last message stored may cross it)
+        if limit >= 0 and self.approx[memory] + size > limit:
+            raise E.err(E.ACCOUNT_RESOURCES_EXCEEDED)
+        if self.js.over_server_limit(memory):
             raise E.err(E.INSUFFICIENT_RESOURCES)
         try:
             seq, ts = stream.store.store_msg(subject, hdr, msg, ts=ts, ttl=ttl)    # ts: a mirror keeps the origin's
@@ -86,15 +100,30 @@ class JsAccount:
 
     # -- stream lifecycle --------------------------------------------------
     def check_resources(self, cfg, replacing=None):
+        """nats-server's account checks for a stream create or update
+        (jsa.checkAndAddStream, checkLimits, checkBytesLimits), in its
+        order, then the server's own reservation."""
+        lim = self.limits
         others = [s for s in self.streams.values() if s is not replacing]
-        if replacing is None and 0 <= self.limits["max_streams"] <= len(others):
+        # 0 (absent from a JWT) or -1: no limit on the number of streams
+        if replacing is None and 0 < lim["max_streams"] <= len(others):
             raise E.err(E.MAX_STREAMS)
+        if cfg["max_consumers"] > 0 and lim["max_consumers"] > 0 and cfg["max_consumers"] > lim["max_consumers"]:
+            raise E.err(E.MAX_CONSUMERS_LIMIT)
         memory = cfg["storage"] == "memory"
-        limit = self.limits["max_memory" if memory else "max_storage"]
-        if limit >= 0 and cfg["max_bytes"] > 0:
+        if lim.get("max_bytes_required") and cfg["max_bytes"] <= 0:
+            raise E.err(E.MAX_BYTES_REQUIRED)
+        stream_max = lim.get("memory_max_stream_bytes" if memory else "storage_max_stream_bytes", -1)
+        if stream_max > 0 and cfg["max_bytes"] > stream_max:
+            raise E.err(E.STREAM_MAX_BYTES_EXCEEDED)
+        limit = lim["max_memory" if memory else "max_storage"]
+        if limit >= 0:
+            # a stream without max_bytes still needs a byte: an account
+            # whose limit for this storage is 0 has none of it
+            want = cfg["max_bytes"] if cfg["max_bytes"] > 0 else 1
             reserved = sum(s.config["max_bytes"] for s in others
                            if s.config["storage"] == cfg["storage"] and s.config["max_bytes"] > 0)
-            if reserved + cfg["max_bytes"] > limit:
+            if reserved > limit or want > limit - reserved:
                 raise E.err(E.MEMORY_EXCEEDED if memory else E.STORAGE_EXCEEDED)
         if cfg["max_bytes"] > 0 and self.js.over_server_reservation(memory, cfg["max_bytes"], replacing):
             raise E.err(E.MEMORY_EXCEEDED if memory else E.STORAGE_EXCEEDED)
@@ -108,14 +137,16 @@ class JsAccount:
                     if subjects_collide(a, b):
                         raise E.err(E.SUBJECT_OVERLAP)
 
-    def add_stream(self, cfg, created=None, persist=True):
+    def add_stream(self, cfg, created=None, persist=True, store=None):
+        """A new stream (or a recovered one, with the store it opened)."""
         self.check_resources(cfg)
         self.check_overlap(cfg)
         d = os.path.join(self.dir, cfg["name"])
-        try:
-            store = open_store(cfg, os.path.join(d, "msgs"), self.js)
-        except (StoreError, OSError) as e:
-            raise E.err(E.STREAM_CREATE, err=str(e))
+        if store is None:
+            try:
+                store = open_store(cfg, os.path.join(d, "msgs"), self.js)
+            except (StoreError, OSError) as e:
+                raise E.err(E.STREAM_CREATE, err=str(e))
         first = cfg.get("first_seq") or 0
         if first > 1 and store.state().last_seq == 0:
             store.compact(first)    # a new (or memory) stream starts at first_seq
@@ -168,37 +199,17 @@ class JsAccount:
         os.replace(tmp, os.path.join(d, META))
 
     def recover(self):
-        """Bring back the streams persisted for this account; a damaged
-        meta.json is logged and skipped, never fatal."""
-        try:
-            names = sorted(os.listdir(self.dir))
-        except OSError:
-            return
-        for name in names:
-            path = os.path.join(self.dir, name, META)
-            try:
-                with open(path, "rb") as f:
-                    meta = json.loads(f.read())
-                cfg = stream_config(meta["config"])
-                cfg["sealed"] = bool(meta["config"].get("sealed"))
-                created = int(meta["created"])
-            except (OSError, ValueError, KeyError, TypeError, E.ApiError) as e:
-                self.js.log.error("JetStream could not recover stream '%s > %s' from %s: %s"
-                                  % (self.name, name, path, e))
-                continue
-            try:
-                self.add_stream(cfg, created, persist=False)
-            except E.ApiError as e:
-                self.js.log.error("JetStream could not recover stream '%s > %s': %s"
-                                  % (self.name, name, e.description))
-                continue
-            stream = self.streams[cfg["name"]]
-            stream.rebuild_dedupe(time.time_ns())
-            st = stream.store.state()
-            self.js.log.notice("  Restored %d messages for stream '%s > %s'" % (st.msgs, self.name, name))
+        """Bring back the streams persisted for this account, file stores
+        off the reactor thread (recovery.py); `recovery` is set until the
+        last one is back."""
+        self.recovery = AccountRecovery(self)
+        self.recovery.start()
 
     def close(self):
         self.sourcing.close()
+        if self.recovery is not None:
+            self.recovery.close()
+            self.recovery = None
         for sub in self.api_subs:
             self.js.server.internal_unsubscribe(sub)
         self.api_subs = []

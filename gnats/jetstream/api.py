@@ -27,8 +27,6 @@ TYPE = "io.nats.jetstream.api.v1."
 NAMES_LIMIT = 1024
 LIST_LIMIT = 256
 SUBJECTS_LIMIT = 100000
-LIMITS_EXTRA = {"max_ack_pending": -1, "memory_max_stream_bytes": -1, "storage_max_stream_bytes": -1,
-                "max_bytes_required": False}
 
 # fields an error response carries besides "type" and "error"
 ERROR_EXTRAS = {
@@ -67,11 +65,17 @@ def _int_field(req, key, default=0):
 # -- handlers: (jsa, name or None, body) -> response dict without "type" --------
 
 def account_info(jsa, name, body):
-    return {"memory": jsa.usage(True), "storage": jsa.usage(False),
-            "reserved_memory": jsa.reserved(True), "reserved_storage": jsa.reserved(False),
-            "streams": len(jsa.streams), "consumers": jsa.consumer_count(),
-            "limits": dict(jsa.limits, **LIMITS_EXTRA),
-            "api": {"level": 5, "total": jsa.api_total, "errors": jsa.api_errors}}
+    usage = {"memory": jsa.usage(True), "storage": jsa.usage(False),
+             "reserved_memory": jsa.reserved(True), "reserved_storage": jsa.reserved(False),
+             "streams": len(jsa.streams), "consumers": jsa.consumer_count()}
+    out = dict(usage, limits=dict(jsa.limits))
+    out["api"] = {"level": 5, "total": jsa.api_total, "errors": jsa.api_errors}
+    if jsa.tier:
+        # limits from a JWT's tiered_limits: nats-server shows the
+        # account-wide ones as zeros and the tier's under "tiers"
+        out["limits"] = dict((k, False if isinstance(v, bool) else 0) for k, v in jsa.limits.items())
+        out["tiers"] = {jsa.tier: dict(usage, limits=dict(jsa.limits))}
+    return out
 
 
 def _info_body(stream, extra=None, subjects_filter=None, deleted_details=False):
@@ -259,7 +263,6 @@ def handle_api(jsa, subject, body):
         return None
     handler, rtype, name = r
     resp = {"type": TYPE + rtype}
-    jsa.api_total += 1
     try:
         resp.update(handler(jsa, name, body))
     except Exception as e:
@@ -270,6 +273,22 @@ def handle_api(jsa, subject, body):
         resp["error"] = e.body()
         for k, v in ERROR_EXTRAS.get(rtype, ()):
             resp[k] = v
+    # counted after the handler: $JS.API.INFO shows the requests before it
+    jsa.api_total += 1
+    return dumps(resp)
+
+
+def error_response(subject, error):
+    """The response bytes carrying `error` (an ApiError) for a request to
+    an API subject, or None (not an API subject: left unanswered, as
+    nats-server does). For accounts without JetStream (10039) and requests
+    refused while streams recover."""
+    r = route(subject)
+    if r is None:
+        return None
+    resp = {"type": TYPE + r[1], "error": error.body()}
+    for k, v in ERROR_EXTRAS.get(r[1], ()):
+        resp[k] = v
     return dumps(resp)
 
 

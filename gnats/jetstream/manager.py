@@ -11,13 +11,17 @@ queues its fsync on a background thread when due; a timer here flushes
 idle file stores on the interval so they get theirs), or `sync_always`,
 where the store syncs each write before it returns.
 
-Accounts: today only the global account exists and gets JetStream with no
-account limits. The hook for configured accounts is `start(account_limits)`
-/ `enable_account(account, limits)`, limits as the API shows them
-({"max_memory", "max_storage", "max_streams", "max_consumers"}, -1 for
-unlimited; nats-server's account block spells them max_mem, max_file,
-max_streams, max_consumers). An account without JetStream gets no API
-subscriptions (requests there find no responder).
+Accounts: which get JetStream, with which limits, is accounts.py's
+decision (`start(account_limits)` takes it, {Account: limits or None};
+`configure_accounts` applies it again on reload; operator mode calls
+`enable_account` / `disable_account` as it registers JWT accounts).
+Limits are as the API shows them ({"max_memory", "max_storage",
+"max_streams", "max_consumers", ...}, -1 for unlimited). An account
+without JetStream gets, on this node only, API responders that answer
+503 10039 "JetStream not enabled for account", as nats-server does.
+
+Start-up does not block: streams are reopened off the reactor thread and
+API requests wait for them (recovery.py).
 """
 
 import os
@@ -26,8 +30,9 @@ import tempfile
 import time
 
 from .. import VERSION
-from . import api, jsz
+from . import api, errors as E, jsz
 from .account import JsAccount
+from .accounts import configured
 from .filestore_format import lock_store_dir
 from .store import StoreError
 
@@ -75,6 +80,7 @@ class JetStream:
         self.sync_interval = config.get("sync_interval") or 120.0
         self.sync_always = bool(config.get("sync_always"))
         self.accounts = {}          # account name -> JsAccount
+        self.off_subs = {}          # account name -> its 10039 responders
         self._dirty = set()         # stores written this reactor turn
         self.approx = {True: 0, False: 0}   # usage, as JsAccount.approx
         self._lock_file = None
@@ -108,9 +114,8 @@ class JetStream:
         else:
             log.notice("  Sync Interval:   %s" % _secs(self.sync_interval))
         if account_limits is None:
-            account_limits = {self.server.accounts.global_account: None}
-        for acc, limits in account_limits.items():
-            self.enable_account(acc, limits)
+            account_limits = configured(self.server)
+        self.configure_accounts(account_limits)
         self.server.reactor.before_flush = self.flush_stores
         self._timer = self.server.reactor.call_later(HOUSEKEEPING, self._housekeeping)
         if not self.sync_always:
@@ -122,7 +127,30 @@ class JetStream:
         except StoreError as e:
             raise ValueError("JetStream %s" % e)
 
+    def configure_accounts(self, account_limits):
+        """At start and on reload: JetStream for the accounts named
+        ({Account: limits or None}), their limits updated if they had it;
+        every other account of the configuration ($G included) loses it
+        and answers 10039. Operator mode's accounts are left to it."""
+        registry = self.server.accounts
+        for name, jsa in list(self.accounts.items()):
+            if registry.find(name) is not jsa.account:
+                self.disable_account(jsa.account, answer=False)    # the account went away
+        for name in [n for n in self.off_subs if registry.find(n) is None]:
+            self._drop_off_subs(name)
+        for acc, limits in account_limits.items():
+            self.enable_account(acc, limits)
+        g = registry.global_account
+        for acc in registry.all():
+            if acc not in account_limits and (acc.spec is not None or acc is g):
+                self.disable_account(acc)
+
     def enable_account(self, account, limits=None):
+        jsa = self.accounts.get(account.name)
+        if jsa is not None:
+            jsa.set_limits(limits)      # a reload or a JWT update
+            return jsa
+        self._drop_off_subs(account.name)
         jsa = JsAccount(self, account, limits)
         self.accounts[account.name] = jsa
         srv = self.server
@@ -130,14 +158,50 @@ class JetStream:
         def on_api(sub, subject, reply, hdr, msg, client):
             if not reply:
                 return      # nats-server answers requests only
-            resp = api.handle_api(jsa, subject, msg)
-            if resp is not None:
-                srv.publish_internal(account, reply, None, None, resp)
+            if jsa.recovery is not None:
+                jsa.recovery.hold_api(subject, reply, msg)     # answered once streams are back
+                return
+            self.answer_api(jsa, subject, reply, msg)
 
         jsa.api_subs = [srv.internal_subscribe(account, s, on_api, queue=API_QUEUE) for s in API_SUBJECTS]
         jsa.recover()
         self.refresh_usage()
         return jsa
+
+    def answer_api(self, jsa, subject, reply, msg):
+        resp = api.handle_api(jsa, subject, msg)
+        if resp is not None:
+            self.server.publish_internal(jsa.account, reply, None, None, resp)
+
+    def disable_account(self, account, answer=True):
+        """No JetStream for `account` (its streams stop, their files stay):
+        API requests from this node's clients get 10039 (with `answer`)."""
+        jsa = self.accounts.pop(account.name, None)
+        if jsa is not None:
+            for s in jsa.streams.values():
+                self.untouch(s.store)
+            try:
+                jsa.close()     # each store flushes and syncs as it closes
+            except StoreError as e:
+                self.log.error("JetStream: account '%s' not closed cleanly: %s" % (account.name, e))
+        if not answer or account.name in self.off_subs:
+            return
+        srv = self.server
+
+        def on_api(sub, subject, reply, hdr, msg, client):
+            if reply:
+                body = api.error_response(subject, E.err(E.NOT_ENABLED_FOR_ACCOUNT))
+                if body is not None:
+                    srv.publish_internal(account, reply, None, None, body)
+
+        # local only, in the API's queue group: a request from a client of
+        # this node is answered here, never by another node's JetStream
+        self.off_subs[account.name] = [srv.internal_subscribe(account, s, on_api, queue=API_QUEUE, routed=False)
+                                       for s in API_SUBJECTS]
+
+    def _drop_off_subs(self, name):
+        for sub in self.off_subs.pop(name, ()):
+            self.server.internal_unsubscribe(sub)
 
     def shutdown(self):
         """Flush, sync and close every store; release the directory."""
@@ -153,6 +217,8 @@ class JetStream:
                 except StoreError as e:
                     self.log.error("JetStream: stream '%s > %s' not synced at shutdown: %s" % (jsa.name, s.name, e))
             jsa.close()
+        for name in list(self.off_subs):
+            self._drop_off_subs(name)
         self._dirty.clear()
         if self._lock_file is not None:
             self._lock_file.release()
@@ -163,11 +229,7 @@ class JetStream:
         srv = self.server
 
         def on_msg(sub, subject, reply, hdr, msg, client):
-            if stream.closed or (client is None and stream.republished_here(hdr)):
-                return
-            ack = stream.process_publish(subject, reply, hdr, msg)
-            if ack is not None:
-                srv.publish_internal(jsa.account, reply, None, None, ack)
+            self.store_publish(jsa, stream, subject, reply, hdr, msg, client is None)
 
         def on_direct(sub, subject, reply, hdr, msg, client):
             if stream.closed or not reply:
@@ -181,6 +243,15 @@ class JetStream:
             subs.append(srv.internal_subscribe(jsa.account, base, on_direct, queue=DIRECT_QUEUE))
             subs.append(srv.internal_subscribe(jsa.account, base + ".>", on_direct, queue=DIRECT_QUEUE))
         stream.subs = subs
+
+    def store_publish(self, jsa, stream, subject, reply, hdr, msg, internal):
+        """A message published to the stream's subjects (`internal`: by the
+        server itself): stored, and acknowledged when it has a reply."""
+        if stream.closed or (internal and stream.republished_here(hdr)):
+            return
+        ack = stream.process_publish(subject, reply, hdr, msg)
+        if ack is not None:
+            self.server.publish_internal(jsa.account, reply, None, None, ack)
 
     def unsubscribe_stream(self, stream):
         for sub in stream.subs:
@@ -204,6 +275,13 @@ class JetStream:
                 store.flush()
             except StoreError as e:
                 self.log.error("JetStream: flush failed: %s" % e)
+
+    def raise_limit(self, memory, n):
+        """A reload raised max_memory_store / max_file_store."""
+        if memory:
+            self.max_memory = n
+        else:
+            self.max_store = n
 
     def over_server_limit(self, memory):
         limit = self.max_memory if memory else self.max_store

@@ -62,7 +62,7 @@ SOURCES_FILE = "sources.json"
 STRIPPED = ("Nats-Stream-Source:", "Nats-Expected-", "Nats-Batch-")
 # a source copy the stream refuses for lack of room is retried (nats-server
 # retries these); any other refusal skips the message with a warning
-_RETRY_CODES = (10077, 10023)
+_RETRY_CODES = (10077, 10023, 10002)
 
 
 class _Again(Exception):

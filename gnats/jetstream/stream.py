@@ -35,6 +35,33 @@ DEDUPE_REBUILD = 100000 # messages read back at most to rebuild them after a res
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
 
+def dedupe_ids(store, duplicate_window, now_ns, limit=DEDUPE_REBUILD):
+    """([(Nats-Msg-Id, seq, ts), ...] oldest first, the last message's id)
+    of the messages stored within the window (newest `limit` at most).
+    Reads only the store: safe on another thread while nothing else uses it."""
+    st = store.state()
+    horizon = now_ns - duplicate_window
+    found = []
+    seq = st.last_seq
+    while seq >= st.first_seq and seq > 0 and len(found) < limit:
+        sm = store.load_msg(seq)
+        seq -= 1
+        if sm is None:
+            continue
+        if sm.ts < horizon:
+            break
+        found.append(sm)
+    ids = []
+    last = ""
+    for i, sm in enumerate(reversed(found)):
+        msg_id = parse_headers(sm.hdr).get("Nats-Msg-Id", "") if b"Nats-Msg-Id" in sm.hdr else ""
+        if msg_id:
+            ids.append((msg_id, sm.seq, sm.ts))
+        if i == len(found) - 1:
+            last = msg_id
+    return ids, last
+
+
 def dumps(obj):
     return _JSON.encode(obj).encode()
 
@@ -226,28 +253,16 @@ class Stream:
             msg = b""
         self.host.publish(dest, None, build_headers(fields, hdr), msg)
 
-    def rebuild_dedupe(self, now_ns, limit=DEDUPE_REBUILD):
+    def rebuild_dedupe(self, now_ns, limit=DEDUPE_REBUILD, found=None):
         """After a restart: the Nats-Msg-Id of the messages stored within
         the duplicate window (newest `limit` at most), as nats-server
-        rebuilds its dedupe map, and the last message's id."""
-        st = self.store.state()
-        horizon = now_ns - self.config["duplicate_window"]
-        found = []
-        seq = st.last_seq
-        while seq >= st.first_seq and seq > 0 and len(found) < limit:
-            sm = self.store.load_msg(seq)
-            seq -= 1
-            if sm is None:
-                continue
-            if sm.ts < horizon:
-                break
-            found.append(sm)
-        for i, sm in enumerate(reversed(found)):
-            msg_id = parse_headers(sm.hdr).get("Nats-Msg-Id", "") if b"Nats-Msg-Id" in sm.hdr else ""
-            if msg_id:
-                self._remember(msg_id, sm.seq, sm.ts)
-            if i == len(found) - 1:
-                self.last_msg_id = msg_id
+        rebuilds its dedupe map, and the last message's id. `found`:
+        dedupe_ids() computed already (recovery.py, off the reactor)."""
+        if found is None:
+            found = dedupe_ids(self.store, self.config["duplicate_window"], now_ns, limit)
+        ids, self.last_msg_id = found
+        for msg_id, seq, ts in ids:
+            self._remember(msg_id, seq, ts)
 
     # -- state -------------------------------------------------------------
     def state_json(self, subjects_filter=None, deleted_details=False):

@@ -49,10 +49,12 @@ class Scenario:
     subscribers: List[SubConn] = field(default_factory=list)
     tls: bool = False
     cluster: bool = False
+    leaf: bool = False            # a leaf (publisher side) dialling a hub (subscriber side)
     size: int = 128               # reqrep payload
     client: str = ""              # "py" (nats-py) or "go" (nats.go) workers; "" = raw sockets
     config: str = ""              # server config file text (both sides), e.g. PERMS_CONFIG
     auth: Optional[Tuple[bytes, bytes]] = None     # CONNECT user and password
+    sub_auth: Optional[Tuple[bytes, bytes]] = None  # the subscribers' own, when not `auth`
     ws: bool = False              # publisher and subscribers over websocket (wsload.py)
 
 
@@ -66,6 +68,16 @@ PERMS_CONFIG = """authorization { users = [
 ] }
 """
 PERMS_AUTH = (b"bench", b"bench")
+
+# Issue 17: the publisher in account PUB, the subscribers in account SUB,
+# which imports PUB's bench.> stream under the same subjects (so the plan's
+# bookkeeping holds): every delivery crosses accounts.
+IMPORT_CONFIG = """accounts {
+  PUB: { users: [{user: pub, password: pub}], exports: [{stream: "bench.>"}] }
+  SUB: { users: [{user: sub, password: sub}],
+         imports: [{stream: {account: PUB, subject: "bench.>"}}] }
+}
+"""
 
 
 def matches(pattern, subject):
@@ -115,6 +127,14 @@ def all_scenarios():
         Scenario("pubsub16perm", "flow", 6_000_000, "dlv",
                  "pubsub16, both users with permissions (allow bench.>, 3 denies)",
                  [(b"bench.ps", 16)], one, config=PERMS_CONFIG, auth=PERMS_AUTH),
+        Scenario("import16", "flow", 6_000_000, "dlv",
+                 "pubsub16 across accounts: the subscriber's account imports the stream",
+                 [(b"bench.ps", 16)], one, config=IMPORT_CONFIG, auth=(b"pub", b"pub"),
+                 sub_auth=(b"sub", b"sub")),
+        Scenario("importfan5", "flow", 2_000_000, "dlv",
+                 "fanout5 across accounts: 5 subscribers in the importing account, 128 B",
+                 [(b"bench.fan", 128)], [SubConn([(b"bench.fan", None)]) for _ in range(5)],
+                 config=IMPORT_CONFIG, auth=(b"pub", b"pub"), sub_auth=(b"sub", b"sub")),
         Scenario("pubsub1k", "flow", 1_000_000, "dlv", "pub -> sub 1:1, 1 KiB",
                  [(b"bench.ps", 1024)], one),
         Scenario("fanout5", "flow", 2_000_000, "dlv", "fan-out 1:5, 128 B (per delivered)",
@@ -134,6 +154,9 @@ def all_scenarios():
         Scenario("cluster", "flow", 3_000_000, "dlv",
                  "pub on node A -> sub on node B, 128 B (CPU of both nodes)",
                  [(b"bench.route", 128)], [SubConn([(b"bench.route", None)])], cluster=True),
+        Scenario("leaf", "flow", 3_000_000, "dlv",
+                 "pub on a leaf node -> sub on its hub, 128 B (CPU of both servers)",
+                 [(b"bench.leaf", 128)], [SubConn([(b"bench.leaf", None)])], leaf=True),
         Scenario("idle10k", "idle", 10_000, "conn", "10,000 idle connections: RSS per connection"),
     ] + client_scenarios() + ws_scenarios()
 
@@ -309,6 +332,9 @@ class Run:
             with open(path, "w") as f:
                 f.write(config)
             extra += ["-c", path]
+        if self.sc.leaf:
+            self._start_leaf_pair(extra)
+            return
         if not self.sc.cluster:
             self.servers.append(self.side.server(self.logdir, extra).start())
             return
@@ -324,6 +350,24 @@ class Run:
         # refused and retried a second later, which makes a duplicate route that
         # one side then closes. Measure the settled cluster, not that moment.
         time.sleep(self.opts.cluster_settle)
+
+    def _start_leaf_pair(self, extra):
+        """The hub (subscribers) with a leafnode port, then the leaf
+        (publisher) with one remote to it; servers = [leaf, hub]."""
+        lport = free_port()
+        confs = {"hub": "leafnodes { host: 127.0.0.1, port: %d }\n" % lport,
+                 "leaf": 'leafnodes { remotes = [ { url: "nats-leaf://127.0.0.1:%d" } ] }\n' % lport}
+        started = {}
+        for role in ("hub", "leaf"):
+            path = os.path.join(self.logdir, "%s-%s.conf" % (self.side.label, role))
+            with open(path, "w") as f:
+                f.write(confs[role])
+            try:
+                started[role] = self.side.server(self.logdir, list(extra) + ["-c", path]).start()
+            except ServerError as e:
+                raise SkipRun("%s cannot run a leaf node: %s" % (self.side.label, e))
+            self.servers.append(started[role])
+        self.servers = [started["leaf"], started["hub"]]
 
     def _check_alive(self):
         for s in self.servers:
@@ -406,17 +450,23 @@ class Run:
                 name = "sub%d" % idx
                 names.append(name)
                 self._spawn(ctl, name, workers.subscriber, sub_port, sc.tls,
-                            sub_ops(sc.subscribers[idx]), idx, slots, target, sc.auth)
+                            sub_ops(sc.subscribers[idx]), idx, slots, target,
+                            sc.sub_auth or sc.auth)
         self._wait_ready(ctl, names)
-        if sc.cluster and not load.probe_route(pub_port, sub_port, b"bench.probe"):
-            raise SkipRun("%s: interest did not cross the route within 15s" % self.side.label)
+        if (sc.cluster or sc.leaf) and not load.probe_route(pub_port, sub_port, b"bench.probe"):
+            raise SkipRun("%s: interest did not cross the route or leaf within 15s" % self.side.label)
         self._spawn(ctl, "pub", workers.publisher, pub_port, sc.tls, sc.plan, cycles, sc.auth)
         self._wait_ready(ctl, ["pub"])
-        cpu0, t0 = self._cpu(), time.monotonic()
+        each0 = [s.cpu() for s in self.servers]
+        cpu0, t0 = sum(each0), time.monotonic()
         ctl.start.set()
         res = self._collect(ctl, names + ["pub"], self.opts.timeout)
-        cpu1 = self._cpu()
-        return self._flow_verdict(res, groups, cycles * len(sc.plan), cpu1 - cpu0, t0)
+        each1 = [s.cpu() for s in self.servers]
+        out = self._flow_verdict(res, groups, cycles * len(sc.plan), sum(each1) - cpu0, t0)
+        if len(self.servers) > 1 and out.get("expected"):
+            # per server (cluster: node A, B; leaf: the leaf, the hub)
+            out["us_per_msg_each"] = [(b - a) * 1e6 / out["expected"] for a, b in zip(each0, each1)]
+        return out
 
     def _client_flow(self):
         """The flow through client-library workers: same window, same checks,
