@@ -17,6 +17,7 @@ from . import consumer_api
 from . import errors as E
 from .config import config_json
 from .recovery import AccountRecovery
+from .sourcing import SourcingHub
 from .stream import Stream, stored_size
 from .subjects import subjects_collide
 from .store import StoreError
@@ -44,6 +45,7 @@ class JsAccount:
         # the limit check per publish must not sum every stream
         self.approx = {True: 0, False: 0}
         self.dir = os.path.join(js.root, self.name, "streams")
+        self.sourcing = SourcingHub(self)   # mirrors and sources (sourcing.py)
         self.recovery = None            # recovery.AccountRecovery while streams come back
 
     def set_limits(self, limits):
@@ -59,7 +61,7 @@ class JsAccount:
     def config_json(self, cfg):
         return config_json(cfg, self.js.version)
 
-    def store_msg(self, stream, subject, hdr, msg, ttl):
+    def store_msg(self, stream, subject, hdr, msg, ttl, ts=None):
         size = stored_size(subject, hdr, msg)
         memory = stream.config["storage"] == "memory"
         limit = self.limits["max_memory" if memory else "max_storage"]
@@ -71,7 +73,7 @@ class JsAccount:
         if self.js.over_server_limit(memory):
             raise E.err(E.INSUFFICIENT_RESOURCES)
         try:
-            seq, ts = stream.store.store_msg(subject, hdr, msg, ttl=ttl)
+            seq, ts = stream.store.store_msg(subject, hdr, msg, ts=ts, ttl=ttl)    # ts: a mirror keeps the origin's
         except StoreError as e:
             self.js.log.error("JetStream failed to store a msg on stream '%s > %s': %s" % (self.name, stream.name, e))
             raise E.err(E.STORE_FAILED, err=str(e))
@@ -158,6 +160,7 @@ class JsAccount:
                 raise E.err(E.STREAM_CREATE, err="could not write stream metadata: %s" % e)
         self.streams[cfg["name"]] = stream
         self.js.subscribe_stream(self, stream)
+        self.sourcing.stream_added(stream)      # sourcing
         return stream
 
     def update_stream(self, stream, cfg):
@@ -165,7 +168,9 @@ class JsAccount:
         self.check_overlap(cfg, replacing=stream)
         old_subjects = stream.config["subjects"]
         old_direct = stream.config.get("allow_direct")
+        old_cfg = stream.config
         stream.apply_config(cfg)
+        self.sourcing.stream_updated(stream, old_cfg)   # sourcing
         stream.store.update_limits(store_limits(cfg))
         self.js.touch(stream.store)
         self.write_meta(stream)
@@ -175,6 +180,7 @@ class JsAccount:
 
     def delete_stream(self, stream):
         consumer_api.stop_all(self, stream)
+        self.sourcing.stream_removed(stream)    # sourcing
         self.js.unsubscribe_stream(stream)
         del self.streams[stream.name]
         stream.closed = True
@@ -202,6 +208,7 @@ class JsAccount:
         self.recovery.start()
 
     def close(self):
+        self.sourcing.close()
         if self.recovery is not None:
             self.recovery.close()
             self.recovery = None

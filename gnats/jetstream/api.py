@@ -17,7 +17,8 @@ import traceback
 
 from . import consumer_api
 from . import errors as E
-from .config import (decode_config, parse_request, same_config, stream_config, update_config)
+from .config import (decode_config, parse_request, public_config, same_config, stream_config, update_config)
+from .sourcing_config import check_against
 from .headers import build_headers, rfc3339, status_headers
 from .stream import dumps
 from .subjects import subjects_collide
@@ -82,6 +83,7 @@ def account_info(jsa, name, body):
 
 def _info_body(stream, extra=None, subjects_filter=None, deleted_details=False):
     d = stream.info(subjects_filter, deleted_details)
+    d.update(stream.host.sourcing.info(stream))     # sourcing: mirror/sources blocks
     if extra:
         d.update(extra)
     d["ts"] = _now()
@@ -94,6 +96,7 @@ def stream_create(jsa, name, body):
     if raw.get("name") != name:
         raise E.err(E.STREAM_MISMATCH)
     cfg = stream_config(raw)
+    check_against(jsa.streams, cfg)     # sourcing
     existing = jsa.streams.get(name)
     if existing is not None:
         if not same_config(existing.config, cfg):
@@ -113,6 +116,7 @@ def stream_update(jsa, name, body):
         raise E.err(E.STREAM_MISMATCH)
     stream = _lookup(jsa, name)
     cfg = update_config(raw, stream.config)
+    check_against(jsa.streams, cfg, stream.config)      # sourcing
     jsa.update_stream(stream, cfg)
     return _info_body(stream)
 
@@ -135,6 +139,7 @@ def stream_info(jsa, name, body):
     out = {"total": total, "offset": offset, "limit": limit}
     out.update(d)
     out["cluster"] = {"leader": jsa.js.server_name}
+    out.update(jsa.sourcing.info(stream))       # sourcing: mirror/sources blocks
     out["ts"] = _now()
     return out
 
@@ -191,8 +196,10 @@ def stream_list(jsa, name, body):
         s = jsa.streams[n]
         # the list shows the stored config (nats-server leaves out the
         # server's level and version there)
-        page.append({"config": dict(s.config), "created": rfc3339(s.created), "state": s.state_json(),
-                     "ts": _now()})
+        item = {"config": public_config(s.config), "created": rfc3339(s.created), "state": s.state_json()}
+        item.update(jsa.sourcing.info(s))       # sourcing
+        item["ts"] = _now()
+        page.append(item)
     return {"total": len(names), "offset": offset, "limit": LIST_LIMIT, "streams": page}
 
 

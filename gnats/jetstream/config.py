@@ -5,13 +5,14 @@ defaults out, in nats-server 2.15's field order.
 unknown fields and wrong types are `invalid JSON` errors, err_code 10025);
 `stream_config(raw, ...)` fills the defaults and refuses what nats-server
 refuses, with its texts (err_code 10052 and friends). Durations are integer
-nanoseconds, as on the wire. Mirrors and sources are parsed but refused
-(not supported yet).
+nanoseconds, as on the wire. `mirror` and `sources` are decoded and checked
+by sourcing_config.py (hooks marked "sourcing").
 """
 
 import json
 
 from . import errors as E
+from . import sourcing_config
 from .subjects import subjects_collide
 from ..transform import MappingError, SubjectTransform
 from ..sublist import valid_subject
@@ -76,7 +77,7 @@ ENUMS = {
     "persist_mode": ("default", "async"),
 }
 # not implemented: a request setting them to something other than off is refused
-UNSUPPORTED = ("mirror", "sources", "allow_msg_counter", "allow_atomic", "allow_msg_schedules",
+UNSUPPORTED = ("allow_msg_counter", "allow_atomic", "allow_msg_schedules",
                "allow_batched")
 
 
@@ -118,6 +119,9 @@ def decode_config(raw):
             raise E.err(E.INVALID_JSON, err='json: unknown field "%s"' % k)
         if v is None:
             continue
+        if k in _SOURCING_DECODERS:    # sourcing: nested StreamSource objects
+            cfg[k] = _SOURCING_DECODERS[k](v)
+            continue
         if want is int:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v):
                 raise _type_error(k, v, want)
@@ -132,6 +136,9 @@ def decode_config(raw):
             raise _type_error(k, v, want)
         cfg[k] = v
     return cfg
+
+
+_SOURCING_DECODERS = {"mirror": sourcing_config.decode_mirror, "sources": sourcing_config.decode_sources}
 
 
 def check_name(name):
@@ -165,6 +172,8 @@ def stream_config(raw, clustered=False):
         raise _invalid("stream configuration for create can not be sealed")
     if c.get("mirror_direct") and not c.get("mirror"):
         raise _invalid("stream has no mirror but does have mirror direct")
+    sourcing_config.check_config(c)     # sourcing
+    sourced = c.get("mirror") is not None or bool(c.get("sources"))
     out = {}
     for f, _, default in FIELDS:
         v = c.get(f)
@@ -181,12 +190,12 @@ def stream_config(raw, clustered=False):
         out["num_replicas"] = 1
     max_age = out["max_age"]
     if not c.get("duplicate_window"):
-        out["duplicate_window"] = DEFAULT_DUPLICATE_WINDOW
-        if 0 < max_age < DEFAULT_DUPLICATE_WINDOW:
+        out["duplicate_window"] = 0 if sourced else DEFAULT_DUPLICATE_WINDOW    # sourcing: none by default
+        if 0 < max_age < DEFAULT_DUPLICATE_WINDOW and not sourced:
             out["duplicate_window"] = max_age
     elif max_age and out["duplicate_window"] > max_age:
         raise _invalid("duplicates window can not be larger then max age")
-    subjects = out.get("subjects") or [name]
+    subjects = out.get("subjects") or ([] if sourced else [name])    # sourcing: none by default
     out["subjects"] = subjects
     for i, s in enumerate(subjects):
         if not valid_subject(s):
@@ -292,10 +301,21 @@ def same_config(a, b):
     return strip(a) == strip(b)
 
 
+def public_config(cfg):
+    """The stored config as nats-server shows it: a mirror's or sourcing
+    stream's empty subjects and zero duplicate window are left out (Go's
+    omitempty; a plain stream always has both)."""
+    out = dict(cfg)
+    for k in ("subjects", "duplicate_window"):
+        if not out.get(k):
+            out.pop(k, None)
+    return out
+
+
 def config_json(cfg, version):
     """The config as API responses show it (metadata with the server's level
     and version; the stored form keeps only the request level)."""
-    out = dict(cfg)
+    out = public_config(cfg)
     meta = dict(cfg.get("metadata") or {})
     meta["_nats.level"] = str(API_LEVEL)
     meta["_nats.ver"] = version

@@ -22,6 +22,7 @@ from collections import OrderedDict
 
 from . import errors as E
 from .headers import build_headers, parse_headers, parse_ttl, rfc3339
+from .sourcing_config import SOURCE_HEADER_NOT_ALLOWED
 from ..transform import SubjectTransform
 
 MAX_HEADER = 64 * 1024
@@ -115,7 +116,13 @@ class Stream:
             return b"%s%d,\"duplicate\":true}" % (self._ack_head, seq)
         return b"%s%d}" % (self._ack_head, seq)
 
-    def _store(self, subject, hdr, msg):
+    def process_sourced(self, subject, hdr, msg):
+        """sourcing.py: store a message copied from a source (the subject as
+        the source made it, its Nats-Stream-Source header allowed); raises
+        ApiError."""
+        return self._store(subject, hdr, msg, sourced=True)
+
+    def _store(self, subject, hdr, msg, sourced=False):
         cfg = self.config
         if cfg.get("sealed"):
             raise E.err(E.SEALED)
@@ -131,6 +138,8 @@ class Stream:
         rollup = None
         if hdr and b"Nats-" in hdr:
             h = parse_headers(hdr)
+            if not sourced and "Nats-Stream-Source" in h:   # sourcing: only copies carry it
+                raise E.err(SOURCE_HEADER_NOT_ALLOWED)
             msg_id = h.get("Nats-Msg-Id", "")
             if msg_id:
                 self.expire_dedupe(now)
@@ -168,7 +177,7 @@ class Stream:
                 if secs is None:
                     raise E.err(E.TTL_INVALID)
                 ttl = secs * 10 ** 9 if secs > 0 else 0    # "never": no per-message expiry
-        stored_subject = self._stored_subject(subject)
+        stored_subject = subject if sourced else self._stored_subject(subject)
         if cfg["discard"] == "new":
             self._check_discard_new(stored_subject, hdr, msg)
         seq, ts = self.host.store_msg(self, stored_subject, hdr, msg, ttl)
