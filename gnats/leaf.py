@@ -38,7 +38,6 @@ import platform
 from . import VERSION
 from . import parser as P
 from .auth import AuthContext
-from .conn import Connection
 from .peer import PeerConnection
 from .delivery import build_fast_bases, deliver, fast_entry, match_publish
 from .inbound import cache_entry
