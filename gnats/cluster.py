@@ -26,7 +26,7 @@ from . import VERSION
 from .auth import RouteAuth
 from .conn import set_socket_options
 from .permissions import compile_permissions
-from .net import Dial, Listener, bind_listener, hostport
+from .net import Dial, Listener, Redial, bind_listener, hostport
 from .reactor import EVENT_READ
 from .route import Route
 from .sublist import Subscription
@@ -82,7 +82,7 @@ class RouteURL:
         return "%s://%s%s" % (self.scheme, cred, self.hostport())
 
 
-class Solicit:
+class Solicit(Redial):
     """A route this server dials: a configured URL (`explicit`, redialled
     forever with backoff) or one learned by gossip (a few attempts)."""
 
@@ -92,10 +92,8 @@ class Solicit:
         self.explicit = explicit
         self.attempts = 0
         self.route = None           # the live Route this dial produced
-        self.dial = None
-        self.timer = None
         self.remote_id = ""         # the server last found at this URL
-        self.stopped = False        # a route to ourselves, or shutdown
+        Redial.__init__(self)       # stopped: a route to ourselves, or shutdown
 
     def idle(self):
         return self.route is None and self.dial is None and self.timer is None and not self.stopped
@@ -144,15 +142,6 @@ class Solicit:
             self.timer.cancel()
             self.timer = None
         self.connect()
-
-    def stop(self):
-        self.stopped = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.dial is not None:
-            self.dial.cancel()
-            self.dial = None
 
 
 # ---------------------------------------------------------------------------

@@ -37,8 +37,8 @@ import platform
 
 from . import VERSION
 from . import parser as P
-from .auth import AuthContext, mask_connect
-from .conn import Connection
+from .auth import AuthContext
+from .peer import PeerConnection
 from .delivery import build_fast_bases, deliver, fast_entry, match_publish
 from .inbound import cache_entry
 from .parser import ProtocolError
@@ -53,12 +53,6 @@ SAME_CLUSTER = "Leafnode Has Same Cluster Name"
 LEAF_WRITE_DEADLINE = 10.0      # nats-server 2.x's default write_deadline
 
 
-def _masked(line):
-    if line.lstrip()[:7].upper() == b"CONNECT":
-        return mask_connect(bytes(line))
-    return line
-
-
 def _denied(patterns, subject):
     for p in patterns:
         if subject_matches(p, subject):
@@ -66,7 +60,7 @@ def _denied(patterns, subject):
     return False
 
 
-class Leaf(Connection):
+class Leaf(PeerConnection):
     """One leaf connection. Has what delivery.py expects of a receiver
     (wbuf, counters, trace_out, headers) and of a source (account, echo)."""
 
@@ -78,7 +72,7 @@ class Leaf(Connection):
     def __init__(self, mgr, sock, addr, lid, remote=None):
         srv = mgr.server
         account = remote.account if remote is not None else srv.accounts.global_account
-        Connection.__init__(self, srv, sock, addr, account.sublist)
+        PeerConnection.__init__(self, srv, sock, addr, account.sublist)
         self.mgr = mgr
         self.lid = self.cid = lid
         self.remote = remote            # leafnodes.Remote when we dialled
@@ -105,18 +99,6 @@ class Leaf(Connection):
 
     def idtag(self):
         return "lid:%d" % self.lid
-
-    # -- tracing -------------------------------------------------------
-    def trace_in(self, line):
-        self.log.trace("%s - <<- [%s]" % (self.tag(), P.show(_masked(line))))
-
-    def trace_out(self, line):
-        self.log.trace("%s - ->> [%s]" % (self.tag(), P.show(_masked(line))))
-
-    def send_proto(self, line):
-        self.send_now(line)
-        if self.log.trace_on:
-            self.trace_out(line)
 
     # -- what delivery.py asks of a receiver ------------------------------
     def takes(self, src, subject):

@@ -33,7 +33,7 @@ from .conn import set_socket_options
 from .leafcreds import CredsError, connect_fields
 from .leaf import LDS_PREFIX, Leaf
 from .leafz import leaf_options_record, leaf_record
-from .net import Dial, Listener, bind_listener, hostport, local_ip
+from .net import Dial, Listener, Redial, bind_listener, hostport, local_ip
 from .nkeys import make_nonce
 from .reactor import EVENT_READ
 
@@ -60,7 +60,7 @@ class LeafURL:
         return "%s://%s" % (self.scheme, hostport(self.host, self.port))
 
 
-class Remote:
+class Remote(Redial):
     """One `remotes` entry: the account it binds, its URLs, the dial state."""
 
     def __init__(self, mgr, cfg, account):
@@ -71,9 +71,7 @@ class Remote:
         self.index = -1
         self.url = self.urls[0]
         self.leaf = None
-        self.dial = None
-        self.timer = None
-        self.stopped = False
+        Redial.__init__(self)
         self.delay = 0.0            # a longer wait before the next dial (loop)
         self.tls_ctx = None         # the client TLS context, made on first use
 
@@ -110,15 +108,6 @@ class Remote:
         self.delay = 0.0
         delay *= 0.9 + 0.2 * random.random()
         self.timer = self.mgr.reactor.call_later(delay, self.connect)
-
-    def stop(self):
-        self.stopped = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.dial is not None:
-            self.dial.cancel()
-            self.dial = None
 
 
 class Leafnodes:

@@ -156,3 +156,23 @@ def local_ip():
             pass
         _LOCAL_IP = ip
     return _LOCAL_IP
+
+
+class Redial:
+    """The dial state of an outbound link that is dialled again when it
+    fails or drops (cluster.Solicit, leafnodes.Remote): the dial in flight,
+    the timer of the next attempt, and whether it was stopped for good."""
+
+    def __init__(self):
+        self.dial = None
+        self.timer = None
+        self.stopped = False
+
+    def stop(self):
+        self.stopped = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.dial is not None:
+            self.dial.cancel()
+            self.dial = None

@@ -24,8 +24,7 @@ cluster.py's.)
 import json
 
 from . import parser as P
-from .auth import mask_connect
-from .conn import Connection
+from .peer import PeerConnection
 from .delivery import build_fast_bases, deliver, fast_entry, match_publish
 from .inbound import cache_entry
 from .parser import ProtocolError
@@ -35,20 +34,13 @@ MAX_JSON_LINE = 64 * 1024   # INFO/CONNECT may be longer than max_control_line
 MAX_REMOTE_SUBS = 1 << 20   # interest entries one peer may register (memory bound)
 
 
-def _masked(line):
-    """A CONNECT line with its password hidden (both directions are traced)."""
-    if line.lstrip()[:7].upper() == b"CONNECT":
-        return mask_connect(bytes(line))
-    return line
-
-
 def _is_json_op(buf, pos):
     head = bytes(buf[pos:pos + 8]).upper()
     return head.startswith(b"INFO") or head.startswith(b"CONNECT")
 
 
 # ---------------------------------------------------------------------------
-class Route(Connection):
+class Route(PeerConnection):
     """One route connection, accepted or dialled. Has what delivery.py
     expects of a receiver (wbuf, counters, trace_out, echo, headers)."""
 
@@ -61,7 +53,7 @@ class Route(Connection):
         # Routed messages name any account: the parse cache follows every
         # account's index through their shared Generation (account.py).
         srv = cluster.server
-        Connection.__init__(self, srv, sock, addr, srv.accounts.generation)
+        PeerConnection.__init__(self, srv, sock, addr, srv.accounts.generation)
         self.cluster = cluster
         self.rid = rid
         self.solicit = solicit          # the Solicit that dialled it, or None
@@ -80,19 +72,6 @@ class Route(Connection):
 
     def idtag(self):
         return "rid:%d" % self.rid
-
-    # -- tracing -------------------------------------------------------
-    def trace_in(self, line):
-        self.log.trace("%s - <<- [%s]" % (self.tag(), P.show(_masked(line))))
-
-    def trace_out(self, line):
-        self.log.trace("%s - ->> [%s]" % (self.tag(), P.show(_masked(line))))
-
-    def send_proto(self, line):
-        """Queue one control line (CRLF included)."""
-        self.send_now(line)
-        if self.log.trace_on:
-            self.trace_out(line)
 
     # -- handshake output ----------------------------------------------
     def send_info(self):

@@ -361,9 +361,10 @@ class ReloadBase:
         self.assertNotIn("eyJ", "\n".join(line for line in srv.output().splitlines()
                                           if "reload" in line.lower()))
 
+
+class GnatsdReloadTest(ReloadBase, unittest.TestCase):
     def test_changed_operator_is_refused_without_printing_jwts(self):
-        if self.exe is not None:
-            self.skipTest("the log text checked is ours")
+        # the refusal's log text is ours (nats-server words it its own way)
         s = Operator()
         self.addCleanup(s.close)
         srv = ServerProcess(config=s.config(), exe=self.exe)
@@ -381,10 +382,6 @@ class ReloadBase:
         self.assertIn(other.pub, line)
         self.assertNotIn("eyJ", line)
         c.ping()        # the running configuration stays (a closed client raises)
-
-
-class GnatsdReloadTest(ReloadBase, unittest.TestCase):
-    pass
 
 
 @needs(HAVE_GO_215, "nats-server 2.15 is not installed")

@@ -1,0 +1,31 @@
+"""What route and leaf connections share: each is a link to another
+server, not to a client, and its control lines are traced in both
+directions with CONNECT's secrets masked (a peer's CONNECT carries the
+cluster or leaf credentials)."""
+
+from . import parser as P
+from .auth import mask_connect
+from .conn import Connection
+
+
+def masked(line):
+    """A CONNECT line with its password hidden; any other line as it is."""
+    if line.lstrip()[:7].upper() == b"CONNECT":
+        return mask_connect(bytes(line))
+    return line
+
+
+class PeerConnection(Connection):
+    """A connection to another server (route.Route, leaf.Leaf)."""
+
+    def trace_in(self, line):
+        self.log.trace("%s - <<- [%s]" % (self.tag(), P.show(masked(line))))
+
+    def trace_out(self, line):
+        self.log.trace("%s - ->> [%s]" % (self.tag(), P.show(masked(line))))
+
+    def send_proto(self, line):
+        """Queue one control line (CRLF included)."""
+        self.send_now(line)
+        if self.log.trace_on:
+            self.trace_out(line)
