@@ -137,6 +137,7 @@ class Options:
     jetstream_max_store: int = -1
     jetstream_sync_interval: float = 0.0    # 0: 2 minutes
     jetstream_sync_always: bool = False
+    jetstream_domain: str = ""              # jetstream { domain }: API also on $JS.<domain>.API
 
     # subject mappings of the global account (gnats.mapping); None: none
     mappings: Optional[Mappings] = None
@@ -575,6 +576,14 @@ def _jetstream(opts, f):
         f.expected('a boolean, "enabled", "disabled" or a block { ... }')
 
 
+def _js_domain(opts, f):
+    # nats-server: a domain is one subject token (it becomes $JS.<domain>.API)
+    v = f.str()
+    if not v or any(ch in v for ch in ".*> \t\r\n"):
+        f.fail("invalid domain name: %r is not a valid subject token" % v)
+    opts.jetstream_domain = v
+
+
 def _js_sync_interval(opts, f):
     # nats-server also takes `sync_interval: always`
     if isinstance(f.value, str) and f.value.lower() == "always":
@@ -596,6 +605,7 @@ _JETSTREAM_TABLE = {
     "max_disk": _set("jetstream_max_store", _Field.size),
     "sync_interval": _js_sync_interval,
     "sync_always": _set("jetstream_sync_always", _Field.bool),
+    "domain": _js_domain,
 }
 
 

@@ -229,7 +229,7 @@ class Server:
         js = JetStream(self, {
             "store_dir": o.store_dir, "max_memory_store": o.jetstream_max_memory,
             "max_file_store": o.jetstream_max_store, "sync_interval": o.jetstream_sync_interval,
-            "sync_always": o.jetstream_sync_always})
+            "sync_always": o.jetstream_sync_always, "domain": o.jetstream_domain})
         js.start()
         self.jetstream = js
 

@@ -280,14 +280,18 @@ class ReloadBase:
         # off, then on again: the account's streams come back
         r = run(requests_g(srv.port, [stream("KEEP", "file"), ("keep", b"1")]))
         self.assertEqual(r[1], {"stream": "KEEP", "seq": 1})
+        # count this reload's own line: an earlier case's "Reloaded:
+        # JetStream max_mem_store = ..." must not pass for it, or the next
+        # config is written before this reload has read its file
+        before = srv.output().count("Reloaded: JetStream\n")
         with open(srv.config_path, "w") as f:
             f.write("jetstream: disabled\n")
         srv.signal(signal.SIGHUP)
-        self.assertTrue(srv.wait_log("Reloaded: JetStream", 20))
+        self.assertTrue(wait_count(srv, "Reloaded: JetStream\n", before + 1))
         with open(srv.config_path, "w") as f:
             f.write('jetstream { store_dir: "%s", max_mem: 2G, max_file: 1G }\n' % d)
         srv.signal(signal.SIGHUP)
-        self.assertTrue(wait_count(srv, "Reloaded: JetStream\n", 2))
+        self.assertTrue(wait_count(srv, "Reloaded: JetStream\n", before + 2))
         r, = run(requests_g(srv.port, [("$JS.API.STREAM.INFO.KEEP", b"")]))
         self.assertEqual(r["state"]["messages"], 1)
 

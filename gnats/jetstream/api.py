@@ -72,6 +72,8 @@ def account_info(jsa, name, body):
              "reserved_memory": jsa.reserved(True), "reserved_storage": jsa.reserved(False),
              "streams": len(jsa.streams), "consumers": jsa.consumer_count()}
     out = dict(usage, limits=dict(jsa.limits))
+    if jsa.js.domain:
+        out["domain"] = jsa.js.domain       # where nats-server puts it: before "api"
     out["api"] = {"level": 5, "total": jsa.api_total, "errors": jsa.api_errors}
     if jsa.tier:
         # limits from a JWT's tiered_limits: nats-server shows the

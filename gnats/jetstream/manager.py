@@ -80,6 +80,14 @@ class JetStream:
             self.max_memory = default_max_memory()
         self.sync_interval = config.get("sync_interval") or 120.0
         self.sync_always = bool(config.get("sync_always"))
+        # jetstream { domain }: the API answers on $JS.<domain>.API.> too (how
+        # clients and other domains name this server's JetStream), and acks
+        # and INFO name it
+        self.domain = config.get("domain") or ""
+        self.api_subjects = API_SUBJECTS
+        if self.domain:
+            self.api_subjects += tuple(s.replace("$JS.API.", "$JS.%s.API." % self.domain, 1)
+                                       for s in API_SUBJECTS)
         self.accounts = {}          # account name -> JsAccount
         self.off_subs = {}          # account name -> its 10039 responders
         self._dirty = set()         # stores written this reactor turn
@@ -156,15 +164,19 @@ class JetStream:
         self.accounts[account.name] = jsa
         srv = self.server
 
+        domain_prefix = "$JS.%s.API." % self.domain if self.domain else None
+
         def on_api(sub, subject, reply, hdr, msg, client):
             if not reply:
                 return      # nats-server answers requests only
+            if domain_prefix is not None and subject.startswith(domain_prefix):
+                subject = "$JS.API." + subject[len(domain_prefix):]
             if jsa.recovery is not None:
                 jsa.recovery.hold_api(subject, reply, msg)     # answered once streams are back
                 return
             self.answer_api(jsa, subject, reply, msg)
 
-        jsa.api_subs = [srv.internal_subscribe(account, s, on_api, queue=API_QUEUE) for s in API_SUBJECTS]
+        jsa.api_subs = [srv.internal_subscribe(account, s, on_api, queue=API_QUEUE) for s in self.api_subjects]
         jsa.recover()
         self.refresh_usage()
         return jsa

@@ -48,6 +48,9 @@ def plan(running, old, new, go_duration):
     if old.jetstream_sync_always != new.jetstream_sync_always:
         return ("config reload not supported for SyncAlways: old=%s, new=%s"
                 % (_bool(old.jetstream_sync_always), _bool(new.jetstream_sync_always))), {}
+    if running and old.jetstream_domain != new.jetstream_domain:
+        return ("config reload not supported for JetStreamDomain: old=%s, new=%s"
+                % (old.jetstream_domain, new.jetstream_domain)), {}
     if not disabling:
         if limits_dropped:
             return "config reload not supported for jetstream max memory and max store", {}

@@ -77,7 +77,9 @@ class Stream:
         self.config = config
         self.name = config["name"]
         # the ack's fixed part, encoded once (its JSON is built per message)
-        self._ack_head = b'{"stream":' + json.dumps(self.name).encode() + b',"seq":'
+        domain = host.js.domain if getattr(host, "js", None) is not None else ""
+        self._ack_head = b'{"stream":' + json.dumps(self.name).encode() + (
+            b',"domain":' + json.dumps(domain).encode() if domain else b"") + b',"seq":'
         # the header line this stream's republish adds (loop detection)
         self._own_mark = ("\r\nNats-Stream: %s\r\n" % self.name).encode()
         self.store = store
