@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 
-from .common import Report, start_server
+from .common import Report, server_health, start_server
 from tests.util import ServerProcess
 
 STREAM = "D"
@@ -165,6 +165,7 @@ def js_kill9(rounds=10, sync_always=True, window=64, python=None, exe=None, seed
                 recover.append(time.monotonic() - t0)
                 c.close()
                 stored, last, missing = verify(srv.port, acked, rep, "round %d" % r)
+                server_health(srv, rep)             # alive, no traceback in its log
                 rep.check(stored == last and last >= max(acked, default=0),
                           "round %d: stream holds %d msgs up to seq %d, acked up to %d"
                           % (r, stored, last, max(acked, default=0)))
