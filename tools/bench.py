@@ -9,7 +9,7 @@ Usage (from the checkout root):
     python3 tools/bench.py --quick                  # small smoke run, one run each
     python3 tools/bench.py --only go --json out.json
 
-Options: --scenario a,b (names or groups: core, the default; clients; all), --runs N (3), --msgs N (published
+Options: --scenario a,b (names or groups: core, the default; clients; websocket; jetstream; all), --runs N (3), --msgs N (published
 messages per run; requests for reqrep, connections for idle10k), --quick,
 --only ours|go, --python PATH (interpreter for ours; default the distribution's
 python3 on the system PATH, e.g. /usr/bin/python3, whose figures count),
@@ -29,6 +29,15 @@ TLS, 128 B), cluster (pub on node A, sub on node B; CPU of both nodes), leaf (pu
 on a leaf node, sub on its hub; CPU of both, and each in the JSON's
 us_per_msg_each: [leaf, hub]), idle10k
 (10,000 idle connections, RSS per connection).
+
+JetStream scenarios (group "jetstream", not run by default; compare with
+nats-server 2.15: --go /opt/ns/bin/nats-server): js-pub16-sync,
+js-pub1k-sync (publish with ack to a file stream, one in flight, p50/p99 of
+each ack), js-pub16-async, js-pub1k-async (256 in flight), js-fetch16,
+js-fetch1k (a durable pull consumer drains the stream, Fetch(100), explicit
+ack each), kv-put and kv-get (one at a time, 1,000 keys, 128 B). One nats.go
+worker (goload's JetStream roles, tools/benchlib/jsload.go) does the work
+and checks the outcome; see tools/benchlib/jsbench.py for the window.
 
 Client-library scenarios (group "clients", not run by default): py-X and go-X
 for X in pub16, pubsub16, pubsub128, pubsub1k, fanout5 run the flow X through
@@ -244,6 +253,7 @@ def tables(results):
     flow = [(k, v) for k, v in results.items() if v["scenario"].kind == "flow"]
     rr = [(k, v) for k, v in results.items() if v["scenario"].kind == "reqrep"]
     idle = [(k, v) for k, v in results.items() if v["scenario"].kind == "idle"]
+    js = [(k, v) for k, v in results.items() if v["scenario"].kind == "js"]
     if flow:
         lines += ["| scenario | published | per | ours msgs/s | Go msgs/s | ours µs CPU/msg | Go µs CPU/msg "
                   "| ours/Go CPU | check |",
@@ -276,6 +286,19 @@ def tables(results):
             o, g = med(s, "ours", "kb_per_conn"), med(s, "go", "kb_per_conn")
             lines.append("| %s | %d | %s | %s | %s | %s |" % (
                 name, v["count"], fmt_num(o, 1), fmt_num(g, 1), fmt_ratio(o, g), check_cell(s)))
+    if js:
+        lines += ["", "| scenario | ops | ours ops/s | Go ops/s | ours µs CPU/op | Go µs CPU/op | ours/Go CPU "
+                  "| ours p50/p99 µs | Go p50/p99 µs | check |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for name, v in js:
+            s = v["sides"]
+            o, g = med(s, "ours", "us_per_msg"), med(s, "go", "us_per_msg")
+            lat = ["%s/%s" % (fmt_num(med(s, side, "p50_us"), 0), fmt_num(med(s, side, "p99_us"), 0))
+                   if med(s, side, "p50_us") else "-" for side in SIDES]
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                name, fmt_rate(v["count"]), fmt_rate(med(s, "ours", "msgs_per_s")),
+                fmt_rate(med(s, "go", "msgs_per_s")), fmt_num(o, 1), fmt_num(g, 1), fmt_ratio(o, g),
+                lat[0], lat[1], check_cell(s)))
     return "\n".join(lines)
 
 

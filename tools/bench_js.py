@@ -20,6 +20,9 @@ messages over that window's wall time):
 
 The load generator is nats-py, which cannot saturate nats-server: the Go
 figures are a floor, the ratio of CPU per message is what to read.
+`python3 tools/bench.py --scenario jetstream` is the side-by-side JetStream
+benchmark (nats.go load: publish, pull, KV); this script stays for the push
+consumer and idle-heartbeat figures, which that group does not cover.
 Options: --msgs N, --idle N, --python PATH (interpreter for ours, default
 this one), --go PATH (default /opt/ns/bin/nats-server).
 """

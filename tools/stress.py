@@ -17,6 +17,9 @@ same functions.
                wildcard blow-up, while a PING is timed from a clean client
   reload       SIGHUP every 300 ms (users, route password, TLS certificate
                and verify) while TLS clients publish, reconnect and intrude
+  js-kill9     acknowledged JetStream publishes (64 in flight) while the
+               server is SIGKILLed at random moments, with sync_interval:
+               always and with the default; every acked message must be back
   soak         mixed traffic for --minutes, RSS sampled every 10 s
 
 Servers run as real processes (`PYTHON gnatsd.py ...`, `--python` picks the
@@ -41,7 +44,7 @@ for _p in (ROOT, HERE):             # tests.util (ROOT) and stresslib (HERE)
 
 from stresslib import (Report, abuse_big_connect, abuse_silent, abuse_subscriptions,  # noqa: E402
                        abuse_wildcards, faults_midmsg, faults_monitor, faults_routes, faults_tls,
-                       fuzz_config, fuzz_parser, fuzz_routes, fuzz_wire, load, reload_under_load,
+                       fuzz_config, fuzz_parser, fuzz_routes, fuzz_wire, js_kill9, load, reload_under_load,
                        slow, soak)
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -74,6 +77,9 @@ def _campaigns(args):
                                               ping_bound=10.0 if L else 1.0),
                   lambda: abuse_wildcards(depth=16 if L else 13, python=py)],
         "reload": [lambda: reload_under_load(seconds=60 if L else 4, python=py)],
+        "js-kill9": [lambda a=a: js_kill9(rounds=10 if L else 3, sync_always=a, python=py, seed=seed,
+                                               exe=args.exe)
+                     for a in (True, False)],
         "soak": [lambda: soak(minutes=args.minutes, python=py)],
     }
 
@@ -85,6 +91,8 @@ def main(argv=None):
     ap.add_argument("--python", default=SYSTEM_PYTHON if os.path.exists(SYSTEM_PYTHON) else sys.executable,
                     help="interpreter for the server processes (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the fuzzers (default 1)")
+    ap.add_argument("--exe", default=None,
+                    help="js-kill9 only: run it against this server binary instead (e.g. /opt/ns/bin/nats-server)")
     ap.add_argument("--minutes", type=float, default=1.0, help="soak duration (default 1)")
     args = ap.parse_args(argv)
     table = _campaigns(args)

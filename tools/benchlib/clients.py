@@ -16,7 +16,7 @@ is counted too. Asynchronous client errors (slow consumer, disconnect) fail
 the run; no client reconnects.
 
 nats-py must be importable by the load generator's python (sys.executable).
-nats.go: goload/main.go is built once per bench run into its log directory,
+nats.go: goload/*.go is built once per bench run into its log directory,
 offline, in GOPATH mode against Debian's packages:
     apt-get install golang-go golang-github-nats-io-go-nats-dev
 """
@@ -33,7 +33,7 @@ import time
 from . import load
 
 GOPATH = "/usr/share/gocode"          # where Debian's golang-*-dev packages put sources
-GO_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "goload", "main.go")
+GO_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "goload")  # main.go, jsload.go
 MAX_ERRORS = 10
 
 _go_built = {}                        # workdir -> binary path, or the reason it cannot be built
@@ -77,14 +77,16 @@ def _build_go(workdir):
         raise Unavailable("nats.go sources not in %s (%s)" % (GOPATH, hint))
     build = os.path.join(workdir, "goload")
     os.makedirs(build, exist_ok=True)
-    shutil.copy(GO_SOURCE, os.path.join(build, "main.go"))
+    for name in os.listdir(GO_SOURCE):
+        if name.endswith(".go"):
+            shutil.copy(os.path.join(GO_SOURCE, name), os.path.join(build, name))
     out = os.path.join(build, "goload")
     # GOPATH mode finds nats.go (and its nkeys/nuid/x/crypto imports) in
     # Debian's tree; GOPROXY=off makes any attempt to download an error.
     env = dict(os.environ, GO111MODULE="off", GOPATH=GOPATH, GOPROXY="off", GOFLAGS="",
                GOCACHE=os.path.join(build, "cache"))
     try:
-        r = subprocess.run([go, "build", "-o", out, "main.go"], cwd=build, env=env,
+        r = subprocess.run([go, "build", "-o", out, "."], cwd=build, env=env,
                            capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.SubprocessError) as e:
         raise Unavailable("cannot run %s build: %s" % (go, e))

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
-from . import clients, load, wsload
+from . import clients, jsbench, load, wsload
 from .servers import Server, ServerError, free_port
 
 CTX = multiprocessing.get_context("fork")
@@ -56,6 +56,8 @@ class Scenario:
     auth: Optional[Tuple[bytes, bytes]] = None     # CONNECT user and password
     sub_auth: Optional[Tuple[bytes, bytes]] = None  # the subscribers' own, when not `auth`
     ws: bool = False              # publisher and subscribers over websocket (wsload.py)
+    js: str = ""                  # goload JetStream role (jsbench.py): js-pub, js-fetch, kv-put, kv-get
+    inflight: int = 1             # js-pub: acknowledged publishes outstanding
 
 
 # Issue 16: a user allowed bench.> both ways, with a few deny entries that
@@ -158,7 +160,32 @@ def all_scenarios():
                  "pub on a leaf node -> sub on its hub, 128 B (CPU of both servers)",
                  [(b"bench.leaf", 128)], [SubConn([(b"bench.leaf", None)])], leaf=True),
         Scenario("idle10k", "idle", 10_000, "conn", "10,000 idle connections: RSS per connection"),
-    ] + client_scenarios() + ws_scenarios()
+    ] + client_scenarios() + ws_scenarios() + js_scenarios()
+
+
+def js_scenarios():
+    """Issue 20: JetStream through nats.go, file storage (jsbench.py)."""
+    rows = []
+    # Default counts: runs of 1-3 s for gnatsd.py on this machine.
+    for size, tag, many in ((16, "16", 100_000), (1024, "1k", 50_000)):
+        rows += [Scenario("js-pub%s-sync" % tag, "js", 15_000, "op",
+                          "publish with ack to a file stream, %s B, one in flight" % size, size=size,
+                          js="js-pub"),
+                 Scenario("js-pub%s-async" % tag, "js", many, "op",
+                          "publish with ack to a file stream, %s B, 256 in flight" % size, size=size,
+                          js="js-pub", inflight=256)]
+    return rows + [
+        Scenario("js-fetch16", "js", 100_000, "op",
+                 "pull consumer drains a file stream, Fetch(100), explicit ack each, 16 B",
+                 size=16, js="js-fetch"),
+        Scenario("js-fetch1k", "js", 50_000, "op",
+                 "pull consumer drains a file stream, Fetch(100), explicit ack each, 1 KiB",
+                 size=1024, js="js-fetch"),
+        Scenario("kv-put", "js", 15_000, "op", "KV put, 1,000 keys, 128 B values, one at a time",
+                 size=128, js="kv-put"),
+        Scenario("kv-get", "js", 15_000, "op", "KV get, 1,000 keys, 128 B values, one at a time",
+                 size=128, js="kv-get"),
+    ]
 
 
 def ws_scenarios():
@@ -199,9 +226,10 @@ def client_scenarios():
 
 # Names --scenario accepts for a set of scenarios; the default is "core".
 GROUPS = {
-    "core": lambda sc: not sc.client and not sc.ws,
+    "core": lambda sc: not sc.client and not sc.ws and not sc.js,
     "websocket": lambda sc: sc.ws,
     "clients": lambda sc: bool(sc.client),
+    "jetstream": lambda sc: bool(sc.js),
     "all": lambda sc: True,
 }
 
@@ -309,8 +337,11 @@ class Run:
                 return self._flow()
             if self.sc.kind == "reqrep":
                 return self._reqrep()
+            if self.sc.kind == "js":
+                self.ctl = Control(1, self.opts.timeout)
+                return jsbench.measure(self, self.opts.timeout)
             return self._idle()
-        except SkipRun as e:
+        except (SkipRun, clients.Unavailable) as e:
             return {"status": "SKIP", "note": str(e)}
         except (ServerError, load.LoadError, OSError, RunError) as e:
             return {"status": "ERROR", "note": str(e)}
@@ -321,6 +352,8 @@ class Run:
 
     def _start_servers(self):
         extra = []
+        if self.sc.js:
+            self.js_store, extra = jsbench.js_flags(self.logdir, self.side.label)
         if self.sc.tls:
             extra = ["--tls", "--tlscert", self.opts.tlscert, "--tlskey", self.opts.tlskey]
         config = self.sc.config
@@ -428,6 +461,7 @@ class Run:
                 p.join(2.0)
         for s in self.servers:
             s.stop()
+        jsbench.cleanup(self)
 
     # -- flow scenarios ----------------------------------------------------------
 

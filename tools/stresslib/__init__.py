@@ -10,6 +10,7 @@ faults      faults (mid-message kills, RSTs, half-open TLS, monitor, routes)
 abuse       abuse (floods, huge CONNECT, subscription limits, wildcards)
 endurance   soak
 reload      reload under load
+jsdurable   js-kill9 (acknowledged JetStream publishes against SIGKILL)
 
 The campaign functions are exported here, so `stresslib.load(...)` is the
 campaign, as tests/test_reliability.py calls it.
@@ -22,13 +23,14 @@ from .endurance import soak
 from .faults import faults_midmsg, faults_monitor, faults_routes, faults_tls
 from .fuzz import fuzz_parser, fuzz_routes, fuzz_wire
 from .fuzzconfig import fuzz_config
+from .jsdurable import js_kill9
 from .reload import reload_under_load
 from .traffic import load, slow
 
 __all__ = ["PERF_CHECKS", "Bed", "Report", "run_stream",
            "abuse_big_connect", "abuse_silent", "abuse_subscriptions", "abuse_wildcards",
            "faults_midmsg", "faults_monitor", "faults_routes", "faults_tls",
-           "fuzz_config", "fuzz_parser", "fuzz_routes", "fuzz_wire",
+           "fuzz_config", "fuzz_parser", "fuzz_routes", "fuzz_wire", "js_kill9",
            "load", "reload_under_load", "slow", "soak"]
 
 # Latency and RSS bounds (and the idle waits that only serve RSS figures)

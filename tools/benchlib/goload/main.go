@@ -16,6 +16,8 @@
 // consumer, disconnect) are collected and returned, never retried: the
 // connection does not reconnect, so a server that cuts it shows as a failure.
 //
+// The JetStream roles (js-pub, js-fetch, kv-put, kv-get) are in jsload.go.
+//
 // Built at bench time in GOPATH mode against Debian's
 // golang-github-nats-io-go-nats-dev (see clients.py): standard library and
 // nats.go only.
@@ -73,6 +75,8 @@ func main() {
 	size := flag.Int("size", 16, "payload size (pub)")
 	n := flag.Int64("n", 0, "messages to publish or to receive")
 	timeout := flag.Duration("timeout", 60*time.Second, "time allowed for the run")
+	inflight := flag.Int("inflight", 1, "JetStream publishes outstanding (js-pub)")
+	batch := flag.Int("batch", 100, "messages per Fetch (js-fetch)")
 	flag.Parse()
 
 	var elog errlog
@@ -89,6 +93,23 @@ func main() {
 		fail("connect: %v", err)
 	}
 	defer nc.Close()
+	if *role != "pub" && *role != "sub" {
+		out := bufio.NewWriter(os.Stdout)
+		say := func(line string) { fmt.Fprintln(out, line); out.Flush() }
+		jsMain(*role, nc, *n, *size, *inflight, *batch, *timeout,
+			func() {
+				say("ready")
+				if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+					fail("no start line: %v", err)
+				}
+			},
+			func() { say("reached") },
+			func(v interface{}) {
+				line, _ := json.Marshal(v)
+				say(string(line))
+			})
+		return
+	}
 
 	var msgs, nbytes int64
 	reached := make(chan struct{})
