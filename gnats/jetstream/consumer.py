@@ -75,6 +75,7 @@ class Consumer(Sender):
         self.state_timer = None
         self.poll_delay = INTEREST_POLL_FIRST
         self.replay_timer = None
+        self.rate_timer = None      # rate_limit_bps: the loop waits for tokens
         self.last_delivered = 0     # ns, for delivered.last_active
         self.last_acked = 0
         self.last_out = time.monotonic()    # last message to the deliver subject (heartbeats)
@@ -105,6 +106,14 @@ class Consumer(Sender):
         self.max_ack_pending = cfg.get("max_ack_pending", 0) if self.ack != "none" else 0
         self.headers_only = bool(cfg.get("headers_only"))
         self.durable = bool(cfg.get("durable_name"))
+        # rate_limit_bps (push only): a token bucket of bytes, as nats-server's
+        # rate.Limiter: bps/8 bytes a second, a burst of one largest message
+        # (the stream's max_msg_size, else max_payload)
+        self.rate = (cfg.get("rate_limit_bps") or 0) / 8.0
+        biggest = self.stream.config.get("max_msg_size", -1)
+        self.rate_burst = float(biggest if biggest and biggest > 0 else self.server.opts.max_payload)
+        self.rate_tokens = self.rate_burst
+        self.rate_at = time.monotonic()
 
     def start_position(self):
         """Set sseq (and the last-per-subject list) from the deliver policy."""
@@ -212,6 +221,8 @@ class Consumer(Sender):
             if self.push:
                 if self.fc_reply is not None and self.fc_bytes >= self.fc_window:
                     return      # stalled until the client answers flow control
+                if self.rate_timer is not None:
+                    return      # rate_limit_bps: waiting for tokens
                 target = self.config["deliver_subject"]
                 req = None
             else:
@@ -238,6 +249,9 @@ class Consumer(Sender):
             if req is not None and not self.pulls.fits(req, size):
                 self._unpick(sm, redelivery)
                 continue
+            if self.rate and req is None and not self._rate_take(size):
+                self._unpick(sm, redelivery)
+                return
             n = self.send(target, sm.subject, reply, hdr, msg)
             if not n:
                 self._unpick(sm, redelivery)
@@ -253,6 +267,23 @@ class Consumer(Sender):
                 self.last_out = time.monotonic()
                 if self.config.get("flow_control"):
                     self._flow(size)
+
+    def _rate_take(self, size):
+        """Take `size` bytes from the rate_limit_bps bucket, or schedule the
+        delivery loop for when they will be there."""
+        now = time.monotonic()
+        self.rate_tokens = min(self.rate_burst, self.rate_tokens + (now - self.rate_at) * self.rate)
+        self.rate_at = now
+        need = min(float(size), self.rate_burst)
+        if self.rate_tokens >= need:
+            self.rate_tokens -= need
+            return True
+        self.rate_timer = self.reactor.call_later((need - self.rate_tokens) / self.rate, self._rate_due)
+        return False
+
+    def _rate_due(self):
+        self.rate_timer = None
+        self.kick()
 
     def _next(self):
         """(StoredMsg, delivery count, is redelivery) or None."""
@@ -573,10 +604,10 @@ class Consumer(Sender):
     def stop(self, deleted=True):
         self.closed = True
         for t in (self.ack_timer, self.hb_timer, self.idle_timer, self.poll_timer, self.replay_timer,
-                  self.state_timer):
+                  self.state_timer, self.rate_timer):
             if t is not None:
                 t.cancel()
         self.ack_timer = self.hb_timer = self.idle_timer = self.poll_timer = self.replay_timer = None
-        self.state_timer = None
+        self.state_timer = self.rate_timer = None
         self.pulls.close(deleted)
         self.js.untouch(self)
