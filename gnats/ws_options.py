@@ -169,8 +169,8 @@ def validate(opts):
             fail("websocket authentication username not compatible with presence of users/nkeys")
         if ws.token:
             fail("websocket authentication token not compatible with presence of users/nkeys")
-    if ws.jwt_cookie:
-        # no operator mode here: nats-server's check, always failing
+    if ws.jwt_cookie and not opts.operators:
+        # nats-server's check: a JWT from a cookie needs operator mode
         fail('trusted operators or trusted keys configuration is required for JWT '
              'authentication via cookie "%s"' % ws.jwt_cookie)
     for key in ws.headers:
