@@ -3,6 +3,7 @@ operator mode (JWT) and subject mappings attacked from outside, against a
 real gnatsd.py process. Each test here failed before its fix."""
 
 import os
+import platform
 import socket
 import unittest
 import zlib
@@ -222,7 +223,10 @@ class TestMappedSubjectCaches(unittest.TestCase):
         op, args, payload = sub.read_msg(TIMEOUT)
         self.assertEqual((op, args[0], payload), (b"MSG", b".".join([b"abc"] * 100), b"ok"))
         grew = peak_rss_mib(srv.proc.pid) - before
-        self.assertLess(grew, 100, "peak RSS grew %.0f MiB" % grew)
+        # before the fix +842 MiB; PyPy's collector (a 16 MiB nursery, major
+        # collections only as the heap grows) holds more garbage at its peak
+        bound = 200 if platform.python_implementation() == "PyPy" else 100
+        self.assertLess(grew, bound, "peak RSS grew %.0f MiB" % grew)
 
 
 class TestConfBlockOnNextLine(unittest.TestCase):
