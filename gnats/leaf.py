@@ -39,7 +39,7 @@ from . import VERSION
 from . import parser as P
 from .auth import AuthContext
 from .peer import PeerConnection
-from .delivery import build_fast_bases, deliver, fast_entry, match_publish
+from .delivery import build_fast_bases, fast_entry, match_publish
 from .inbound import cache_entry
 from .parser import ProtocolError
 from .sublist import MatchResult, Subscription, subject_matches, valid_subject
@@ -305,7 +305,6 @@ class Leaf(PeerConnection):
             self.log.trace("%s - <<- MSG_PAYLOAD: [%s]" % (self.tag(), P.show(buf[after:end])))
         if self.deny_in and _denied(self.deny_in, subject.decode("latin-1")):
             return None                 # deny_imports: the hub should not have sent it
-        srv = self.server
         result = match_publish(self.account.sublist, subject)
         if hdr < 0 and queues is None and not trace:
             # a plain LMSG serves no queue group (nats-server: only listed ones)
@@ -313,12 +312,7 @@ class Leaf(PeerConnection):
                                      self.is_spoke)
             if bases is not None:
                 return cache_entry(self, line, fast_entry(bases, size))
-        self.in_msgs += 1
-        self.in_bytes += size
-        srv.in_msgs += 1
-        srv.in_bytes += size
-        deliver(srv, self, subject, reply, hdr, buf[after:end + 2], result, True,
-                route_queues=set(queues) if queues else None)
+        self.deliver_general(subject, reply, hdr, buf[after:end + 2], size, result, queues)
         return None
 
     # -- interest from the peer --------------------------------------------

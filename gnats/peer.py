@@ -6,6 +6,7 @@ cluster or leaf credentials)."""
 from . import parser as P
 from .auth import mask_connect
 from .conn import Connection
+from .delivery import deliver
 
 
 def masked(line):
@@ -23,6 +24,17 @@ class PeerConnection(Connection):
 
     def trace_out(self, line):
         self.log.trace("%s - ->> [%s]" % (self.tag(), P.show(masked(line))))
+
+    def deliver_general(self, subject, reply, hdr, payload, size, result, queues):
+        """Count one message from the peer and deliver it by the general
+        path (`queues`: the groups the peer asks this server to serve)."""
+        srv = self.server
+        self.in_msgs += 1
+        self.in_bytes += size
+        srv.in_msgs += 1
+        srv.in_bytes += size
+        deliver(srv, self, subject, reply, hdr, payload, result, True,
+                route_queues=set(queues) if queues else None)
 
     def send_proto(self, line):
         """Queue one control line (CRLF included)."""

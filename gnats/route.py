@@ -25,7 +25,7 @@ import json
 
 from . import parser as P
 from .peer import PeerConnection
-from .delivery import build_fast_bases, deliver, fast_entry, match_publish
+from .delivery import build_fast_bases, fast_entry, match_publish
 from .inbound import cache_entry
 from .parser import ProtocolError
 from .sublist import Subscription, valid_subject
@@ -191,19 +191,13 @@ class Route(PeerConnection):
         perms = self.cluster.route_perms()
         if perms is not None and not perms.can_publish(subject.decode("utf-8", "surrogateescape")):
             return None                 # not imported: never cached, never delivered
-        srv = self.server
         result = match_publish(account.sublist, subject)
         if hdr < 0 and queues is None and not trace:
             bases = build_fast_bases(self, subject, reply, result, True)
             if bases is not None:
                 # the loop delivers it (and its repeats) from the cache
                 return cache_entry(self, line, fast_entry(bases, size))
-        self.in_msgs += 1
-        self.in_bytes += size
-        srv.in_msgs += 1
-        srv.in_bytes += size
-        deliver(srv, self, subject, reply, hdr, buf[after:end + 2], result, True,
-                route_queues=set(queues) if queues else None)
+        self.deliver_general(subject, reply, hdr, buf[after:end + 2], size, result, queues)
         return None
 
     # -- interest --------------------------------------------------------
