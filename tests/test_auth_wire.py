@@ -14,7 +14,7 @@ import ssl
 import time
 import unittest
 
-from tests.util import ROOT, ServerProcess, needs, wait_for
+from tests.util import flushed, ROOT, ServerProcess, needs, wait_for
 
 try:
     import nats
@@ -113,7 +113,7 @@ async def roundtrip(nc, subject="auth.wire"):
         got.append(msg.data)
     sub = await nc.subscribe(subject, cb=cb)
     await nc.publish(subject, b"hello")
-    await nc.flush()
+    await flushed(nc)
     for _ in range(100):
         if got:
             break

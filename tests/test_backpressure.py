@@ -11,7 +11,7 @@ import time
 import unittest
 import urllib.request
 
-from tests.util import RawClient, ServerProcess, needs, wait_for
+from tests.util import flushed, RawClient, ServerProcess, needs, wait_for
 
 try:
     import nats
@@ -169,7 +169,7 @@ class TestBackPressureNatsPy(unittest.TestCase):
                         finished.set()
                 await nc.subscribe("bp.py", cb=cb, pending_msgs_limit=total * 2,
                                    pending_bytes_limit=1 << 30)
-                await nc.flush()
+                await flushed(nc)
                 ready.set()
                 while not finished.is_set() and nc.is_connected:
                     await asyncio.sleep(0.05)

@@ -20,7 +20,7 @@ import time
 import unittest
 import urllib.request
 
-from tests.util import (ROOT, RawClient, ServerProcess, dependency_missing, free_port, needs,
+from tests.util import (flushed, ROOT, RawClient, ServerProcess, dependency_missing, free_port, needs,
                         wait_for as _wait_for)
 
 CERTS = os.path.join(ROOT, "configs", "certs")
@@ -748,7 +748,7 @@ class TestClientFailover(ClusterCase):
                                     reconnect_time_wait=0.2, max_reconnect_attempts=20,
                                     reconnected_cb=on_reconnect, error_cb=quiet)
             try:
-                await nc.flush()
+                await flushed(nc)
                 self.assertIn("127.0.0.1:%d" % b.port,
                               ["%s:%d" % (s.hostname, s.port) for s in nc.discovered_servers])
                 a.stop()

@@ -3,7 +3,7 @@
 import asyncio
 import unittest
 
-from tests.util import ServerProcess, needs
+from tests.util import flushed, ServerProcess, needs
 
 try:
     import nats
@@ -40,10 +40,10 @@ class TestNatsPy(unittest.TestCase):
                 if len(got) == 100:
                     done.set()
             await nc.subscribe("interop.ps", cb=cb)
-            await nc.flush()
+            await flushed(nc)
             for i in range(100):
                 await nc.publish("interop.ps", b"m%d" % i)
-            await nc.flush()
+            await flushed(nc)
             await asyncio.wait_for(done.wait(), 5)
             await nc.close()
             return got
@@ -55,10 +55,10 @@ class TestNatsPy(unittest.TestCase):
             nc = await self.connect()
             star = await nc.subscribe("wc.*")
             full = await nc.subscribe("wc.>")
-            await nc.flush()
+            await flushed(nc)
             await nc.publish("wc.a", b"1")
             await nc.publish("wc.a.b", b"2")
-            await nc.flush()
+            await flushed(nc)
             a = await star.next_msg(timeout=2)
             b1 = await full.next_msg(timeout=2)
             b2 = await full.next_msg(timeout=2)
@@ -84,16 +84,16 @@ class TestNatsPy(unittest.TestCase):
                 return cb
             for i, nc in enumerate(members):
                 await nc.subscribe("iq", queue="workers", cb=make(i))
-                await nc.flush()
+                await flushed(nc)
             pub = await self.connect()
             for k in range(300):
                 await pub.publish("iq", b"q%03d" % k)
-            await pub.flush()
+            await flushed(pub)
             await asyncio.wait_for(done.wait(), 10)
             # a barrier instead of a sleep: after each member's PING/PONG,
             # anything the server sent that member earlier has been read
             for nc in members:
-                await nc.flush()
+                await flushed(nc)
             for nc in members + [pub]:
                 await nc.close()
             return got
@@ -109,7 +109,7 @@ class TestNatsPy(unittest.TestCase):
             async def responder(msg):
                 await msg.respond(b"echo:" + msg.data)
             await nc.subscribe("svc.echo", cb=responder)
-            await nc.flush()
+            await flushed(nc)
             replies = []
             for i in range(20):
                 r = await nc.request("svc.echo", b"%d" % i, timeout=2)
@@ -122,7 +122,7 @@ class TestNatsPy(unittest.TestCase):
         async def go():
             nc = await self.connect()
             sub = await nc.subscribe("hdr.test")
-            await nc.flush()
+            await flushed(nc)
             await nc.publish("hdr.test", b"body", headers={"X-Trace": "abc", "K": "v"})
             msg = await sub.next_msg(timeout=2)
             await nc.close()
@@ -154,10 +154,10 @@ class TestNatsPy(unittest.TestCase):
                 await asyncio.sleep(0.01)       # slow: most are still pending at drain()
                 got.append(msg.data)
             await nc.subscribe("drain.x", cb=cb)
-            await nc.flush()
+            await flushed(nc)
             for i in range(50):
                 await pub.publish("drain.x", b"%d" % i)
-            await pub.flush()
+            await flushed(pub)
             pending_at_drain = 50 - len(got)
             await nc.drain()                    # deliver what is pending, then close
             closed = nc.is_closed

@@ -16,7 +16,7 @@ import tempfile
 import time
 import unittest
 
-from tests.util import GO_SERVER_215, HAVE_GO_215, ServerProcess, needs
+from tests.util import flushed, GO_SERVER_215, HAVE_GO_215, ServerProcess, needs
 
 try:
     import nats
@@ -306,7 +306,7 @@ class ConsumersBehaviour:
             self.assertEqual((msgs[7].subject, len(msgs[7].data)), ("ps.b", 100))
             # max_waiting 1: a second waiting request is refused
             await nc.publish(nxt, json.dumps({"batch": 1, "expires": 5 * 10 ** 9}).encode(), reply="inb.d")
-            await nc.flush()
+            await flushed(nc)
             await asyncio.sleep(0.2)
             await nc.publish(nxt, json.dumps({"batch": 1, "expires": 5 * 10 ** 9}).encode(), reply="inb.e")
             msgs = await inbox.wait(9)
@@ -337,7 +337,7 @@ class ConsumersBehaviour:
             self.assertEqual(inbox.statuses(), [None, None, "404"])
             # nothing there: it waits (a one-shot request) and ends after the first message
             await ask("b", batch=5, no_wait=True, expires=5 * 10 ** 9)
-            await nc.flush()
+            await flushed(nc)
             await asyncio.sleep(0.3)
             self.assertEqual(len(inbox.msgs), 3)
             await nc.request("nw.c", b"late", timeout=5)
@@ -486,7 +486,7 @@ class ConsumersBehaviour:
             payload = b"x" * 4096
             for i in range(1500):       # 6 MB: several flow-control rounds of the 2 MiB window
                 await nc.publish("fc.a", payload)
-            await nc.flush()
+            await flushed(nc)
 
             async def stored():
                 si = await js.stream_info("FC")

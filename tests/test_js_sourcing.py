@@ -21,7 +21,7 @@ import tempfile
 import time
 import unittest
 
-from tests.util import GO_SERVER_215, HAVE_GO_215, ServerProcess, needs
+from tests.util import flushed, GO_SERVER_215, HAVE_GO_215, ServerProcess, needs
 
 try:
     import nats
@@ -287,7 +287,7 @@ class SourcingBehaviour:
             self.assertEqual(r["state"]["messages"], 4)
             self.assertEqual((await js.publish("M", b"own")).seq, 5)
             await js.publish("o.9", b"not copied any more")
-            await nc.flush()
+            await flushed(nc)
             await asyncio.sleep(0.5)
             self.assertEqual((await self.info(nc, "M"))["state"]["last_seq"], 5)
         self.js_test(body)
@@ -308,7 +308,7 @@ class SourcingBehaviour:
             await js.publish("s", b"own")
             # a.1: 3 + 1, b.*: 6 + 1, own: 1
             await self.wait_info(nc, "S", lambda r: r["state"]["messages"] >= 12, "12 messages")
-            await nc.flush()
+            await flushed(nc)
             await asyncio.sleep(0.3)
             msgs = await self.all_msgs(nc, "S")
             self.assertEqual(len(msgs), 12)
@@ -498,7 +498,7 @@ class SourcingBehaviour:
             # nothing copied twice: the restarted source went on from the
             # sequences in its stored Nats-Stream-Source headers
             await self.wait_last(nc, "S", 30, msgs=30)
-            await nc.flush()
+            await flushed(nc)
             await asyncio.sleep(0.5)
             msgs = await self.all_msgs(nc, "S")
             self.assertEqual(len(msgs), 30)
@@ -527,7 +527,7 @@ class SourcingBehaviour:
             s = await self.wait_last(nc, "S", 6, msgs=1)
             self.assertEqual(s["sources"][0]["seq"], 6)
             await self.wait_last(nc, "M", 6, msgs=1)
-            await nc.flush()
+            await flushed(nc)
             await asyncio.sleep(0.5)
             self.assertEqual((await self.info(nc, "S"))["state"]["messages"], 1)
         self.js_test(more, srv)

@@ -16,7 +16,7 @@ import tempfile
 import unittest
 import urllib.request
 
-from tests.util import GO_SERVER_215, HAVE_GO_215, ServerProcess, needs
+from tests.util import flushed, GO_SERVER_215, HAVE_GO_215, ServerProcess, needs
 
 try:
     import nats
@@ -276,7 +276,7 @@ class StreamsBehaviour:
             self.assertEqual((si.state.messages, si.state.first_seq, si.state.last_seq), (9, 1, 9))
             # publishing without a reply stores without an answer
             await nc.publish("p1.quiet", b"q")
-            await nc.flush()
+            await flushed(nc)
             # nats-server stores it on another goroutine, after the PONG:
             # poll (bounded) rather than expect it at once
             for _ in range(100):
@@ -382,7 +382,7 @@ class StreamsBehaviour:
             async def on_msg(m):
                 got.append(m)
             sub = await nc.subscribe("rp1.>", cb=on_msg)
-            await nc.flush()
+            await flushed(nc)
             self.assertEqual(await self.pub(nc, "t1.a", b"hello", headers={"X-Mine": "1"}),
                              {"stream": "T1", "seq": 1})
             for _ in range(100):
@@ -655,7 +655,7 @@ class TestStreams(StreamsBehaviour, unittest.TestCase):
             await self.create(nc, "LB", subjects=["lb.*"], storage="memory",
                               republish={"src": "lb.*", "dest": "la.{{wildcard(1)}}"})
             self.assertEqual(await self.pub(nc, "la.x"), {"stream": "LA", "seq": 1})
-            await nc.flush()
+            await flushed(nc)
             a = await self.req(nc, "$JS.API.STREAM.INFO.LA")
             b = await self.req(nc, "$JS.API.STREAM.INFO.LB")
             self.assertEqual((a["state"]["messages"], b["state"]["messages"]), (1, 1))
@@ -664,7 +664,7 @@ class TestStreams(StreamsBehaviour, unittest.TestCase):
             await self.create(nc, "LD", subjects=["ld"], storage="memory", republish={"src": "ld", "dest": "le"})
             await self.create(nc, "LE", subjects=["le"], storage="memory", republish={"src": "le", "dest": "ld"})
             self.assertEqual(await self.pub(nc, "lc"), {"stream": "LC", "seq": 1})
-            await nc.flush()
+            await flushed(nc)
             counts = [(await self.req(nc, "$JS.API.STREAM.INFO." + n))["state"]["messages"] for n in ("LD", "LE")]
             self.assertEqual(counts, [1, 1])
         self.js_test(body)

@@ -11,7 +11,7 @@ import sys
 import tempfile
 import unittest
 
-from tests.util import (GNATSD, GO_SERVER_215, HAVE_GO_215, RawClient, ServerProcess,
+from tests.util import (flushed, GNATSD, GO_SERVER_215, HAVE_GO_215, RawClient, ServerProcess,
                         dependency_missing, wait_for)
 
 try:
@@ -64,13 +64,13 @@ async def collect(port, publish, subject=">", expect=None, timeout=10.0, headers
         if expect is not None and len(got) >= expect:
             done.set()
     await sub_nc.subscribe(subject, cb=cb)
-    await sub_nc.flush()
+    await flushed(sub_nc)
     for s, data in publish:
         await pub_nc.publish(s, data, headers=headers)
-    await pub_nc.flush()
+    await flushed(pub_nc)
     if expect is not None:
         await asyncio.wait_for(done.wait(), timeout)
-    await sub_nc.flush()
+    await flushed(sub_nc)
     await asyncio.sleep(0.2)      # anything beyond the count would show up here
     await pub_nc.close()
     await sub_nc.close()
@@ -142,12 +142,12 @@ class MappedDelivery(unittest.TestCase):
             await nc.subscribe(">", cb=cb)
             for _ in range(5):
                 await nc.publish("lossy", b"")
-            await nc.flush()
+            await flushed(nc)
             req = await nats.connect("nats://127.0.0.1:%d" % self.srv.port)
             with self.assertRaises(nats.errors.NoRespondersError):
                 await req.request("lossy", b"", timeout=5)
             await req.close()
-            await nc.flush()
+            await flushed(nc)
             await nc.close()
             return got
         got = asyncio.run(run())
@@ -289,14 +289,14 @@ class Cluster(unittest.TestCase):
                 on_b.append(m.subject)
             await na.subscribe("*", cb=cba)
             await nb.subscribe("*", cb=cbb)
-            await na.flush()
-            await nb.flush()
+            await flushed(na)
+            await flushed(nb)
             # interest crosses the route asynchronously: retry until seen
             for _ in range(100):
                 await na.publish("probe", b"")
                 await nb.publish("probe", b"")
-                await na.flush()
-                await nb.flush()
+                await flushed(na)
+                await flushed(nb)
                 await asyncio.sleep(0.1)
                 if on_a.count("probe") >= 2 and on_b.count("probe") >= 2:
                     break
@@ -304,8 +304,8 @@ class Cluster(unittest.TestCase):
             on_b.clear()
             await na.publish("foo", b"from-a")     # mapped on a
             await nb.publish("foo", b"from-b")     # b has no mappings
-            await na.flush()
-            await nb.flush()
+            await flushed(na)
+            await flushed(nb)
             for _ in range(100):
                 if len(on_a) >= 2 and len(on_b) >= 2:
                     break

@@ -18,7 +18,7 @@ import unittest
 import urllib.request
 
 from tests.test_jwt_unit import UNLIMITED, USER_LIMITS, creds_text, encode, key, nkeys, sign_nonce
-from tests.util import (GO_SERVER_215, HAVE_GO_215, RawClient, ServerProcess, free_port, needs,
+from tests.util import (flushed, GO_SERVER_215, HAVE_GO_215, RawClient, ServerProcess, free_port, needs,
                         wait_for)
 
 try:
@@ -152,7 +152,7 @@ class AccountsFromJwtBase:
         async def answer(msg):
             await msg.respond(prefix + msg.data)
         await nc.subscribe(subject, cb=answer)
-        await nc.flush()
+        await flushed(nc)
         return nc
 
     def test_service_import_request_reply(self):
@@ -481,7 +481,7 @@ class MixedClusterTest(unittest.TestCase):
                 async def answer(msg):
                     await msg.respond(b"re:" + msg.data)
                 await svc.subscribe("svc.echo", cb=answer)
-                await svc.flush()
+                await flushed(svc)
                 b = await connect(req_node.port, self.s.user(self.s.b)[2])
                 deadline = time.monotonic() + TIMEOUT
                 while True:     # until the responder's interest crossed the route

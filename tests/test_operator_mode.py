@@ -15,7 +15,7 @@ import unittest
 
 from tests.test_jwt_unit import (UNLIMITED, USER_LIMITS, creds_text, encode, key, nkeys,
                                  sign_nonce)
-from tests.util import GO_SERVER_215, HAVE_GO_215, RawClient, ServerProcess, needs
+from tests.util import flushed, GO_SERVER_215, HAVE_GO_215, RawClient, ServerProcess, needs
 
 try:
     import nats
@@ -241,23 +241,23 @@ class OperatorModeBase:
                 got_b.append(m.data)
             await a2.subscribe("orders.>", cb=on_a)
             await b.subscribe("orders.>", cb=on_b)
-            await a2.flush()
-            await b.flush()
+            await flushed(a2)
+            await flushed(b)
             for i in range(10):
                 await a1.publish("orders.%d" % i, b"m%d" % i)
             await b.publish("orders.from_b", b"b")
-            await a1.flush()
-            await b.flush()
+            await flushed(a1)
+            await flushed(b)
             deadline = time.monotonic() + 15
             while len(got_a) < 10 and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            await a2.flush()
-            await b.flush()
+            await flushed(a2)
+            await flushed(b)
             # request/reply inside A; B sees nobody
             async def helper(m):
                 await a2.publish(m.reply, b"OK!")
             await a2.subscribe("help", cb=helper)
-            await a2.flush()
+            await flushed(a2)
             reply = await a1.request("help", b"?", timeout=5)
             no_resp = None
             try:

@@ -14,7 +14,7 @@ import time
 import unittest
 import urllib.request
 
-from tests.util import RawClient, ServerProcess, wait_for
+from tests.util import flushed, RawClient, ServerProcess, wait_for
 
 GO_215 = "/opt/ns/bin/nats-server"
 HAVE_GO = os.access(GO_215, os.X_OK)
@@ -399,14 +399,14 @@ class TestNatsPy(WithServer):
             async def cb(msg):
                 got.append(msg.subject)
             await sc.subscribe("foo.*", cb=cb)
-            await sc.flush()
+            await flushed(sc)
             for subj in ("foo.secret", "foo.bar", "foo.ok"):
                 await nc.publish(subj, b"x")
-            await nc.flush()
+            await flushed(nc)
             deadline = time.monotonic() + 5
             while (not got or not errors) and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            await sc.flush()
+            await flushed(sc)
             self.assertTrue(nc.is_connected)
             await nc.close()
             await sc.close()

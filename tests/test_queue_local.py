@@ -20,7 +20,7 @@ import time
 import unittest
 
 from tests.test_cluster import Node
-from tests.util import GO_SERVER_215, HAVE_GO_215, needs
+from tests.util import flushed, GO_SERVER_215, HAVE_GO_215, needs
 
 try:
     import nats
@@ -68,7 +68,7 @@ async def queue_counts(pub_node, nodes, n=400):
         async def cb(m, i=i):
             counts[i] += 1
         await nc.subscribe("work", queue="q", cb=cb)
-        await nc.flush()
+        await flushed(nc)
         subs.append(nc)
     pub = await connect(pub_node)
     # every member's interest has reached the publisher's node once a
@@ -77,11 +77,11 @@ async def queue_counts(pub_node, nodes, n=400):
         await m.respond(b"ok")
     for i, nc in enumerate(subs):
         await nc.subscribe("ready.%d" % i, cb=pong)
-        await nc.flush()
+        await flushed(nc)
         await _ready(pub, "ready.%d" % i)
     for _ in range(n):
         await pub.publish("work", b"x")
-    await pub.flush()
+    await flushed(pub)
     deadline = time.monotonic() + 20
     while sum(counts) < n and time.monotonic() < deadline:
         await asyncio.sleep(0.05)

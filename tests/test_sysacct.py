@@ -25,7 +25,7 @@ import urllib.request
 import gnats
 from gnats import sysevents as E
 from tests.test_jwt_unit import UNLIMITED, USER_LIMITS, creds_text, encode, key, nkeys
-from tests.util import (GO_SERVER_215, HAVE_GO_215, RawClient, ServerProcess, free_port, needs,
+from tests.util import (flushed, GO_SERVER_215, HAVE_GO_215, RawClient, ServerProcess, free_port, needs,
                         wait_for)
 
 try:
@@ -310,7 +310,7 @@ class SysCases:
             await nc.publish(subject, body, reply="answers.here")
             await nc.publish(marker, b"", reply="marker.here")
             await done.next_msg(timeout=10)
-            await nc.flush()
+            await flushed(nc)
             await nc.close()
             return got
         return run_async(go())
@@ -357,7 +357,7 @@ class SysCases:
         async def go():
             other = await self.target.other_connect(name="acc-client")
             await other.subscribe("acc.one")
-            await other.flush()
+            await flushed(other)
             nc = await self.target.sys_connect()
             acc = self.target.other_account
             connz = await collect(nc, "$SYS.REQ.ACCOUNT.%s.CONNZ" % acc)
@@ -400,11 +400,11 @@ class SysCases:
         async def go():
             nc = await self.target.sys_connect()
             events = await nc.subscribe("$SYS.ACCOUNT.%s.*" % acc)
-            await nc.flush()
+            await flushed(nc)
             other = await self.target.other_connect(name="watched")
             await other.publish("ev.a", b"12345")
             await other.publish("ev.b", b"678")
-            await other.flush()
+            await flushed(other)
             await other.close()
             got = []
             while len(got) < 2:
@@ -437,7 +437,7 @@ class SysCases:
             nc = await self.target.sys_connect()
             auth = await nc.subscribe("$SYS.SERVER.%s.CLIENT.AUTH.ERR" % self.target.server_id)
             gone = await nc.subscribe("$SYS.ACCOUNT.$G.DISCONNECT")
-            await nc.flush()
+            await flushed(nc)
             raw = RawClient(self.target.port, b'{"verbose":false,"user":"a","pass":"no",'
                                               b'"name":"refused"}')
             try:
@@ -464,7 +464,7 @@ class SysCases:
         async def go():
             nc = await target.sys_connect()
             sub = await nc.subscribe("$SYS.SERVER.%s.STATSZ" % target.server_id)
-            await nc.flush()
+            await flushed(nc)
             first = json.loads((await sub.next_msg(timeout=15)).data)
             second = json.loads((await sub.next_msg(timeout=15)).data)
             await nc.close()
@@ -486,7 +486,7 @@ class SysCases:
             async def go():
                 nc = await target.sys_connect()
                 sub = await nc.subscribe("$SYS.SERVER.%s.%s" % (target.server_id, what))
-                await nc.flush()
+                await flushed(nc)
                 getattr(target, act)()
                 try:
                     msg = json.loads((await sub.next_msg(timeout=15)).data)
@@ -693,7 +693,7 @@ class ClusterCases:
             await ping_servers(self.url(0), "$SYS.REQ.SERVER.PING", len(self.nodes))
             nc = await nats.connect(self.url(0), user="sys", password="sys")
             events = await nc.subscribe("$SYS.ACCOUNT.A.CONNECT")
-            await nc.flush()
+            await flushed(nc)
             seen = []
             for i in range(1, len(self.nodes)):
                 # until the subscription's interest has reached node i, its

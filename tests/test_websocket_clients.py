@@ -12,7 +12,7 @@ import time
 import unittest
 import urllib.request
 
-from tests.util import ROOT, RawClient, ServerProcess, needs, port_of, wait_for
+from tests.util import flushed, ROOT, RawClient, ServerProcess, needs, port_of, wait_for
 from tests.test_websocket_frames import CONNECT, WsConn
 
 try:
@@ -62,10 +62,10 @@ class TestNatsPyWs(WsCase):
                 if len(got) == 500:
                     done.set()
             await sub_nc.subscribe("ws.count", cb=cb)
-            await sub_nc.flush()
+            await flushed(sub_nc)
             for i in range(500):
                 await pub_nc.publish("ws.count", b"m%d" % i)
-            await pub_nc.flush()
+            await flushed(pub_nc)
             await asyncio.wait_for(done.wait(), TIMEOUT)
             await asyncio.sleep(0.2)
             await pub_nc.close()
@@ -113,7 +113,7 @@ class TestNatsPyWs(WsCase):
             nc = await nats.connect(self.url)
             sub = await nc.subscribe("back")
             await nc.publish("mix", b"from-ws")
-            await nc.flush()
+            await flushed(nc)
             tcp.send(b"PUB back 7\r\nfrom-tc\r\n")
             msg = await sub.next_msg(timeout=TIMEOUT)
             await nc.close()
@@ -126,7 +126,7 @@ class TestNatsPyWs(WsCase):
             nc = await nats.connect(self.url, name="counted")
             for _ in range(7):
                 await nc.publish("counted.x", b"12345")
-            await nc.flush()
+            await flushed(nc)
             conns = wait_for(lambda: [c for c in self.monitor("/connz")["connections"]
                                       if c.get("name") == "counted" and c["in_msgs"] == 7], TIMEOUT)
             await nc.close()
@@ -174,7 +174,7 @@ class TestWsAuthorization(WsCase):
         async def go():
             nc = await nats.connect(self.url)       # no credentials: alice
             await nc.publish("x", b"1")
-            await nc.flush()
+            await flushed(nc)
             await nc.close()
             errors = []
 

@@ -93,6 +93,18 @@ def wait_for(cond, timeout=5.0, interval=0.05):
         time.sleep(interval)
 
 
+async def flushed(*conns):
+    """A barrier for nats-py connections: on return the server has taken
+    every SUB, UNSUB and PUB each one queued before. One `flush()` is not
+    that: nats-py (2.15, 2.16) writes flush's PING straight to the socket
+    while earlier commands wait for its flusher task, so the PONG can come
+    back before the server has seen a SUB. The flusher writes them before
+    that PONG can arrive, so a second PING follows them on the wire."""
+    for nc in conns:
+        await nc.flush()
+        await nc.flush()
+
+
 def free_port():
     """A port that was free a moment ago. Prefer `-p -1` and the ports file
     (ServerProcess does): a port picked here can be taken before use."""
