@@ -130,7 +130,10 @@ class TestWsInflateBound(WsCompressedCase):
         op, args, payload = sub.read_msg(TIMEOUT)
         self.assertEqual((op, payload == body), (b"MSG", True))
         grew = peak_rss_mib(self.srv.proc.pid) - before
-        self.assertLess(grew, 30, "peak RSS grew %.0f MiB" % grew)
+        # PyPy's collector runs later than CPython's reference counting (a
+        # loaded run peaked at +30.3 MiB); the defect this pins cost +70
+        bound = 45 if platform.python_implementation() == "PyPy" else 30
+        self.assertLess(grew, bound, "peak RSS grew %.0f MiB" % grew)
 
 
 @needs(nkeys is not None, "the nkeys package is not installed")
