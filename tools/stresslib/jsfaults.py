@@ -317,6 +317,7 @@ def _paced_publisher(port, acked, stop, errors, burst=8, pause=0.01):
     """Bursts of `burst` acknowledged publishes, a pause between them (so
     the stream grows by a few hundred a second, and RSS measures the
     consumers, not the stream); every ack is read before it stops."""
+    c = None
     try:
         c = Conn(port)
         c.sock.sendall(b"SUB _C.* 1\r\n")
@@ -336,9 +337,11 @@ def _paced_publisher(port, acked, stop, errors, burst=8, pause=0.01):
                 acked[ack["seq"]] = b"churn-%d" % int(subj.rsplit(b".", 1)[1])
             sent += burst
             time.sleep(pause)
-        c.close()
     except (OSError, ValueError) as e:
         errors.append("publisher: %r" % e)
+    finally:
+        if c is not None:
+            c.close()
 
 
 def js_churn(consumers=5000, python=None, exe=None, rep=None):
