@@ -129,6 +129,8 @@ def js_torn(rounds=10, python=None, seed=1, rep=None):
             srv.stop()
             for e in errors[:3]:
                 rep.fail("round %d: %s" % (r, e))
+            if _last_block(store) != path:
+                start = 0               # the round rolled over into a new block
             path = _last_block(store)
             recs = _records(path)
             size = os.path.getsize(path)
