@@ -105,7 +105,8 @@ def main(argv=None):
                     help="interpreter for the server processes (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the fuzzers (default 1)")
     ap.add_argument("--exe", default=None,
-                    help="js-kill9, js-diskfull, js-churn: run it against this server binary instead (e.g. /opt/ns/bin/nats-server)")
+                    help="js-kill9, js-diskfull, js-churn: run against this server binary instead "
+                         "(e.g. /opt/ns/bin/nats-server)")
     ap.add_argument("--minutes", type=float, default=1.0, help="soak duration (default 1)")
     args = ap.parse_args(argv)
     table = _campaigns(args)
