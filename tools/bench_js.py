@@ -18,6 +18,12 @@ messages over that window's wall time):
          default consumer limit per stream): server CPU per second while
          they sit idle (their heartbeats are the only work).
 
+  --scale  store scale instead (tools/benchlib/jsscale.py): a stream of
+         --msgs messages (default then 1,000,000 of --size 128 B) and a KV
+         bucket of --keys keys (default 100,000), loaded by a pipelined
+         raw-socket publisher; RSS, start-up after a clean stop and after
+         kill -9, KV get (direct get last_by_subj) and STREAM.INFO p50/p99.
+
 The load generator is nats-py, which cannot saturate nats-server: the Go
 figures are a floor, the ratio of CPU per message is what to read.
 `python3 tools/bench.py --scenario jetstream` is the side-by-side JetStream
@@ -140,13 +146,33 @@ async def run_side(cmd, args):
         shutil.rmtree(store, ignore_errors=True)
 
 
+def main_scale(args):
+    from benchlib import jsscale
+
+    def say(text):
+        print(text, flush=True)
+    args.msgs = args.msgs or 1000000
+    res = {"ours": jsscale.run_side("gnatsd.py", [args.python, GNATSD], args, say),
+           "go": jsscale.run_side("nats-server", [args.go], args, say)}
+    print(jsscale.report(res, args))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--msgs", type=int, default=20000)
+    ap.add_argument("--msgs", type=int, default=0, help="default 20,000 (--scale: 1,000,000)")
     ap.add_argument("--idle", type=int, default=0)
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--go", default="/opt/ns/bin/nats-server")
+    ap.add_argument("--scale", action="store_true", help="the store-scale run (see above)")
+    ap.add_argument("--keys", type=int, default=100000, help="--scale: KV keys")
+    ap.add_argument("--size", type=int, default=128, help="--scale: message size")
+    ap.add_argument("--window", type=int, default=1000, help="--scale: publishes in flight")
+    ap.add_argument("--lookups", type=int, default=5000, help="--scale: KV gets timed")
+    ap.add_argument("--infos", type=int, default=500, help="--scale: STREAM.INFO requests timed")
     args = ap.parse_args(argv)
+    if args.scale:
+        return main_scale(args)
+    args.msgs = args.msgs or 20000
     res = {"ours": asyncio.run(run_side([args.python, GNATSD], args)),
            "go": asyncio.run(run_side([args.go], args))}
     n = args.msgs

@@ -20,6 +20,14 @@ same functions.
   js-kill9     acknowledged JetStream publishes (64 in flight) while the
                server is SIGKILLed at random moments, with sync_interval:
                always and with the default; every acked message must be back
+  js-torn      kill -9 under sync_interval: always, then the last block cut
+               at a random byte or a byte flipped in a record: every intact
+               acked message back, the damaged ones gone, the damage logged
+  js-diskfull  the server's RLIMIT_FSIZE lowered while it runs: error acks,
+               other clients and stored messages still served, publishing
+               resumes once the limit is raised, nothing acked lost
+  js-churn     thousands of consumers created and dropped while publishing:
+               consumer count and RSS back to baseline, no lost acks
   soak         mixed traffic for --minutes, RSS sampled every 10 s
 
 Servers run as real processes (`PYTHON gnatsd.py ...`, `--python` picks the
@@ -44,7 +52,8 @@ for _p in (ROOT, HERE):             # tests.util (ROOT) and stresslib (HERE)
 
 from stresslib import (Report, abuse_big_connect, abuse_silent, abuse_subscriptions,  # noqa: E402
                        abuse_wildcards, faults_midmsg, faults_monitor, faults_routes, faults_tls,
-                       fuzz_config, fuzz_parser, fuzz_routes, fuzz_wire, js_kill9, load, reload_under_load,
+                       fuzz_config, fuzz_parser, fuzz_routes, fuzz_wire, js_churn, js_diskfull, js_kill9,
+                       js_torn, load, reload_under_load,
                        slow, soak)
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -80,6 +89,10 @@ def _campaigns(args):
         "js-kill9": [lambda a=a: js_kill9(rounds=10 if L else 3, sync_always=a, python=py, seed=seed,
                                                exe=args.exe)
                      for a in (True, False)],
+        "js-torn": [lambda: js_torn(rounds=20 if L else 4, python=py, seed=seed)],
+        "js-diskfull": [lambda: js_diskfull(python=py, exe=args.exe, before=5000 if L else 1000,
+                                            during=2000 if L else 200, after=5000 if L else 1000)],
+        "js-churn": [lambda: js_churn(consumers=10000 if L else 1000, python=py, exe=args.exe)],
         "soak": [lambda: soak(minutes=args.minutes, python=py)],
     }
 
@@ -92,7 +105,8 @@ def main(argv=None):
                     help="interpreter for the server processes (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the fuzzers (default 1)")
     ap.add_argument("--exe", default=None,
-                    help="js-kill9 only: run it against this server binary instead (e.g. /opt/ns/bin/nats-server)")
+                    help="js-kill9, js-diskfull, js-churn: run against this server binary instead "
+                         "(e.g. /opt/ns/bin/nats-server)")
     ap.add_argument("--minutes", type=float, default=1.0, help="soak duration (default 1)")
     args = ap.parse_args(argv)
     table = _campaigns(args)

@@ -154,6 +154,12 @@ class AccountRecovery:
         self.log.notice("  Opened stream %s from %s in %.3fs: %d messages%s"
                         % (where, store.opened_from, secs, st.msgs,
                            ", %d torn bytes cut off" % store.torn_bytes if store.torn_bytes else ""))
+        if store.torn_bytes:
+            # only a crash of the machine (or a store damaged by hand) leaves
+            # one: the operator should hear of it, not only in a count
+            self.log.warn("JetStream stream %s: the last block ended in %d bytes of an incomplete "
+                          "record (a torn write), cut off; every whole record before it is kept"
+                          % (where, store.torn_bytes))
         for w in store.warnings:
             self.log.warn("JetStream stream %s: %s" % (where, w))
 

@@ -11,6 +11,8 @@ abuse       abuse (floods, huge CONNECT, subscription limits, wildcards)
 endurance   soak
 reload      reload under load
 jsdurable   js-kill9 (acknowledged JetStream publishes against SIGKILL)
+jsfaults    js-torn, js-diskfull, js-churn (damaged blocks, a full disk,
+            consumer churn)
 
 The campaign functions are exported here, so `stresslib.load(...)` is the
 campaign, as tests/test_reliability.py calls it.
@@ -24,13 +26,15 @@ from .faults import faults_midmsg, faults_monitor, faults_routes, faults_tls
 from .fuzz import fuzz_parser, fuzz_routes, fuzz_wire
 from .fuzzconfig import fuzz_config
 from .jsdurable import js_kill9
+from .jsfaults import js_churn, js_diskfull, js_torn
 from .reload import reload_under_load
 from .traffic import load, slow
 
 __all__ = ["PERF_CHECKS", "Bed", "Report", "run_stream",
            "abuse_big_connect", "abuse_silent", "abuse_subscriptions", "abuse_wildcards",
            "faults_midmsg", "faults_monitor", "faults_routes", "faults_tls",
-           "fuzz_config", "fuzz_parser", "fuzz_routes", "fuzz_wire", "js_kill9",
+           "fuzz_config", "fuzz_parser", "fuzz_routes", "fuzz_wire", "js_churn", "js_diskfull",
+           "js_kill9", "js_torn",
            "load", "reload_under_load", "slow", "soak"]
 
 # Latency and RSS bounds (and the idle waits that only serve RSS figures)

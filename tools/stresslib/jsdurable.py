@@ -88,6 +88,7 @@ def request(conn, subject, body):
 
 def publisher(port, tag, window, acked, stop, errors):
     """Publish d.<tag>.<i> with payload tag-i until stop or the socket dies."""
+    c = None
     try:
         c = Conn(port)
         c.sock.sendall(b"SUB _A.%s.* 1\r\n" % tag.encode())
@@ -109,6 +110,9 @@ def publisher(port, tag, window, acked, stop, errors):
             acked[ack["seq"]] = b"%s-%d" % (tag.encode(), i)
     except (OSError, ValueError):
         pass                    # the kill cut us: what was acked is recorded
+    finally:
+        if c is not None:
+            c.close()
 
 
 def verify(port, acked, rep, label):
