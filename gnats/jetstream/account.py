@@ -17,7 +17,7 @@ from . import consumer_api
 from . import errors as E
 from .config import config_json
 from .recovery import AccountRecovery
-from .sourcing import SourcingHub
+from .sourcing_hub import SourcingHub
 from .stream import Stream, stored_size
 from .subjects import subjects_collide
 from .store import StoreError
