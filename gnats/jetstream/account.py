@@ -97,7 +97,7 @@ class JsAccount:
                    if s.config["storage"] == want and s.config["max_bytes"] > 0)
 
     def consumer_count(self):
-        return sum(len(s.consumers) for s in self.streams.values())
+        return sum(s.public_consumers() for s in self.streams.values())
 
     # -- stream lifecycle --------------------------------------------------
     def check_resources(self, cfg, replacing=None):

@@ -170,18 +170,20 @@ def _check_stream_rules(jsa, stream, cfg):
     limit = scfg.get("max_consumers", -1)
     if limit <= 0:
         limit = DEFAULT_MAX_CONSUMERS
-    if limit <= len(stream.consumers):
+    if limit <= stream.public_consumers():
         raise E.err(C.MAX_CONSUMERS)
     alimit = jsa.limits.get("max_consumers", -1)
     if 0 <= alimit <= jsa.consumer_count():
         raise E.err(C.MAX_CONSUMERS)
-    if scfg["retention"] == "workqueue":
+    if scfg["retention"] == "workqueue" and not cfg.get("direct") and not cfg.get("sourcing"):
         if not cfg.get("deliver_subject") and cfg["ack_policy"] == "none":
             raise E.err(C.WQ_PULL_ACK)
         if cfg.get("deliver_subject") and cfg["ack_policy"] != "explicit":
             raise E.err(C.WQ_REQUIRES_EXPLICIT)
         mine = C.filters_of(cfg)
         for other in stream.consumers.values():
+            if other.config.get("direct"):
+                continue    # a mirror's or source's
             theirs = other.filters
             if not mine and not theirs:
                 raise E.err(C.WQ_MULTIPLE_UNFILTERED)
@@ -206,7 +208,7 @@ def _page(jsa, sname, body, limit):
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         raise E.err(E.BAD_REQUEST)
     stream = _stream(jsa, sname)
-    all_names = sorted(stream.consumers)
+    all_names = sorted(n for n, c in stream.consumers.items() if not c.config.get("direct"))
     return stream, all_names, offset, all_names[offset:offset + limit]
 
 
