@@ -219,13 +219,16 @@ class ExternalBehaviour:
                 await ja.publish("o.%d" % (i % 2), b"a%d" % i)
             await self.wait_info(b, "M", lambda r: r["state"]["last_seq"] >= 10, "last_seq 10")
             await self.wait_info(b, "S", lambda r: r["state"]["messages"] >= 10, "10 messages")
+            # and the server stops while these may still be on their way
+            for i in range(10, 15):
+                await ja.publish("o.%d" % (i % 2), b"a%d" % i)
         self.js_test(first)
         self.srv.stop()
         self.srv = srv = self.start()
 
         async def second(a, b):
             ja = a.jetstream()
-            for i in range(10, 25):
+            for i in range(15, 25):
                 await ja.publish("o.%d" % (i % 2), b"a%d" % i)
             await self.wait_info(b, "M", lambda r: r["state"]["last_seq"] >= 25, "last_seq 25")
             await self.wait_info(b, "S", lambda r: r["state"]["messages"] >= 25, "25 messages")
@@ -240,6 +243,35 @@ class ExternalBehaviour:
             self.assertEqual([int(self.source_header(m).split(" ")[1]) for m in copied], list(range(1, 26)))
             self.assertEqual(s["sources"][0]["seq"], 25)
         self.js_test(second, srv)
+
+    def test_source_of_a_recreated_origin_starts_over(self):
+        # the origin's consumer goes with it: the copy hears nothing for
+        # 10 s, asks again with the identity it knew, is told the origin
+        # changed (10225) and copies the new origin from its start
+        async def body(a, b):
+            ja = a.jetstream()
+            await self.create(a, "O", subjects=["o.>"])
+            await self.create(b, "S", sources=[{"name": "O", "external": EXT}])
+            for i in range(5):
+                await ja.publish("o.x", b"old-%d" % i)
+            await self.wait_info(b, "S", lambda r: r["state"]["messages"] >= 5, "5 messages")
+            r = await self.req(a, "$JS.API.STREAM.DELETE.O")
+            self.assertTrue(r.get("success"), r)
+            o = await self.create(a, "O", subjects=["o.>"])
+            for i in range(3):
+                await ja.publish("o.x", b"new-%d" % i)
+            await self.wait_info(b, "S", lambda r: r["state"]["messages"] >= 8, "8 messages")
+            await asyncio.sleep(0.5)
+            r = await self.info(b, "S")
+            self.assertEqual(r["state"]["messages"], 8)
+            self.assertEqual(r["sources"][0]["seq"], 3)
+            msgs = await self.all_msgs(b, "S")
+            self.assertEqual([m["data"] for m in msgs], [b"old-%d" % i for i in range(5)] +
+                             [b"new-%d" % i for i in range(3)])
+            ident = go_hash(o["created"])
+            self.assertEqual([self.source_header(m) for m in msgs[5:]],
+                             ["O:%s %d > > o.x %s" % (go_hash(API), i, ident) for i in (1, 2, 3)])
+        self.js_test(body)
 
     # -- config ------------------------------------------------------------------------
     def test_deliver_prefix_overlapping_a_local_origin_is_refused(self):

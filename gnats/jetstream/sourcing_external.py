@@ -229,7 +229,7 @@ class ExternalLink(Link):
         self.lreq = time.monotonic()
         subject, cfg = self._request()
         reply = "$JSC.R." + _token()
-        self.req_sub = self.server.internal_subscribe(self.account, reply, self._on_response, imports=True)
+        self.req_sub = self.server.internal_subscribe(self.account, reply, self._on_response)
         fields = [("Nats-Required-Api-Level", str(API_LEVEL if self.sourcing else 0))]
         if self.ident and not self.mirror:
             fields.append(("Nats-Stream-Identity", self.ident))
