@@ -179,6 +179,27 @@ class ExternalBehaviour:
             self.assertEqual(r["consumers"], [])
         self.js_test(body)
 
+    def test_filtered_mirror_skips_a_long_run_of_origin_sequences(self):
+        # 25,000 sequences the filter leaves out between two copies: the
+        # mirror's sequences stay the origin's
+        async def body(a, b):
+            ja = a.jetstream()
+            await self.create(a, "O", subjects=["o.>"])
+            await self.create(b, "M", mirror={"name": "O", "filter_subject": "o.b", "external": EXT})
+            await ja.publish("o.b", b"first")
+            await self.wait_info(b, "M", lambda r: r["state"]["messages"] >= 1, "the first copy")
+            for i in range(25000):
+                await a.publish("o.a", b"%d" % i)
+            await flushed(a)
+            await self.wait_info(a, "O", lambda r: r["state"]["messages"] >= 25001, "25,001 in the origin")
+            await ja.publish("o.b", b"second")
+            m = await self.wait_info(b, "M", lambda r: r["state"]["messages"] >= 2, "the second copy")
+            self.assertEqual((m["state"]["messages"], m["state"]["first_seq"], m["state"]["last_seq"]),
+                             (2, 1, 25002))
+            got = await self.get(b, "M", 25002)
+            self.assertEqual((got["subject"], got["data"]), ("o.b", b"second"))
+        self.js_test(body)
+
     # -- sources -----------------------------------------------------------------------
     def test_filtered_source_from_another_account(self):
         async def body(a, b):

@@ -46,7 +46,7 @@ import time
 
 from . import errors as E
 from .headers import build_headers, parse_headers
-from .sourcing import Link
+from .sourcing import PUMP_SCAN, Link
 from .sourcing_config import go_hash
 
 HEALTH = 10.0               # s without a message or heartbeat: recreate
@@ -112,6 +112,8 @@ class ExternalLink(Link):
         self.fails = 0
         self.lreq = 0.0             # monotonic time of the last request
         self.sourcing = True        # cleared for a server that does not know it
+        self.deliver_subject = ""   # of the request in flight
+        self.skip_to = 0            # a long run of skips in progress: up to this sequence
         self.closed = False
 
     # -- the hub's calls ----------------------------------------------------------
@@ -132,7 +134,7 @@ class ExternalLink(Link):
 
     def tick(self, now):
         """The hub's heartbeat: recreate a consumer that went quiet."""
-        if self.closed or self.req_sub is not None or self.retry_timer is not None:
+        if self.closed or self.req_sub is not None or self.retry_timer is not None or self.skip_to:
             return
         if self.sub is None or now - self.last > HEALTH * 10 ** 9:
             self.hub.log.debug("JetStream: retrying %s consumer for '%s > %s'"
@@ -158,7 +160,7 @@ class ExternalLink(Link):
         self.cname = ""
 
     def _schedule_setup(self):
-        if self.closed or self.retry_timer is not None or self.req_sub is not None:
+        if self.closed or self.retry_timer is not None or self.req_sub is not None or self.skip_to:
             return
         delay = 0.0
         if self.lreq:
@@ -189,9 +191,10 @@ class ExternalLink(Link):
             meta[meta_pre + "domain"] = self.hub.jsa.js.domain
         ds = (self.deliver + (".M." if self.mirror else ".S.") + _token()) if self.deliver \
             else ("$JS.M." if self.mirror else "$JS.S.") + _token()
+        self.deliver_subject = ds = ds.replace("..", ".")
         cfg = {"name": self._consumer_name(), "deliver_policy": "all", "ack_policy": "none",
                "ack_wait": 22 * 3600 * 10 ** 9, "max_deliver": 1, "replay_policy": "instant",
-               "deliver_subject": ds.replace("..", "."), "idle_heartbeat": HEARTBEAT, "flow_control": True,
+               "deliver_subject": ds, "idle_heartbeat": HEARTBEAT, "flow_control": True,
                "inactive_threshold": int(HEALTH * 10 ** 9), "num_replicas": 0, "direct": True,
                "metadata": meta}
         if self.sourcing:
@@ -267,12 +270,16 @@ class ExternalLink(Link):
             self._failed(E.err(E.INVALID_JSON, err="bad consumer create response"))
             return
         err = resp.get("error")
-        ci_cfg = resp.get("config")
-        if err is not None or not isinstance(ci_cfg, dict) or not resp.get("name"):
+        name = resp.get("name")
+        delivered = resp.get("delivered")
+        delivered = delivered.get("stream_seq") if isinstance(delivered, dict) else 0
+        if err is not None or not isinstance(resp.get("config"), dict) or not isinstance(name, str) or not name:
             self._refused(err if isinstance(err, dict) else {})
             return
+        if isinstance(delivered, bool) or not isinstance(delivered, int) or delivered < 0:
+            delivered = 0
         ident = parse_headers(hdr).get("Nats-Stream-Identity", "") if hdr else ""
-        self._established(resp, ci_cfg, ident)
+        self._established(name, delivered, ident)
 
     def _refused(self, err):
         code = err.get("err_code")
@@ -288,14 +295,16 @@ class ExternalLink(Link):
             self.lreq = 0.0
             self._failed(None, count=False)
             return
-        e = E.ApiError(err.get("code") or 500, code or (10029 if self.mirror else 10045),
-                       err.get("description") or "invalid consumer create response")
+        if not isinstance(code, int) or isinstance(code, bool):
+            code = 10029 if self.mirror else 10045
+        status = err.get("code") if isinstance(err.get("code"), int) else 500
+        text = err.get("description") if isinstance(err.get("description"), str) else ""
+        e = E.ApiError(status, code, text or "invalid consumer create response")
         self.hub.log.warn("JetStream error response for stream %s create %s consumer %s: %s"
                           % (self.stream.name, self._kind(), self.name, e.description))
         self._failed(e)
 
-    def _established(self, resp, ci_cfg, ident):
-        delivered = (resp.get("delivered") or {}).get("stream_seq") or 0
+    def _established(self, name, delivered, ident):
         if not self.mirror:
             if ident:
                 self.ident = ident
@@ -307,18 +316,18 @@ class ExternalLink(Link):
                 # the origin starts past our end (purged, or opt_start_seq)
                 if st.msgs == 0:
                     store.compact(delivered + 1)
-                else:
-                    self._skip(store, delivered - st.last_seq)
-                self.stream.host.js.touch(store)
+                    self.stream.host.js.touch(store)
+                elif not self._skip_to(delivered):
+                    return      # a long run: the consumer is asked again after it
             self.sseq = max(delivered, store.state().last_seq)
-        self.cname = resp["name"]
+        self.cname = name
         self.dseq = 0
         self.err = None
         self.fails = 0
         self.last = time.time_ns()
-        ds = ci_cfg.get("deliver_subject") or ""
-        if ds:
-            self.sub = self.server.internal_subscribe(self.account, ds, self._on_msg, imports=True)
+        # the subject we asked for (not the answer's: the far side does
+        # not choose what this account subscribes to)
+        self.sub = self.server.internal_subscribe(self.account, self.deliver_subject, self._on_msg, imports=True)
 
     # -- receiving ---------------------------------------------------------------------
     def _on_msg(self, sub, subject, reply, hdr, msg, client):
@@ -387,19 +396,45 @@ class ExternalLink(Link):
         st = store.state()
         if sm.seq <= st.last_seq:
             return True
-        gap = sm.seq - st.last_seq - 1
-        if gap:
+        if sm.seq > st.last_seq + 1:
             if st.msgs == 0:
                 store.compact(sm.seq)
-            else:
-                self._skip(store, gap)
+            elif not self._skip_to(sm.seq - 1):
+                self.sseq = sm.seq - 1      # asked again from this message after the run
+                return True
         sm.hdr = _strip_for_mirror(sm.hdr)
         return self._copy(sm)
 
-    @staticmethod
-    def _skip(store, n):
-        for _ in range(n):
+    def _skip_to(self, seq):
+        """Skip the mirror's sequences up to `seq`: at once (True) when
+        that is at most PUMP_SCAN of them; else (False) PUMP_SCAN per
+        reactor turn with the consumer stopped, then it is asked again
+        from the end of the run (a skip is a record in the store: a long
+        run must not hold the reactor)."""
+        store = self.stream.store
+        n = seq - store.state().last_seq
+        if n <= PUMP_SCAN:
+            for _ in range(n):
+                store.skip_msg()
+            return True
+        self._cancel()
+        self.skip_to = seq
+        self._skip_turn()
+        return False
+
+    def _skip_turn(self):
+        store = self.stream.store
+        if self.closed or self.stream.closed:
+            self.skip_to = 0
+            return
+        for _ in range(min(PUMP_SCAN, self.skip_to - store.state().last_seq)):
             store.skip_msg()
+        self.stream.host.js.touch(store)
+        if store.state().last_seq < self.skip_to:
+            self.hub.reactor.call_later(0, self._skip_turn)
+            return
+        self.skip_to = 0
+        self._schedule_setup()
 
 
 def _strip_for_mirror(hdr):
