@@ -89,6 +89,22 @@ def ack_info(reply):
         return None
 
 
+def split_ack_reply(subject, reply):
+    """(stored subject, ack reply) of a delivery. A nats-server that sends
+    a consumer's message over a route or leaf connection routes it on the
+    deliver subject and appends the stored subject to the reply:
+    `$JS.ACK.<8 tokens>@<subject>` (the first `@` after eight dots)."""
+    if not reply or not reply.startswith("$JS.ACK.") or "@" not in reply:
+        return subject, reply
+    dots = 0
+    for i, ch in enumerate(reply):
+        if ch == ".":
+            dots += 1
+        elif ch == "@" and dots >= 8:
+            return reply[i + 1:], reply[:i]
+    return subject, reply
+
+
 class ExternalLink(Link):
     """One mirror or source through an `external` API prefix (see the
     module docstring). The hub drives it with start(), tick() and detach()."""
@@ -337,6 +353,7 @@ class ExternalLink(Link):
         if not msg and hdr and hdr.startswith(b"NATS/1.0 100 "):
             self._control(reply, hdr)
             return
+        subject, reply = split_ack_reply(subject, reply)
         info = ack_info(reply)
         if info is None or info[0] != self.cname:
             return      # from an earlier consumer of ours
