@@ -20,7 +20,7 @@ import tempfile
 import time
 import unittest
 
-from tests.util import flushed, GO_SERVER_215, HAVE_GO_215, ServerProcess, needs
+from tests.util import flushed, free_port, GO_SERVER_215, HAVE_GO_215, ServerProcess, needs
 
 try:
     import nats
@@ -63,33 +63,8 @@ def go_hash(text):
     return "".join(_DIGITS[b % 62] for b in hashlib.sha256(text.encode()).digest()[:8])
 
 
-class ExternalBehaviour:
-    """The tests, run against one server per test (`exe`: None for ours)."""
-    exe = None
-
-    def setUp(self):
-        self.store = tempfile.mkdtemp(prefix="js-external-")
-        self.addCleanup(shutil.rmtree, self.store, True)
-        self.srv = self.start()
-
-    def start(self):
-        srv = ServerProcess("-js", "-sd", self.store, config=CONFIG, exe=self.exe)
-        self.addCleanup(srv.stop)
-        return srv
-
-    def js_test(self, body, srv=None):
-        srv = srv or self.srv
-
-        async def go():
-            url = "nats://%s@127.0.0.1:%d"
-            a = await nats.connect(url % ("a:a", srv.port), connect_timeout=5, max_reconnect_attempts=0)
-            b = await nats.connect(url % ("b:b", srv.port), connect_timeout=5, max_reconnect_attempts=0)
-            try:
-                return await body(a, b)
-            finally:
-                await a.close()
-                await b.close()
-        return asyncio.run(asyncio.wait_for(go(), 4 * WAIT))
+class Helpers:
+    """JetStream API requests and waits (a TestCase mixin)."""
 
     @staticmethod
     async def req(nc, subject, body=b""):
@@ -143,6 +118,35 @@ class ExternalBehaviour:
             if line.startswith(b"Nats-Stream-Source:"):
                 return line.split(b":", 1)[1].strip().decode()
         return None
+
+
+class ExternalBehaviour(Helpers):
+    """The tests, run against one server per test (`exe`: None for ours)."""
+    exe = None
+
+    def setUp(self):
+        self.store = tempfile.mkdtemp(prefix="js-external-")
+        self.addCleanup(shutil.rmtree, self.store, True)
+        self.srv = self.start()
+
+    def start(self):
+        srv = ServerProcess("-js", "-sd", self.store, config=CONFIG, exe=self.exe)
+        self.addCleanup(srv.stop)
+        return srv
+
+    def js_test(self, body, srv=None):
+        srv = srv or self.srv
+
+        async def go():
+            url = "nats://%s@127.0.0.1:%d"
+            a = await nats.connect(url % ("a:a", srv.port), connect_timeout=5, max_reconnect_attempts=0)
+            b = await nats.connect(url % ("b:b", srv.port), connect_timeout=5, max_reconnect_attempts=0)
+            try:
+                return await body(a, b)
+            finally:
+                await a.close()
+                await b.close()
+        return asyncio.run(asyncio.wait_for(go(), 4 * WAIT))
 
     # -- mirror ------------------------------------------------------------------
     def test_mirror_from_another_account(self):
@@ -307,6 +311,78 @@ class ExternalBehaviour:
             r = await self.req(b, "$JS.API.STREAM.NAMES")
             self.assertEqual(r["streams"], ["L"])
         self.js_test(body)
+
+
+class DomainBehaviour(Helpers):
+    """A copy on a leaf node (domain "leaf") of a stream in its hub's
+    domain ("hub"): `external.api` = `$JS.hub.API`. The hub is nats-server
+    2.15.1: gnatsd.py does not yet serve its JetStream API across a leaf
+    connection, so only the leaf side is tested here on both servers."""
+    leaf_exe = None
+
+    def setUp(self):
+        self.store = tempfile.mkdtemp(prefix="js-domain-")
+        self.addCleanup(shutil.rmtree, self.store, True)
+        leaf_port = free_port()     # nats-server's ports file does not list the leaf port
+        self.hub = ServerProcess("-js", "-sd", self.store + "/hub", exe=GO_SERVER_215,
+                                 config='jetstream {domain: hub}\nleafnodes {listen: "127.0.0.1:%d"}\n' % leaf_port)
+        self.addCleanup(self.hub.stop)
+        self.leaf = ServerProcess("-js", "-sd", self.store + "/leaf", exe=self.leaf_exe,
+                                  config='jetstream {domain: leaf}\nleafnodes {remotes: [{url: '
+                                         '"nats-leaf://127.0.0.1:%d"}]}\n' % leaf_port)
+        self.addCleanup(self.leaf.stop)
+
+    def test_mirror_and_source_from_the_hub_domain(self):
+        ext = {"api": "$JS.hub.API", "deliver": "dlv"}
+
+        async def go():
+            h = await nats.connect("nats://127.0.0.1:%d" % self.hub.port, connect_timeout=5)
+            lf = await nats.connect("nats://127.0.0.1:%d" % self.leaf.port, connect_timeout=5)
+            try:
+                jh = h.jetstream()
+                o = await self.create(h, "O", subjects=["o.>"])
+                # the leaf connection is up once the hub's API answers through it
+                deadline = time.monotonic() + WAIT
+                while True:
+                    try:
+                        r = await self.req(lf, "$JS.hub.API.STREAM.INFO.O")
+                        self.assertEqual(r["config"]["name"], "O")
+                        break
+                    except nats.errors.NoRespondersError:
+                        if time.monotonic() > deadline:
+                            raise
+                        await asyncio.sleep(0.2)
+                for i in range(5):
+                    await jh.publish("o.%d" % (i % 2), b"m%d" % i)
+                await self.create(lf, "M", mirror={"name": "O", "external": ext})
+                await self.create(lf, "S", sources=[{"name": "O", "external": ext}])
+                for i in range(5, 10):
+                    await jh.publish("o.%d" % (i % 2), b"m%d" % i)
+                await self.wait_info(lf, "M", lambda r: r["state"]["last_seq"] >= 10, "last_seq 10")
+                s = await self.wait_info(lf, "S", lambda r: r["state"]["messages"] >= 10, "10 messages")
+                self.assertEqual(await self.all_msgs(lf, "M"), await self.all_msgs(h, "O"))
+                copied = await self.all_msgs(lf, "S")
+                self.assertEqual([(m["subject"], m["data"]) for m in copied],
+                                 [("o.%d" % (i % 2), b"m%d" % i) for i in range(10)])
+                self.assertEqual([self.source_header(m) for m in copied],
+                                 ["O:%s %d > > o.%d %s" % (go_hash(ext["api"]), i + 1, i % 2, go_hash(o["created"]))
+                                  for i in range(10)])
+                self.assertEqual((s["state"]["messages"], s["sources"][0]["external"]), (10, ext))
+            finally:
+                await h.close()
+                await lf.close()
+        asyncio.run(asyncio.wait_for(go(), 4 * WAIT))
+
+
+@needs(nats is not None and HAVE_GO_215, "nats-py and nats-server 2.15 (/opt/ns/bin/nats-server) are needed")
+class TestDomainLeaf(DomainBehaviour, unittest.TestCase):
+    """gnatsd.py as the leaf node."""
+
+
+@needs(nats is not None and HAVE_GO_215, "nats-py and nats-server 2.15 (/opt/ns/bin/nats-server) are needed")
+class TestDomainLeafOnGo(DomainBehaviour, unittest.TestCase):
+    """nats-server 2.15.1 as the leaf node: the reference."""
+    leaf_exe = GO_SERVER_215
 
 
 @needs(nats is not None, "nats-py is not installed (pip install nats-py)")
