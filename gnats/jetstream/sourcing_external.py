@@ -56,8 +56,6 @@ RETRY_STEP = 10.0           # s of back-off per failure
 RETRY_MAX = 120.0
 REQUEST_TIMEOUT = 30.0
 API_LEVEL = 5
-MIRROR_SETUP_FAILED = (500, 10029, "{err}")
-SOURCE_SETUP_FAILED = (500, 10045, "{err}")
 IDENTITY_MISMATCH = 10225
 DOWNGRADE_CODES = (10185, 10025)    # required api level; invalid JSON (an older server)
 _DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -143,10 +141,9 @@ class ExternalLink(Link):
     def detach(self):
         self.closed = True
         self._cancel()
-        for t in (self.retry_timer,):
-            if t is not None:
-                t.cancel()
-        self.retry_timer = None
+        if self.retry_timer is not None:
+            self.retry_timer.cancel()
+            self.retry_timer = None
 
     def tick(self, now):
         """The hub's heartbeat: recreate a consumer that went quiet."""
@@ -230,8 +227,10 @@ class ExternalLink(Link):
             cfg.update(deliver_policy="by_start_sequence", opt_start_seq=src["opt_start_seq"])
         elif src.get("opt_start_time"):
             cfg.update(deliver_policy="by_start_time", opt_start_time=src["opt_start_time"])
-        filters = [t["src"] for t in src.get("subject_transforms") or []] or (
+        filters = [t["src"] or ">" for t in src.get("subject_transforms") or []] or (
             [src["filter_subject"]] if src.get("filter_subject") else [])
+        if filters == [">"]:
+            filters = []        # everything: the plain create subject
         subject = "%s.CONSUMER.CREATE.%s" % (self.api, self.name)
         if len(filters) == 1:
             cfg["filter_subject"] = filters[0]
@@ -307,7 +306,9 @@ class ExternalLink(Link):
             self._failed(None, count=False)
             return
         if code in DOWNGRADE_CODES and self.sourcing:
-            self.sourcing = False       # an older server: a plain consumer with a unique name
+            # an older server: a plain consumer with a unique name (nats-server
+            # first tries API level 4, which has nothing this copy uses)
+            self.sourcing = False
             self.lreq = 0.0
             self._failed(None, count=False)
             return
