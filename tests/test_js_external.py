@@ -298,6 +298,21 @@ class ExternalBehaviour(Helpers):
                              ["O:%s %d > > o.x %s" % (go_hash(API), i, ident) for i in (1, 2, 3)])
         self.js_test(body)
 
+    def test_missing_origin_shows_the_far_sides_error_then_copies(self):
+        async def body(a, b):
+            await self.create(b, "S", subjects=["s.>"], sources=[{"name": "LATER", "external": EXT}])
+            r = await self.wait_info(b, "S", lambda r: "error" in r["sources"][0], "an error")
+            self.assertEqual(r["sources"][0]["error"], {"code": 404, "err_code": 10059,
+                                                        "description": "stream not found"})
+            self.assertEqual(r["sources"][0]["active"], -1)
+            await self.create(a, "LATER", subjects=["later"])
+            await a.jetstream().publish("later", b"at last")
+            # the retry backs off (10 s after one failure, as nats-server)
+            r = await self.wait_info(b, "S", lambda r: r["state"]["messages"] >= 1, "the copy")
+            self.assertEqual(r["state"]["messages"], 1)
+            self.assertNotIn("error", r["sources"][0])
+        self.js_test(body)
+
     # -- config ------------------------------------------------------------------------
     def test_deliver_prefix_overlapping_a_local_origin_is_refused(self):
         async def body(a, b):
