@@ -18,13 +18,20 @@ internal subscription is dropped and counted, as a slow consumer's would be.
 
 Internal subscriptions force the general delivery path (build_fast_bases
 refuses them): the fast path's cache entries are buffers to append to.
+
+With `imports=True` an internal subscription also sees what its account's
+stream imports show (nats-server's shadow subscriptions, which its internal
+clients get as any client): one `InternalShadow` per import that matches,
+in the exporter's index on the exporter's subject; its message reaches the
+callback under the importer's subject. JetStream's sourcing from another
+account (jetstream/sourcing_external.py) receives its deliveries so.
 """
 
 import itertools
 from collections import deque
 
 from .delivery import deliver, match_publish
-from .sublist import Subscription
+from .sublist import Subscription, subject_matches
 
 # Bytes of queued messages for internal subscriptions (payloads and
 # subjects) before new ones are dropped.
@@ -61,7 +68,14 @@ class InternalSub(Subscription):
     its interest is announced to routes (a service import's is not: every
     server serves its own importers)."""
 
-    __slots__ = ("callback", "routed")
+    __slots__ = ("callback", "routed", "shadows")
+
+
+class InternalShadow(InternalSub):
+    """An internal subscription as seen in an exporting account (see the
+    module docstring); `account` is the exporter, `im` the StreamImport."""
+
+    __slots__ = ("im", "account")
 
 
 class Internals:
@@ -86,19 +100,41 @@ class Internals:
         return c
 
     # -- subscribe -----------------------------------------------------------
-    def subscribe(self, account, subject, callback, queue=None, routed=True):
+    def subscribe(self, account, subject, callback, queue=None, routed=True, imports=False):
         c = self.client(account)
         sub = InternalSub(c, subject, queue, b"%d" % next(self._sids))
         sub.callback = callback
         sub.routed = routed
+        sub.shadows = None
         self.server.add_sub(sub)
+        if imports:
+            sub.shadows = [self._shadow(c, sub, im, s) for im, s in
+                           ((im, im.shadow_subject(subject)) for im in account.stream_imports) if s is not None]
         return sub
+
+    def _shadow(self, c, sub, im, subject):
+        def on_msg(_sh, subj, reply, hdr, msg, client):
+            # a JetStream push consumer delivers under the stored subject,
+            # which the import does not map: only its own subjects are
+            if subject_matches(im.subject, subj):
+                subj = im.to_local(subj.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
+            sub.callback(sub, subj, reply, hdr, msg, client)
+        sh = InternalShadow(c, subject, sub.queue, b"%d" % next(self._sids))
+        sh.callback = on_msg
+        sh.routed = True
+        sh.shadows = None
+        sh.im = im
+        sh.account = im.exporter
+        self.server.add_sub(sh)
+        return sh
 
     def unsubscribe(self, sub):
         if sub.closed:
             return
         sub.closed = True
         self.server.remove_sub(sub)
+        for sh in sub.shadows or ():
+            self.unsubscribe(sh)
 
     # -- publish -------------------------------------------------------------
     def publish(self, account, subject, reply, hdr, msg):

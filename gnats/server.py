@@ -392,13 +392,14 @@ class Server:
             self.leafnodes.sub_changed(sub, -1, acc)
 
     # -- internal subscriptions (gnats/internal.py) ---------------------------
-    def internal_subscribe(self, account, subject, callback, queue=None, routed=True):
+    def internal_subscribe(self, account, subject, callback, queue=None, routed=True, imports=False):
         """Subscribe the server itself in `account`: callback(sub, subject,
         reply, hdr, msg, client) runs on the reactor thread after each
         matching publish has been delivered (client: the publishing
         connection, None for an internal publish). `routed`: announce the
-        interest to routes (as a client's)."""
-        return self.internals.subscribe(account, subject, callback, queue, routed)
+        interest to routes (as a client's). `imports`: also receive what the
+        account's stream imports show (internal.py)."""
+        return self.internals.subscribe(account, subject, callback, queue, routed, imports)
 
     def internal_unsubscribe(self, sub):
         self.internals.unsubscribe(sub)

@@ -535,17 +535,7 @@ class SourcingBehaviour:
 
 @needs(nats is not None, "nats-py is not installed (pip install nats-py)")
 class TestSourcing(SourcingBehaviour, unittest.TestCase):
-
-    def test_external_origins_are_refused_for_now(self):
-        # a copy from another account or domain needs consumers (issue 19)
-        async def body(nc, js):
-            for kind, cfg in (("mirror", {"mirror": {"name": "O", "external": {"api": "$JS.hub.API"}}}),
-                              ("source", {"sources": [{"name": "O", "external": {"api": "$JS.hub.API",
-                                                                                "deliver": "dl"}}]})):
-                r = await self.req(nc, "$JS.API.STREAM.CREATE.X", dict(cfg, name="X"))
-                self.assertEqual(r["error"], e(500, 10052, "stream %s with 'external' (another account or domain) "
-                                                           "is not supported by this server yet" % kind))
-        self.js_test(body)
+    """On gnatsd.py (origins in another account: tests/test_js_external.py)."""
 
 
 @needs(nats is not None and HAVE_GO_215, "nats-py and nats-server 2.15 (/opt/ns/bin/nats-server) are needed")

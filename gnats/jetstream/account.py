@@ -17,7 +17,7 @@ from . import consumer_api
 from . import errors as E
 from .config import config_json
 from .recovery import AccountRecovery
-from .sourcing import SourcingHub
+from .sourcing_hub import SourcingHub
 from .stream import Stream, stored_size
 from .subjects import subjects_collide
 from .store import StoreError
@@ -97,7 +97,7 @@ class JsAccount:
                    if s.config["storage"] == want and s.config["max_bytes"] > 0)
 
     def consumer_count(self):
-        return sum(len(s.consumers) for s in self.streams.values())
+        return sum(s.public_consumers() for s in self.streams.values())
 
     # -- stream lifecycle --------------------------------------------------
     def check_resources(self, cfg, replacing=None):

@@ -1,8 +1,8 @@
 """The JetStream API: `$JS.API.*` requests in, JSON responses out, with
 nats-server 2.15's shapes, paging and errors.
 
-`handle_api(jsa, subject, body)` returns the response bytes for a request
-to one of the subjects in HANDLERS (None for a subject the API does not
+`handle_api(jsa, subject, body, hdr)` returns (header block or None,
+response bytes) for a request to one of the subjects in HANDLERS (None for a subject the API does not
 serve: nats-server ignores those too, and the requester times out).
 `handle_direct_get(stream, subject, body)` answers `$JS.API.DIRECT.GET.<stream>`
 (subscribed per stream with allow_direct) with (headers, payload): the
@@ -262,16 +262,22 @@ def route(subject):
     return None
 
 
-def handle_api(jsa, subject, body):
-    """The response bytes for one API request, or None (not an API subject).
-    A bug in a handler is logged and answered with a 500 body, so the
-    requester learns of it instead of timing out."""
+def handle_api(jsa, subject, body, hdr=None):
+    """(response header block or None, response bytes) for one API request
+    (`hdr`: its header block), or None (not an API subject). A bug in a
+    handler is logged and answered with a 500 body, so the requester learns
+    of it instead of timing out."""
     r = route(subject)
     if r is None:
         return None
     handler, rtype, name = r
     resp = {"type": TYPE + rtype}
+    rhdr = None
     try:
+        if rtype == "consumer_create_response":
+            ident = consumer_api.stream_identity(jsa, subject, hdr, body)
+            if ident is not None:
+                rhdr = build_headers([(consumer_api.IDENTITY, ident)])
         resp.update(handler(jsa, name, body))
     except Exception as e:
         if not isinstance(e, E.ApiError):
@@ -283,7 +289,7 @@ def handle_api(jsa, subject, body):
             resp[k] = v
     # counted after the handler: $JS.API.INFO shows the requests before it
     jsa.api_total += 1
-    return dumps(resp)
+    return rhdr, dumps(resp)
 
 
 def error_response(subject, error):

@@ -27,7 +27,8 @@ from . import errors as E
 from . import consumer_config as C
 from .config import parse_request
 from .consumer import Consumer
-from .headers import rfc3339
+from .headers import parse_headers, rfc3339
+from .sourcing_config import go_hash
 from .subjects import subjects_collide
 
 NAMES_LIMIT = 1024
@@ -36,6 +37,8 @@ NAMES_LIMIT = 1024
 DEFAULT_MAX_CONSUMERS = 1000
 LIST_LIMIT = 256
 OBS = "obs"
+IDENTITY = "Nats-Stream-Identity"
+IDENTITY_MISMATCH = (400, 10225, "consumer's stream identity does not match: {msg}")
 
 
 def route(toks):
@@ -106,6 +109,12 @@ def create(sname, cname, filt, durable_api, jsa, _name, body):
         raise E.err(C.NAME_DURABLE_MISMATCH)
     stream = _stream(jsa, sname)
     name = cname or durable or raw.get("name")
+    if name and raw.get("direct") and raw.get("sourcing"):
+        # a mirror's or source's consumer (sourcing_external.py): its
+        # name is stable per sourcing stream, so nats-server makes each
+        # one unique (on an interest or workqueue stream it makes a durable
+        # acked by flow control instead, which this server does not have)
+        name = "%s-%s" % (name, C.new_name())
     if name:
         raw["name"] = name     # an ephemeral named by the server shows no name in its config
     if raw.get("opt_start_time") and C.parse_time(raw["opt_start_time"]) is None:
@@ -133,23 +142,48 @@ def create(sname, cname, filt, durable_api, jsa, _name, body):
     return c.info()
 
 
+def stream_identity(jsa, subject, hdr, body):
+    """For `$JS.API.CONSUMER.CREATE.<stream>...` of a direct or sourcing
+    consumer (a mirror's or source's): the stream's identity (a hash of its
+    creation time), which nats-server sends back in a Nats-Stream-Identity
+    header and checks against the request's (10225 on a mismatch: the
+    origin was recreated). None for other requests."""
+    toks = subject.split(".")
+    if len(toks) < 5 or toks[3] != "CREATE" or b'"direct"' not in body and b'"sourcing"' not in body:
+        return None
+    try:
+        cfg = json.loads(body).get("config") or {}
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return None
+    stream = jsa.streams.get(toks[4])
+    if not isinstance(cfg, dict) or not (cfg.get("direct") or cfg.get("sourcing")) or stream is None:
+        return None
+    ident = go_hash(rfc3339(stream.created))
+    want = parse_headers(hdr).get(IDENTITY, "") if hdr and IDENTITY.encode() in hdr else ""
+    if want and want != ident:
+        raise E.err(IDENTITY_MISMATCH, msg=ident)
+    return ident
+
+
 def _check_stream_rules(jsa, stream, cfg):
     scfg = stream.config
     limit = scfg.get("max_consumers", -1)
     if limit <= 0:
         limit = DEFAULT_MAX_CONSUMERS
-    if limit <= len(stream.consumers):
+    if limit <= stream.public_consumers():
         raise E.err(C.MAX_CONSUMERS)
     alimit = jsa.limits.get("max_consumers", -1)
     if 0 <= alimit <= jsa.consumer_count():
         raise E.err(C.MAX_CONSUMERS)
-    if scfg["retention"] == "workqueue":
+    if scfg["retention"] == "workqueue" and not cfg.get("direct") and not cfg.get("sourcing"):
         if not cfg.get("deliver_subject") and cfg["ack_policy"] == "none":
             raise E.err(C.WQ_PULL_ACK)
         if cfg.get("deliver_subject") and cfg["ack_policy"] != "explicit":
             raise E.err(C.WQ_REQUIRES_EXPLICIT)
         mine = C.filters_of(cfg)
         for other in stream.consumers.values():
+            if other.config.get("direct"):
+                continue    # a mirror's or source's
             theirs = other.filters
             if not mine and not theirs:
                 raise E.err(C.WQ_MULTIPLE_UNFILTERED)
@@ -174,7 +208,7 @@ def _page(jsa, sname, body, limit):
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         raise E.err(E.BAD_REQUEST)
     stream = _stream(jsa, sname)
-    all_names = sorted(stream.consumers)
+    all_names = sorted(n for n, c in stream.consumers.items() if not c.config.get("direct"))
     return stream, all_names, offset, all_names[offset:offset + limit]
 
 

@@ -78,7 +78,7 @@ FIELDS = [
     ("max_ack_pending", int), ("flow_control", bool), ("headers_only", bool), ("max_batch", int),
     ("max_expires", int), ("max_bytes", int), ("deliver_subject", str), ("deliver_group", str),
     ("idle_heartbeat", int), ("inactive_threshold", int), ("num_replicas", int), ("mem_storage", bool),
-    ("direct", bool), ("metadata", dict), ("pause_until", str), ("priority_groups", list),
+    ("direct", bool), ("sourcing", bool), ("metadata", dict), ("pause_until", str), ("priority_groups", list),
     ("priority_policy", str), ("priority_timeout", int),
 ]
 FIELD_TYPES = dict(FIELDS)
@@ -93,7 +93,8 @@ FROZEN = [("deliver_policy", "deliver policy can not be updated"),
           ("ack_policy", "ack policy can not be updated"),
           ("replay_policy", "replay policy can not be updated"),
           ("idle_heartbeat", "heart beats can not be updated"),
-          ("flow_control", "flow control can not be updated")]
+          ("flow_control", "flow control can not be updated"),
+          ("sourcing", "sourcing can not be updated")]
 
 
 def new_name():

@@ -24,7 +24,7 @@ def collect(js):
             streams.append({"name": s.name, "created": rfc3339(s.created),
                             "cluster": {"leader": js.server_name},
                             "config": dict(s.config), "state": state,
-                            "consumers": len(s.consumers)})
+                            "consumers": s.public_consumers()})
             totals["messages"] += state["messages"]
             totals["bytes"] += state["bytes"]
         acc = {"name": name, "memory": jsa.usage(True), "storage": jsa.usage(False),

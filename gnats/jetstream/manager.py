@@ -174,17 +174,17 @@ class JetStream:
             if jsa.recovery is not None:
                 jsa.recovery.hold_api(subject, reply, msg)     # answered once streams are back
                 return
-            self.answer_api(jsa, subject, reply, msg)
+            self.answer_api(jsa, subject, reply, msg, hdr)
 
         jsa.api_subs = [srv.internal_subscribe(account, s, on_api, queue=API_QUEUE) for s in self.api_subjects]
         jsa.recover()
         self.refresh_usage()
         return jsa
 
-    def answer_api(self, jsa, subject, reply, msg):
-        resp = api.handle_api(jsa, subject, msg)
+    def answer_api(self, jsa, subject, reply, msg, hdr=None):
+        resp = api.handle_api(jsa, subject, msg, hdr)
         if resp is not None:
-            self.server.publish_internal(jsa.account, reply, None, None, resp)
+            self.server.publish_internal(jsa.account, reply, None, resp[0], resp[1])
 
     def disable_account(self, account, answer=True):
         """No JetStream for `account` (its streams stop, their files stay):

@@ -12,10 +12,10 @@ Three entry points, called from config.py and api.py:
   - `check_against(streams, cfg, old)`: the checks that need the account's
     other streams (origin max_msg_size, mirror_direct inherited from the
     origin's allow_direct, cycles, the update rule that a mirror config is
-    immutable), then what this server does not implement: `external`
-    origins and durable `consumer` sourcing need the consumers of issue 19
-    (a cross-account/domain copy is a consumer on the far side), so they
-    are refused with a clear error.
+    immutable), then what this server does not implement: durable
+    `consumer` sourcing (a consumer acked by flow control on the far
+    side) is refused with a clear error. `external` origins are copied
+    through a consumer on the far side (sourcing_external.py).
 
 A source's index name ("iname") is nats-server's composeIName: the origin
 name, then the filter(s) and destination(s) ('>' when unset, joined by a
@@ -370,9 +370,6 @@ def check_against(streams, cfg, old=None):
     _check_cycle(streams, cfg)
     check_filters(cfg)
     for src in ([m] if m else []) + list(cfg.get("sources") or []):
-        if src.get("external") is not None:
-            raise E.err(E.INVALID_CONFIG, err="stream %s with 'external' (another account or domain) is not "
-                        "supported by this server yet" % ("mirror" if src is m else "source"))
         if src.get("consumer") is not None:
             raise E.err(E.INVALID_CONFIG, err="stream %s with a durable 'consumer' is not supported by this "
                         "server yet" % ("mirror" if src is m else "source"))

@@ -281,8 +281,13 @@ class Stream:
             d["num_deleted"] = st.num_deleted
             if deleted_details:
                 d["deleted"] = self.store.deleted_seqs()
-        d["consumer_count"] = len(self.consumers)
+        d["consumer_count"] = self.public_consumers()
         return d
+
+    def public_consumers(self):
+        """How many consumers clients see: nats-server keeps a mirror's or
+        source's `direct` consumer out of counts and listings."""
+        return sum(1 for c in self.consumers.values() if not c.config.get("direct"))
 
     def info(self, subjects_filter=None, deleted_details=False):
         return {"config": self.host.config_json(self.config), "created": rfc3339(self.created),
