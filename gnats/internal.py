@@ -73,6 +73,10 @@ class Internals:
         self.log = server.log
         self._clients = {}          # account -> InternalClient
         self._sids = itertools.count(1)
+        # the live internal subscriptions, in order (a dict as an ordered
+        # set): leafnodes.py tells a new leaf connection about them, also
+        # those made before the leafnodes block started (JetStream's API)
+        self.subs = {}
         self.pending = deque()      # (sub, subject, reply, hdr, msg, src)
         self.pending_bytes = 0
         self.draining = False
@@ -91,6 +95,7 @@ class Internals:
         sub = InternalSub(c, subject, queue, b"%d" % next(self._sids))
         sub.callback = callback
         sub.routed = routed
+        self.subs[sub] = None
         self.server.add_sub(sub)
         return sub
 
@@ -98,6 +103,7 @@ class Internals:
         if sub.closed:
             return
         sub.closed = True
+        self.subs.pop(sub, None)
         self.server.remove_sub(sub)
 
     # -- publish -------------------------------------------------------------

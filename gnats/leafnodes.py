@@ -32,6 +32,7 @@ from .auth import ClientAuth
 from .conn import set_socket_options
 from .leafcreds import CredsError, connect_fields
 from .leaf import LDS_PREFIX, Leaf
+from .leafjs import js_denies
 from .leafz import leaf_options_record, leaf_record
 from .net import Dial, Listener, Redial, bind_listener, hostport, local_ip
 from .nkeys import make_nonce
@@ -124,7 +125,6 @@ class Leafnodes:
         self.conns = {}             # lid -> Leaf, every leaf connection
         self.leafs = {}             # lid -> Leaf, registered
         self._lds = {}              # account -> its loop detection subject
-        self._internal = {}         # live internal subscriptions (an ordered set)
         self.next_lid = 0
         o = self.opts
         self.auth = self._make_auth(o)
@@ -325,6 +325,7 @@ class Leafnodes:
         srv.leaf_conns[c.lid] = c
         self.log.notice("%s - Leafnode connection registered with %s%s (account %s)" % (
             c.tag(), c.remote_name, "/" + c.remote_cluster if c.remote_cluster else "", c.account.name))
+        c.set_js_denies(*js_denies(srv, c))
         self._init_smap(c)
         c.send_smap()
         c.timers.append(self.reactor.call_later(srv.opts.ping_interval, c.ping_timer))
@@ -368,13 +369,6 @@ class Leafnodes:
         """A subscription of an account (a route's names it: routes carry
         every account) came, went or changed weight by `delta`: tell the
         leaves that should know."""
-        if sub.client.kind == "internal":
-            # internal subscriptions (imports, system handlers) are listed
-            # nowhere else; leaves learn them as nats-server's do
-            if delta > 0:
-                self._internal[sub] = None
-            else:
-                self._internal.pop(sub, None)
         if not self.leafs:
             return
         if account is None:
@@ -408,7 +402,9 @@ class Leafnodes:
         for lf in list(self.leafs.values()):
             if lf.account is account:
                 yield from lf.subs.values()
-        for sub in list(self._internal):
+        # internal subscriptions (imports, system handlers, JetStream) are
+        # listed nowhere else; leaves learn them as nats-server's do
+        for sub in list(srv.internals.subs):
             if sub.client.account is account:
                 yield sub
 

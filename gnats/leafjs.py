@@ -1,0 +1,75 @@
+"""JetStream across leaf connections: which JetStream subjects stay on
+each side of one leaf connection, decided when it registers from the two
+servers' JetStream domains (nats-server 2.15's addLeafNodeConnection).
+
+  * `$JS.API.>`, `$KV.>` and `$OBJ.>` cross in neither direction, on a
+    connection bound to any account, whatever the domains: the interest
+    is not told to the peer, messages are not sent to it, and a spoke
+    drops them if the hub sends them. So the plain API is always answered
+    by the JetStream of the server the client is on (never by two).
+  * A domain names a JetStream across the link: the API also answers on
+    `$JS.<domain>.API.>` (manager.py), interest like any other, so a
+    client of the hub reaches the leaf's JetStream as
+    `$JS.<leaf domain>.API` and a leaf's client the hub's as
+    `$JS.<hub domain>.API`; replies, acks and stream subjects cross as
+    plain messages.
+  * When the domains differ (or this server has neither JetStream nor a
+    domain), messages for this server's own `$JS.<domain>.API.>` never
+    leave by that connection: a guard against a peer further away with
+    the same domain.
+  * A connection bound to the system account also keeps `$JSC.>` and
+    `$NRG.>` (clustered JetStream's): nats-server extends a domain across
+    such a link when the domains are the same; gnatsd.py has no clustered
+    JetStream and never does.
+
+Patterns are all `<prefix>.>`, so a subject (or a subscription's subject,
+wildcards compared as tokens, as nats-server's deny sublist does) is
+denied when it starts with `<prefix>.`: `Leaf` keeps the prefixes.
+"""
+
+CLIENT_JS = ("$JS.API.>", "$KV.>", "$OBJ.>")           # nats-server denyAllClientJs
+ALL_JS = ("$JSC.>", "$NRG.>") + CLIENT_JS               # nats-server denyAllJs
+
+
+def prefixes(patterns):
+    """("$JS.API.>", ...) -> ("$JS.API.", ...)"""
+    return tuple(p[:-1] for p in patterns)
+
+
+def js_denies(server, leaf):
+    """(both, out): the patterns denied both ways on `leaf` (interest and
+    messages), and those denied for messages to the peer only. Logs what
+    nats-server logs for the same decision."""
+    log = server.log
+    tag = leaf.tag()
+    local = server.opts.jetstream_domain or ""
+    js_on = server.jetstream is not None
+    remote = leaf.remote_domain
+    acc = leaf.account
+    system = server.system.account
+    peer = leaf.remote_name + ("/" + leaf.remote_cluster if leaf.remote_cluster else "")
+    block_own_domain = False
+    if local != remote or (not js_on and not local) or system is None:
+        if acc is system:
+            log.notice("%s - System account connected from %s" % (tag, peer))
+            log.notice("%s - JetStream not extended, domains differ" % tag)
+            both = ALL_JS
+        else:
+            log.notice('%s - JetStream using domains: local "%s", remote "%s"' % (tag, local, remote))
+            both = CLIENT_JS
+        block_own_domain = True
+    elif acc is system:
+        log.notice('%s - JetStream domain "%s" not extended to %s: gnatsd.py has no clustered JetStream'
+                   % (tag, local, peer))
+        both = ALL_JS
+    else:
+        if log.debug_on:
+            log.debug('%s - Adding deny [%s] for account "%s"' % (tag, " ".join(CLIENT_JS), acc.name))
+        both = CLIENT_JS
+    out = ()
+    if local and js_on and block_own_domain:
+        own = "$JS.%s.API.>" % local
+        out = (own,)
+        if log.debug_on:
+            log.debug('%s - Adding deny "%s" for outgoing messages to account "%s"' % (tag, own, acc.name))
+    return both, out
