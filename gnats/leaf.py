@@ -331,7 +331,7 @@ class Leaf(PeerConnection):
         if subject[:1] == b"$" and subject.startswith(self.js_deny_recv):
             return None                 # the hub's JetStream API is not ours (leafjs.py)
         result = match_publish(self.account.sublist, subject)
-        if hdr < 0 and queues is None and not trace:
+        if hdr < 0 and queues is None and not trace and self.cacheable(reply):
             # a plain LMSG serves no queue group (nats-server: only listed ones)
             bases = build_fast_bases(self, subject, reply, MatchResult(result.plain, []),
                                      self.is_spoke)
