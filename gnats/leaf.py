@@ -98,11 +98,13 @@ class Leaf(PeerConnection):
         self.deny_out = list(remote.cfg.deny_exports) if remote else []
         self.deny_in = list(remote.cfg.deny_imports) if remote else []
         # JetStream's subjects kept on our side (leafjs.py, set at register):
-        # prefixes of interest not told, of messages not sent, of messages
-        # dropped when they come (a spoke's only)
+        # prefixes of interest not told, of messages not sent (and of the
+        # peer's interest not taken: nothing could be sent for it), of
+        # messages dropped when they come (a spoke's only)
         self.remote_domain = ""
         self.js_deny_interest = ()
         self.js_deny_send = ()
+        self.js_deny_peer_interest = ()
         self.js_deny_recv = ()
         self.subs = {}                  # key (subject or "subject queue") -> Subscription
         self.smap = {}                  # key -> count: the interest told to the peer
@@ -355,6 +357,13 @@ class Leaf(PeerConnection):
         if not valid_subject(subject) or (queue is not None and not valid_subject(queue, wildcards=False)):
             self.log.error("%s - Ignoring leafnode interest with an invalid subject %r" % (self.tag(), subject))
             return
+        if subject[:1] == "$" and subject.startswith(self.js_deny_peer_interest):
+            # every subject it matches is one we never send (a Go hub's
+            # $JS.API.> import): without it, a request no one here answers
+            # gets "no responders" as nats-server's does
+            if self.log.debug_on:
+                self.log.debug("%s - Not taking interest in %r: JetStream subjects stay here" % (self.tag(), subject))
+            return
         key = subject if queue is None else subject + " " + queue
         sub = self.subs.get(key)
         if sub is not None:
@@ -439,7 +448,8 @@ class Leaf(PeerConnection):
         """leafjs.py's decision, as prefixes (patterns `<prefix>.>`)."""
         both = prefixes(both)
         self.js_deny_interest = both
-        self.js_deny_send = tuple(p.encode("latin-1") for p in both + prefixes(send_only))
+        self.js_deny_peer_interest = both + prefixes(send_only)
+        self.js_deny_send = tuple(p.encode("latin-1") for p in self.js_deny_peer_interest)
         self.js_deny_recv = tuple(p.encode("latin-1") for p in both) if self.is_spoke else ()
 
     # -- handshake input -------------------------------------------------
