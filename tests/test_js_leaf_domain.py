@@ -63,11 +63,12 @@ async def api_info(nc, prefix, timeout=2.0):
 
 
 async def wait_api(nc, domain):
-    """Until $JS.<domain>.API.INFO is answered by that domain (the leaf
-    connection is up and its interest known), at most WAIT seconds."""
+    """Until $JS.<domain>.API.INFO ($JS.API.INFO for None) is answered by
+    that domain (the link is up and its interest known), at most WAIT s."""
     deadline = time.monotonic() + WAIT
+    prefix = "$JS.%s.API" % domain if domain else "$JS.API"
     while True:
-        info = await api_info(nc, "$JS.%s.API" % domain, timeout=1.0)
+        info = await api_info(nc, prefix, timeout=1.0)
         if info is not None and info.get("domain") == domain:
             return info
         if time.monotonic() > deadline:
@@ -356,6 +357,46 @@ class TestAcrossARoute(LeafDomainCase):
             finally:
                 await c2.close()
                 await lc.close()
+        self.run_async(body())
+
+
+    def test_push_consumer_delivers_across_a_route(self):
+        """A consumer's messages reach a subscriber on another server with
+        the stream subject and an ack reply that works (jsremote.py), flow
+        control and heartbeats on."""
+        n1 = self.proc("server_name: n1\ncluster { listen: 127.0.0.1:-1, name: c }\n")
+        n2 = self.proc("server_name: n2\n%scluster { listen: 127.0.0.1:-1, name: c, routes: "
+                       '["nats://127.0.0.1:%d"] }\n' % (js_block("", self.store()), n1.cluster_port))
+        self.assertTrue(wait_for(lambda: monitor(n1, "/routez")["num_routes"] == 1, WAIT))
+
+        async def body():
+            c1, c2 = await connect(n1), await connect(n2)
+            try:
+                js2 = c2.jetstream()
+                await js2.add_stream(name="P", subjects=["p.>"])
+                for i in range(N):
+                    await js2.publish("p.%d" % i, b"x%02d" % i)
+                # n1 has no JetStream: the API requests cross the route too
+                await wait_api(c1, None)
+                sub = await c1.jetstream().subscribe("p.>", stream="P", durable="pc", flow_control=True,
+                                                     idle_heartbeat=1.0)
+                got = []
+                for _ in range(N):
+                    m = await sub.next_msg(timeout=WAIT)
+                    got.append((m.subject, m.data))
+                    await m.ack()
+                self.assertEqual(got, [("p.%d" % i, b"x%02d" % i) for i in range(N)])
+                await flushed(c1)
+                deadline = time.monotonic() + WAIT
+                while True:
+                    ci = await js2.consumer_info("P", "pc")
+                    if ci.ack_floor.stream_seq == N or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.1)
+                self.assertEqual((ci.ack_floor.stream_seq, ci.num_ack_pending, ci.num_pending), (N, 0, 0))
+            finally:
+                await c1.close()
+                await c2.close()
         self.run_async(body())
 
 

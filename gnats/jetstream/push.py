@@ -44,7 +44,8 @@ class Sender:
         src = self.server.internals.client(self.account)
         subj = subject.encode()
         rep = reply.encode() if reply else b""
-        if not has_remote(result):
+        if subj == tgt or not has_remote(result):
+            # (flow control and heartbeats go on the deliver subject itself)
             return deliver(self.server, src, subj, rep, hlen, payload, result, False)
         # a peer matches the message's subject against its interest: to
         # routes and leaves it goes on the target, the stream subject at the
