@@ -13,10 +13,14 @@ servers' JetStream domains (nats-server 2.15's addLeafNodeConnection).
     `$JS.<leaf domain>.API` and a leaf's client the hub's as
     `$JS.<hub domain>.API`; replies, acks and stream subjects cross as
     plain messages.
-  * When the domains differ (or this server has neither JetStream nor a
-    domain), messages for this server's own `$JS.<domain>.API.>` never
-    leave by that connection: a guard against a peer further away with
-    the same domain.
+  * Messages for this server's own `$JS.<domain>.API.>` never leave by a
+    leaf connection. nats-server says so when the domains differ (a guard
+    against a peer further away with the same domain); when they are the
+    same, its account mapping `$JS.<domain>.API.>` -> `$JS.API.>` rewrites
+    them on the publishing server, so they never leave either. Here the
+    domain subscriptions stay, so the deny is what keeps a request from
+    being answered on both sides (a Go peer's interest in them is plain,
+    not in the API's queue group).
   * A connection bound to the system account also keeps `$JSC.>` and
     `$NRG.>` (clustered JetStream's): nats-server extends a domain across
     such a link when the domains are the same; gnatsd.py has no clustered
@@ -67,9 +71,9 @@ def js_denies(server, leaf):
             log.debug('%s - Adding deny [%s] for account "%s"' % (tag, " ".join(CLIENT_JS), acc.name))
         both = CLIENT_JS
     out = ()
-    if local and js_on and block_own_domain:
+    if local and js_on:
         own = "$JS.%s.API.>" % local
         out = (own,)
-        if log.debug_on:
+        if block_own_domain and log.debug_on:
             log.debug('%s - Adding deny "%s" for outgoing messages to account "%s"' % (tag, own, acc.name))
     return both, out

@@ -321,6 +321,36 @@ class OtherTopologies:
                     await nc.close()
         self.run_async(body())
 
+    def test_same_domain_on_both_sides_stays_local(self):
+        """The same domain on both sides: $JS.x.API and $JS.API are each
+        side's own, answered once (a second answer would come from the
+        other side)."""
+        hub = self.proc(hub_conf(domain="x", store_dir=self.store()), self.hub_exe)
+        leaf = self.proc(leaf_conf(leaf_port(hub), domain="x", store_dir=self.store()), self.leaf_exe)
+        self.wait_leaf_up(hub, leaf)
+
+        async def body():
+            h, lc = await connect(hub), await connect(leaf)
+            try:
+                await h.jetstream().add_stream(name="ONLYHUB", subjects=["onlyhub"])
+                await lc.jetstream().add_stream(name="ONLYLEAF", subjects=["onlyleaf"])
+                await flushed(h, lc)
+                for nc, mine in ((h, "ONLYHUB"), (lc, "ONLYLEAF")):
+                    inbox = nc.new_inbox()
+                    sub = await nc.subscribe(inbox)
+                    await flushed(nc)
+                    for prefix in ("$JS.API", "$JS.x.API") * 5:
+                        await nc.publish(prefix + ".STREAM.NAMES", b"", reply=inbox)
+                        got = json.loads((await sub.next_msg(timeout=5.0)).data)
+                        self.assertEqual(got["streams"], [mine])
+                    with self.assertRaises(nats.errors.TimeoutError):
+                        await sub.next_msg(timeout=1.0)
+                    await sub.unsubscribe()
+            finally:
+                await h.close()
+                await lc.close()
+        self.run_async(body())
+
 
 class TestOtherTopologiesPy(LeafDomainCase, OtherTopologies):
     pass
