@@ -37,6 +37,7 @@ from .leafz import leaf_options_record, leaf_record
 from .net import Dial, Listener, Redial, bind_listener, hostport, local_ip
 from .nkeys import make_nonce
 from .reactor import EVENT_READ
+from .sysacct import DEFAULT_SYSTEM_ACCOUNT, resolve_system_account
 
 _B62 = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -136,6 +137,10 @@ class Leafnodes:
         self.remotes = []
         for cfg in o.remotes:
             account = self.find_account(cfg.account) if cfg.account else server.accounts.global_account
+            if account is None and cfg.account == (server.opts.system_account or DEFAULT_SYSTEM_ACCOUNT):
+                # the system account is registered when the server starts
+                # it, after the leafnodes block: registered here first
+                account = resolve_system_account(server)
             if account is None:
                 # nats-server's text; it retries the lookup, we have no
                 # account that could appear later

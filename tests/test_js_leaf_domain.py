@@ -351,6 +351,21 @@ class OtherTopologies:
                 await lc.close()
         self.run_async(body())
 
+    def test_system_account_leaf_keeps_all_jetstream_subjects(self):
+        """A leaf connection bound to the system account, different
+        domains: nats-server's notices, and the domain API still crosses
+        in the JetStream account."""
+        sys_auth = 'authorization { users = [ { user: s, password: s, account: "$SYS" } ] }'
+        hub = self.proc(hub_conf(store_dir=self.store(), leaf_auth=sys_auth), self.hub_exe)
+        leaf = self.proc(leaf_conf(leaf_port(hub), store_dir=self.store(), cred="s:s@",
+                                   remote_extra='account: "$SYS"'), self.leaf_exe)
+        self.wait_leaf_up(hub, leaf)
+        for p in (hub, leaf):
+            self.assertTrue(p.wait_log(r"lid:\d+ - System account connected from", WAIT), p.output()[-2000:])
+            self.assertTrue(p.wait_log(r"lid:\d+ - JetStream not extended, domains differ", WAIT),
+                            p.output()[-2000:])
+        self.assertEqual(monitor(hub, "/leafz")["leafs"][0]["account"], "$SYS")
+
 
 class TestOtherTopologiesPy(LeafDomainCase, OtherTopologies):
     pass
