@@ -41,7 +41,6 @@ from .auth import AuthContext
 from .peer import PeerConnection
 from .delivery import build_fast_bases, fast_entry, match_publish
 from .inbound import cache_entry
-from .leafjs import prefixes
 from .parser import ProtocolError
 from .sublist import MatchResult, Subscription, subject_matches, valid_subject
 
@@ -443,14 +442,6 @@ class Leaf(PeerConnection):
         if subject[:1] == "$" and subject.startswith(self.js_deny_interest):
             return False
         return not self.deny_in or subject.startswith(LDS_PREFIX) or not _denied(self.deny_in, subject)
-
-    def set_js_denies(self, both, send_only):
-        """leafjs.py's decision, as prefixes (patterns `<prefix>.>`)."""
-        both = prefixes(both)
-        self.js_deny_interest = both
-        self.js_deny_peer_interest = both + prefixes(send_only)
-        self.js_deny_send = tuple(p.encode("latin-1") for p in self.js_deny_peer_interest)
-        self.js_deny_recv = tuple(p.encode("latin-1") for p in both) if self.is_spoke else ()
 
     # -- handshake input -------------------------------------------------
     def process_info(self, info):

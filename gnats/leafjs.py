@@ -40,6 +40,19 @@ def prefixes(patterns):
     return tuple(p[:-1] for p in patterns)
 
 
+def set_js_denies(server, leaf):
+    """At register: the prefixes `leaf` checks (leaf.py) of interest not
+    told to the peer, of the peer's interest not taken (nothing could be
+    sent for it), of messages not sent, of messages dropped when they come
+    (a spoke's only, as nats-server: a hub takes what a leaf sends)."""
+    both, send_only = js_denies(server, leaf)
+    both = prefixes(both)
+    leaf.js_deny_interest = both
+    leaf.js_deny_peer_interest = both + prefixes(send_only)
+    leaf.js_deny_send = tuple(p.encode("latin-1") for p in leaf.js_deny_peer_interest)
+    leaf.js_deny_recv = tuple(p.encode("latin-1") for p in both) if leaf.is_spoke else ()
+
+
 def js_denies(server, leaf):
     """(both, out): the patterns denied both ways on `leaf` (interest and
     messages), and those denied for messages to the peer only. Logs what

@@ -32,7 +32,7 @@ from .auth import ClientAuth
 from .conn import set_socket_options
 from .leafcreds import CredsError, connect_fields
 from .leaf import LDS_PREFIX, Leaf
-from .leafjs import js_denies
+from .leafjs import set_js_denies
 from .leafz import leaf_options_record, leaf_record
 from .net import Dial, Listener, Redial, bind_listener, hostport, local_ip
 from .nkeys import make_nonce
@@ -330,7 +330,7 @@ class Leafnodes:
         srv.leaf_conns[c.lid] = c
         self.log.notice("%s - Leafnode connection registered with %s%s (account %s)" % (
             c.tag(), c.remote_name, "/" + c.remote_cluster if c.remote_cluster else "", c.account.name))
-        c.set_js_denies(*js_denies(srv, c))
+        set_js_denies(srv, c)
         self._init_smap(c)
         c.send_smap()
         c.timers.append(self.reactor.call_later(srv.opts.ping_interval, c.ping_timer))

@@ -238,6 +238,8 @@ class Pairing:
         for proc, other in ((self.hub, "leaf"), (self.leaf, "hub")):
             subs = leaf_subjects(proc)
             self.assertIn("$JS.%s.API.INFO" % other, subs)
+            # (a Go leaf lists its Go hub's `$JS.API.>`, the interest of an
+            # import it never sends anything to)
             self.assertEqual([s for s in subs if s.startswith(("$JS.API.", "$KV.", "$OBJ."))
                               and s != "$JS.API.>"], [], subs)
 
