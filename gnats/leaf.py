@@ -30,6 +30,11 @@ Roles: `is_spoke` is true on the dialling side unless the remote says
 A spoke forwards what the hub sends to its own clients and hub-side
 leaves but never over routes, and tells the hub only the interest of its
 own clients and of its own leaves (nats-server's rules, leafnode.go).
+
+JetStream: the peer's `domain` comes in INFO/CONNECT; at register
+leafjs.py decides which JetStream subjects stay on each side, and
+`takes`, `process_msg`, `process_leaf_sub` and `may_import` check its
+prefixes (one startswith, on subjects that begin with `$`).
 """
 
 import json

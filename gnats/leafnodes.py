@@ -16,7 +16,8 @@ unless
   * the leaf is a spoke (we dialled a hub) and the interest is not our own
     clients' or that of a leaf we are the hub of (the hub learns the rest
     from the servers that have it);
-  * deny_imports forbids it.
+  * deny_imports forbids it, or it is JetStream's (leafjs.py: `$JS.API.>`
+    and the like stay on each side; `$JS.<domain>.API.>` crosses).
 Loop detection: each account has a `$LDS.<random>` subject, sent to every
 leaf; a leaf that receives back its own account's subject is in a loop and
 is closed (30 s before the dialler tries again). Interest from a leaf we
