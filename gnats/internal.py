@@ -87,6 +87,10 @@ class Internals:
         self.log = server.log
         self._clients = {}          # account -> InternalClient
         self._sids = itertools.count(1)
+        # the live internal subscriptions, in order (a dict as an ordered
+        # set): leafnodes.py tells a new leaf connection about them, also
+        # those made before the leafnodes block started (JetStream's API)
+        self.subs = {}
         self.pending = deque()      # (sub, subject, reply, hdr, msg, src)
         self.pending_bytes = 0
         self.draining = False
@@ -106,6 +110,7 @@ class Internals:
         sub.callback = callback
         sub.routed = routed
         sub.shadows = None
+        self.subs[sub] = None
         self.server.add_sub(sub)
         if imports:
             sub.shadows = [self._shadow(c, sub, im, s) for im, s in
@@ -132,6 +137,7 @@ class Internals:
         if sub.closed:
             return
         sub.closed = True
+        self.subs.pop(sub, None)
         self.server.remove_sub(sub)
         for sh in sub.shadows or ():
             self.unsubscribe(sh)

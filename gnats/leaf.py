@@ -30,6 +30,11 @@ Roles: `is_spoke` is true on the dialling side unless the remote says
 A spoke forwards what the hub sends to its own clients and hub-side
 leaves but never over routes, and tells the hub only the interest of its
 own clients and of its own leaves (nats-server's rules, leafnode.go).
+
+JetStream: the peer's `domain` comes in INFO/CONNECT; at register
+leafjs.py decides which JetStream subjects stay on each side, and
+`takes`, `process_msg`, `process_leaf_sub` and `may_import` check its
+prefixes (one startswith, on subjects that begin with `$`).
 """
 
 import json
@@ -58,6 +63,10 @@ def _denied(patterns, subject):
         if subject_matches(p, subject):
             return True
     return False
+
+
+def _text(v):
+    return v if isinstance(v, str) else ""
 
 
 class Leaf(PeerConnection):
@@ -92,6 +101,15 @@ class Leaf(PeerConnection):
         # deny_exports: subjects we never send; deny_imports: never receive
         self.deny_out = list(remote.cfg.deny_exports) if remote else []
         self.deny_in = list(remote.cfg.deny_imports) if remote else []
+        # JetStream's subjects kept on our side (leafjs.py, set at register):
+        # prefixes of interest not told, of messages not sent (and of the
+        # peer's interest not taken: nothing could be sent for it), of
+        # messages dropped when they come (a spoke's only)
+        self.remote_domain = ""
+        self.js_deny_interest = ()
+        self.js_deny_send = ()
+        self.js_deny_peer_interest = ()
+        self.js_deny_recv = ()
         self.subs = {}                  # key (subject or "subject queue") -> Subscription
         self.smap = {}                  # key -> count: the interest told to the peer
         self.finish_timer = None
@@ -115,6 +133,8 @@ class Leaf(PeerConnection):
         elif k == "leaf":
             if src.remote_cluster and src.remote_cluster == self.remote_cluster:
                 return False
+        if subject[:1] == b"$" and subject.startswith(self.js_deny_send):
+            return False
         if self.deny_out:
             return not _denied(self.deny_out, subject.decode("latin-1"))
         return True
@@ -182,6 +202,10 @@ class Leaf(PeerConnection):
         name = mgr.cluster_name()
         if name:
             info["cluster"] = name
+        if srv.jetstream is not None:
+            info["jetstream"] = True
+        if srv.opts.jetstream_domain:
+            info["domain"] = srv.opts.jetstream_domain
         return info
 
     def send_info(self, extra=None):
@@ -197,6 +221,8 @@ class Leaf(PeerConnection):
         url = self.remote.url
         srv = self.server
         obj = {"version": VERSION, "server_id": srv.server_id, "name": srv.server_name}
+        if srv.opts.jetstream_domain:
+            obj["domain"] = srv.opts.jetstream_domain
         if url.user:
             obj["user"] = url.user
             obj["pass"] = url.password
@@ -209,6 +235,9 @@ class Leaf(PeerConnection):
         if cluster:
             obj["cluster"] = cluster
         obj["headers"] = True
+        js = srv.jetstream
+        if js is not None and self.account.name in js.accounts:
+            obj["jetstream"] = True
         if cfg.hub:
             obj["is_hub"] = True
         if cfg.deny_imports:
@@ -305,8 +334,10 @@ class Leaf(PeerConnection):
             self.log.trace("%s - <<- MSG_PAYLOAD: [%s]" % (self.tag(), P.show(buf[after:end])))
         if self.deny_in and _denied(self.deny_in, subject.decode("latin-1")):
             return None                 # deny_imports: the hub should not have sent it
+        if subject[:1] == b"$" and subject.startswith(self.js_deny_recv):
+            return None                 # the hub's JetStream API is not ours (leafjs.py)
         result = match_publish(self.account.sublist, subject)
-        if hdr < 0 and queues is None and not trace:
+        if hdr < 0 and queues is None and not trace and self.cacheable(reply):
             # a plain LMSG serves no queue group (nats-server: only listed ones)
             bases = build_fast_bases(self, subject, reply, MatchResult(result.plain, []),
                                      self.is_spoke)
@@ -329,6 +360,13 @@ class Leaf(PeerConnection):
             return
         if not valid_subject(subject) or (queue is not None and not valid_subject(queue, wildcards=False)):
             self.log.error("%s - Ignoring leafnode interest with an invalid subject %r" % (self.tag(), subject))
+            return
+        if subject[:1] == "$" and subject.startswith(self.js_deny_peer_interest):
+            # every subject it matches is one we never send (a Go hub's
+            # $JS.API.> import): without it, a request no one here answers
+            # gets "no responders" as nats-server's does
+            if self.log.debug_on:
+                self.log.debug("%s - Not taking interest in %r: JetStream subjects stay here" % (self.tag(), subject))
             return
         key = subject if queue is None else subject + " " + queue
         sub = self.subs.get(key)
@@ -406,6 +444,8 @@ class Leaf(PeerConnection):
     def may_import(self, subject):
         """Do we ask the peer for this interest? (deny_imports; the loop
         detection subject always goes.)"""
+        if subject[:1] == "$" and subject.startswith(self.js_deny_interest):
+            return False
         return not self.deny_in or subject.startswith(LDS_PREFIX) or not _denied(self.deny_in, subject)
 
     # -- handshake input -------------------------------------------------
@@ -424,6 +464,7 @@ class Leaf(PeerConnection):
             cl = info.get("cluster")
             self.remote_cluster = cl if isinstance(cl, str) else ""
             self.nonce = str(info.get("nonce") or "")
+            self.remote_domain = _text(info.get("domain"))
             self.headers = bool(info.get("headers"))
             self.wait_connect_info = bool(info.get("info_on_connect"))
             ctx = self.mgr.tls_client_context(self.remote, bool(info.get("tls_required")))
@@ -506,6 +547,7 @@ class Leaf(PeerConnection):
         self.remote_version = str(obj.get("version") or "")
         self.remote_cluster = cluster
         self.remote_account_name = str(obj.get("remote_account") or "")
+        self.remote_domain = _text(obj.get("domain"))
         self.headers = bool(obj.get("headers"))
         self.is_spoke = bool(obj.get("is_hub"))
         deny = obj.get("deny_pub")

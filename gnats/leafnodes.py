@@ -16,7 +16,8 @@ unless
   * the leaf is a spoke (we dialled a hub) and the interest is not our own
     clients' or that of a leaf we are the hub of (the hub learns the rest
     from the servers that have it);
-  * deny_imports forbids it.
+  * deny_imports forbids it, or it is JetStream's (leafjs.py: `$JS.API.>`
+    and the like stay on each side; `$JS.<domain>.API.>` crosses).
 Loop detection: each account has a `$LDS.<random>` subject, sent to every
 leaf; a leaf that receives back its own account's subject is in a loop and
 is closed (30 s before the dialler tries again). Interest from a leaf we
@@ -32,10 +33,12 @@ from .auth import ClientAuth
 from .conn import set_socket_options
 from .leafcreds import CredsError, connect_fields
 from .leaf import LDS_PREFIX, Leaf
+from .leafjs import set_js_denies
 from .leafz import leaf_options_record, leaf_record
 from .net import Dial, Listener, Redial, bind_listener, hostport, local_ip
 from .nkeys import make_nonce
 from .reactor import EVENT_READ
+from .sysacct import DEFAULT_SYSTEM_ACCOUNT, resolve_system_account
 
 _B62 = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -124,7 +127,6 @@ class Leafnodes:
         self.conns = {}             # lid -> Leaf, every leaf connection
         self.leafs = {}             # lid -> Leaf, registered
         self._lds = {}              # account -> its loop detection subject
-        self._internal = {}         # live internal subscriptions (an ordered set)
         self.next_lid = 0
         o = self.opts
         self.auth = self._make_auth(o)
@@ -136,6 +138,10 @@ class Leafnodes:
         self.remotes = []
         for cfg in o.remotes:
             account = self.find_account(cfg.account) if cfg.account else server.accounts.global_account
+            if account is None and cfg.account == (server.opts.system_account or DEFAULT_SYSTEM_ACCOUNT):
+                # the system account is registered when the server starts
+                # it, after the leafnodes block: registered here first
+                account = resolve_system_account(server)
             if account is None:
                 # nats-server's text; it retries the lookup, we have no
                 # account that could appear later
@@ -325,6 +331,7 @@ class Leafnodes:
         srv.leaf_conns[c.lid] = c
         self.log.notice("%s - Leafnode connection registered with %s%s (account %s)" % (
             c.tag(), c.remote_name, "/" + c.remote_cluster if c.remote_cluster else "", c.account.name))
+        set_js_denies(srv, c)
         self._init_smap(c)
         c.send_smap()
         c.timers.append(self.reactor.call_later(srv.opts.ping_interval, c.ping_timer))
@@ -368,13 +375,6 @@ class Leafnodes:
         """A subscription of an account (a route's names it: routes carry
         every account) came, went or changed weight by `delta`: tell the
         leaves that should know."""
-        if sub.client.kind == "internal":
-            # internal subscriptions (imports, system handlers) are listed
-            # nowhere else; leaves learn them as nats-server's do
-            if delta > 0:
-                self._internal[sub] = None
-            else:
-                self._internal.pop(sub, None)
         if not self.leafs:
             return
         if account is None:
@@ -408,7 +408,9 @@ class Leafnodes:
         for lf in list(self.leafs.values()):
             if lf.account is account:
                 yield from lf.subs.values()
-        for sub in list(self._internal):
+        # internal subscriptions (imports, system handlers, JetStream) are
+        # listed nowhere else; leaves learn them as nats-server's do
+        for sub in list(srv.internals.subs):
             if sub.client.account is account:
                 yield sub
 

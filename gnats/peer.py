@@ -7,6 +7,7 @@ from . import parser as P
 from .auth import mask_connect
 from .conn import Connection
 from .delivery import deliver
+from .jsremote import ACK_PREFIX, deliver_index, split
 
 
 def masked(line):
@@ -33,8 +34,23 @@ class PeerConnection(Connection):
         self.in_bytes += size
         srv.in_msgs += 1
         srv.in_bytes += size
-        deliver(srv, self, subject, reply, hdr, payload, result, True,
-                route_queues=set(queues) if queues else None)
+        rq = set(queues) if queues else None
+        i = deliver_index(reply) if reply.startswith(ACK_PREFIX) else -1
+        if i < 0:
+            deliver(srv, self, subject, reply, hdr, payload, result, True, route_queues=rq)
+            return
+        # a JetStream consumer's message (jsremote.py): our subscribers get
+        # the stream subject and the plain ack reply, further peers the
+        # message as it came
+        here, remote = split(result)
+        deliver(srv, self, reply[i + 1:], reply[:i], hdr, payload, here, True, route_queues=rq)
+        deliver(srv, self, subject, reply, hdr, payload, remote, True, route_queues=rq)
+
+    @staticmethod
+    def cacheable(reply):
+        """May a plain message with this reply use the fast path's cache?
+        (Not a consumer's message with its stream subject in the reply.)"""
+        return not reply.startswith(ACK_PREFIX)
 
     def send_proto(self, line):
         """Queue one control line (CRLF included)."""

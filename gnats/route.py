@@ -192,7 +192,7 @@ class Route(PeerConnection):
         if perms is not None and not perms.can_publish(subject.decode("utf-8", "surrogateescape")):
             return None                 # not imported: never cached, never delivered
         result = match_publish(account.sublist, subject)
-        if hdr < 0 and queues is None and not trace:
+        if hdr < 0 and queues is None and not trace and self.cacheable(reply):
             bases = build_fast_bases(self, subject, reply, result, True)
             if bases is not None:
                 # the loop delivers it (and its repeats) from the cache

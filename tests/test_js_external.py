@@ -330,16 +330,16 @@ class ExternalBehaviour(Helpers):
 
 class DomainBehaviour(Helpers):
     """A copy on a leaf node (domain "leaf") of a stream in its hub's
-    domain ("hub"): `external.api` = `$JS.hub.API`. The hub is nats-server
-    2.15.1: gnatsd.py does not yet serve its JetStream API across a leaf
-    connection, so only the leaf side is tested here on both servers."""
+    domain ("hub"): `external.api` = `$JS.hub.API`; the hub is nats-server
+    2.15.1 or gnatsd.py."""
     leaf_exe = None
+    hub_exe = GO_SERVER_215
 
     def setUp(self):
         self.store = tempfile.mkdtemp(prefix="js-domain-")
         self.addCleanup(shutil.rmtree, self.store, True)
         leaf_port = free_port()     # nats-server's ports file does not list the leaf port
-        self.hub = ServerProcess("-js", "-sd", self.store + "/hub", exe=GO_SERVER_215,
+        self.hub = ServerProcess("-js", "-sd", self.store + "/hub", exe=self.hub_exe,
                                  config='jetstream {domain: hub}\nleafnodes {listen: "127.0.0.1:%d"}\n' % leaf_port)
         self.addCleanup(self.hub.stop)
         self.leaf = ServerProcess("-js", "-sd", self.store + "/leaf", exe=self.leaf_exe,
@@ -398,6 +398,12 @@ class TestDomainLeaf(DomainBehaviour, unittest.TestCase):
 class TestDomainLeafOnGo(DomainBehaviour, unittest.TestCase):
     """nats-server 2.15.1 as the leaf node: the reference."""
     leaf_exe = GO_SERVER_215
+
+
+@needs(nats is not None, "nats-py is not installed (pip install nats-py)")
+class TestDomainLeafAndHub(DomainBehaviour, unittest.TestCase):
+    """gnatsd.py as the leaf node and as the hub."""
+    hub_exe = None
 
 
 @needs(nats is not None, "nats-py is not installed (pip install nats-py)")

@@ -38,6 +38,11 @@ from .store import StoreError
 
 API_SUBJECTS = ("$JS.API.INFO", "$JS.API.STREAM.>") + tuple(
     "$JS.API.CONSUMER.%s.>" % op for op in ("CREATE", "DURABLE.CREATE", "INFO", "DELETE", "NAMES", "LIST", "PAUSE"))
+# Under a domain these answer as nats-server's account mapping
+# $JS.<domain>.API.<rest> -> $JS.API.<rest> does: republished on the plain
+# subject, where one pull consumer's (or one stream's direct get)
+# subscription takes them (they are not the API's own subjects above).
+DOMAIN_MAPPED = ("CONSUMER.MSG.NEXT.>", "DIRECT.>")
 HOUSEKEEPING = 1.0          # seconds between max_age/TTL/dedupe passes
 DIRECT_QUEUE = "_sys_"
 # The API subscriptions form a queue group: in a cluster each request is
@@ -81,8 +86,8 @@ class JetStream:
         self.sync_interval = config.get("sync_interval") or 120.0
         self.sync_always = bool(config.get("sync_always"))
         # jetstream { domain }: the API answers on $JS.<domain>.API.> too (how
-        # clients and other domains name this server's JetStream), and acks
-        # and INFO name it
+        # clients and other domains name this server's JetStream, across
+        # leaf connections too: gnats/leafjs.py), and acks and INFO name it
         self.domain = config.get("domain") or ""
         self.api_subjects = API_SUBJECTS
         if self.domain:
@@ -177,6 +182,12 @@ class JetStream:
             self.answer_api(jsa, subject, reply, msg, hdr)
 
         jsa.api_subs = [srv.internal_subscribe(account, s, on_api, queue=API_QUEUE) for s in self.api_subjects]
+        if domain_prefix is not None:
+            def on_mapped(sub, subject, reply, hdr, msg, client):
+                srv.publish_internal(account, "$JS.API." + subject[len(domain_prefix):], reply, hdr, msg)
+
+            jsa.api_subs += [srv.internal_subscribe(account, domain_prefix + s, on_mapped, queue=API_QUEUE)
+                             for s in DOMAIN_MAPPED]
         jsa.recover()
         self.refresh_usage()
         return jsa

@@ -14,7 +14,7 @@ config, account, server, reactor, sequences and timers.
 import time
 
 from ..delivery import deliver, match_publish
-from ..sublist import MatchResult
+from ..jsremote import encode, has_remote, split
 from .headers import build_headers
 
 FC_WINDOW = 2 << 20         # first flow-control window (bytes); doubles per answer
@@ -24,36 +24,17 @@ FC_WINDOW_MAX = 32 << 20
 # ordered consumers, KV watchers) subscribe right after the create reply.
 INTEREST_POLL_FIRST = 0.002
 INTEREST_POLL = 0.25
-REMOTE = ("route", "leaf")
-
-
-def _has_remote(result):
-    for s in result.plain:
-        if s.client.kind in REMOTE:
-            return True
-    for grp in result.queues:
-        for s in grp:
-            if s.client.kind in REMOTE:
-                return True
-    return False
 
 
 class Sender:
     # -- sending -----------------------------------------------------------------
     def send(self, target, subject, reply, hdr, msg):
-        """Deliver to the local subscribers of `target` with `subject` on the
+        """Deliver to the subscribers of `target` with `subject` on the
         MSG line; the number of receivers (0: no interest)."""
-        result = match_publish(self.account.sublist, target.encode())
+        tgt = target.encode()
+        result = match_publish(self.account.sublist, tgt)
         if not result.plain and not result.queues:
             return 0
-        if _has_remote(result):
-            # the MSG line carries the stream subject, which a route or leaf
-            # node would match against the wrong interest: local receivers only
-            result = MatchResult([s for s in result.plain if s.client.kind not in REMOTE],
-                                 [g for g in ([s for s in grp if s.client.kind not in REMOTE]
-                                              for grp in result.queues) if g])
-            if not result.plain and not result.queues:
-                return 0
         if hdr:
             payload = hdr + msg + b"\r\n"
             hlen = len(hdr)
@@ -61,8 +42,19 @@ class Sender:
             payload = msg + b"\r\n"
             hlen = -1
         src = self.server.internals.client(self.account)
-        return deliver(self.server, src, subject.encode(), reply.encode() if reply else b"", hlen, payload,
-                       result, False)
+        subj = subject.encode()
+        rep = reply.encode() if reply else b""
+        if subj == tgt or not has_remote(result):
+            # (flow control and heartbeats go on the deliver subject itself)
+            return deliver(self.server, src, subj, rep, hlen, payload, result, False)
+        # a peer matches the message's subject against its interest: to
+        # routes and leaves it goes on the target, the stream subject at the
+        # end of the ack reply (jsremote.py)
+        here, remote = split(result)
+        n = 0
+        if here.plain or here.queues:
+            n = deliver(self.server, src, subj, rep, hlen, payload, here, False)
+        return n + deliver(self.server, src, tgt, encode(rep, subj), hlen, payload, remote, False)
 
     def has_interest(self):
         r = match_publish(self.account.sublist, self.config["deliver_subject"].encode())
