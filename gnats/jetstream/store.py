@@ -161,6 +161,8 @@ class IndexedStore:
         self._last_ts = 0
         self._bytes = 0
         self._ttls = []             # heap of (expires_ns, seq)
+        self._never = set()         # seqs whose Nats-TTL is "never": max_age spares them
+        self._aged = 0              # max_age has passed every seq below this (see _expire_aged)
         self._consumers = {}        # name -> bytes (in memory here)
 
     # -- hooks for the concrete store -------------------------------------
@@ -259,6 +261,8 @@ class IndexedStore:
         self._bytes += size
         if ttl > 0:
             heapq.heappush(self._ttls, (ts + ttl, seq))
+        elif ttl < 0:
+            self._never.add(seq)
         self._enforce_limits(ss)
         return seq, ts
 
@@ -295,10 +299,12 @@ class IndexedStore:
         while self._idx and over():
             self._remove(self._first)
 
-    def update_limits(self, limits):
+    def update_limits(self, limits, expire=True):
+        """Apply new limits at once; `expire=False`: max_age is left to the
+        caller's next expire() (a stream with delete markers writes them)."""
         self.limits = limits
         self._enforce_limits()
-        if _limit(limits.max_age):
+        if expire and _limit(limits.max_age):
             self.expire(time.time_ns())
         self._commit()
 
@@ -321,6 +327,8 @@ class IndexedStore:
         else:
             ss.remove(seq)
         self._bytes -= entry[2]
+        if self._never:
+            self._never.discard(seq)
         if seq == self._first:
             self._advance_first()
         self._dropped(seq, entry, erase)
@@ -383,6 +391,8 @@ class IndexedStore:
         the caller already updated: one pass, one bulk hook call."""
         items, nbytes = self._pop_entries(seqs)
         self._bytes -= nbytes
+        if self._never:
+            self._never.difference_update(seqs)
         if seqs[0] <= self._first:
             self._advance_first()
         self._dropped_many(items)
@@ -393,6 +403,7 @@ class IndexedStore:
         self._subjects = {}
         self._bytes = 0
         self._ttls = []
+        self._never = set()
         self._first = self._last + 1
         self._dropped_all()
         self._commit()
@@ -436,24 +447,62 @@ class IndexedStore:
         self._commit()
         return len(victims)
 
-    def expire(self, now_ns):
-        """Remove messages older than max_age and those whose TTL passed."""
+    def expire(self, now_ns, on_last=None):
+        """Remove the messages older than max_age (except those whose TTL is
+        "never", as nats-server) and those whose TTL passed, in that order
+        (TTLs due together in sequence order). `on_last(seq, subject)`
+        (subject delete markers) is called instead for a message that is the
+        last of its subject; what it leaves of `seq` is removed after it.
+        Returns whether the store changed."""
         n = 0
         max_age = _limit(self.limits.max_age)
         if max_age:
-            cutoff = now_ns - max_age
-            idx = self._idx
-            while idx and idx[self._first][1] <= cutoff:
-                self._remove(self._first)
-                n += 1
+            n = self._expire_aged(now_ns - max_age, on_last)
         ttls = self._ttls
-        while ttls and ttls[0][0] <= now_ns:
-            _, seq = heapq.heappop(ttls)
-            if self._remove(seq):
-                n += 1
+        if ttls and ttls[0][0] <= now_ns:
+            due = []
+            while ttls and ttls[0][0] <= now_ns:
+                due.append(heapq.heappop(ttls)[1])
+            due.sort()
+            for seq in due:
+                if seq in self._idx:
+                    self._expire_one(seq, on_last)
+                    n += 1
         if n:
             self._commit()
         return n
+
+    def _expire_aged(self, cutoff, on_last):
+        idx = self._idx
+        n = 0
+        if not self._never:
+            while idx and idx[self._first][1] <= cutoff:
+                self._expire_one(self._first, on_last)
+                n += 1
+            return n
+        # Spared messages stay in front: walk on from where the last pass
+        # stopped (every live seq below it is spared), so each sequence is
+        # passed over once in the store's life.
+        seq = max(self._first, self._aged)
+        never = self._never
+        while seq <= self._last:
+            entry = idx.get(seq)
+            if entry is not None:
+                if entry[1] > cutoff:
+                    break
+                if seq not in never:
+                    self._expire_one(seq, on_last)
+                    n += 1
+            seq += 1
+        self._aged = seq
+        return n
+
+    def _expire_one(self, seq, on_last):
+        if on_last is not None:
+            subject = self._idx[seq][0]
+            if self._subjects[subject].count() == 1:
+                on_last(seq, subject)
+        self._remove(seq)
 
     def next_expiry(self):
         """When expire() next has work (ns), or 0: lets the caller set its timer."""

@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 
 from . import errors as E
-from .headers import build_headers, parse_headers, parse_ttl, rfc3339
+from .headers import build_headers, is_delete_marker, max_age_marker, parse_headers, parse_ttl, rfc3339, set_header
 from .sourcing_config import SOURCE_HEADER_NOT_ALLOWED
 from ..transform import SubjectTransform
 
@@ -151,6 +151,13 @@ class Stream:
             exp = h.get("Nats-Expected-Stream")
             if exp is not None and exp != self.name:
                 raise E.err(E.EXPECTED_STREAM)
+            ttl_value = h.get("Nats-TTL")
+            if ttl_value is not None:
+                secs = parse_ttl(ttl_value)
+                # nats-server: refused as disabled only when it parses to a
+                # TTL; as invalid (below) when it does not parse, allowed or not
+                if secs and not sourced and not cfg.get("allow_msg_ttl"):
+                    raise E.err(E.TTL_DISABLED)
             last = store.state().last_seq
             v = h.get("Nats-Expected-Last-Sequence")
             if v is not None and _seq(v) != last:
@@ -171,14 +178,10 @@ class Stream:
                     raise E.err(E.ROLLUP_FAILED, err="rollup not permitted")
                 if rollup not in ("sub", "all"):
                     raise E.err(E.ROLLUP_FAILED, err='rollup value invalid: "%s"' % rollup)
-            v = h.get("Nats-TTL")
-            if v is not None:
-                if not cfg.get("allow_msg_ttl"):
-                    raise E.err(E.TTL_DISABLED)
-                secs = parse_ttl(v)
+            if ttl_value is not None:
                 if secs is None:
                     raise E.err(E.TTL_INVALID)
-                ttl = secs * 10 ** 9 if secs > 0 else 0    # "never": no per-message expiry
+                hdr, ttl = self._message_ttl(hdr, secs)
         stored_subject = subject if sourced else self._stored_subject(subject)
         if cfg["discard"] == "new":
             self._check_discard_new(stored_subject, hdr, msg)
@@ -198,6 +201,44 @@ class Stream:
             # nobody to deliver to: nats-server keeps nothing
             store.remove_msg(seq)
         return seq, False
+
+    def _message_ttl(self, hdr, secs):
+        """(hdr, ttl in ns for the store: -1 for "never") of a message whose
+        Nats-TTL is `secs` (> 0 or -1). With subject delete markers a TTL is at least the
+        markers' own (else a marker could be missed; one message per subject
+        is the exception), and the header says so, as nats-server does."""
+        if secs < 0:
+            return hdr, -1      # spared by max_age (nats-server reads the header, allowed or not)
+        cfg = self.config
+        if not cfg.get("allow_msg_ttl"):
+            return hdr, 0       # a sourced copy: nats-server's store keeps no TTLs then
+        low = (cfg.get("subject_delete_marker_ttl") or 0) // 10 ** 9
+        if 0 < secs < low and cfg["max_msgs_per_subject"] != 1:
+            secs = low
+            hdr = set_header(hdr, "Nats-TTL", str(low))
+        return hdr, secs * 10 ** 9
+
+    def expire(self, now_ns):
+        """Housekeeping: remove what max_age and TTLs expired; with
+        `subject_delete_marker_ttl` a subject's last message is replaced
+        by a marker instead. Returns whether the store changed."""
+        sdm = self.config.get("subject_delete_marker_ttl") or 0
+        if sdm <= 0:
+            return self.store.expire(now_ns)
+        marker = max_age_marker(sdm)
+
+        def on_last(seq, subject):
+            # nats-server proposes the marker as a message of the stream
+            # (stored, delivered, republished), its roll-up removing `seq`;
+            # an expiring marker or KV purge just goes
+            sm = self.store.load_msg(seq)
+            if sm is None or is_delete_marker(sm.hdr):
+                return
+            try:
+                self._store(subject, marker, b"", sourced=True)
+            except E.ApiError:
+                pass        # not stored (limits, sealed): the store removes `seq` plainly
+        return self.store.expire(now_ns, on_last)
 
     def republished_here(self, hdr):
         """Has a server-published message been through this stream's
