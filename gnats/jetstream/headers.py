@@ -1,6 +1,7 @@
 """NATS/1.0 header blocks: read the JetStream headers of a published
-message, build the ones the server adds (direct get, republish), and the
-RFC 3339 timestamps JetStream's JSON uses."""
+message (Nats-TTL as nats-server parses it), build the ones the server adds
+(direct get, republish, subject delete markers), and the RFC 3339
+timestamps JetStream's JSON uses."""
 
 import time
 

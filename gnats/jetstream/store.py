@@ -14,7 +14,9 @@ are O(1) and "first message of subject S at or after N" is a bisect.
 
 The base class implements the semantics once (nats-server's, from its
 memstore/filestore): limits remove the oldest messages; purge with subject,
-seq and keep; compact; max_age and per-message TTL; pending counts. The
+seq and keep; compact; max_age and per-message TTL (a TTL of -1, "never",
+spares a message from max_age; `expire` hands a subject's last message to
+the stream's delete-marker callback); pending counts. The
 concrete store provides `_msg_size`, `_write`, `_read`, and is told of
 removals by `_dropped` (one message), `_dropped_many` (a purge by subject,
 a compact), `_dropped_all` (everything) and `_commit` (the end of each

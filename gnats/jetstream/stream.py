@@ -8,6 +8,10 @@ through the MsgStore interface (gnats/jetstream/store.py), then rolls up,
 republishes, applies the retention policy and returns the acknowledgement
 body (or None when the publisher gave no reply subject or no_ack is set).
 
+`Stream.expire()` is the housekeeping turn's: max_age and TTLs, and with
+`subject_delete_marker_ttl` the marker that replaces a subject's last
+message (stored through the publish path, so consumers and republish see it).
+
 Retention: limits is the store's job (it drops the oldest messages); an
 interest stream with no consumers keeps nothing (as nats-server); workqueue
 keeps messages until a consumer acknowledges them. Consumers (issue 19)
