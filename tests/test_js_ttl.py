@@ -12,6 +12,7 @@ and only absence is proved by a short sleep."""
 import asyncio
 import base64
 import json
+import os
 import shutil
 import signal
 import tempfile
@@ -20,6 +21,10 @@ import unittest
 
 import nats
 from nats.js.api import KeyValueConfig, StorageType
+
+from gnats.jetstream.filestore import FileStore
+from gnats.jetstream.memstore import MemStore
+from gnats.jetstream.store import StoreLimits
 
 from tests.util import GO_SERVER_215, HAVE_GO_215, RawClient, ServerProcess, needs
 
@@ -426,6 +431,70 @@ class TtlBase:
         self.srv.stop()
         self.srv = self.start()
         self._check_after_restart()
+
+
+class StoreExpiryTest(unittest.TestCase):
+    """The stores' side, in process: what max_age spares, the next expiry
+    the stream's timer is set to, and which messages a delete-marker
+    callback is handed."""
+
+    def stores(self):
+        d = tempfile.mkdtemp(prefix="gnatsd-jsttl-store-")
+        self.addCleanup(shutil.rmtree, d, True)
+        return [("memory", lambda: MemStore(StoreLimits(max_age=SEC)), None),
+                ("file", lambda: FileStore(d, StoreLimits(max_age=SEC)), d)]
+
+    def test_never_is_spared_by_max_age_and_by_the_next_expiry(self):
+        for kind, new, d in self.stores():
+            with self.subTest(kind):
+                st = new()
+                now = time.time_ns()
+                old = now - 2 * SEC
+                st.store_msg("a", b"", b"1", ts=old, ttl=-1)
+                st.store_msg("b", b"", b"2", ts=old)
+                st.store_msg("c", b"", b"3", ts=old, ttl=-1)
+                st.store_msg("d", b"", b"4", ts=now)
+                st.store_msg("e", b"", b"5", ts=now, ttl=-1)
+                self.assertEqual(st.expire(now), 1)
+                self.assertEqual(st.subjects_state(), {"a": 1, "c": 1, "d": 1, "e": 1})
+                # the spared messages in front do not make the next expiry past
+                self.assertEqual(st.next_expiry(), now + SEC)
+                self.assertEqual(st.expire(now + SEC), 1)
+                self.assertEqual(st.next_expiry(), 0)
+                if d is None:
+                    continue
+                # the set comes back from the index snapshot (clean close) and
+                # from the records (no snapshot)
+                for drop_snapshot in (False, True):
+                    st.close()
+                    if drop_snapshot:
+                        os.unlink(os.path.join(d, "index.snap"))
+                    st = new()
+                    self.assertEqual(st.expire(now + 10 * SEC), 0)
+                    self.assertEqual(st.subjects_state(), {"a": 1, "c": 1, "e": 1})
+                st.store_msg("f", b"", b"6", ts=now)
+                self.assertEqual(st.expire(now + 10 * SEC), 1)
+                self.assertEqual(st.state().msgs, 3)
+                st.close()
+
+    def test_the_marker_callback_gets_each_subjects_last_message(self):
+        for kind, new, d in self.stores():
+            with self.subTest(kind):
+                st = new()
+                now = time.time_ns()
+                old = now - 2 * SEC
+                st.store_msg("x", b"", b"1", ts=old)
+                st.store_msg("x", b"", b"2", ts=old)
+                st.store_msg("y", b"", b"3", ts=old)
+                st.store_msg("x", b"", b"4", ts=now - SEC // 2, ttl=SEC // 4)
+                st.store_msg("z", b"", b"5", ts=now)
+                calls = []
+                # x's older messages go plainly (x.4 still holds the subject);
+                # the callback may leave the message: the store removes it
+                self.assertEqual(st.expire(now, lambda seq, subj: calls.append((seq, subj))), 4)
+                self.assertEqual(calls, [(3, "y"), (4, "x")])
+                self.assertEqual(st.subjects_state(), {"z": 1})
+                st.close()
 
 
 class GnatsdTtlTest(TtlBase, unittest.TestCase):

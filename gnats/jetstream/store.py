@@ -499,6 +499,16 @@ class IndexedStore:
         self._aged = seq
         return n
 
+    def _next_unspared(self):
+        """The first live seq max_age would remove (not "never"), or 0."""
+        idx, never = self._idx, self._never
+        seq = max(self._first, self._aged)
+        while seq <= self._last:
+            if seq in idx and seq not in never:
+                return seq
+            seq += 1
+        return 0
+
     def _expire_one(self, seq, on_last):
         if on_last is not None:
             subject = self._idx[seq][0]
@@ -511,7 +521,9 @@ class IndexedStore:
         t = 0
         max_age = _limit(self.limits.max_age)
         if max_age and self._idx:
-            t = self._idx[self._first][1] + max_age
+            seq = self._next_unspared() if self._never else self._first
+            if seq:
+                t = self._idx[seq][1] + max_age
         if self._ttls:
             t = min(t, self._ttls[0][0]) if t else self._ttls[0][0]
         return t

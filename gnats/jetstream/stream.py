@@ -25,6 +25,7 @@ import time
 from collections import OrderedDict
 
 from . import errors as E
+from .expiry import ExpiryTimer
 from .headers import build_headers, is_delete_marker, max_age_marker, parse_headers, parse_ttl, rfc3339, set_header
 from .sourcing_config import SOURCE_HEADER_NOT_ALLOWED
 from ..transform import SubjectTransform
@@ -95,6 +96,8 @@ class Stream:
         self.last_msg_id = ""
         self.subs = []              # the internal subscriptions the account holds for it
         self.closed = False
+        js = getattr(host, "js", None)
+        self.expiry = ExpiryTimer(self, js.server.reactor if js is not None else None)
         self.apply_config(config)
 
     def apply_config(self, config):
@@ -190,6 +193,10 @@ class Stream:
         if cfg["discard"] == "new":
             self._check_discard_new(stored_subject, hdr, msg)
         seq, ts = self.host.store_msg(self, stored_subject, hdr, msg, ttl)
+        if ttl > 0:
+            self.expiry.due(ts + ttl)
+        if cfg["max_age"] > 0:
+            self.expiry.due(ts + cfg["max_age"])
         if msg_id:
             self._remember(msg_id, seq, ts)
         self.last_msg_id = msg_id
@@ -223,12 +230,18 @@ class Stream:
         return hdr, secs * 10 ** 9
 
     def expire(self, now_ns):
-        """Housekeeping: remove what max_age and TTLs expired; with
-        `subject_delete_marker_ttl` a subject's last message is replaced
-        by a marker instead. Returns whether the store changed."""
+        """Housekeeping and the expiry timer: remove what max_age and TTLs
+        expired; with `subject_delete_marker_ttl` a subject's last message
+        is replaced by a marker instead. Then the timer is set for the next
+        expiry. Returns whether the store changed."""
         sdm = self.config.get("subject_delete_marker_ttl") or 0
-        if sdm <= 0:
-            return self.store.expire(now_ns)
+        changed = self.store.expire(now_ns, self._marker_writer(sdm) if sdm > 0 else None)
+        t = self.store.next_expiry()
+        if t > now_ns:
+            self.expiry.due(t)
+        return changed
+
+    def _marker_writer(self, sdm):
         marker = max_age_marker(sdm)
 
         def on_last(seq, subject):
@@ -242,7 +255,7 @@ class Stream:
                 self._store(subject, marker, b"", sourced=True)
             except E.ApiError:
                 pass        # not stored (limits, sealed): the store removes `seq` plainly
-        return self.store.expire(now_ns, on_last)
+        return on_last
 
     def republished_here(self, hdr):
         """Has a server-published message been through this stream's
@@ -388,6 +401,7 @@ class Stream:
 
     def close(self):
         self.closed = True
+        self.expiry.cancel()
         self.store.close()
 
 
