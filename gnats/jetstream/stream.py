@@ -8,9 +8,10 @@ through the MsgStore interface (gnats/jetstream/store.py), then rolls up,
 republishes, applies the retention policy and returns the acknowledgement
 body (or None when the publisher gave no reply subject or no_ack is set).
 
-`Stream.expire()` is the housekeeping turn's: max_age and TTLs, and with
-`subject_delete_marker_ttl` the marker that replaces a subject's last
-message (stored through the publish path, so consumers and republish see it).
+`Stream.expire()` applies max_age and TTLs when they fall due (its timer,
+gnats/jetstream/expiry.py, and the housekeeping pass), and with
+`subject_delete_marker_ttl` stores the marker that replaces a subject's
+last message (through the publish path: consumers and republish see it).
 
 Retention: limits is the store's job (it drops the oldest messages); an
 interest stream with no consumers keeps nothing (as nats-server); workqueue
@@ -215,9 +216,10 @@ class Stream:
 
     def _message_ttl(self, hdr, secs):
         """(hdr, ttl in ns for the store: -1 for "never") of a message whose
-        Nats-TTL is `secs` (> 0 or -1). With subject delete markers a TTL is at least the
-        markers' own (else a marker could be missed; one message per subject
-        is the exception), and the header says so, as nats-server does."""
+        Nats-TTL is `secs` (> 0 or -1). With subject delete markers a TTL
+        is at least the markers' own (else a marker could be missed; one
+        message per subject is the exception), and the header says so, as
+        nats-server does."""
         if secs < 0:
             return hdr, -1      # spared by max_age (nats-server reads the header, allowed or not)
         cfg = self.config
