@@ -14,9 +14,8 @@ are O(1) and "first message of subject S at or after N" is a bisect.
 
 The base class implements the semantics once (nats-server's, from its
 memstore/filestore): limits remove the oldest messages; purge with subject,
-seq and keep; compact; max_age and per-message TTL (a TTL of -1, "never",
-spares a message from max_age; `expire` hands a subject's last message to
-the stream's delete-marker callback); pending counts. The
+seq and keep; compact; max_age and per-message TTL (store_expiry.py; a TTL
+of -1, "never", spares a message from max_age); pending counts. The
 concrete store provides `_msg_size`, `_write`, `_read`, and is told of
 removals by `_dropped` (one message), `_dropped_many` (a purge by subject,
 a compact), `_dropped_all` (everything) and `_commit` (the end of each
@@ -40,6 +39,7 @@ from bisect import bisect_left
 from typing import NamedTuple
 
 from ..sublist import is_literal, subject_matches
+from .store_expiry import StoreExpiry
 
 
 class StoredMsg(NamedTuple):
@@ -150,8 +150,9 @@ def _is_all(subject_filter):
     return not subject_filter or subject_filter == ">"
 
 
-class IndexedStore:
-    """The MsgStore interface over an in-memory index (see the module doc).
+class IndexedStore(StoreExpiry):
+    """The MsgStore interface over an in-memory index (see the module doc);
+    expiry (max_age, TTLs) is StoreExpiry's (store_expiry.py).
     Subclasses: MemStore (memstore.py), FileStore (filestore.py)."""
 
     def __init__(self, limits=None):
@@ -448,85 +449,6 @@ class IndexedStore:
         self._advance_first()
         self._commit()
         return len(victims)
-
-    def expire(self, now_ns, on_last=None):
-        """Remove the messages older than max_age (except those whose TTL is
-        "never", as nats-server) and those whose TTL passed, in that order
-        (TTLs due together in sequence order). `on_last(seq, subject)`
-        (subject delete markers) is called instead for a message that is the
-        last of its subject; what it leaves of `seq` is removed after it.
-        Returns whether the store changed."""
-        n = 0
-        max_age = _limit(self.limits.max_age)
-        if max_age:
-            n = self._expire_aged(now_ns - max_age, on_last)
-        ttls = self._ttls
-        if ttls and ttls[0][0] <= now_ns:
-            due = []
-            while ttls and ttls[0][0] <= now_ns:
-                due.append(heapq.heappop(ttls)[1])
-            due.sort()
-            for seq in due:
-                if seq in self._idx:
-                    self._expire_one(seq, on_last)
-                    n += 1
-        if n:
-            self._commit()
-        return n
-
-    def _expire_aged(self, cutoff, on_last):
-        idx = self._idx
-        n = 0
-        if not self._never:
-            while idx and idx[self._first][1] <= cutoff:
-                self._expire_one(self._first, on_last)
-                n += 1
-            return n
-        # Spared messages stay in front: walk on from where the last pass
-        # stopped (every live seq below it is spared), so each sequence is
-        # passed over once in the store's life.
-        seq = max(self._first, self._aged)
-        never = self._never
-        while seq <= self._last:
-            entry = idx.get(seq)
-            if entry is not None:
-                if entry[1] > cutoff:
-                    break
-                if seq not in never:
-                    self._expire_one(seq, on_last)
-                    n += 1
-            seq += 1
-        self._aged = seq
-        return n
-
-    def _next_unspared(self):
-        """The first live seq max_age would remove (not "never"), or 0."""
-        idx, never = self._idx, self._never
-        seq = max(self._first, self._aged)
-        while seq <= self._last:
-            if seq in idx and seq not in never:
-                return seq
-            seq += 1
-        return 0
-
-    def _expire_one(self, seq, on_last):
-        if on_last is not None:
-            subject = self._idx[seq][0]
-            if self._subjects[subject].count() == 1:
-                on_last(seq, subject)
-        self._remove(seq)
-
-    def next_expiry(self):
-        """When expire() next has work (ns), or 0: lets the caller set its timer."""
-        t = 0
-        max_age = _limit(self.limits.max_age)
-        if max_age and self._idx:
-            seq = self._next_unspared() if self._never else self._first
-            if seq:
-                t = self._idx[seq][1] + max_age
-        if self._ttls:
-            t = min(t, self._ttls[0][0]) if t else self._ttls[0][0]
-        return t
 
     # -- reading --------------------------------------------------------------
 
