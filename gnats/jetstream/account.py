@@ -171,7 +171,8 @@ class JsAccount:
         old_cfg = stream.config
         stream.apply_config(cfg)
         self.sourcing.stream_updated(stream, old_cfg)   # sourcing
-        stream.store.update_limits(store_limits(cfg))
+        stream.store.update_limits(store_limits(cfg), expire=False)
+        stream.expire(time.time_ns())
         self.js.touch(stream.store)
         self.write_meta(stream)
         if old_subjects != cfg["subjects"] or old_direct != cfg.get("allow_direct"):

@@ -212,12 +212,17 @@ def stream_config(raw, clustered=False):
             raise _invalid("discard new per subject requires max msgs per subject > 0")
     else:
         out.pop("discard_new_per_subject", None)
-    if out.get("subject_delete_marker_ttl"):
-        if out["subject_delete_marker_ttl"] < 10 ** 9:
+    sdm = out.get("subject_delete_marker_ttl") or 0
+    if sdm > 0:
+        if sdm < 10 ** 9:
             raise _invalid("subject delete marker TTL must be at least 1 second")
-        # markers need both (nats-server switches them on)
+        # markers carry a TTL and roll up their subject: nats-server switches
+        # both on (and purges back on) unless the request is pedantic
         out["allow_msg_ttl"] = True
-        out["allow_rollup_hdrs"] = True
+        if not out["allow_rollup_hdrs"]:
+            out["allow_rollup_hdrs"], out["deny_purge"] = True, False
+    elif sdm < 0:
+        raise _invalid("subject delete marker TTL must not be negative")
     if out["allow_rollup_hdrs"] and out["deny_purge"]:
         raise _invalid("roll-ups require the purge permission")
     st = out.get("subject_transform")

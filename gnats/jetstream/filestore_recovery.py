@@ -30,6 +30,7 @@ class Recovery:
         self.max_msg_seq = 0
         self.by_bytes = {}          # subject bytes -> SubjectSeqs
         self.ttls = []
+        self.never = []             # seqs stored with Nats-TTL: never (ttl -1)
         self.bytes = 0
 
     def read_block(self, blk, is_last):
@@ -89,6 +90,8 @@ class Recovery:
                 nbytes += size
                 if ttl > 0:
                     ttls.append((ts + ttl, seq))
+                elif ttl < 0:
+                    self.never.append(seq)
             elif kind == fmt.TOMB or kind == fmt.TOMBS:
                 if kind == fmt.TOMB:
                     self.tombs.append(seq)
@@ -155,6 +158,7 @@ class Recovery:
             st._first = max(self.last + 1, self.mark_first) if self.last else 0
         self.ttls.sort()
         st._ttls = self.ttls
+        st._never = set(s for s in self.never if s in idx)
 
     def _drop(self, seq):
         entry = self.st._idx.pop(seq)

@@ -59,6 +59,7 @@ def write_snapshot(st):
         "arrays": [len(getattr(idx, a)) for a in _ARRAYS],
         "subjects": [[ss.subject, ss.count()] for ss in subjects],
         "ttls": len(st._ttls),
+        "never": sorted(st._never),
     }
     hj = json.dumps(head).encode()
     parts = [MAGIC, _U32.pack(len(hj)), hj]
@@ -135,6 +136,7 @@ def _load(st, data, block_names):
     st._idx = idx
     st._subjects = subjects
     st._ttls = [(ttl[i], ttl[i + 1]) for i in range(0, len(ttl), 2)]
+    st._never = set(head.get("never", ()))
     st._first, st._last, st._last_ts = head["first"], head["last"], head["last_ts"]
     st._bytes = head["bytes"]
     for num, end, live, _ in blocks:

@@ -339,7 +339,7 @@ class JetStream:
     def _housekeeping(self):
         now = time.time_ns()
         for jsa, s in list(self.streams()):
-            if s.store.expire(now):
+            if s.expire(now):
                 self.touch(s.store)
             s.expire_dedupe(now)
         self.refresh_usage()

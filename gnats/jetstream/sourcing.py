@@ -252,8 +252,8 @@ class Link:
         ttl, rollup = 0, None
         if b"Nats-TTL" in sm.hdr or b"Nats-Rollup" in sm.hdr:
             h = parse_headers(sm.hdr)
-            secs = parse_ttl(h.get("Nats-TTL", "")) if stream.config.get("allow_msg_ttl") else None
-            ttl = secs * 10 ** 9 if secs and secs > 0 else 0
+            secs = parse_ttl(h.get("Nats-TTL", "")) or 0
+            ttl = -1 if secs < 0 else (secs * 10 ** 9 if stream.config.get("allow_msg_ttl") else 0)
             if stream.config.get("allow_rollup_hdrs"):
                 rollup = h.get("Nats-Rollup")
         seq, ts = stream.host.store_msg(stream, subject, sm.hdr, sm.msg, ttl, ts=sm.ts)

@@ -14,7 +14,8 @@ are O(1) and "first message of subject S at or after N" is a bisect.
 
 The base class implements the semantics once (nats-server's, from its
 memstore/filestore): limits remove the oldest messages; purge with subject,
-seq and keep; compact; max_age and per-message TTL; pending counts. The
+seq and keep; compact; max_age and per-message TTL (store_expiry.py; a TTL
+of -1, "never", spares a message from max_age); pending counts. The
 concrete store provides `_msg_size`, `_write`, `_read`, and is told of
 removals by `_dropped` (one message), `_dropped_many` (a purge by subject,
 a compact), `_dropped_all` (everything) and `_commit` (the end of each
@@ -38,6 +39,7 @@ from bisect import bisect_left
 from typing import NamedTuple
 
 from ..sublist import is_literal, subject_matches
+from .store_expiry import StoreExpiry
 
 
 class StoredMsg(NamedTuple):
@@ -148,8 +150,9 @@ def _is_all(subject_filter):
     return not subject_filter or subject_filter == ">"
 
 
-class IndexedStore:
-    """The MsgStore interface over an in-memory index (see the module doc).
+class IndexedStore(StoreExpiry):
+    """The MsgStore interface over an in-memory index (see the module doc);
+    expiry (max_age, TTLs) is StoreExpiry's (store_expiry.py).
     Subclasses: MemStore (memstore.py), FileStore (filestore.py)."""
 
     def __init__(self, limits=None):
@@ -161,6 +164,8 @@ class IndexedStore:
         self._last_ts = 0
         self._bytes = 0
         self._ttls = []             # heap of (expires_ns, seq)
+        self._never = set()         # seqs whose Nats-TTL is "never": max_age spares them
+        self._aged = 0              # max_age has passed every seq below this (see _expire_aged)
         self._consumers = {}        # name -> bytes (in memory here)
 
     # -- hooks for the concrete store -------------------------------------
@@ -259,6 +264,8 @@ class IndexedStore:
         self._bytes += size
         if ttl > 0:
             heapq.heappush(self._ttls, (ts + ttl, seq))
+        elif ttl < 0:
+            self._never.add(seq)
         self._enforce_limits(ss)
         return seq, ts
 
@@ -295,10 +302,12 @@ class IndexedStore:
         while self._idx and over():
             self._remove(self._first)
 
-    def update_limits(self, limits):
+    def update_limits(self, limits, expire=True):
+        """Apply new limits at once; `expire=False`: max_age is left to the
+        caller's next expire() (a stream with delete markers writes them)."""
         self.limits = limits
         self._enforce_limits()
-        if _limit(limits.max_age):
+        if expire and _limit(limits.max_age):
             self.expire(time.time_ns())
         self._commit()
 
@@ -321,6 +330,8 @@ class IndexedStore:
         else:
             ss.remove(seq)
         self._bytes -= entry[2]
+        if self._never:
+            self._never.discard(seq)
         if seq == self._first:
             self._advance_first()
         self._dropped(seq, entry, erase)
@@ -383,6 +394,8 @@ class IndexedStore:
         the caller already updated: one pass, one bulk hook call."""
         items, nbytes = self._pop_entries(seqs)
         self._bytes -= nbytes
+        if self._never:
+            self._never.difference_update(seqs)
         if seqs[0] <= self._first:
             self._advance_first()
         self._dropped_many(items)
@@ -393,6 +406,7 @@ class IndexedStore:
         self._subjects = {}
         self._bytes = 0
         self._ttls = []
+        self._never = set()
         self._first = self._last + 1
         self._dropped_all()
         self._commit()
@@ -435,35 +449,6 @@ class IndexedStore:
         self._advance_first()
         self._commit()
         return len(victims)
-
-    def expire(self, now_ns):
-        """Remove messages older than max_age and those whose TTL passed."""
-        n = 0
-        max_age = _limit(self.limits.max_age)
-        if max_age:
-            cutoff = now_ns - max_age
-            idx = self._idx
-            while idx and idx[self._first][1] <= cutoff:
-                self._remove(self._first)
-                n += 1
-        ttls = self._ttls
-        while ttls and ttls[0][0] <= now_ns:
-            _, seq = heapq.heappop(ttls)
-            if self._remove(seq):
-                n += 1
-        if n:
-            self._commit()
-        return n
-
-    def next_expiry(self):
-        """When expire() next has work (ns), or 0: lets the caller set its timer."""
-        t = 0
-        max_age = _limit(self.limits.max_age)
-        if max_age and self._idx:
-            t = self._idx[self._first][1] + max_age
-        if self._ttls:
-            t = min(t, self._ttls[0][0]) if t else self._ttls[0][0]
-        return t
 
     # -- reading --------------------------------------------------------------
 

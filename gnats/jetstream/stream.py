@@ -8,6 +8,11 @@ through the MsgStore interface (gnats/jetstream/store.py), then rolls up,
 republishes, applies the retention policy and returns the acknowledgement
 body (or None when the publisher gave no reply subject or no_ack is set).
 
+`Stream.expire()` applies max_age and TTLs when they fall due (its timer,
+gnats/jetstream/expiry.py, and the housekeeping pass), and with
+`subject_delete_marker_ttl` stores the marker that replaces a subject's
+last message (through the publish path: consumers and republish see it).
+
 Retention: limits is the store's job (it drops the oldest messages); an
 interest stream with no consumers keeps nothing (as nats-server); workqueue
 keeps messages until a consumer acknowledges them. Consumers (issue 19)
@@ -21,7 +26,8 @@ import time
 from collections import OrderedDict
 
 from . import errors as E
-from .headers import build_headers, parse_headers, parse_ttl, rfc3339
+from .expiry import ExpiryTimer
+from .headers import build_headers, is_delete_marker, max_age_marker, parse_headers, parse_ttl, rfc3339, set_header
 from .sourcing_config import SOURCE_HEADER_NOT_ALLOWED
 from ..transform import SubjectTransform
 
@@ -91,6 +97,8 @@ class Stream:
         self.last_msg_id = ""
         self.subs = []              # the internal subscriptions the account holds for it
         self.closed = False
+        js = getattr(host, "js", None)
+        self.expiry = ExpiryTimer(self, js.server.reactor if js is not None else None)
         self.apply_config(config)
 
     def apply_config(self, config):
@@ -151,6 +159,13 @@ class Stream:
             exp = h.get("Nats-Expected-Stream")
             if exp is not None and exp != self.name:
                 raise E.err(E.EXPECTED_STREAM)
+            ttl_value = h.get("Nats-TTL")
+            if ttl_value is not None:
+                secs = parse_ttl(ttl_value)
+                # nats-server: refused as disabled only when it parses to a
+                # TTL; as invalid (below) when it does not parse, allowed or not
+                if secs and not sourced and not cfg.get("allow_msg_ttl"):
+                    raise E.err(E.TTL_DISABLED)
             last = store.state().last_seq
             v = h.get("Nats-Expected-Last-Sequence")
             if v is not None and _seq(v) != last:
@@ -171,18 +186,18 @@ class Stream:
                     raise E.err(E.ROLLUP_FAILED, err="rollup not permitted")
                 if rollup not in ("sub", "all"):
                     raise E.err(E.ROLLUP_FAILED, err='rollup value invalid: "%s"' % rollup)
-            v = h.get("Nats-TTL")
-            if v is not None:
-                if not cfg.get("allow_msg_ttl"):
-                    raise E.err(E.TTL_DISABLED)
-                secs = parse_ttl(v)
+            if ttl_value is not None:
                 if secs is None:
                     raise E.err(E.TTL_INVALID)
-                ttl = secs * 10 ** 9 if secs > 0 else 0    # "never": no per-message expiry
+                hdr, ttl = self._message_ttl(hdr, secs)
         stored_subject = subject if sourced else self._stored_subject(subject)
         if cfg["discard"] == "new":
             self._check_discard_new(stored_subject, hdr, msg)
         seq, ts = self.host.store_msg(self, stored_subject, hdr, msg, ttl)
+        if ttl > 0:
+            self.expiry.due(ts + ttl)
+        if cfg["max_age"] > 0:
+            self.expiry.due(ts + cfg["max_age"])
         if msg_id:
             self._remember(msg_id, seq, ts)
         self.last_msg_id = msg_id
@@ -198,6 +213,51 @@ class Stream:
             # nobody to deliver to: nats-server keeps nothing
             store.remove_msg(seq)
         return seq, False
+
+    def _message_ttl(self, hdr, secs):
+        """(hdr, ttl in ns for the store: -1 for "never") of a message whose
+        Nats-TTL is `secs` (> 0 or -1). With subject delete markers a TTL
+        is at least the markers' own (else a marker could be missed; one
+        message per subject is the exception), and the header says so, as
+        nats-server does."""
+        if secs < 0:
+            return hdr, -1      # spared by max_age (nats-server reads the header, allowed or not)
+        cfg = self.config
+        if not cfg.get("allow_msg_ttl"):
+            return hdr, 0       # a sourced copy: nats-server's store keeps no TTLs then
+        low = (cfg.get("subject_delete_marker_ttl") or 0) // 10 ** 9
+        if 0 < secs < low and cfg["max_msgs_per_subject"] != 1:
+            secs = low
+            hdr = set_header(hdr, "Nats-TTL", str(low))
+        return hdr, secs * 10 ** 9
+
+    def expire(self, now_ns):
+        """Housekeeping and the expiry timer: remove what max_age and TTLs
+        expired; with `subject_delete_marker_ttl` a subject's last message
+        is replaced by a marker instead. Then the timer is set for the next
+        expiry. Returns whether the store changed."""
+        sdm = self.config.get("subject_delete_marker_ttl") or 0
+        changed = self.store.expire(now_ns, self._marker_writer(sdm) if sdm > 0 else None)
+        t = self.store.next_expiry()
+        if t > now_ns:
+            self.expiry.due(t)
+        return changed
+
+    def _marker_writer(self, sdm):
+        marker = max_age_marker(sdm)
+
+        def on_last(seq, subject):
+            # nats-server proposes the marker as a message of the stream
+            # (stored, delivered, republished), its roll-up removing `seq`;
+            # an expiring marker or KV purge just goes
+            sm = self.store.load_msg(seq)
+            if sm is None or is_delete_marker(sm.hdr):
+                return
+            try:
+                self._store(subject, marker, b"", sourced=True)
+            except E.ApiError:
+                pass        # not stored (limits, sealed): the store removes `seq` plainly
+        return on_last
 
     def republished_here(self, hdr):
         """Has a server-published message been through this stream's
@@ -348,6 +408,7 @@ class Stream:
 
     def close(self):
         self.closed = True
+        self.expiry.cancel()
         self.store.close()
 
 
