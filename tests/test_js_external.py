@@ -13,13 +13,12 @@ back-off of seconds, so the waits are generous.
 
 import asyncio
 import base64
-import hashlib
-import json
 import shutil
 import tempfile
 import time
 import unittest
 
+from tests.test_js_sourcing import JsApiHelpers, stream_identity as go_hash
 from tests.util import flushed, free_port, GO_SERVER_215, HAVE_GO_215, ServerProcess, needs
 
 try:
@@ -55,44 +54,8 @@ accounts {
 }
 """
 
-_DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def go_hash(text):
-    """nats-server's getHash (8 base-62 characters of the SHA-256)."""
-    return "".join(_DIGITS[b % 62] for b in hashlib.sha256(text.encode()).digest()[:8])
-
-
-class Helpers:
+class Helpers(JsApiHelpers):
     """JetStream API requests and waits (a TestCase mixin)."""
-
-    @staticmethod
-    async def req(nc, subject, body=b""):
-        if body is None or isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-        m = await nc.request(subject, body, timeout=10)
-        return json.loads(m.data)
-
-    async def create(self, nc, name, **cfg):
-        cfg["name"] = name
-        r = await self.req(nc, "$JS.API.STREAM.CREATE." + name, cfg)
-        self.assertNotIn("error", r, r)
-        return r
-
-    async def info(self, nc, name):
-        r = await self.req(nc, "$JS.API.STREAM.INFO." + name)
-        self.assertNotIn("error", r, r)
-        return r
-
-    async def wait_info(self, nc, name, cond, what):
-        deadline = time.monotonic() + WAIT
-        while True:
-            r = await self.info(nc, name)
-            if cond(r):
-                return r
-            if time.monotonic() > deadline:
-                self.fail("%s: %s never came: %s" % (name, what, json.dumps(r)))
-            await asyncio.sleep(0.1)
 
     async def get(self, nc, name, seq):
         r = await self.req(nc, "$JS.API.STREAM.MSG.GET." + name, {"seq": seq})

@@ -117,7 +117,40 @@ def stream_identity(created):
     return "".join(_DIGITS[b % 62] for b in hashlib.sha256(created.encode()).digest()[:8])
 
 
-class SourcingBehaviour:
+class JsApiHelpers:
+    """JetStream API requests and waits on STREAM.INFO (a TestCase mixin;
+    tests/test_js_external.py uses it too)."""
+
+    @staticmethod
+    async def req(nc, subject, body=b""):
+        if body is None or isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        m = await nc.request(subject, body, timeout=10)
+        return json.loads(m.data)
+
+    async def create(self, nc, name, **cfg):
+        cfg["name"] = name
+        r = await self.req(nc, "$JS.API.STREAM.CREATE." + name, cfg)
+        self.assertNotIn("error", r, r)
+        return r
+
+    async def info(self, nc, name):
+        r = await self.req(nc, "$JS.API.STREAM.INFO." + name)
+        self.assertNotIn("error", r, r)
+        return r
+
+    async def wait_info(self, nc, name, cond, what):
+        deadline = time.monotonic() + WAIT
+        while True:
+            r = await self.info(nc, name)
+            if cond(r):
+                return r
+            if time.monotonic() > deadline:
+                self.fail("%s: %s never came: %s" % (name, what, json.dumps(r)))
+            await asyncio.sleep(0.1)
+
+
+class SourcingBehaviour(JsApiHelpers):
     """The tests, run against one server per test (`exe`: None for ours)."""
     exe = None
 
@@ -141,34 +174,6 @@ class SourcingBehaviour:
             finally:
                 await nc.close()
         return asyncio.run(asyncio.wait_for(go(), 3 * WAIT))
-
-    @staticmethod
-    async def req(nc, subject, body=b""):
-        if body is None or isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-        m = await nc.request(subject, body, timeout=5)
-        return json.loads(m.data)
-
-    async def create(self, nc, name, **cfg):
-        cfg["name"] = name
-        r = await self.req(nc, "$JS.API.STREAM.CREATE." + name, cfg)
-        self.assertNotIn("error", r, r)
-        return r
-
-    async def info(self, nc, name):
-        r = await self.req(nc, "$JS.API.STREAM.INFO." + name)
-        self.assertNotIn("error", r, r)
-        return r
-
-    async def wait_info(self, nc, name, cond, what):
-        deadline = time.monotonic() + WAIT
-        while True:
-            r = await self.info(nc, name)
-            if cond(r):
-                return r
-            if time.monotonic() > deadline:
-                self.fail("%s: %s never came: %s" % (name, what, json.dumps(r)))
-            await asyncio.sleep(0.1)
 
     async def wait_last(self, nc, name, last_seq, msgs=None):
         r = await self.wait_info(nc, name, lambda r: r["state"]["last_seq"] >= last_seq,
