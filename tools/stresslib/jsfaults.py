@@ -231,17 +231,27 @@ def _publish_n(port, tag, n, acked):
         c.close()
 
 
+def _server_with_stream(conf, python, exe, rep):
+    """A server on `conf` with the campaign's file stream on d.>."""
+    srv = _server(conf, python, exe)
+    try:
+        c = Conn(srv.port)
+        cfg = json.dumps({"name": STREAM, "subjects": ["d.>"], "storage": "file"}).encode()
+        rep.check("error" not in request(c, "$JS.API.STREAM.CREATE.%s" % STREAM, cfg), "stream create")
+        c.close()
+    except BaseException:
+        srv.stop()
+        raise
+    return srv
+
+
 def js_diskfull(python=None, exe=None, before=2000, during=500, after=2000, rep=None):
     rep = rep or Report("js-diskfull (RLIMIT_FSIZE lowered at run time, %s)" % ("nats-server" if exe else "gnatsd.py"))
     store = tempfile.mkdtemp(prefix="js-full-")
     conf = "jetstream { store_dir: %s }\n" % json.dumps(store)
     acked = {}
     try:
-        srv = _server(conf, python, exe)
-        c = Conn(srv.port)
-        cfg = json.dumps({"name": STREAM, "subjects": ["d.>"], "storage": "file"}).encode()
-        rep.check("error" not in request(c, "$JS.API.STREAM.CREATE.%s" % STREAM, cfg), "stream create")
-        c.close()
+        srv = _server_with_stream(conf, python, exe, rep)
         ok, errs = _publish_n(srv.port, "before", before, acked)
         rep.check(ok == before, "before the disk filled: %d of %d acked: %s" % (ok, before, errs[:2]))
         # full: no file of the server may grow past its current largest block
@@ -353,11 +363,7 @@ def js_churn(consumers=5000, python=None, exe=None, rep=None):
     conf = "jetstream { store_dir: %s }\n" % json.dumps(store)
     acked = {}
     try:
-        srv = _server(conf, python, exe)
-        c = Conn(srv.port)
-        cfg = json.dumps({"name": STREAM, "subjects": ["d.>"], "storage": "file"}).encode()
-        rep.check("error" not in request(c, "$JS.API.STREAM.CREATE.%s" % STREAM, cfg), "stream create")
-        c.close()
+        srv = _server_with_stream(conf, python, exe, rep)
         stop, errors = threading.Event(), []
         th = threading.Thread(target=_paced_publisher, args=(srv.port, acked, stop, errors), daemon=True)
         th.start()
