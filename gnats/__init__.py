@@ -37,6 +37,9 @@ Module map (one concern each), from the hot core outwards:
              websocket { } block, listener and client transport
   leaf       one leaf connection; leafnodes: listener, remotes, interest;
              leafconf: the block; leafz: /leafz; leafcreds: .creds signing
+  peer       what route and leaf connections share
+  leafjs     which JetStream subjects stay on each side of a leaf connection
+  jsremote   a consumer's message for a subscriber on another server
   jetstream  JetStream (a package): streams, consumers, stores, the $JS.API
   tls        ssl.SSLContext construction
   log        the log line format and destinations
