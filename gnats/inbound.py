@@ -180,6 +180,7 @@ def process_input(conn, buf):
     cache = st.pcache
     scache = st.scache
     dirty = conn.reactor.dirty
+    touched = set()     # receivers with output staged (_unstage)
     maxcl = srv.max_control_line
     maxpay = srv.max_payload
     startswith = buf.startswith
@@ -237,14 +238,12 @@ def process_input(conn, buf):
                                 # payload, CRLF) is what follows a prefix
                                 # without its size: two appends per receiver.
                                 pl = buf[pos + sp + 1:end + 2]
-                                for wb, pre in tgts:
-                                    wb += pre
-                                    wb += pl
+                                for out, pre in tgts:
+                                    out += (pre, pl)
                                 if qgroups is not None:
                                     for g in qgroups:
-                                        wb, pre, c, s = g[int(_rand() * len(g))]
-                                        wb += pre
-                                        wb += pl
+                                        out, pre, c, s = g[int(_rand() * len(g))]
+                                        out += (pre, pl)
                                         c.out_msgs += 1
                                         c.out_bytes += size
                                         s.delivered += 1
@@ -253,11 +252,12 @@ def process_input(conn, buf):
                                     c.out_bytes += size
                                     s.delivered += 1
                                 if receivers:
-                                    dirty.update(receivers)
+                                    touched.update(receivers)
                                 in_msgs += 1
                                 in_bytes += size
                                 pos = end + 2
                                 if guard and receivers:
+                                    _unstage(touched, dirty)
                                     if conn.stall_check(receivers, pos - spos):
                                         break
                                     spos = pos
@@ -266,6 +266,8 @@ def process_input(conn, buf):
                 if _monotonic() > deadline:
                     conn.defer_input()
                     break
+                if touched:
+                    _unstage(touched, dirty)    # what the op writes comes after
                 st.resume_at = eol + 1
                 ent = conn.process_op(line, buf, pos, eol + 1)
                 if ent is None:
@@ -296,22 +298,22 @@ def process_input(conn, buf):
                 pos = end + 2
                 if tgts:
                     pl = buf[eol + 1:pos]
-                    for wb, pre in tgts:
-                        wb += pre
-                        wb += pl
+                    for out, pre in tgts:
+                        out += (pre, pl)
                     for c, s in counted:
                         c.out_msgs += 1
                         c.out_bytes += size
                         s.delivered += 1
-                    dirty.update(receivers)
+                    touched.update(receivers)
                     if guard:
+                        _unstage(touched, dirty)
                         if conn.stall_check(receivers, pos - spos):
                             break
                         spos = pos
                 continue
             # A run of identical lines (or queue groups to pick members of).
             if receivers:
-                dirty.update(receivers)
+                touched.update(receivers)
             hop = len(line) + size      # line start -> payload end
             step = hop + 2              # one whole frame
             # One startswith checks both this payload's CRLF and that the
@@ -367,9 +369,8 @@ def process_input(conn, buf):
                         pos = end + 2
                     if pls:
                         rep += len(pls)
-                        for wb, pre in tgts:
-                            wb += pre
-                            wb += pre.join(pls)
+                        for out, pre in tgts:
+                            out += (pre, pre.join(pls))
                     if bad:
                         raise _bad_payload_end()
             else:                                   # queue groups: a member each
@@ -394,9 +395,8 @@ def process_input(conn, buf):
                     pos = end + 2
                 if pls:
                     rep += len(pls)
-                    for wb, pre in tgts:
-                        wb += pre
-                        wb += pre.join(pls)
+                    for out, pre in tgts:
+                        out += (pre, pre.join(pls))
                     for g in qgroups:
                         _deal(g, pls, size)
                 if bad:
@@ -410,6 +410,7 @@ def process_input(conn, buf):
                     s.delivered += rep
                 rep = 0
             if guard and receivers and pos > spos:
+                _unstage(touched, dirty)
                 if conn.stall_check(receivers, pos - spos):
                     break
                 spos = pos
@@ -418,9 +419,13 @@ def process_input(conn, buf):
         else:
             pos = n
     except ProtocolError as e:
+        if touched:
+            _unstage(touched, dirty)
         conn.protocol_error(e, buf, pos)
         return None
     finally:
+        if touched:
+            _unstage(touched, dirty)
         if rep:
             in_msgs += rep
             in_bytes += rep * size
@@ -439,6 +444,30 @@ def process_input(conn, buf):
     return None
 
 
+def _unstage(touched, dirty):
+    """Move the output staged for each receiver in `touched` into its
+    buffer, and mark it for the reactor's end-of-turn flush. Deliveries
+    add pieces to a receiver's `stage` list (conn.py), not to its buffer:
+    PyPy grows a bytearray by copying it (no realloc), so per-message
+    appends into a buffer that grows to a MiB in a turn cost it up to
+    1.4 us a pair (a micro-benchmark), against 0.03 us staged and joined.
+    Called before anything else writes to a buffer (an op the loop does
+    not cache, a protocol error) and before the stall check reads their
+    sizes, so the order on the wire is the order of delivery."""
+    for c in touched:
+        pieces = c.stage
+        if pieces:
+            wb = c.wbuf
+            if len(pieces) > 4:
+                wb += b"".join(pieces)
+            else:
+                for p in pieces:
+                    wb += p
+            pieces.clear()
+    dirty.update(touched)
+    touched.clear()
+
+
 def _deal(group, pls, size):
     """Each payload of a run to one member of a queue group, picked at
     random; each picked member gets its share in one append and is counted
@@ -454,10 +483,9 @@ def _deal(group, pls, size):
         else:
             got.append(pl)
     for i, got in picks.items():
-        wb, pre, c, s = group[i]
+        out, pre, c, s = group[i]
         k = len(got)
-        wb += pre
-        wb += pre.join(got)
+        out += (pre, pre.join(got))
         c.out_msgs += k
         c.out_bytes += k * size
         s.delivered += k
