@@ -10,7 +10,7 @@ entry:
 
     (size, tgts, counted, receivers, qgroups)
 
-where `tgts` are (receiver output buffer, ready-made `MSG ...` prefix) pairs,
+where `tgts` are (receiver's stage list, ready-made `MSG ...` prefix) pairs,
 `counted` lists (receiver, subscription) once per delivery (for out_msgs,
 and the subscription's `delivered`, which UNSUB <sid> <max> compares with),
 `receivers` is the set to flush, and `qgroups` holds queue groups to pick
@@ -19,14 +19,19 @@ control line's exact bytes, so the next identical line costs one dict
 lookup; and while the lines
 that follow repeat it byte for byte (a publisher in a loop), an inner loop
 handles them with one `startswith` each and no lookup at all, collecting
-the run's payloads; each receiver then gets them in one bytearray append
-(`pre.join(payloads)` puts its prefix before each). The reactor flushes
-every receiver once per turn.
-Counters are added once per run of identical lines, not per message.
+the run's payloads; each receiver then gets them as one piece
+(`pre.join(payloads)` puts its prefix before each). A line that does not
+repeat (traffic on many subjects) is delivered alone, without the run's
+set-up. Deliveries are staged: pieces go to the receiver's `stage` list,
+and `_unstage` moves them into its output buffer once per read (before
+anything else writes there); the reactor flushes every receiver once per
+turn. Counters are added once per run of identical lines, not per message.
 
 Measured (parser alone, 1 MiB of 16 B PUBs, /usr/bin/python3 3.11): the
 specialised inner loops below took the no-subscriber case from 0.32 to
-0.17 µs per message, and one subscriber from 0.53 to 0.33 µs.
+0.17 µs per message, and one subscriber from 0.53 to 0.33 µs; one
+`startswith` per frame and nothing else (session 4) 0.114 -> 0.081 µs
+with no subscriber (tools/benchlib/loopbench.py).
 
 The contract with the connection kinds (client.py, route.py) is declared
 here, not duck-typed: each connection holds one `InboundState` (`conn.inb`),
@@ -37,13 +42,13 @@ conn.py), `protocol_error(e, buf, pos)`, `long_line_ok(buf, pos, length)`, the
 counters `in_msgs`/`in_bytes`/`last_activity`, `cache_timer`/
 `cache_filled()` (conn.py drops idle caches), `server` (max_payload,
 max_control_line, in_msgs/in_bytes, stall_small/stall_window/
-write_blocked), `reactor.dirty`, and `process_op(line,
-buf, pos, after)`. When the loop calls `process_op`, `inb.resume_at` is the
-end of the line and `inb.need` is 0, so a handler of a line without a
-payload has nothing to set; a handler that consumes a payload calls
-`inb.payload_end(...)`, which sets one or the other (or writes them itself,
-as a refused PUB does). `process_op` returns a cache entry for a message
-the loop delivers (and caches), else None.
+write_blocked), `reactor.dirty`, and `process_op(line, buf, pos, after)`;
+of each receiver in an entry, `stage` and `wbuf`. When the loop calls
+`process_op`, `inb.resume_at` is the end of the line and `inb.need` is 0,
+so a handler of a line without a payload has nothing to set; a handler that
+consumes a payload calls `inb.payload_end(...)`, which sets one or the
+other (or writes them itself, as a refused PUB does). `process_op` returns
+a cache entry for a message the loop delivers (and caches), else None.
 
 Only clients publish with `PUB`: their state is a `PubState`, which adds
 `scache` (subject and reply -> the parts of an entry that do not depend on
