@@ -126,6 +126,7 @@ class Connection:
         self.ip = addr[0] if addr else ""
         self.port = addr[1] if addr else 0
         self.wbuf = bytearray()
+        self.stage = []             # output the parse loop staged for wbuf (inbound._unstage)
         self.pend = []              # input chunks not yet parsed
         self.pend_len = 0
         self.inb = self.inbound_state(sublist)

@@ -38,10 +38,10 @@ _rand = random.random
 # The two cache layouts (inbound.py caches them, the loop unpacks them
 # positionally), declared here, where they are built:
 #   bases (scache value, any size): (tgts, counted, receivers, qgroups)
-#     tgts       ((receiver wbuf, prefix without the size), ...)
+#     tgts       ((receiver stage, prefix without the size), ...)
 #     counted    ((receiver, subscription), ...) once per delivery
 #     receivers  frozenset of the connections to flush
-#     qgroups    (((wbuf, prefix, client, subscription), ...), ...) or None
+#     qgroups    (((stage, prefix, client, subscription), ...), ...) or None
 #   entry (pcache value, one control line): (size, tgts, counted, receivers,
 #     qgroups), prefixes completed with the size and CRLF.
 # Plain tuples, not typing.NamedTuple: CPython 3.11 unpacks only an exact
@@ -104,11 +104,11 @@ _ROUTE_SINK = _Sink()
 
 def build_fast_bases(src, subject, reply, result, from_route):
     """What the fast path needs for one subject and reply, whatever the
-    payload size: ((wbuf, prefix without size), ...) for plain deliveries,
+    payload size: ((receiver stage, prefix without size), ...) for plain deliveries,
     (receiver, subscription) once per delivery (for out_msgs and the
     subscription's `delivered`, which UNSUB <sid> <max> compares with, as
     nats-server counts every delivery), the set of receivers to flush, and
-    the queue groups as tuples of (wbuf, prefix without size, client,
+    the queue groups as tuples of (stage, prefix without size, client,
     subscription) to pick from (None when there are none). Returns
     None when this match needs the general path (auto-unsubscribe limits, or
     queue members behind routes)."""
@@ -130,13 +130,13 @@ def build_fast_bases(src, subject, reply, result, from_route):
             if from_route or c in seen_routes or not _exports(c, subject):
                 continue
             seen_routes.add(c)
-            tgts.append((c.wbuf, b"RMSG " + src.account.wire + b" " + subject + sfx))
+            tgts.append((c.stage, b"RMSG " + src.account.wire + b" " + subject + sfx))
             counted.append((c, _ROUTE_SINK))
         elif c.kind == "leaf":          # [leaf] one LMSG per leaf, as per route
             if c in seen_routes or not c.takes(src, subject):
                 continue
             seen_routes.add(c)
-            tgts.append((c.wbuf, c.lmsg_head(subject) + sfx))
+            tgts.append((c.stage, c.lmsg_head(subject) + sfx))
             counted.append((c, _ROUTE_SINK))
         elif c.kind == "internal":
             return None     # a callback, queued per message (internal.py)
@@ -148,7 +148,7 @@ def build_fast_bases(src, subject, reply, result, from_route):
                 if reply and c.perms.responses is not None:
                     return None
                 continue
-            tgts.append((c.wbuf, b"MSG " + subj + b" " + sub.sid + sfx))
+            tgts.append((c.stage, b"MSG " + subj + b" " + sub.sid + sfx))
             counted.append((c, sub))
     receivers = set([c for c, _ in counted])
     qgroups = None
@@ -172,7 +172,7 @@ def build_fast_bases(src, subject, reply, result, from_route):
                     if reply and c.perms.responses is not None:
                         return None
                     continue
-                members.append((c.wbuf, b"MSG " + subj + b" " + sub.sid + sfx, c, sub))
+                members.append((c.stage, b"MSG " + subj + b" " + sub.sid + sfx, c, sub))
                 receivers.add(c)
             if members:
                 qgroups.append(tuple(members))
@@ -205,9 +205,9 @@ def fast_entry(bases, size):
     """The cache entry for one control line of the given size."""
     tgts, counted, receivers, qgroups = bases
     tail = b"%d\r\n" % size
-    tgts = tuple([(wb, pre + tail) for wb, pre in tgts])
+    tgts = tuple([(out, pre + tail) for out, pre in tgts])
     if qgroups is not None:
-        qgroups = tuple([tuple([(wb, pre + tail, c, s) for wb, pre, c, s in g]) for g in qgroups])
+        qgroups = tuple([tuple([(out, pre + tail, c, s) for out, pre, c, s in g]) for g in qgroups])
     return (size, tgts, counted, receivers, qgroups)
 
 
