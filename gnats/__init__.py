@@ -54,8 +54,11 @@ in every pytest run) costs nothing until a server is wanted.
 """
 
 # The nats-server protocol level this server implements (clients gate features
-# on it and parse it as a semantic version).
-VERSION = "2.9.0"
+# on it and parse it as a semantic version). 2.11: what clients gate on 2.10
+# and 2.11 works (consumer limits, per-message TTL, subject delete markers, KV
+# limit markers, consumer pause); 2.12's atomic batch publish and message
+# schedules are not implemented (streams refuse them), so not 2.12.
+VERSION = "2.11.0"
 # This project's own release number.
 RELEASE = "0.1.0"
 SERVER_NAME = "gnatsd.py"

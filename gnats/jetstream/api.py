@@ -119,8 +119,22 @@ def stream_update(jsa, name, body):
     stream = _lookup(jsa, name)
     cfg = update_config(raw, stream.config)
     check_against(jsa.streams, cfg, stream.config)      # sourcing
+    _check_consumer_limits(stream, cfg)
     jsa.update_stream(stream, cfg)
     return _info_body(stream)
+
+
+def _check_consumer_limits(stream, cfg):
+    """New consumer_limits must hold for the consumers there are (nats-server
+    names those over them, in creation order; mirrors' and sources'
+    consumers are the server's own)."""
+    lim = cfg.get("consumer_limits") or {}
+    pending, inactive = lim.get("max_ack_pending", 0), lim.get("inactive_threshold", 0)
+    over = [name for name, c in stream.consumers.items() if not c.config.get("direct") and (
+            (pending > 0 and c.config.get("max_ack_pending", 0) > pending)
+            or (inactive > 0 and c.config.get("inactive_threshold", 0) > inactive))]
+    if over:
+        raise E.err(E.STREAM_UPDATE, err="change to limits violates consumers: " + ", ".join(over))
 
 
 def stream_info(jsa, name, body):

@@ -103,9 +103,31 @@ def parse_request(body, empty_ok=True):
 
 
 def _type_error(field, value, want):
+    """want: a Python type of FIELDS, or a Go type name."""
     kind = {str: "string", bool: "bool", list: "array", dict: "object"}.get(type(value), "number")
-    return E.err(E.INVALID_JSON, err="json: cannot unmarshal %s into Go struct field StreamConfig.%s of type %s"
-                 % (kind, field, _GO_TYPES.get(want, "object")))
+    go_type = want if isinstance(want, str) else _GO_TYPES.get(want, "object")
+    if isinstance(value, float) and go_type in ("int", "int64", "time.Duration"):
+        kind = "number %s" % json.dumps(value)     # Go names the fraction it cannot hold
+    return E.err(E.INVALID_JSON, err="json: cannot unmarshal %s into Go struct field StreamConfigRequest.%s of type %s"
+                 % (kind, field, go_type))
+
+
+# consumer_limits: field -> Go type, in nats-server's JSON order (zero omitted)
+_CONSUMER_LIMITS = (("inactive_threshold", "time.Duration"), ("max_ack_pending", "int"))
+
+
+def decode_consumer_limits(v):
+    """The stream's limits for its consumers, decoded strictly (its values
+    become consumer defaults and bounds, see consumer_config.py)."""
+    if not isinstance(v, dict):
+        raise _type_error("consumer_limits", v, "server.StreamConsumerLimits")
+    known = dict(_CONSUMER_LIMITS)
+    for k, x in v.items():
+        if k not in known:
+            raise E.err(E.INVALID_JSON, err='json: unknown field "%s"' % k)
+        if x is not None and (isinstance(x, bool) or not isinstance(x, int)):
+            raise _type_error("consumer_limits." + k, x, known[k])
+    return dict((k, v[k]) for k, _ in _CONSUMER_LIMITS if v.get(k))
 
 
 def decode_config(raw):
@@ -121,6 +143,9 @@ def decode_config(raw):
             continue
         if k in _SOURCING_DECODERS:    # sourcing: nested StreamSource objects
             cfg[k] = _SOURCING_DECODERS[k](v)
+            continue
+        if k == "consumer_limits":
+            cfg[k] = decode_consumer_limits(v)
             continue
         if want is int:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v):

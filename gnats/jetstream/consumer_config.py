@@ -4,8 +4,9 @@ field order; the checks an update must pass; the consumer error codes.
 
 Durations are integer nanoseconds as on the wire. `consumer_config(raw,
 stream_cfg, ephemeral)` fills the defaults (ack_wait 30 s for acked
-consumers, or the first backoff; max_ack_pending 1000; max_waiting 512 for
-pull; inactive_threshold 5 s for ephemerals; max_deliver -1) and refuses
+consumers, or the first backoff; max_ack_pending and inactive_threshold
+from the stream's consumer_limits, else 1000 and, for ephemerals, 5 s;
+max_waiting 512 for pull; max_deliver -1) and refuses
 what nats-server refuses with its error codes and texts (captured from
 nats-server 2.15.1 with nats-py, see tests/test_js_consumers.py).
 """
@@ -53,6 +54,8 @@ WQ_REQUIRES_EXPLICIT = (400, 10098, "workqueue stream requires explicit ack")
 WQ_MULTIPLE_UNFILTERED = (400, 10099, "multiple non-filtered consumers not allowed on workqueue stream")
 WQ_NOT_UNIQUE = (400, 10100, "filtered consumer not unique on workqueue stream")
 WQ_PULL_ACK = (400, 10084, "consumer in pull mode requires explicit ack policy on workqueue stream")
+MAX_PENDING_EXCESS = (400, 10121, "consumer max ack pending exceeds system limit of {limit}")
+INACTIVE_EXCESS = (400, 10153, "consumer inactive threshold exceeds system limit of {limit}")
 
 MAX_NAME_LEN = 255
 MAX_DESCRIPTION = 4096
@@ -239,12 +242,27 @@ def consumer_config(raw, stream_cfg):
     acked = c["ack_policy"] != "none"
     if acked and not c.get("ack_wait"):
         c["ack_wait"] = DEFAULT_ACK_WAIT
+    # the stream's consumer_limits are the defaults (for any ack policy,
+    # durables included, as nats-server applies them) and the bounds; not
+    # for a mirror's or source's consumer, which the server itself makes
+    lim = {} if c.get("direct") else stream_cfg.get("consumer_limits") or {}
+    lim_pending, lim_inactive = lim.get("max_ack_pending", 0), lim.get("inactive_threshold", 0)
+    if not c.get("max_ack_pending") and lim_pending > 0:
+        c["max_ack_pending"] = lim_pending
+    if not c.get("inactive_threshold") and lim_inactive > 0:
+        c["inactive_threshold"] = lim_inactive
     if acked and not c.get("max_ack_pending"):
         c["max_ack_pending"] = DEFAULT_MAX_ACK_PENDING
     if not push and not c.get("max_waiting"):
         c["max_waiting"] = DEFAULT_MAX_WAITING
     if not c.get("durable_name") and not c.get("inactive_threshold"):
         c["inactive_threshold"] = DEFAULT_INACTIVE
+    if lim_pending > 0 and c.get("max_ack_pending", 0) > lim_pending:
+        raise E.err(MAX_PENDING_EXCESS, limit=lim_pending)
+    if lim_inactive > 0 and c.get("inactive_threshold", 0) > lim_inactive:
+        # imported here: the monitor module imports JetStream's
+        from ..endpoints import go_duration_ns
+        raise E.err(INACTIVE_EXCESS, limit=go_duration_ns(lim_inactive))
     if c.get("max_batch", 0) < 0:
         c["max_batch"] = 0
     meta = dict((k, v) for k, v in (c.get("metadata") or {}).items() if not k.startswith("_nats."))

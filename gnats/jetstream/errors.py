@@ -52,6 +52,7 @@ MSG_DELETE_FAILED = (500, 10057, "{err}")
 PURGE_FAILED = (500, 10110, "{err}")
 SEALED = (400, 10109, "invalid operation on sealed stream")
 STREAM_GENERAL = (500, 10051, "{err}")
+STREAM_UPDATE = (500, 10069, "{err}")
 # publish acknowledgements
 EXPECTED_STREAM = (400, 10060, "expected stream does not match")
 WRONG_LAST_SEQUENCE = (400, 10071, "wrong last sequence: {seq}")
