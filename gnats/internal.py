@@ -52,6 +52,9 @@ class InternalClient:
     no_responders = False
     perms = None
     user = ""
+    # producer back-pressure (conn.stall_check) reads every receiver's
+    # pending output: an internal subscriber has none and never stalls one
+    wbuf = b""
 
     def __init__(self, internals, account):
         self.internals = internals
