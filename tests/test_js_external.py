@@ -12,7 +12,6 @@ back-off of seconds, so the waits are generous.
 """
 
 import asyncio
-import base64
 import shutil
 import tempfile
 import time
@@ -56,24 +55,6 @@ accounts {
 
 class Helpers(JsApiHelpers):
     """JetStream API requests and waits (a TestCase mixin)."""
-
-    async def get(self, nc, name, seq):
-        r = await self.req(nc, "$JS.API.STREAM.MSG.GET." + name, {"seq": seq})
-        m = r.get("message")
-        if m is None:
-            return None
-        m["hdrs"] = base64.b64decode(m.get("hdrs", ""))
-        m["data"] = base64.b64decode(m.get("data", ""))
-        return m
-
-    async def all_msgs(self, nc, name):
-        st = (await self.info(nc, name))["state"]
-        out = []
-        for seq in range(max(st["first_seq"], 1), st["last_seq"] + 1):
-            m = await self.get(nc, name, seq)
-            if m is not None:
-                out.append(m)
-        return out
 
     @staticmethod
     def source_header(m):

@@ -149,6 +149,24 @@ class JsApiHelpers:
                 self.fail("%s: %s never came: %s" % (name, what, json.dumps(r)))
             await asyncio.sleep(0.1)
 
+    async def get(self, nc, name, seq):
+        r = await self.req(nc, "$JS.API.STREAM.MSG.GET." + name, {"seq": seq})
+        m = r.get("message")
+        if m is None:
+            return None
+        m["hdrs"] = base64.b64decode(m.get("hdrs", ""))
+        m["data"] = base64.b64decode(m.get("data", ""))
+        return m
+
+    async def all_msgs(self, nc, name):
+        st = (await self.info(nc, name))["state"]
+        out = []
+        for seq in range(max(st["first_seq"], 1), st["last_seq"] + 1):
+            m = await self.get(nc, name, seq)
+            if m is not None:
+                out.append(m)
+        return out
+
 
 class SourcingBehaviour(JsApiHelpers):
     """The tests, run against one server per test (`exe`: None for ours)."""
@@ -182,24 +200,6 @@ class SourcingBehaviour(JsApiHelpers):
         if msgs is not None:
             self.assertEqual(r["state"]["messages"], msgs)
         return r
-
-    async def get(self, nc, name, seq):
-        r = await self.req(nc, "$JS.API.STREAM.MSG.GET." + name, {"seq": seq})
-        m = r.get("message")
-        if m is None:
-            return None
-        m["hdrs"] = base64.b64decode(m.get("hdrs", ""))
-        m["data"] = base64.b64decode(m.get("data", ""))
-        return m
-
-    async def all_msgs(self, nc, name):
-        st = (await self.info(nc, name))["state"]
-        out = []
-        for seq in range(max(st["first_seq"], 1), st["last_seq"] + 1):
-            m = await self.get(nc, name, seq)
-            if m is not None:
-                out.append(m)
-        return out
 
     # -- mirrors ---------------------------------------------------------------
     def test_mirror_copies_every_message_with_its_sequence(self):
